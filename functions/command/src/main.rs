@@ -1,0 +1,2 @@
+//! command binary (skeleton; filled in by its issue).
+fn main() {}

@@ -1,0 +1,1 @@
+//! domain crate (skeleton; filled in by its issue).

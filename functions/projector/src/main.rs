@@ -1,0 +1,2 @@
+//! projector binary (skeleton; filled in by its issue).
+fn main() {}

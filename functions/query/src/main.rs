@@ -1,0 +1,2 @@
+//! query binary (skeleton; filled in by its issue).
+fn main() {}

@@ -1,0 +1,1 @@
+//! service crate (skeleton; filled in by its issue).

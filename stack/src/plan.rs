@@ -1,0 +1,300 @@
+//! The validated plan: the single, pure-data description of one environment's stack.
+//!
+//! Everything downstream reads this and only this: the template renderer, the AWS deployer, and the
+//! local engine (which takes its routes and stream-mapping settings from here because the local AWS
+//! endpoint cannot create API Gateway v2 resources or a working event source mapping).
+//! **Architecture Invariant:** a `Plan` is plain data, built from config without any I/O beyond
+//! reading the config file; it holds no clients, handles or paths that are opened later.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One environment's validated plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Environment name, e.g. `local`, `dev`, `prod` (the config file stem).
+    pub env: String,
+    /// The config file this plan came from (for error messages).
+    pub config_path: PathBuf,
+    /// Application name, e.g. `cqrs`.
+    pub app: String,
+    /// CloudFormation stack name; also the prefix of every physical name.
+    pub stack_name: String,
+    pub kind: EnvKind,
+    pub region: String,
+    /// Required for `aws` environments, optional for `local`.
+    pub account_id: Option<String>,
+    /// Role to assume before deploying (CI).
+    pub role_arn: Option<String>,
+    /// command, query, projector, in that order.
+    pub functions: Vec<FunctionPlan>,
+    pub events_table: TablePlan,
+    pub projections_table: TablePlan,
+    pub stream_mapping: StreamMapping,
+    pub api: ApiPlan,
+    pub tags: BTreeMap<String, String>,
+    pub alarms: bool,
+    pub deploy: DeployPolicy,
+    /// Present only for `local` environments.
+    pub local: Option<LocalSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvKind {
+    Local,
+    Aws,
+}
+
+/// The three functions of the system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionName {
+    Command,
+    Query,
+    Projector,
+}
+
+impl FunctionName {
+    pub const ALL: [FunctionName; 3] = [FunctionName::Command, FunctionName::Query, FunctionName::Projector];
+
+    /// The cargo package / binary name, and the config key: `command`, `query`, `projector`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionName::Command => "command",
+            FunctionName::Query => "query",
+            FunctionName::Projector => "projector",
+        }
+    }
+
+    /// The CloudFormation logical id prefix: `Command`, `Query`, `Projector`
+    /// (resources are `CommandFunction`, `CommandRole`, `CommandLogGroup`, parameter `CommandCodeKey`).
+    pub fn logical_prefix(self) -> &'static str {
+        match self {
+            FunctionName::Command => "Command",
+            FunctionName::Query => "Query",
+            FunctionName::Projector => "Projector",
+        }
+    }
+}
+
+impl std::fmt::Display for FunctionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FunctionName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FunctionName::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown function `{s}`; expected one of: command, query, projector"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    X86_64,
+    Arm64,
+}
+
+impl Architecture {
+    /// The Lambda API spelling: `x86_64` or `arm64`.
+    pub fn as_lambda(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionPlan {
+    pub name: FunctionName,
+    /// Physical function name: `<stack_name>-<name>`.
+    pub function_name: String,
+    pub memory_mb: u32,
+    pub timeout_seconds: u32,
+    pub architecture: Architecture,
+    pub reserved_concurrency: Option<u32>,
+    /// `error`, `warn`, `info`, `debug` or `trace`; becomes `RUST_LOG`.
+    pub log_level: String,
+    pub log_retention_days: u32,
+    /// Environment variables the function receives (table names, log level), in addition to what the
+    /// platform sets. Keys: `EVENTS_TABLE`, `PROJECTIONS_TABLE`, `RUST_LOG` (only those it needs).
+    pub environment: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BillingMode {
+    PayPerRequest,
+    Provisioned,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TablePlan {
+    /// Physical table name: `<stack_name>-events` / `<stack_name>-projections`.
+    pub table_name: String,
+    pub billing_mode: BillingMode,
+    pub point_in_time_recovery: bool,
+    pub deletion_protection: bool,
+    /// `DeletionPolicy`/`UpdateReplacePolicy: Retain`.
+    pub retain_on_delete: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StartingPosition {
+    TrimHorizon,
+    Latest,
+}
+
+/// Settings of the events-stream -> projector mapping (validated: safe values only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamMapping {
+    pub batch_size: u32,
+    pub maximum_batching_window_seconds: u32,
+    /// Bounded: 0..=10000 (never -1).
+    pub maximum_retry_attempts: u32,
+    /// Bounded: 60..=604800 (never -1).
+    pub maximum_record_age_seconds: u32,
+    pub bisect_batch_on_function_error: bool,
+    /// Always 1 (above 1 breaks per-aggregate order).
+    pub parallelization_factor: u32,
+    pub starting_position: StartingPosition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// One HTTP API route, as API Gateway v2 spells it: `GET /aggregates/{aggregateId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub method: HttpMethod,
+    /// Path with `{param}` segments, e.g. `/aggregates/{aggregateId}/events`.
+    pub path: String,
+    pub function: FunctionName,
+}
+
+impl Route {
+    /// The API Gateway v2 route key: `POST /events`.
+    pub fn route_key(&self) -> String {
+        format!("{} {}", self.method.as_str(), self.path)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiPlan {
+    /// The six routes of the service (see `default_routes`).
+    pub routes: Vec<Route>,
+    pub cors_origins: Vec<String>,
+    pub throttling_burst_limit: u32,
+    pub throttling_rate_limit: f64,
+    pub jwt: Option<JwtAuthorizer>,
+    /// Stage name (`$default` unless configured).
+    pub stage_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JwtAuthorizer {
+    pub issuer: String,
+    pub audience: Vec<String>,
+}
+
+/// What the deploy pipeline is allowed to do in this environment (promotion, hotswap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployPolicy {
+    /// The environment whose release may be promoted into this one (`dev` for staging, `staging` for prod).
+    pub promote_from: Option<String>,
+    /// Whether `deploy --hotswap` is allowed (false for prod by default).
+    pub hotswap: bool,
+    /// Whether a passing smoke test of the source is required before promotion into this environment.
+    pub require_smoke: bool,
+}
+
+/// Settings that only the local engine uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalSettings {
+    /// Port of the local HTTP gateway on 127.0.0.1.
+    pub gateway_port: u16,
+    /// Port of the local AWS endpoint (moto) on 127.0.0.1.
+    pub endpoint_port: u16,
+}
+
+/// The routes every environment serves; the plan, the template, the local gateway and the OpenAPI
+/// document all derive from this list.
+pub fn default_routes() -> Vec<Route> {
+    use FunctionName::*;
+    use HttpMethod::*;
+    let r = |method, path: &str, function| Route { method, path: path.to_string(), function };
+    vec![
+        r(Post, "/events", Command),
+        r(Post, "/aggregates/{aggregateId}/events", Command),
+        r(Get, "/aggregates/{aggregateId}/events", Query),
+        r(Get, "/aggregates/{aggregateId}", Query),
+        r(Get, "/events", Query),
+        r(Get, "/health", Query),
+    ]
+}
+
+impl Plan {
+    pub fn function(&self, name: FunctionName) -> &FunctionPlan {
+        self.functions
+            .iter()
+            .find(|f| f.name == name)
+            .expect("a validated plan has all three functions")
+    }
+}
+
+/// Names of the CloudFormation template parameters the deployer fills in.
+pub mod parameters {
+    /// S3 bucket holding the function zips.
+    pub const ARTIFACT_BUCKET: &str = "ArtifactBucket";
+    /// `<Prefix>CodeKey`, e.g. `CommandCodeKey` = `functions/command/<sha256>.zip`.
+    pub fn code_key(function: super::FunctionName) -> String {
+        format!("{}CodeKey", function.logical_prefix())
+    }
+    /// SHA-256 (hex) of the release manifest; recorded so a no-op deploy can be detected and promotion can
+    /// find the manifest (`releases/<sha256>.json` in the artifact bucket).
+    pub const RELEASE_DIGEST: &str = "ReleaseDigest";
+}
+
+/// Names of the CloudFormation stack outputs.
+pub mod outputs {
+    pub const API_URL: &str = "ApiUrl";
+    pub const EVENTS_TABLE: &str = "EventsTableName";
+    pub const PROJECTIONS_TABLE: &str = "ProjectionsTableName";
+    pub const EVENTS_STREAM_ARN: &str = "EventsStreamArn";
+    pub const DEAD_LETTER_QUEUE_URL: &str = "DeadLetterQueueUrl";
+    pub const DEAD_LETTER_QUEUE_ARN: &str = "DeadLetterQueueArn";
+    pub const RELEASE_DIGEST: &str = "ReleaseDigest";
+    /// `<Prefix>FunctionName`, e.g. `CommandFunctionName`.
+    pub fn function_name(function: super::FunctionName) -> String {
+        format!("{}FunctionName", function.logical_prefix())
+    }
+}

@@ -1,0 +1,1 @@
+//! tests crate (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! deployer crate (skeleton; filled in by its issue).

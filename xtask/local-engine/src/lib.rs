@@ -1,0 +1,1 @@
+//! local-engine crate (skeleton; filled in by its issue).

@@ -1,0 +1,131 @@
+//! The clap command tree. Each subcommand's doc comment is its `--help` text; its arguments are the
+//! `Args` struct of the task module that runs it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::ExitStatus;
+
+/// The typed pipeline of the event-sourced CQRS API: config -> templates -> plan -> change set -> stack.
+///
+/// With no `--env`, commands target the `local` environment: a local AWS endpoint, function host,
+/// HTTP gateway and stream poller on 127.0.0.1, no AWS account needed.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, propagate_version = true)]
+pub struct Cli {
+    /// Print debug logs of the tool itself (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every environment-bound command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnvArgs {
+    /// Environment to act on: the stem of a file in `config/` (`local`, `dev`, `staging`, `prod`).
+    #[arg(long = "env", short = 'e', default_value = "local", env = "XTASK_ENV")]
+    pub env: String,
+    /// Directory holding the per-environment YAML files.
+    #[arg(long, default_value_os_t = default_config_dir(), env = "XTASK_CONFIG_DIR")]
+    pub config_dir: PathBuf,
+}
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON document on stdout (for CI).
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render an environment's CloudFormation template (stdout or --out).
+    Render(crate::render::Args),
+    /// Validate one environment's config and rendered template, or all of them.
+    Validate(crate::validate::Args),
+    /// Build, zip reproducibly and hash the function binaries; write the release manifest.
+    Build(crate::build::Args),
+    /// Build, upload and deploy the stack through a change set (local engine when no --env).
+    Deploy(crate::deploy::Args),
+    /// Delete the stack (and, for local, stop the host and the endpoint).
+    Teardown(crate::teardown::Args),
+    /// Preview what a deploy would change (the change set is deleted afterwards).
+    Diff(crate::diff::Args),
+    /// Show stack status, last deploy, deployed digests vs the local build, outputs.
+    Status(crate::status::Args),
+    /// Rebuild read models from the event log.
+    Replay(crate::replay::Args),
+    /// Show the functions' logs.
+    Logs(crate::logs::Args),
+    /// Check the prerequisites of the local engine and list how it differs from AWS.
+    Doctor(crate::doctor::Args),
+    /// Deploy the release recorded in one environment to the next, without rebuilding.
+    Promote(crate::promote::Args),
+    /// Run the smoke test against a deployed environment and record the result.
+    Smoke(crate::smoke::Args),
+    /// Print benchmark figures (deploy, local engine, hotswap).
+    Bench(crate::bench::Args),
+    /// Run the local engine (function host, HTTP gateway, stream poller) in the foreground.
+    /// `deploy` starts this in the background; you rarely run it yourself.
+    #[command(hide = true)]
+    Serve(crate::serve::Args),
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+    match cli.command {
+        Command::Render(a) => crate::render::run(a).await,
+        Command::Validate(a) => crate::validate::run(a).await,
+        Command::Build(a) => crate::build::run(a).await,
+        Command::Deploy(a) => crate::deploy::run(a).await,
+        Command::Teardown(a) => crate::teardown::run(a).await,
+        Command::Diff(a) => crate::diff::run(a).await,
+        Command::Status(a) => crate::status::run(a).await,
+        Command::Replay(a) => crate::replay::run(a).await,
+        Command::Logs(a) => crate::logs::run(a).await,
+        Command::Doctor(a) => crate::doctor::run(a).await,
+        Command::Promote(a) => crate::promote::run(a).await,
+        Command::Smoke(a) => crate::smoke::run(a).await,
+        Command::Bench(a) => crate::bench::run(a).await,
+        Command::Serve(a) => crate::serve::run(a).await,
+    }
+}
+
+/// The repository root: the parent of this crate's directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_path_buf()
+}
+
+fn default_config_dir() -> PathBuf {
+    repo_root().join("config")
+}
+
+/// Logs of the tool itself go to stderr so stdout stays clean for `--output json`.
+pub fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info,xtask=debug,deployer=debug,local_engine=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("XTASK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,14 @@
+//! `cargo xtask smoke` (skeleton: its issue fills it in).
+
+use crate::exit::ExitStatus;
+
+/// Arguments of `cargo xtask smoke`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub env: crate::cli::EnvArgs,
+}
+
+pub async fn run(_args: Args) -> anyhow::Result<ExitStatus> {
+    anyhow::bail!("`cargo xtask smoke` is not implemented yet")
+}
