@@ -1,0 +1,584 @@
+//! Promotion: deploy the release recorded with one environment into the next, bit for bit, without rebuilding.
+//!
+//! The release manifest ([`crate::manifest`]) is the unit of promotion. The source stack records its digest in
+//! the `ReleaseDigest` parameter and its bucket holds the manifest at `releases/<digest>.json`; the smoke test
+//! records its result next to it at `smoke/<env>.json`. Promotion checks all of that ([`check_promotion`], pure,
+//! so every refusal is unit-tested), copies the content-addressed zips when the target bucket differs, deploys
+//! through the same change-set path as `deploy`, then verifies each function's deployed `CodeSha256` against the
+//! manifest ([`verify_code`]).
+//!
+//! This module also renders the one-time OIDC bootstrap template (`templates/oidc-roles.yaml.hbs`): the deploy
+//! roles the CI workflow assumes are derived from the same configs that promotion enforces.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stack::{FunctionName, Plan};
+
+use crate::manifest::ReleaseManifest;
+use crate::{Error, Result};
+
+/// The smoke record format version.
+pub const SMOKE_SCHEMA: u32 = 1;
+
+/// `smoke/<env>.json`: the last smoke result of an environment, in its artifact bucket.
+pub fn smoke_key(env: &str) -> String {
+    format!("smoke/{env}.json")
+}
+
+/// The result of one `cargo xtask smoke` run, stored with the environment so promotion can require it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmokeRecord {
+    pub schema: u32,
+    pub env: String,
+    pub passed: bool,
+    /// The `ReleaseDigest` deployed when the smoke test ran; `None` when the stack records none.
+    pub release_digest: Option<String>,
+    pub api_url: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub checks: Vec<SmokeCheck>,
+}
+
+/// One step of the smoke test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmokeCheck {
+    pub name: String,
+    pub passed: bool,
+    /// What was observed (on failure: what was expected instead).
+    pub detail: String,
+    pub duration_ms: u64,
+}
+
+impl fmt::Display for SmokeRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.passed { "passed" } else { "FAILED" };
+        writeln!(f, "smoke test of `{}` {verdict} against {} ({} ms)", self.env, self.api_url, self.duration_ms)?;
+        writeln!(f, "  release: {}", self.release_digest.as_deref().unwrap_or("(none recorded)"))?;
+        for c in &self.checks {
+            let mark = if c.passed { "ok  " } else { "FAIL" };
+            writeln!(f, "  {mark} {:<28} {:>6} ms  {}", c.name, c.duration_ms, c.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a promotion was refused. Every reason found is reported at once, so one run tells the whole story.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Refusal {
+    /// `deploy.promote_from` of the target names another environment (or none).
+    OrderNotAllowed { from: String, to: String, allowed: Option<String> },
+    /// The source stack records no `ReleaseDigest`: it was never deployed by this tool.
+    NoReleaseDeployed { env: String, stack: String },
+    /// The digest is recorded but its manifest is not in the source bucket.
+    NoManifest { env: String, bucket: String, key: String },
+    /// The target requires a passing smoke test of the source and there is none.
+    SmokeMissing { env: String, digest: String },
+    /// The last smoke test of the source failed.
+    SmokeFailed { env: String, digest: String, failed_checks: Vec<String> },
+    /// The last smoke test passed, but for another release than the one deployed now.
+    SmokeForOtherRelease { env: String, smoked: Option<String>, deployed: String },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::OrderNotAllowed { from, to, allowed: Some(allowed) } => write!(
+                f,
+                "promotion order: `{to}` accepts releases only from `{allowed}` (deploy.promote_from in its config), not from `{from}`; promote {from} -> {allowed} first"
+            ),
+            Refusal::OrderNotAllowed { from, to, allowed: None } => write!(
+                f,
+                "promotion order: `{to}` accepts no promotion (its config has no deploy.promote_from); deploy it with `cargo xtask deploy --env {to}`, or set deploy.promote_from: {from}"
+            ),
+            Refusal::NoReleaseDeployed { env, stack } => write!(
+                f,
+                "`{env}` has no release: stack `{stack}` records no ReleaseDigest parameter; run `cargo xtask deploy --env {env}` first"
+            ),
+            Refusal::NoManifest { env, bucket, key } => write!(
+                f,
+                "`{env}` has no release manifest: s3://{bucket}/{key} does not exist; redeploy `{env}` with `cargo xtask deploy --env {env}` to record it"
+            ),
+            Refusal::SmokeMissing { env, digest } => write!(
+                f,
+                "no smoke test recorded for `{env}` (release {}); run `cargo xtask smoke --env {env}` first",
+                short(digest)
+            ),
+            Refusal::SmokeFailed { env, digest, failed_checks } => write!(
+                f,
+                "the last smoke test of `{env}` (release {}) failed ({}); fix `{env}` and run `cargo xtask smoke --env {env}` again",
+                short(digest),
+                failed_checks.join(", ")
+            ),
+            Refusal::SmokeForOtherRelease { env, smoked, deployed } => write!(
+                f,
+                "the last smoke test of `{env}` ran against release {}, but {} is deployed now; run `cargo xtask smoke --env {env}` again",
+                smoked.as_deref().map(short).unwrap_or("(unknown)"),
+                short(deployed)
+            ),
+        }
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// Joins refusals into the message of an [`Error::Refused`] (exit 3).
+pub fn refused(refusals: &[Refusal]) -> Error {
+    let lines: Vec<String> = refusals.iter().map(|r| format!("  - {r}")).collect();
+    Error::Refused(format!("promotion refused:\n{}", lines.join("\n")))
+}
+
+/// The promotion-order rule alone: `to.deploy.promote_from` must name `from`.
+pub fn check_order(source: &Plan, target: &Plan) -> Option<Refusal> {
+    (target.deploy.promote_from.as_deref() != Some(source.env.as_str())).then(|| Refusal::OrderNotAllowed {
+        from: source.env.clone(),
+        to: target.env.clone(),
+        allowed: target.deploy.promote_from.clone(),
+    })
+}
+
+/// What promotion found about the source, gathered by I/O before the decision.
+#[derive(Debug, Clone)]
+pub struct SourceFacts {
+    pub stack_name: String,
+    pub bucket: String,
+    /// The source stack's `ReleaseDigest` parameter.
+    pub digest: Option<String>,
+    /// Whether `releases/<digest>.json` exists in the source bucket.
+    pub manifest_found: bool,
+    pub smoke: Option<SmokeRecord>,
+}
+
+/// Every rule of promotion, pure: the order in the configs, a recorded release with its manifest, and (when the
+/// target requires it) a passing smoke test of exactly that release.
+pub fn check_promotion(source: &Plan, target: &Plan, facts: &SourceFacts) -> Vec<Refusal> {
+    let mut refusals: Vec<Refusal> = check_order(source, target).into_iter().collect();
+    let Some(digest) = facts.digest.as_deref().filter(|d| !d.is_empty()) else {
+        refusals.push(Refusal::NoReleaseDeployed { env: source.env.clone(), stack: facts.stack_name.clone() });
+        return refusals;
+    };
+    if !facts.manifest_found {
+        refusals.push(Refusal::NoManifest {
+            env: source.env.clone(),
+            bucket: facts.bucket.clone(),
+            key: crate::manifest::release_key(digest),
+        });
+    }
+    if target.deploy.require_smoke {
+        match &facts.smoke {
+            None => refusals.push(Refusal::SmokeMissing { env: source.env.clone(), digest: digest.to_string() }),
+            Some(s) if s.release_digest.as_deref() != Some(digest) => refusals.push(Refusal::SmokeForOtherRelease {
+                env: source.env.clone(),
+                smoked: s.release_digest.clone(),
+                deployed: digest.to_string(),
+            }),
+            Some(s) if !s.passed => refusals.push(Refusal::SmokeFailed {
+                env: source.env.clone(),
+                digest: digest.to_string(),
+                failed_checks: s.checks.iter().filter(|c| !c.passed).map(|c| c.name.clone()).collect(),
+            }),
+            Some(_) => {}
+        }
+    }
+    refusals
+}
+
+/// Lambda's `CodeSha256` spelling of a hex SHA-256: base64 of the raw 32 bytes.
+pub fn code_sha256_of_hex(zip_sha256_hex: &str) -> Result<String> {
+    let raw = hex::decode(zip_sha256_hex)
+        .map_err(|e| Error::InvalidInput(format!("`{zip_sha256_hex}` is not a hex SHA-256 in the manifest: {e}")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+/// One function's deployed code compared with the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CodeCheck {
+    pub function: FunctionName,
+    pub function_name: String,
+    /// From the manifest, base64 (Lambda's spelling).
+    pub expected: String,
+    /// `CodeSha256` reported by Lambda.
+    pub deployed: String,
+}
+
+impl CodeCheck {
+    pub fn matches(&self) -> bool {
+        self.expected == self.deployed
+    }
+}
+
+/// Reads every function's `CodeSha256` and compares it with the manifest. Returns the comparisons; a mismatch
+/// is an [`Error::StackFailed`] because the stack now runs code nobody tested.
+pub async fn verify_code(
+    lambda: &aws_sdk_lambda::Client,
+    plan: &Plan,
+    manifest: &ReleaseManifest,
+) -> Result<Vec<CodeCheck>> {
+    let mut checks = Vec::new();
+    for f in &plan.functions {
+        let artifact = manifest.functions.get(&f.name).ok_or_else(|| {
+            Error::InvalidInput(format!("the release manifest has no `{}` function; rebuild and redeploy the source", f.name))
+        })?;
+        let out = lambda
+            .get_function_configuration()
+            .function_name(&f.function_name)
+            .send()
+            .await
+            .map_err(Error::aws(format!("reading the code digest of `{}`", f.function_name)))?;
+        checks.push(CodeCheck {
+            function: f.name,
+            function_name: f.function_name.clone(),
+            expected: code_sha256_of_hex(&artifact.zip_sha256)?,
+            deployed: out.code_sha256().unwrap_or_default().to_string(),
+        });
+    }
+    let bad: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.matches())
+        .map(|c| format!("{} runs {} but the release has {}", c.function_name, c.deployed, c.expected))
+        .collect();
+    if !bad.is_empty() {
+        return Err(Error::StackFailed(format!(
+            "deployed code differs from the promoted release: {}; redeploy the target or promote again",
+            bad.join("; ")
+        )));
+    }
+    Ok(checks)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// S3 records: smoke results, manifests, zips.
+
+/// Stores a smoke record at `smoke/<env>.json` (overwriting the previous one: promotion wants the last result).
+pub async fn put_smoke_record(s3: &aws_sdk_s3::Client, bucket: &str, record: &SmokeRecord) -> Result<()> {
+    let body = serde_json::to_vec_pretty(record).expect("a smoke record serializes");
+    put_json(s3, bucket, &smoke_key(&record.env), body).await
+}
+
+/// The last smoke record of `env`, or `None` when it never ran.
+pub async fn get_smoke_record(s3: &aws_sdk_s3::Client, bucket: &str, env: &str) -> Result<Option<SmokeRecord>> {
+    let key = smoke_key(env);
+    let Some(bytes) = get_object(s3, bucket, &key).await? else { return Ok(None) };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::InvalidInput(format!("s3://{bucket}/{key} is not a smoke record ({e}); run `cargo xtask smoke --env {env}` again")))
+}
+
+/// The manifest `releases/<digest>.json`, checked against its digest so a tampered or truncated file is refused.
+pub async fn get_manifest(s3: &aws_sdk_s3::Client, bucket: &str, digest: &str) -> Result<Option<ReleaseManifest>> {
+    let key = crate::manifest::release_key(digest);
+    let Some(bytes) = get_object(s3, bucket, &key).await? else { return Ok(None) };
+    let manifest: ReleaseManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidInput(format!("s3://{bucket}/{key} is not a release manifest: {e}")))?;
+    if manifest.digest() != digest {
+        return Err(Error::InvalidInput(format!(
+            "s3://{bucket}/{key} hashes to {} instead of {digest}: the manifest was altered; redeploy the source",
+            manifest.digest()
+        )));
+    }
+    Ok(Some(manifest))
+}
+
+/// Records `manifest` at `releases/<digest>.json` in `bucket` (the target's record of what it runs).
+pub async fn put_manifest(s3: &aws_sdk_s3::Client, bucket: &str, manifest: &ReleaseManifest) -> Result<()> {
+    put_json(s3, bucket, &manifest.s3_key(), manifest.canonical_json()).await
+}
+
+/// Makes every zip of `manifest` present in `to_bucket`, copying server-side from `from_bucket` (keys are
+/// content-addressed, so an existing key is already right). Returns the keys copied.
+pub async fn copy_artifacts(
+    source: &aws_sdk_s3::Client,
+    target: &aws_sdk_s3::Client,
+    from_bucket: &str,
+    to_bucket: &str,
+    manifest: &ReleaseManifest,
+) -> Result<Vec<String>> {
+    let mut copied = Vec::new();
+    if from_bucket == to_bucket {
+        return Ok(copied);
+    }
+    for artifact in manifest.functions.values() {
+        let key = &artifact.s3_key;
+        if object_exists(target, to_bucket, key).await? {
+            continue;
+        }
+        // Download and upload rather than CopyObject: the source and target may sit in different regions or
+        // accounts with different credentials, and the zips are a few MB.
+        let bytes = get_object(source, from_bucket, key).await?.ok_or_else(|| {
+            Error::Refused(format!("s3://{from_bucket}/{key} is missing although the release manifest lists it; redeploy the source"))
+        })?;
+        let actual = crate::package::sha256_hex(&bytes);
+        if actual != artifact.zip_sha256 {
+            return Err(Error::Refused(format!(
+                "s3://{from_bucket}/{key} hashes to {actual}, not {}: refusing to promote a corrupted artifact",
+                artifact.zip_sha256
+            )));
+        }
+        target
+            .put_object()
+            .bucket(to_bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(Error::aws(format!("uploading s3://{to_bucket}/{key}")))?;
+        copied.push(key.clone());
+    }
+    Ok(copied)
+}
+
+pub(crate) async fn put_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .body(body.into())
+        .send()
+        .await
+        .map_err(Error::aws(format!("writing s3://{bucket}/{key}")))?;
+    Ok(())
+}
+
+/// The object's bytes, or `None` when the key (or the bucket) does not exist.
+pub(crate) async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => {
+            let data = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::Aws { context: format!("reading s3://{bucket}/{key}"), message: e.to_string() })?;
+            Ok(Some(data.into_bytes().to_vec()))
+        }
+        Err(err) => {
+            let missing = err
+                .as_service_error()
+                .is_some_and(|e| e.is_no_such_key() || aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e) == Some("NoSuchBucket"));
+            if missing { Ok(None) } else { Err(Error::aws(format!("reading s3://{bucket}/{key}"))(err)) }
+        }
+    }
+}
+
+pub(crate) async fn object_exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<bool> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Ok(true),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+        Err(err) => Err(Error::aws(format!("checking s3://{bucket}/{key}"))(err)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// OIDC bootstrap template.
+
+/// The GitHub environment whose jobs deploy `env`: the workflow runs prod in the protected `production`
+/// environment (manual approval), every other environment under its own name.
+pub fn github_environment(env: &str) -> String {
+    match env {
+        "prod" => "production".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// One environment's input to the OIDC template.
+#[derive(Debug, Clone)]
+pub struct OidcEnvironment<'a> {
+    pub plan: &'a Plan,
+    pub artifact_bucket: String,
+}
+
+#[derive(Serialize)]
+struct OidcRole {
+    env: String,
+    logical_id: String,
+    stack_name: String,
+    region: String,
+    role_arn: String,
+    role_name: String,
+    role_path: String,
+    github_environment: String,
+    artifact_bucket: String,
+    /// The role of the environment this one promotes from (it assumes that role to read the release).
+    promote_from: Option<OidcPeer>,
+    /// The roles of the environments that promote from this one (this role trusts them).
+    promoters: Vec<OidcPeer>,
+}
+
+#[derive(Serialize)]
+struct OidcPeer {
+    env: String,
+    account_id: String,
+    role_arn: String,
+}
+
+/// Renders `templates/oidc-roles.yaml.hbs` (strict mode) for the `aws` environments of one account: GitHub's
+/// OIDC provider and one deploy role per environment, named and pathed as the config's `role_arn` says, trusting
+/// `repo:<github_repo>:environment:<github environment>`, itself (the tool assumes `role_arn` again), and the
+/// roles of the environments that promote from it (promotion reads the source release as the source's role).
+/// `all` is every environment, to resolve promotion peers that may live in other accounts.
+pub fn render_oidc_roles(
+    template: &str,
+    github_repo: &str,
+    account_id: &str,
+    envs: &[OidcEnvironment<'_>],
+    all: &[OidcEnvironment<'_>],
+) -> Result<String> {
+    if !github_repo.contains('/') || github_repo.contains(char::is_whitespace) {
+        return Err(Error::InvalidInput(format!(
+            "`{github_repo}` is not a GitHub repository; pass it as owner/name (e.g. --github-repo acme/cqrs)"
+        )));
+    }
+    let peer = |plan: &Plan| -> Result<OidcPeer> {
+        let arn = plan.role_arn.as_deref().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: role_arn is not set; the OIDC template creates the role the config names, so set role_arn (e.g. arn:aws:iam::{account_id}:role/{}-deploy)",
+                plan.config_path.display(),
+                plan.stack_name
+            ))
+        })?;
+        let (account, _, _) = parse_role_arn(arn).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: role_arn `{arn}` is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                plan.config_path.display()
+            ))
+        })?;
+        Ok(OidcPeer { env: plan.env.clone(), account_id: account, role_arn: arn.to_string() })
+    };
+    let mut roles = Vec::new();
+    for e in envs {
+        let plan = e.plan;
+        let me = peer(plan)?;
+        let (_, role_path, role_name) = parse_role_arn(&me.role_arn).expect("checked by peer()");
+        if me.account_id != account_id {
+            return Err(Error::InvalidInput(format!(
+                "{}: role_arn `{}` is in account {}, not {account_id}; render the template once per account",
+                plan.config_path.display(),
+                me.role_arn,
+                me.account_id
+            )));
+        }
+        let promote_from = match plan.deploy.promote_from.as_deref() {
+            None => None,
+            Some(src) => {
+                let s = all.iter().find(|o| o.plan.env == src).ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "{}: deploy.promote_from names `{src}`, which has no config",
+                        plan.config_path.display()
+                    ))
+                })?;
+                Some(peer(s.plan)?)
+            }
+        };
+        let promoters = all
+            .iter()
+            .filter(|o| o.plan.deploy.promote_from.as_deref() == Some(plan.env.as_str()))
+            .map(|o| peer(o.plan))
+            .collect::<Result<Vec<_>>>()?;
+        roles.push(OidcRole {
+            env: plan.env.clone(),
+            logical_id: format!("{}DeployRole", logical(&plan.env)),
+            stack_name: plan.stack_name.clone(),
+            region: plan.region.clone(),
+            role_arn: me.role_arn.clone(),
+            role_name,
+            role_path,
+            github_environment: github_environment(&plan.env),
+            artifact_bucket: e.artifact_bucket.clone(),
+            promote_from,
+            promoters,
+        });
+    }
+    if roles.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "no aws environment deploys into account {account_id}; check role_arn in config/*.yaml"
+        )));
+    }
+    let app = envs[0].plan.app.clone();
+    let mut hb = handlebars::Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    let data = serde_json::json!({ "github_repo": github_repo, "account_id": account_id, "app": app, "roles": roles });
+    hb.render_template(template, &data)
+        .map_err(|e| Error::InvalidInput(format!("rendering templates/oidc-roles.yaml.hbs: {e}")))
+}
+
+/// `arn:aws:iam::<account>:role/<path/><name>` -> (account, `/<path>/`, name).
+fn parse_role_arn(arn: &str) -> Option<(String, String, String)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let (_partition, service, _region, account, resource) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if service != "iam" || account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let path_and_name = resource.strip_prefix("role/")?;
+    let (path, name) = match path_and_name.rfind('/') {
+        Some(i) => (format!("/{}/", &path_and_name[..i]), path_and_name[i + 1..].to_string()),
+        None => ("/".to_string(), path_and_name.to_string()),
+    };
+    (!name.is_empty()).then_some((account.to_string(), path, name))
+}
+
+/// `dev` -> `Dev`, `my-env` -> `MyEnv`: a CloudFormation-safe logical id part.
+fn logical(env: &str) -> String {
+    env.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut cs = p.chars();
+            cs.next().map(|c| c.to_ascii_uppercase().to_string() + cs.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Per-function code keys of a manifest, as template parameter name -> key (for logs and JSON output).
+pub fn code_keys(manifest: &ReleaseManifest) -> BTreeMap<String, String> {
+    manifest.functions.iter().map(|(f, a)| (stack::parameters::code_key(*f), a.s3_key.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_sha256_is_base64_of_the_raw_digest() {
+        // SHA-256 of the empty string, as Lambda would report it.
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(code_sha256_of_hex(hex).unwrap(), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert!(code_sha256_of_hex("zz").is_err());
+    }
+
+    #[test]
+    fn role_arns_split_into_account_path_and_name() {
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::111111111111:role/cqrs-dev-deploy"),
+            Some(("111111111111".into(), "/".into(), "cqrs-dev-deploy".into()))
+        );
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::111111111111:role/ci/deploy/cqrs"),
+            Some(("111111111111".into(), "/ci/deploy/".into(), "cqrs".into()))
+        );
+        assert_eq!(parse_role_arn("arn:aws:s3:::bucket"), None);
+        assert_eq!(parse_role_arn("arn:aws:iam::1:role/x"), None);
+    }
+
+    #[test]
+    fn logical_ids_are_camel_case() {
+        assert_eq!(logical("dev"), "Dev");
+        assert_eq!(logical("eu-prod_2"), "EuProd2");
+    }
+
+    #[test]
+    fn refusal_messages_say_what_to_do() {
+        let r = Refusal::OrderNotAllowed { from: "dev".into(), to: "prod".into(), allowed: Some("staging".into()) };
+        assert_eq!(
+            r.to_string(),
+            "promotion order: `prod` accepts releases only from `staging` (deploy.promote_from in its config), not from `dev`; promote dev -> staging first"
+        );
+        let r = Refusal::SmokeMissing { env: "dev".into(), digest: "0123456789abcdef".into() };
+        assert_eq!(r.to_string(), "no smoke test recorded for `dev` (release 0123456789ab); run `cargo xtask smoke --env dev` first");
+    }
+}
