@@ -1,1 +1,8 @@
-//! tests crate (skeleton; filled in by its issue).
+//! Shared helpers of the cross-crate integration tests (each test file under `tests/` is its own binary).
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is one level below the root").to_path_buf()
+}
