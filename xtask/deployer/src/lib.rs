@@ -1,1 +1,34 @@
-//! deployer crate (skeleton; filled in by its issue).
+//! The AWS layer of the pipeline: everything that turns a validated [`stack::Plan`] and the function crates
+//! into a deployed stack, and back.
+//!
+//! - [`build`]: one cargo (or cargo-lambda) invocation, reproducible zips ([`package`]), the ELF glibc-floor
+//!   check ([`elf`]) and the release manifest ([`manifest`]).
+//! - [`aws`]: SDK clients from the standard chain, role assumption, account check, retry configuration.
+//! - [`artifacts`]: the artifact bucket the tool owns and content-addressed uploads.
+//! - [`deploy`]: no-op detection, change sets, the deploy preview and its data-loss guard ([`preview`]),
+//!   execution with live progress ([`stackops`], [`ui`]).
+//! - [`teardown`], [`status`], [`api`] (reading the HTTP API back), [`replay`].
+//!
+//! **Architecture Invariant:** this crate (with `local-engine`) is the only one that does AWS I/O. It prints
+//! nothing itself: every line for people goes through a [`ui::Ui`], so the CLI decides about terminals and
+//! tests can record what would have been printed.
+
+pub mod api;
+pub mod artifacts;
+pub mod aws;
+pub mod build;
+pub mod deploy;
+pub mod elf;
+pub mod error;
+pub mod hotswap;
+pub mod manifest;
+pub mod package;
+pub mod preview;
+pub mod promote;
+pub mod stackops;
+pub mod status;
+pub mod teardown;
+pub mod template;
+pub mod ui;
+
+pub use error::{Error, Result};

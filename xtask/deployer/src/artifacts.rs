@@ -1,0 +1,297 @@
+//! The artifact bucket: created by the tool outside the stack (the stack's functions need their code before
+//! the stack exists), versioned, encrypted, closed to the public, and tagged so that teardown deletes only a
+//! bucket this tool created. Uploads are content-addressed: a key that exists already holds the same bytes.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, VersioningConfiguration,
+};
+use serde::Serialize;
+use stack::Plan;
+
+use crate::build::Release;
+use crate::error::{Error, Result};
+
+/// The tag marking a bucket as created by this tool (value: the stack name).
+pub const OWNER_TAG: &str = "cargo-xtask:created-for-stack";
+
+/// `<stack>-artifacts-<account>` (`local` when there is no account), lowercase, at most 63 characters.
+pub fn bucket_name(plan: &Plan, account: Option<&str>) -> String {
+    let mut name = format!(
+        "{}-artifacts-{}",
+        plan.stack_name,
+        account.unwrap_or("local")
+    )
+    .to_lowercase();
+    name.truncate(63);
+    name
+}
+
+/// Creates the bucket if it is missing (returns whether it did), then makes sure versioning, encryption and
+/// the public access block are on: re-applying them is cheap and repairs a bucket someone changed.
+pub async fn ensure_bucket(
+    s3: &Client,
+    bucket: &str,
+    region: &str,
+    stack_name: &str,
+) -> Result<bool> {
+    let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
+    if !exists {
+        let mut req = s3.create_bucket().bucket(bucket);
+        if region != "us-east-1" && !region.is_empty() {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        req.send().await.map_err(Error::aws(format!(
+            "creating the artifact bucket `{bucket}`"
+        )))?;
+        let tagging = Tagging::builder()
+            .tag_set(
+                Tag::builder()
+                    .key(OWNER_TAG)
+                    .value(stack_name)
+                    .build()
+                    .expect("key and value are set"),
+            )
+            .build()
+            .expect("tag set is set");
+        s3.put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(Error::aws(format!(
+                "tagging the artifact bucket `{bucket}`"
+            )))?;
+    }
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(Error::aws(format!("enabling versioning on `{bucket}`")))?;
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::Aes256)
+                .build()
+                .expect("algorithm is set"),
+        )
+        .build();
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .expect("rules are set"),
+        )
+        .send()
+        .await
+        .map_err(Error::aws(format!("enabling encryption on `{bucket}`")))?;
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(Error::aws(format!("blocking public access on `{bucket}`")))?;
+    Ok(!exists)
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct UploadSummary {
+    pub uploaded: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// Uploads each zip under its content-addressed key (skipping keys that exist) and the manifest under
+/// `releases/<digest>.json`.
+pub async fn upload_release(s3: &Client, bucket: &str, release: &Release) -> Result<UploadSummary> {
+    let mut summary = UploadSummary::default();
+    for (name, artifact) in &release.manifest.functions {
+        let path = release.zip_path(*name);
+        upload_if_missing(
+            s3,
+            bucket,
+            &artifact.s3_key,
+            || async {
+                ByteStream::from_path(&path)
+                    .await
+                    .map_err(|e| Error::Tool(format!("reading {}: {e}", path.display())))
+            },
+            &mut summary,
+        )
+        .await?;
+    }
+    let json = release.manifest.canonical_json();
+    upload_if_missing(
+        s3,
+        bucket,
+        &release.manifest.s3_key(),
+        || async { Ok(ByteStream::from(json)) },
+        &mut summary,
+    )
+    .await?;
+    Ok(summary)
+}
+
+async fn upload_if_missing<F, Fut>(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    body: F,
+    summary: &mut UploadSummary,
+) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<ByteStream>>,
+{
+    if s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+    {
+        summary.skipped.push(key.to_string());
+        return Ok(());
+    }
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body().await?)
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .map_err(Error::aws(format!("uploading s3://{bucket}/{key}")))?;
+    summary.uploaded.push(key.to_string());
+    Ok(())
+}
+
+/// Reads a release manifest back from the bucket (promotion and status use this).
+pub async fn read_manifest(
+    s3: &Client,
+    bucket: &str,
+    digest: &str,
+) -> Result<crate::manifest::ReleaseManifest> {
+    let key = crate::manifest::release_key(digest);
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(Error::aws(format!("reading s3://{bucket}/{key}")))?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| Error::Tool(format!("reading s3://{bucket}/{key}: {e}")))?
+        .into_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::InvalidInput(format!(
+            "s3://{bucket}/{key} is not a release manifest: {e}"
+        ))
+    })
+}
+
+/// Whether the bucket exists and carries our owner tag for this stack.
+pub async fn is_ours(s3: &Client, bucket: &str, stack_name: &str) -> Result<bool> {
+    if s3.head_bucket().bucket(bucket).send().await.is_err() {
+        return Ok(false);
+    }
+    let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(t) => t,
+        Err(_) => return Ok(false),
+    };
+    Ok(tags
+        .tag_set()
+        .iter()
+        .any(|t| t.key() == OWNER_TAG && t.value() == stack_name))
+}
+
+/// Deletes every object version and delete marker, then the bucket. Returns how many versions were deleted.
+pub async fn empty_and_delete(s3: &Client, bucket: &str) -> Result<usize> {
+    let mut deleted = 0;
+    let mut key_marker: Option<String> = None;
+    let mut version_marker: Option<String> = None;
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .map_err(Error::aws(format!("listing object versions of `{bucket}`")))?;
+        let mut ids = Vec::new();
+        for v in page.versions() {
+            ids.push(
+                ObjectIdentifier::builder()
+                    .key(v.key().unwrap_or_default())
+                    .set_version_id(v.version_id().map(String::from))
+                    .build(),
+            );
+        }
+        for m in page.delete_markers() {
+            ids.push(
+                ObjectIdentifier::builder()
+                    .key(m.key().unwrap_or_default())
+                    .set_version_id(m.version_id().map(String::from))
+                    .build(),
+            );
+        }
+        let ids: Vec<ObjectIdentifier> = ids
+            .into_iter()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Tool(format!("{e}")))?;
+        for chunk in ids.chunks(1000) {
+            deleted += chunk.len();
+            s3.delete_objects()
+                .bucket(bucket)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(chunk.to_vec()))
+                        .quiet(true)
+                        .build()
+                        .map_err(|e| Error::Tool(format!("{e}")))?,
+                )
+                .send()
+                .await
+                .map_err(Error::aws(format!("deleting objects of `{bucket}`")))?;
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(String::from);
+        version_marker = page.next_version_id_marker().map(String::from);
+    }
+    s3.delete_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(Error::aws(format!(
+            "deleting the artifact bucket `{bucket}`"
+        )))?;
+    Ok(deleted)
+}

@@ -1,0 +1,126 @@
+//! SDK clients for one environment: credentials and region from the standard chain (profiles, environment,
+//! `AWS_ENDPOINT_URL`), the configured role assumed when there is one, and the account checked against the
+//! config before anything is touched.
+//!
+//! Throttling and eventual consistency are handled by the SDK's standard retry mode (exponential backoff with
+//! jitter, a retry token bucket), never by sleeps of our own.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use stack::{EnvKind, Plan};
+
+use crate::error::{Error, Result};
+
+/// Attempts per call (the first try included) before an error reaches us.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The retry configuration every client uses: standard mode (throttling errors and transient failures are
+/// retried with backoff).
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_max_backoff(Duration::from_secs(20))
+}
+
+/// The clients the deployer uses, all from one `SdkConfig`.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub cfn: aws_sdk_cloudformation::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub apigw: aws_sdk_apigatewayv2::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub region: String,
+}
+
+impl Clients {
+    /// Clients from a ready `SdkConfig` (tests pass one with a recorded HTTP client or pointed at moto).
+    /// S3 uses path-style addressing when an endpoint override is set: a local endpoint has no per-bucket DNS.
+    pub fn from_sdk_config(sdk: &SdkConfig) -> Self {
+        let path_style = sdk.endpoint_url().is_some();
+        let s3_conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build();
+        Clients {
+            cfn: aws_sdk_cloudformation::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            lambda: aws_sdk_lambda::Client::new(sdk),
+            apigw: aws_sdk_apigatewayv2::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+            region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Loads the SDK config for a plan: standard chain, the plan's region, our retry config, the endpoint override
+/// (the local endpoint's URL for `local`; dummy credentials there, as nothing checks them), then the role.
+pub async fn sdk_config(plan: &Plan, endpoint_url: Option<&str>) -> Result<SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(plan.region.clone()))
+        .retry_config(retry_config());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if plan.kind == EnvKind::Local {
+        loader = loader.credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "local-endpoint",
+        ));
+    }
+    let base = loader.load().await;
+    let Some(role) = plan
+        .role_arn
+        .as_deref()
+        .filter(|_| plan.kind == EnvKind::Aws)
+    else {
+        return Ok(base);
+    };
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name(format!("cargo-xtask-{}", plan.env))
+        .configure(&base)
+        .build()
+        .await;
+    Ok(base
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build())
+}
+
+/// [`sdk_config`] then [`verify_account`]: the clients of an environment, ready to use.
+pub async fn connect(plan: &Plan, endpoint_url: Option<&str>) -> Result<(Clients, Option<String>)> {
+    let sdk = sdk_config(plan, endpoint_url).await?;
+    let clients = Clients::from_sdk_config(&sdk);
+    let account = verify_account(&clients, plan).await?;
+    Ok((clients, account))
+}
+
+/// For AWS environments, checks that the credentials belong to the configured account and returns it;
+/// `local` is not checked (returns `None`).
+pub async fn verify_account(clients: &Clients, plan: &Plan) -> Result<Option<String>> {
+    if plan.kind == EnvKind::Local {
+        return Ok(None);
+    }
+    let identity = clients
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(Error::aws("checking the AWS credentials (sts:GetCallerIdentity); configure credentials (AWS_PROFILE, environment or SSO) and retry"))?;
+    let actual = identity.account().unwrap_or_default().to_string();
+    match plan.account_id.as_deref() {
+        Some(expected) if expected != actual => Err(Error::Refused(format!(
+            "the credentials belong to account {actual}, but {} is for account {expected}; switch credentials (AWS_PROFILE) or fix `account_id`",
+            plan.config_path.display()
+        ))),
+        _ => Ok(Some(actual)),
+    }
+}

@@ -1,0 +1,367 @@
+//! Build and package: one cargo invocation for all function binaries, then reproducible zips, hashes, the
+//! glibc-floor check and the release manifest, laid out where the local engine and promotion expect them.
+//!
+//! Layout (a contract with the local engine and promotion):
+//! `<target dir>/xtask/dist/<env>/<function>/bootstrap`, `<...>/<function>/<function>.zip`,
+//! `<target dir>/xtask/dist/<env>/manifest.json`.
+//!
+//! `local` builds for the host with the default dev profile, sharing the test build cache. AWS environments
+//! build release binaries with cargo-lambda (installed on first use into `.local/tools/cargo-lambda`, pinned)
+//! for a `.2.26` glibc target, and every binary's glibc floor is checked against Lambda's before upload.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use stack::{Architecture, EnvKind, FunctionName, Plan};
+
+use crate::elf::{self, GlibcVersion, LAMBDA_GLIBC};
+use crate::error::{Error, Result};
+use crate::manifest::{FunctionArtifact, ReleaseManifest, SCHEMA};
+use crate::package::{reproducible_zip, sha256_hex};
+use crate::ui::Ui;
+
+/// The pinned cargo-lambda release (PyPI), installed into `<tools>/cargo-lambda`.
+pub const CARGO_LAMBDA_VERSION: &str = "1.9.2";
+
+/// Everything a build needs to know; [`BuildRequest::for_plan`] fills it from a plan.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub repo_root: PathBuf,
+    pub target_dir: PathBuf,
+    pub env: String,
+    pub kind: EnvKind,
+    pub architecture: Architecture,
+    /// SHA-256 of the rendered template (recorded in the manifest).
+    pub template_sha256: String,
+    /// `$CARGO`, or `cargo`.
+    pub cargo: PathBuf,
+    /// Where pinned tools are installed (`<repo>/.local/tools`).
+    pub tools_dir: PathBuf,
+}
+
+impl BuildRequest {
+    pub fn for_plan(plan: &Plan, repo_root: &Path, template_sha256: &str) -> Result<Self> {
+        let architecture = plan.functions[0].architecture;
+        if plan
+            .functions
+            .iter()
+            .any(|f| f.architecture != architecture)
+        {
+            return Err(Error::InvalidInput(format!(
+                "{}: all functions must use the same architecture (one build per release); set the same `architecture` for each function",
+                plan.config_path.display()
+            )));
+        }
+        Ok(BuildRequest {
+            repo_root: repo_root.to_path_buf(),
+            target_dir: default_target_dir(repo_root),
+            env: plan.env.clone(),
+            kind: plan.kind,
+            architecture,
+            template_sha256: template_sha256.to_string(),
+            cargo: std::env::var_os("CARGO")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "cargo".into()),
+            tools_dir: repo_root.join(".local/tools"),
+        })
+    }
+}
+
+/// A built release on disk.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub manifest: ReleaseManifest,
+    /// `<target dir>/xtask/dist/<env>`.
+    pub dist_dir: PathBuf,
+}
+
+impl Release {
+    pub fn digest(&self) -> String {
+        self.manifest.digest()
+    }
+
+    pub fn zip_path(&self, function: FunctionName) -> PathBuf {
+        zip_path(&self.dist_dir, function)
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dist_dir.join("manifest.json")
+    }
+}
+
+/// `$CARGO_TARGET_DIR`, or `<repo>/target`.
+pub fn default_target_dir(repo_root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root.join("target"))
+}
+
+/// `<target dir>/xtask/dist/<env>`.
+pub fn dist_dir(target_dir: &Path, env: &str) -> PathBuf {
+    target_dir.join("xtask").join("dist").join(env)
+}
+
+pub fn zip_path(dist_dir: &Path, function: FunctionName) -> PathBuf {
+    dist_dir
+        .join(function.as_str())
+        .join(format!("{}.zip", function.as_str()))
+}
+
+/// The manifest of the last local build of `env`, if any.
+pub fn load_local_manifest(target_dir: &Path, env: &str) -> Option<ReleaseManifest> {
+    let bytes = std::fs::read(dist_dir(target_dir, env).join("manifest.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Builds the three function binaries with one cargo invocation and packages them (blocking).
+pub fn build(req: &BuildRequest, ui: &dyn Ui) -> Result<Release> {
+    let binaries = match req.kind {
+        EnvKind::Local => cargo_build_host(req, ui)?,
+        EnvKind::Aws => cargo_lambda_build(req, ui)?,
+    };
+    package(req, &binaries, ui)
+}
+
+/// Packages already built binaries: copies each to `bootstrap`, zips it reproducibly, checks its glibc floor
+/// (refusing more than Lambda's for AWS environments) and writes the manifest. A function whose binary did not
+/// change since the last packaging keeps its zip (this keeps no-op deploys fast).
+pub fn package(
+    req: &BuildRequest,
+    binaries: &BTreeMap<FunctionName, PathBuf>,
+    ui: &dyn Ui,
+) -> Result<Release> {
+    let dist = dist_dir(&req.target_dir, &req.env);
+    let previous = load_local_manifest(&req.target_dir, &req.env);
+    let mut functions = BTreeMap::new();
+    for (&name, binary_path) in binaries {
+        let binary = std::fs::read(binary_path)
+            .map_err(Error::io("reading the built binary", binary_path))?;
+        let binary_sha256 = sha256_hex(&binary);
+        let floor = elf::glibc_floor(&binary)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", binary_path.display())))?;
+        if req.kind == EnvKind::Aws {
+            check_floor(name, floor)?;
+        }
+        let dir = dist.join(name.as_str());
+        let zip_file = zip_path(&dist, name);
+        let reusable = previous
+            .as_ref()
+            .and_then(|m| m.functions.get(&name))
+            .filter(|a| {
+                a.binary_sha256 == binary_sha256
+                    && a.architecture == req.architecture
+                    && std::fs::metadata(&zip_file)
+                        .map(|m| m.len() == a.zip_size)
+                        .unwrap_or(false)
+            });
+        let artifact = match reusable {
+            Some(a) => a.clone(),
+            None => {
+                std::fs::create_dir_all(&dir)
+                    .map_err(Error::io("creating the dist directory", &dir))?;
+                let bootstrap = dir.join("bootstrap");
+                std::fs::write(&bootstrap, &binary)
+                    .map_err(Error::io("writing bootstrap", &bootstrap))?;
+                set_executable(&bootstrap)?;
+                let zip = reproducible_zip(&binary).map_err(Error::io("zipping", &zip_file))?;
+                std::fs::write(&zip_file, &zip).map_err(Error::io("writing the zip", &zip_file))?;
+                let zip_sha256 = sha256_hex(&zip);
+                FunctionArtifact {
+                    s3_key: FunctionArtifact::s3_key_for(name, &zip_sha256),
+                    zip_sha256,
+                    zip_size: zip.len() as u64,
+                    binary_sha256,
+                    architecture: req.architecture,
+                    glibc_floor: floor.map(|f| f.to_string()),
+                }
+            }
+        };
+        ui.line(&format!(
+            "  {name:<10} {} bytes  zip sha256 {}  glibc {}",
+            artifact.zip_size,
+            &artifact.zip_sha256[..12],
+            artifact.glibc_floor.as_deref().unwrap_or("none")
+        ));
+        functions.insert(name, artifact);
+    }
+    let (git_revision, git_dirty) = git_state(&req.repo_root);
+    let lock = req.repo_root.join("Cargo.lock");
+    let manifest = ReleaseManifest {
+        schema: SCHEMA,
+        env: req.env.clone(),
+        git_revision,
+        git_dirty,
+        rustc: rustc_version(),
+        cargo_lock_sha256: std::fs::read(&lock).ok().map(|b| sha256_hex(&b)),
+        template_sha256: req.template_sha256.clone(),
+        functions,
+    };
+    std::fs::create_dir_all(&dist).map_err(Error::io("creating the dist directory", &dist))?;
+    let path = dist.join("manifest.json");
+    let pretty = serde_json::to_vec_pretty(&manifest).expect("a manifest always serializes");
+    std::fs::write(&path, pretty).map_err(Error::io("writing the release manifest", &path))?;
+    Ok(Release {
+        manifest,
+        dist_dir: dist,
+    })
+}
+
+fn check_floor(name: FunctionName, floor: Option<GlibcVersion>) -> Result<()> {
+    match floor {
+        Some(f) if f > LAMBDA_GLIBC => Err(Error::InvalidInput(format!(
+            "the `{name}` binary needs glibc {f}, newer than the {LAMBDA_GLIBC} of the Lambda runtime; \
+             build with a `.2.26` target suffix (cargo-lambda does this) or remove the dependency that raised it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn cargo_build_host(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<FunctionName, PathBuf>> {
+    ui.line("building command, query and projector for the host (dev profile)");
+    let mut cmd = Command::new(&req.cargo);
+    cmd.current_dir(&req.repo_root).arg("build");
+    for f in FunctionName::ALL {
+        cmd.args(["-p", f.as_str()]);
+    }
+    if req.repo_root.join("Cargo.lock").exists() {
+        cmd.arg("--locked");
+    }
+    // Our stdout may be a JSON document for CI: cargo's output goes to stderr.
+    cmd.stdout(std::process::Stdio::null());
+    run(&mut cmd, "cargo build")?;
+    Ok(FunctionName::ALL
+        .into_iter()
+        .map(|f| (f, req.target_dir.join("debug").join(f.as_str())))
+        .collect())
+}
+
+fn cargo_lambda_build(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<FunctionName, PathBuf>> {
+    let venv = ensure_cargo_lambda(&req.tools_dir, ui)?;
+    let target = match req.architecture {
+        Architecture::X86_64 => "x86_64-unknown-linux-gnu.2.26",
+        Architecture::Arm64 => "aarch64-unknown-linux-gnu.2.26",
+    };
+    ui.line(&format!(
+        "building command, query and projector with cargo-lambda for {target} (release)"
+    ));
+    let bin = venv.join("bin");
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .map_err(|e| Error::Tool(format!("building PATH for cargo-lambda: {e}")))?;
+    let mut cmd = Command::new(bin.join("cargo-lambda"));
+    cmd.current_dir(&req.repo_root)
+        .env("PATH", path)
+        .env("CARGO", &req.cargo)
+        .args(["lambda", "build", "--release", "--target", target]);
+    for f in FunctionName::ALL {
+        cmd.args(["-p", f.as_str()]);
+    }
+    if req.repo_root.join("Cargo.lock").exists() {
+        cmd.arg("--locked");
+    }
+    cmd.stdout(std::process::Stdio::null());
+    run(&mut cmd, "cargo lambda build")?;
+    Ok(FunctionName::ALL
+        .into_iter()
+        .map(|f| {
+            (
+                f,
+                req.target_dir
+                    .join("lambda")
+                    .join(f.as_str())
+                    .join("bootstrap"),
+            )
+        })
+        .collect())
+}
+
+/// Installs the pinned cargo-lambda into `<tools>/cargo-lambda` (a python venv) on first use; returns the venv.
+pub fn ensure_cargo_lambda(tools_dir: &Path, ui: &dyn Ui) -> Result<PathBuf> {
+    let venv = tools_dir.join("cargo-lambda");
+    let stamp = venv.join(format!(".cargo-lambda-{CARGO_LAMBDA_VERSION}"));
+    if stamp.exists() && venv.join("bin/cargo-lambda").exists() {
+        return Ok(venv);
+    }
+    ui.line(&format!(
+        "installing cargo-lambda {CARGO_LAMBDA_VERSION} into {} (first use only)",
+        venv.display()
+    ));
+    std::fs::create_dir_all(tools_dir)
+        .map_err(Error::io("creating the tools directory", tools_dir))?;
+    run(
+        Command::new("python3").arg("-m").arg("venv").arg(&venv),
+        "python3 -m venv",
+    )
+    .map_err(|e| {
+        Error::Tool(format!(
+            "{e}; install python3 with its venv module (Debian: apt-get install python3-venv)"
+        ))
+    })?;
+    run(
+        Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                &format!("cargo-lambda=={CARGO_LAMBDA_VERSION}"),
+            ])
+            .stdout(std::process::Stdio::null()),
+        "pip install cargo-lambda",
+    )?;
+    std::fs::write(&stamp, b"").map_err(Error::io("writing the install stamp", &stamp))?;
+    Ok(venv)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| Error::Tool(format!("cannot run `{what}`: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Tool(format!(
+            "`{what}` failed ({status}); its output is above"
+        )))
+    }
+}
+
+fn git_state(repo: &Path) -> (String, bool) {
+    let out = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    let revision = out(&["rev-parse", "HEAD"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let dirty = out(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(true);
+    (revision, dirty)
+}
+
+fn rustc_version() -> String {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(Error::io("making bootstrap executable", path))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_path: &Path) -> Result<()> {
+    Ok(())
+}

@@ -1,0 +1,492 @@
+//! One deploy, start to finish: no-op detection, artifact upload, change set, preview and guards,
+//! confirmation, execution with progress, recovery from a failed first create, outputs.
+//!
+//! The same function deploys to AWS and to the local endpoint; only the clients differ.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudformation::types::ChangeSetType;
+use serde::Serialize;
+use stack::{EnvKind, Plan};
+
+use crate::api::ApiReport;
+use crate::artifacts::{self, UploadSummary};
+use crate::aws::Clients;
+use crate::build::Release;
+use crate::error::{Error, Result};
+use crate::preview::{self, Preview};
+use crate::stackops::{self, ChangeSetInput, Watcher};
+use crate::ui::{Confirmation, Ui};
+
+/// How a deploy behaves.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    /// `--allow-data-loss`: let a change replace or remove a table, or change its keys or stream.
+    pub allow_data_loss: bool,
+    /// Whether to ask before executing (the CLI asks for AWS environments; `--yes` answers for CI).
+    pub confirm: bool,
+    /// How often to poll change sets and stack events.
+    pub poll_interval: Duration,
+}
+
+impl DeployOptions {
+    pub fn for_plan(plan: &Plan) -> Self {
+        DeployOptions {
+            allow_data_loss: false,
+            confirm: plan.kind == EnvKind::Aws,
+            poll_interval: poll_interval(plan),
+        }
+    }
+}
+
+/// Stack events arrive within seconds on AWS; the local endpoint applies a change set synchronously.
+pub fn poll_interval(plan: &Plan) -> Duration {
+    match plan.kind {
+        EnvKind::Aws => Duration::from_secs(3),
+        EnvKind::Local => Duration::from_millis(100),
+    }
+}
+
+/// What is deployed: the plan, its rendered template, the built release and where its artifacts go.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployRequest<'a> {
+    pub plan: &'a Plan,
+    pub template_body: &'a str,
+    pub release: &'a Release,
+    pub bucket: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployResult {
+    /// The stack already matched: nothing was uploaded, no change set was created.
+    UpToDate,
+    Created,
+    Updated,
+}
+
+/// The outcome of a deploy: `Display` for people, `Serialize` for `--output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployOutcome {
+    pub env: String,
+    pub stack_name: String,
+    pub result: DeployResult,
+    pub release_digest: String,
+    pub final_status: String,
+    pub change_set: Option<String>,
+    pub preview: Option<Preview>,
+    pub uploads: Option<UploadSummary>,
+    pub elapsed_ms: u64,
+    pub outputs: BTreeMap<String, String>,
+    /// The HTTP API as read back from API Gateway (AWS environments).
+    pub api: Option<ApiReport>,
+    /// Where the API answers: the deployed endpoint, or the local gateway (filled in by the caller for `local`).
+    pub api_url: Option<String>,
+}
+
+impl std::fmt::Display for DeployOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.result {
+            DeployResult::UpToDate => writeln!(
+                f,
+                "stack `{}` is up to date (release {})",
+                self.stack_name,
+                short(&self.release_digest)
+            )?,
+            DeployResult::Created => writeln!(
+                f,
+                "created stack `{}` in {:.1} s (release {})",
+                self.stack_name,
+                self.elapsed_ms as f64 / 1000.0,
+                short(&self.release_digest)
+            )?,
+            DeployResult::Updated => writeln!(
+                f,
+                "updated stack `{}` in {:.1} s (release {})",
+                self.stack_name,
+                self.elapsed_ms as f64 / 1000.0,
+                short(&self.release_digest)
+            )?,
+        }
+        if !self.outputs.is_empty() {
+            writeln!(f, "outputs:")?;
+            for (k, v) in &self.outputs {
+                writeln!(f, "  {k:<24} {v}")?;
+            }
+        }
+        if let Some(api) = &self.api {
+            write!(f, "{api}")?;
+        }
+        if let Some(url) = &self.api_url {
+            writeln!(f, "API: {url}")?;
+        }
+        Ok(())
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// Deploys a release. See the module docs for the steps.
+pub async fn deploy(
+    clients: &Clients,
+    req: DeployRequest<'_>,
+    opts: &DeployOptions,
+    ui: &dyn Ui,
+) -> Result<DeployOutcome> {
+    let started = Instant::now();
+    let plan = req.plan;
+    let stack_name = plan.stack_name.as_str();
+    let params = req.release.manifest.parameters(req.bucket);
+    let digest = req.release.digest();
+    let outcome = |result, final_status: String, outputs| DeployOutcome {
+        env: plan.env.clone(),
+        stack_name: stack_name.to_string(),
+        result,
+        release_digest: digest.clone(),
+        final_status,
+        change_set: None,
+        preview: None,
+        uploads: None,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        outputs,
+        api: None,
+        api_url: None,
+    };
+
+    // 1. No-op detection: two reads, no uploads, no change set.
+    let mut existing = stackops::describe(&clients.cfn, stack_name).await?;
+    if let Some(stack) = &existing {
+        let status = stackops::status_of(stack);
+        if stackops::is_success(&status) && stackops::parameters_of(stack) == params {
+            let deployed = stackops::template_body(&clients.cfn, stack_name).await?;
+            if deployed == req.template_body {
+                return Ok(outcome(
+                    DeployResult::UpToDate,
+                    status,
+                    stackops::outputs_of(stack),
+                ));
+            }
+        }
+    }
+
+    // 2. States that decide how to go on.
+    if let Some(stack) = &existing {
+        let status = stackops::status_of(stack);
+        let id = stack.stack_id().unwrap_or(stack_name).to_string();
+        match status.as_str() {
+            "ROLLBACK_COMPLETE" => {
+                ui.line(&format!("notice: stack `{stack_name}` is in ROLLBACK_COMPLETE from a failed first create; it holds nothing, deleting it before creating it again"));
+                stackops::delete_and_wait(&clients.cfn, &id, ui, opts.poll_interval).await?;
+                existing = None;
+            }
+            "UPDATE_ROLLBACK_FAILED" => {
+                return Err(Error::StackFailed(stackops::continue_rollback_hint(
+                    stack_name,
+                    &clients.region,
+                    &[],
+                )));
+            }
+            // A stack created by a change set that was never executed: creating again reuses it.
+            "REVIEW_IN_PROGRESS" => existing = None,
+            s if !stackops::is_terminal(s) => {
+                return Err(Error::StackFailed(format!(
+                    "stack `{stack_name}` is busy ({s}); wait for that operation to finish (`cargo xtask status --env {}`) and deploy again",
+                    plan.env
+                )));
+            }
+            "DELETE_COMPLETE" => existing = None,
+            _ => {}
+        }
+    }
+
+    // 3. A first create after a teardown that retained the tables: adopt them, or say what to do.
+    let mut imports = Vec::new();
+    if existing.is_none() {
+        imports = retained_tables(clients, plan).await?;
+    }
+
+    // 4. Artifacts.
+    artifacts::ensure_bucket(&clients.s3, req.bucket, &clients.region, stack_name).await?;
+    let uploads = artifacts::upload_release(&clients.s3, req.bucket, req.release).await?;
+    ui.line(&format!(
+        "artifacts: {} uploaded, {} already in s3://{}",
+        uploads.uploaded.len(),
+        uploads.skipped.len(),
+        req.bucket
+    ));
+
+    if !imports.is_empty() {
+        import_retained(clients, req, &params, &imports, opts, ui).await?;
+        existing = stackops::describe(&clients.cfn, stack_name).await?;
+    }
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let creating = existing.is_none();
+        let (old_body, old_params) = match &existing {
+            Some(stack) => (
+                Some(stackops::template_body(&clients.cfn, stack_name).await?),
+                stackops::parameters_of(stack),
+            ),
+            None => (None, BTreeMap::new()),
+        };
+
+        // 5. Change set and preview.
+        let change_set = stackops::create_change_set(
+            &clients.cfn,
+            ChangeSetInput {
+                stack: stack_name,
+                name: change_set_name(&digest),
+                kind: if creating {
+                    ChangeSetType::Create
+                } else {
+                    ChangeSetType::Update
+                },
+                template_body: req.template_body,
+                parameters: &params,
+                tags: &plan.tags,
+                imports: Vec::new(),
+            },
+            opts.poll_interval,
+        )
+        .await?;
+        let diff =
+            preview::template_diff(old_body.as_deref(), req.template_body, &old_params, &params)?;
+        let preview = Preview {
+            changes: preview::merge(change_set.changes.clone(), diff),
+            parameters: preview::parameter_changes(&old_params, &params),
+        };
+        if change_set.empty || preview.is_empty() {
+            stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
+            let stack = stackops::describe(&clients.cfn, stack_name).await?;
+            let (status, outputs) = stack
+                .map(|s| (stackops::status_of(&s), stackops::outputs_of(&s)))
+                .unwrap_or_default();
+            let mut o = outcome(DeployResult::UpToDate, status, outputs);
+            o.uploads = Some(uploads);
+            return Ok(o);
+        }
+        ui.line(&format!(
+            "change set `{}` for stack `{stack_name}`:",
+            change_set.name
+        ));
+        for l in preview.to_string().lines() {
+            ui.line(l);
+        }
+
+        // 6. Guards.
+        let risks = preview.data_loss_risks();
+        if !risks.is_empty() && !opts.allow_data_loss {
+            stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
+            return Err(Error::Refused(format!(
+                "refusing to deploy: this change can lose data:\n  - {}\nthe change set was deleted; rerun with --allow-data-loss if this is intended",
+                risks.join("\n  - ")
+            )));
+        }
+        if opts.confirm {
+            match ui.confirm(
+                &format!("Deploy these changes to `{stack_name}` ({})?", plan.env),
+                None,
+            ) {
+                Confirmation::Yes => {}
+                Confirmation::No => {
+                    stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
+                    return Err(Error::Refused(
+                        "deploy cancelled; nothing was changed".into(),
+                    ));
+                }
+                Confirmation::NoTerminal => {
+                    stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
+                    return Err(Error::Refused(
+                        "no terminal to confirm the deploy on; pass --yes to deploy without asking (the change set was deleted)".into(),
+                    ));
+                }
+            }
+        }
+
+        // 7. Execute and follow.
+        let stack_id = match stackops::describe(&clients.cfn, stack_name).await? {
+            Some(s) => s.stack_id().unwrap_or(stack_name).to_string(),
+            None => stack_name.to_string(),
+        };
+        let mut watcher = Watcher::new(&clients.cfn, &stack_id).await?;
+        clients
+            .cfn
+            .execute_change_set()
+            .stack_name(stack_name)
+            .change_set_name(&change_set.id)
+            .send()
+            .await
+            .map_err(Error::aws(format!(
+                "executing change set `{}`",
+                change_set.name
+            )))?;
+        let status = watcher
+            .wait(
+                &clients.cfn,
+                ui,
+                if creating { "creating" } else { "updating" },
+                opts.poll_interval,
+            )
+            .await?;
+        if stackops::is_success(&status) {
+            let stack = stackops::describe(&clients.cfn, stack_name).await?;
+            let outputs = stack.as_ref().map(stackops::outputs_of).unwrap_or_default();
+            let mut o = outcome(
+                if creating {
+                    DeployResult::Created
+                } else {
+                    DeployResult::Updated
+                },
+                status,
+                outputs,
+            );
+            o.change_set = Some(change_set.name);
+            o.preview = Some(preview);
+            o.uploads = Some(uploads);
+            if plan.kind == EnvKind::Aws {
+                let api = crate::api::read_back(clients, plan).await?;
+                o.api_url = Some(api.endpoint.clone());
+                o.api = Some(api);
+            }
+            return Ok(o);
+        }
+        let report = stackops::failure_report(stack_name, &status, &watcher.events);
+        if status == "ROLLBACK_COMPLETE" && creating && attempt == 1 {
+            ui.line(&report);
+            ui.line(&format!(
+                "notice: the first create of `{stack_name}` rolled back and left an empty stack in ROLLBACK_COMPLETE; deleting it and retrying once"
+            ));
+            stackops::delete_and_wait(&clients.cfn, &stack_id, ui, opts.poll_interval).await?;
+            existing = None;
+            continue;
+        }
+        if status == "UPDATE_ROLLBACK_FAILED" {
+            return Err(Error::StackFailed(format!(
+                "{report}\n{}",
+                stackops::continue_rollback_hint(stack_name, &clients.region, &watcher.events)
+            )));
+        }
+        return Err(Error::StackFailed(report));
+    }
+}
+
+/// `xtask-<digest prefix>-<unix millis>`: unique, and says which release it carries.
+fn change_set_name(digest: &str) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("xtask-{}-{millis}", short(digest))
+}
+
+/// Tables of this plan that exist although the stack does not: left by a teardown that retained them.
+async fn retained_tables(
+    clients: &Clients,
+    plan: &Plan,
+) -> Result<Vec<(String, String, String, String)>> {
+    let mut found = Vec::new();
+    for (logical, table) in [
+        ("EventsTable", &plan.events_table),
+        ("ProjectionsTable", &plan.projections_table),
+    ] {
+        if clients
+            .dynamodb
+            .describe_table()
+            .table_name(&table.table_name)
+            .send()
+            .await
+            .is_ok()
+        {
+            found.push((
+                logical.to_string(),
+                "AWS::DynamoDB::Table".to_string(),
+                "TableName".to_string(),
+                table.table_name.clone(),
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// Brings retained tables back under a new stack with an `IMPORT` change set whose template holds only them,
+/// as CloudFormation requires; the normal update that follows adds everything else. Where imports are not
+/// supported (the local endpoint), refuses with the exact steps instead.
+async fn import_retained(
+    clients: &Clients,
+    req: DeployRequest<'_>,
+    params: &BTreeMap<String, String>,
+    imports: &[(String, String, String, String)],
+    opts: &DeployOptions,
+    ui: &dyn Ui,
+) -> Result<()> {
+    let plan = req.plan;
+    let names: Vec<&str> = imports.iter().map(|i| i.3.as_str()).collect();
+    let steps = format!(
+        "tables {} exist from an earlier teardown that retained them, and the stack `{}` does not;\n\
+         to keep their data, import them: `aws cloudformation create-change-set --change-set-type IMPORT --stack-name {} ...` with only the tables in the template, then deploy again;\n\
+         to start empty instead, run `cargo xtask teardown --env {} --delete-data --yes` (deletes them) and deploy again",
+        names.join(" and "),
+        plan.stack_name,
+        plan.stack_name,
+        plan.env
+    );
+    let body = crate::template::only_resources(
+        req.template_body,
+        &imports.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(),
+    )?;
+    ui.line(&format!(
+        "adopting retained tables {} into a new stack `{}` (import)",
+        names.join(", "),
+        plan.stack_name
+    ));
+    let change_set = match stackops::create_change_set(
+        &clients.cfn,
+        ChangeSetInput {
+            stack: &plan.stack_name,
+            name: format!(
+                "xtask-import-{}",
+                &change_set_name(&req.release.digest())[6..]
+            ),
+            kind: ChangeSetType::Import,
+            template_body: &body,
+            parameters: params,
+            tags: &plan.tags,
+            imports: imports.to_vec(),
+        },
+        opts.poll_interval,
+    )
+    .await
+    {
+        Ok(cs) => cs,
+        Err(e) => return Err(Error::Refused(format!("{steps}\n(the import failed: {e})"))),
+    };
+    let mut watcher = Watcher::fresh(&plan.stack_name);
+    if let Err(e) = clients
+        .cfn
+        .execute_change_set()
+        .stack_name(&plan.stack_name)
+        .change_set_name(&change_set.id)
+        .send()
+        .await
+    {
+        return Err(Error::Refused(format!(
+            "{steps}\n(the import failed: {})",
+            aws_smithy_types::error::display::DisplayErrorContext(&e)
+        )));
+    }
+    let status = watcher
+        .wait(&clients.cfn, ui, "importing", opts.poll_interval)
+        .await?;
+    if !stackops::is_success(&status) {
+        return Err(Error::Refused(format!(
+            "{steps}\n({})",
+            stackops::failure_report(&plan.stack_name, &status, &watcher.events)
+        )));
+    }
+    Ok(())
+}

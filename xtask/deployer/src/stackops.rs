@@ -1,0 +1,514 @@
+//! CloudFormation operations with the behaviour an operator wants: change sets that report "no changes"
+//! instead of failing, execution with live stack events, failure reports that start with the root cause, and
+//! the exact recovery step for states that need a person.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::types::{
+    Capability, Change, ChangeAction, ChangeSetStatus, ChangeSetType, Parameter, Stack, StackEvent,
+    Tag, TemplateStage,
+};
+
+use crate::error::{Error, Result};
+use crate::preview::{Action, Replacement, ResourceChange};
+use crate::ui::Ui;
+
+/// Looks a stack up by name or id; `None` when it does not exist.
+pub async fn describe(cfn: &Client, stack: &str) -> Result<Option<Stack>> {
+    match cfn.describe_stacks().stack_name(stack).send().await {
+        Ok(out) => Ok(out.stacks().first().cloned()),
+        Err(err) => {
+            let text = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+            if text.contains("does not exist") {
+                Ok(None)
+            } else {
+                Err(Error::Aws {
+                    context: format!("describing stack `{stack}`"),
+                    message: text,
+                })
+            }
+        }
+    }
+}
+
+pub fn status_of(stack: &Stack) -> String {
+    stack
+        .stack_status()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// The stack's parameter values.
+pub fn parameters_of(stack: &Stack) -> BTreeMap<String, String> {
+    stack
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_string(),
+                p.parameter_value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+pub fn outputs_of(stack: &Stack) -> BTreeMap<String, String> {
+    stack
+        .outputs()
+        .iter()
+        .filter_map(|o| {
+            Some((
+                o.output_key()?.to_string(),
+                o.output_value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The template the stack was deployed with, exactly as submitted.
+pub async fn template_body(cfn: &Client, stack: &str) -> Result<String> {
+    let out = cfn
+        .get_template()
+        .stack_name(stack)
+        .template_stage(TemplateStage::Original)
+        .send()
+        .await
+        .map_err(Error::aws(format!(
+            "reading the deployed template of `{stack}`"
+        )))?;
+    Ok(out.template_body().unwrap_or_default().to_string())
+}
+
+/// Whether a status is final (nothing is in progress).
+pub fn is_terminal(status: &str) -> bool {
+    !status.ends_with("_IN_PROGRESS")
+}
+
+/// Whether a final status means the requested operation succeeded.
+pub fn is_success(status: &str) -> bool {
+    matches!(
+        status,
+        "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "DELETE_COMPLETE" | "IMPORT_COMPLETE"
+    )
+}
+
+/// A created change set and what it will do.
+#[derive(Debug, Clone)]
+pub struct ChangeSet {
+    pub name: String,
+    pub id: String,
+    pub kind: ChangeSetType,
+    /// The change set's own view of the changes (can be empty on the local endpoint).
+    pub changes: Vec<ResourceChange>,
+    /// The service found nothing to change.
+    pub empty: bool,
+}
+
+/// What to put in a change set.
+#[derive(Debug, Clone)]
+pub struct ChangeSetInput<'a> {
+    pub stack: &'a str,
+    pub name: String,
+    pub kind: ChangeSetType,
+    pub template_body: &'a str,
+    pub parameters: &'a BTreeMap<String, String>,
+    pub tags: &'a BTreeMap<String, String>,
+    /// For `IMPORT`: (logical id, resource type, identifier key, identifier value).
+    pub imports: Vec<(String, String, String, String)>,
+}
+
+/// Creates a change set and waits (polling) until the service has computed it.
+pub async fn create_change_set(
+    cfn: &Client,
+    input: ChangeSetInput<'_>,
+    poll: Duration,
+) -> Result<ChangeSet> {
+    let mut req = cfn
+        .create_change_set()
+        .stack_name(input.stack)
+        .change_set_name(&input.name)
+        .change_set_type(input.kind.clone())
+        .template_body(input.template_body)
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .description("cargo xtask deploy");
+    for (k, v) in input.parameters {
+        req = req.parameters(
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build(),
+        );
+    }
+    for (k, v) in input.tags {
+        req = req.tags(Tag::builder().key(k).value(v).build());
+    }
+    for (logical, kind, key, value) in &input.imports {
+        req = req.resources_to_import(
+            aws_sdk_cloudformation::types::ResourceToImport::builder()
+                .logical_resource_id(logical)
+                .resource_type(kind)
+                .resource_identifier(key, value)
+                .build(),
+        );
+    }
+    let created = req.send().await.map_err(Error::aws(format!(
+        "creating change set `{}` for stack `{}`",
+        input.name, input.stack
+    )))?;
+    let id = created.id().unwrap_or(&input.name).to_string();
+    loop {
+        let mut changes: Vec<Change> = Vec::new();
+        let mut next: Option<String> = None;
+        let mut status;
+        let mut reason;
+        loop {
+            let page = cfn
+                .describe_change_set()
+                .change_set_name(&id)
+                .stack_name(input.stack)
+                .set_next_token(next.clone())
+                .send()
+                .await
+                .map_err(Error::aws(format!(
+                    "describing change set `{}`",
+                    input.name
+                )))?;
+            status = page.status().cloned();
+            reason = page.status_reason().unwrap_or_default().to_string();
+            changes.extend(page.changes().iter().cloned());
+            next = page.next_token().map(String::from);
+            if next.is_none() {
+                break;
+            }
+        }
+        match status {
+            Some(ChangeSetStatus::CreateComplete) => {
+                let changes: Vec<ResourceChange> =
+                    changes.iter().filter_map(convert_change).collect();
+                return Ok(ChangeSet {
+                    name: input.name,
+                    id,
+                    kind: input.kind,
+                    empty: false,
+                    changes,
+                });
+            }
+            Some(ChangeSetStatus::Failed) => {
+                if reason.contains("didn't contain changes")
+                    || reason.contains("No updates are to be performed")
+                {
+                    return Ok(ChangeSet {
+                        name: input.name,
+                        id,
+                        kind: input.kind,
+                        empty: true,
+                        changes: Vec::new(),
+                    });
+                }
+                return Err(Error::StackFailed(format!(
+                    "change set `{}` failed: {reason}",
+                    input.name
+                )));
+            }
+            _ => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+pub async fn delete_change_set(cfn: &Client, stack: &str, change_set_id: &str) -> Result<()> {
+    cfn.delete_change_set()
+        .stack_name(stack)
+        .change_set_name(change_set_id)
+        .send()
+        .await
+        .map_err(Error::aws(format!("deleting change set `{change_set_id}`")))?;
+    Ok(())
+}
+
+fn convert_change(change: &Change) -> Option<ResourceChange> {
+    let rc = change.resource_change()?;
+    let action = match rc.action()? {
+        ChangeAction::Add => Action::Add,
+        ChangeAction::Remove => Action::Remove,
+        ChangeAction::Import => Action::Import,
+        _ => Action::Modify,
+    };
+    let replacement = match rc.replacement().map(|r| r.as_str()) {
+        Some("True") => Replacement::Always,
+        Some("Conditional") => Replacement::Conditional,
+        _ => Replacement::Never,
+    };
+    let mut properties: Vec<String> = rc
+        .details()
+        .iter()
+        .filter_map(|d| d.target()?.name().map(String::from))
+        .collect();
+    properties.sort();
+    properties.dedup();
+    Some(ResourceChange {
+        logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
+        resource_type: rc.resource_type().unwrap_or_default().to_string(),
+        action,
+        replacement,
+        properties,
+    })
+}
+
+/// One stack event, as we print and report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EventLine {
+    pub timestamp: String,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for EventLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "  {} {:<28} {:<34} {}",
+            self.timestamp, self.logical_id, self.resource_type, self.status
+        )?;
+        if let Some(r) = &self.reason {
+            write!(f, "  {r}")?;
+        }
+        Ok(())
+    }
+}
+
+fn event_line(e: &StackEvent) -> EventLine {
+    EventLine {
+        timestamp: e
+            .timestamp()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0))
+            .map(|t| t.format("%H:%M:%S").to_string())
+            .unwrap_or_default(),
+        logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
+        resource_type: e.resource_type().unwrap_or_default().to_string(),
+        status: e
+            .resource_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        reason: e
+            .resource_status_reason()
+            .filter(|r| !r.is_empty())
+            .map(String::from),
+    }
+}
+
+/// Follows a stack's events (printing each once, oldest first) until its status is final.
+pub struct Watcher {
+    stack_id: String,
+    seen: HashSet<String>,
+    pub events: Vec<EventLine>,
+}
+
+impl Watcher {
+    /// Remembers the events that exist now, so only new ones are shown.
+    pub async fn new(cfn: &Client, stack_id: &str) -> Result<Self> {
+        let mut w = Watcher {
+            stack_id: stack_id.to_string(),
+            seen: HashSet::new(),
+            events: Vec::new(),
+        };
+        let _ = w.fetch_new(cfn).await?;
+        w.events.clear();
+        Ok(w)
+    }
+
+    /// A watcher for a stack that does not exist yet (every event is new).
+    pub fn fresh(stack_id: &str) -> Self {
+        Watcher {
+            stack_id: stack_id.to_string(),
+            seen: HashSet::new(),
+            events: Vec::new(),
+        }
+    }
+
+    async fn fetch_new(&mut self, cfn: &Client) -> Result<Vec<EventLine>> {
+        let mut fresh: Vec<StackEvent> = Vec::new();
+        let mut next: Option<String> = None;
+        'pages: loop {
+            let page = match cfn
+                .describe_stack_events()
+                .stack_name(&self.stack_id)
+                .set_next_token(next.clone())
+                .send()
+                .await
+            {
+                Ok(p) => p,
+                // A deleted stack looked up by name is gone: no more events.
+                Err(err)
+                    if aws_smithy_types::error::display::DisplayErrorContext(&err)
+                        .to_string()
+                        .contains("does not exist") =>
+                {
+                    break;
+                }
+                Err(err) => {
+                    return Err(Error::aws(format!("reading events of `{}`", self.stack_id))(err));
+                }
+            };
+            for e in page.stack_events() {
+                let id = e.event_id().unwrap_or_default().to_string();
+                if self.seen.contains(&id) {
+                    break 'pages;
+                }
+                fresh.push(e.clone());
+            }
+            next = page.next_token().map(String::from);
+            if next.is_none() {
+                break;
+            }
+        }
+        // The API lists newest first.
+        fresh.reverse();
+        let lines: Vec<EventLine> = fresh.iter().map(event_line).collect();
+        for e in &fresh {
+            self.seen
+                .insert(e.event_id().unwrap_or_default().to_string());
+        }
+        self.events.extend(lines.iter().cloned());
+        Ok(lines)
+    }
+
+    /// Polls status and events until the status is final; returns it. A stack that no longer exists is
+    /// `DELETE_COMPLETE`.
+    pub async fn wait(
+        &mut self,
+        cfn: &Client,
+        ui: &dyn Ui,
+        what: &str,
+        poll: Duration,
+    ) -> Result<String> {
+        let started = Instant::now();
+        ui.progress_start(what);
+        let result = loop {
+            let status = match describe(cfn, &self.stack_id).await {
+                Ok(Some(s)) => status_of(&s),
+                Ok(None) => "DELETE_COMPLETE".to_string(),
+                Err(e) => break Err(e),
+            };
+            match self.fetch_new(cfn).await {
+                Ok(lines) => {
+                    for l in lines {
+                        ui.line(&l.to_string());
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+            ui.progress_message(&format!("{what}: {status}"));
+            if is_terminal(&status) {
+                break Ok(status);
+            }
+            tokio::time::sleep(poll).await;
+        };
+        ui.progress_finish();
+        if let Ok(status) = &result {
+            ui.line(&format!(
+                "{what}: {status} after {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        result
+    }
+}
+
+/// The failure report: the root cause (the first `*_FAILED` event with a reason) first, then the other
+/// failures, oldest first.
+pub fn failure_report(stack: &str, status: &str, events: &[EventLine]) -> String {
+    let failed: Vec<&EventLine> = events
+        .iter()
+        .filter(|e| e.status.ends_with("_FAILED"))
+        .collect();
+    let root = failed
+        .iter()
+        .find(|e| e.reason.is_some())
+        .or(failed.first())
+        .copied();
+    let mut out = format!("stack `{stack}` ended in {status}");
+    match root {
+        Some(r) => {
+            out.push_str(&format!(
+                "\nroot cause: {} ({}) {}: {}",
+                r.logical_id,
+                r.resource_type,
+                r.status,
+                r.reason.as_deref().unwrap_or("no reason given")
+            ));
+            let rest: Vec<&&EventLine> = failed.iter().filter(|e| !std::ptr::eq(**e, r)).collect();
+            if !rest.is_empty() {
+                out.push_str("\nthen:");
+                for e in rest {
+                    out.push_str(&format!(
+                        "\n  {} ({}) {}: {}",
+                        e.logical_id,
+                        e.resource_type,
+                        e.status,
+                        e.reason.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        None => out.push_str(
+            "\nno failed resource event was reported; see the stack's events in the console",
+        ),
+    }
+    out
+}
+
+/// The exact command that gets a stack out of `UPDATE_ROLLBACK_FAILED`.
+pub fn continue_rollback_hint(stack: &str, region: &str, events: &[EventLine]) -> String {
+    let mut skip: Vec<&str> = events
+        .iter()
+        .filter(|e| e.status == "UPDATE_FAILED" && e.resource_type != "AWS::CloudFormation::Stack")
+        .map(|e| e.logical_id.as_str())
+        .collect();
+    skip.sort();
+    skip.dedup();
+    let mut out = format!(
+        "the stack is in UPDATE_ROLLBACK_FAILED and needs a person: fix the cause above, then run\n  aws cloudformation continue-update-rollback --stack-name {stack} --region {region}"
+    );
+    if !skip.is_empty() {
+        out.push_str(&format!(
+            "\nif a resource cannot be rolled back, skip it (it is then left as is):\n  aws cloudformation continue-update-rollback --stack-name {stack} --region {region} --resources-to-skip {}",
+            skip.join(" ")
+        ));
+    }
+    out.push_str("\nthen run `cargo xtask deploy` again");
+    out
+}
+
+/// Deletes a stack (retaining the given logical ids if a previous delete failed on them) and follows it.
+pub async fn delete_and_wait(
+    cfn: &Client,
+    stack_id: &str,
+    ui: &dyn Ui,
+    poll: Duration,
+) -> Result<String> {
+    let mut watcher = Watcher::new(cfn, stack_id).await?;
+    cfn.delete_stack()
+        .stack_name(stack_id)
+        .send()
+        .await
+        .map_err(Error::aws(format!("deleting stack `{stack_id}`")))?;
+    watcher
+        .wait(cfn, ui, "deleting", poll)
+        .await
+        .and_then(|status| {
+            if status == "DELETE_COMPLETE" {
+                Ok(status)
+            } else {
+                Err(Error::StackFailed(failure_report(
+                    stack_id,
+                    &status,
+                    &watcher.events,
+                )))
+            }
+        })
+}

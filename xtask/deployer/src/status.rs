@@ -1,0 +1,135 @@
+//! `status`: what is deployed (stack status, last update, the release digest recorded in the stack's
+//! parameters) next to what is built locally, and the stack's outputs.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use stack::{EnvKind, Plan};
+
+use crate::api::ApiReport;
+use crate::aws::Clients;
+use crate::error::Result;
+use crate::manifest::ReleaseManifest;
+use crate::stackops;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub env: String,
+    pub stack_name: String,
+    /// `None` when the stack does not exist.
+    pub status: Option<String>,
+    pub last_updated: Option<String>,
+    pub deployed_digest: Option<String>,
+    pub deployed_code_keys: BTreeMap<String, String>,
+    pub local_digest: Option<String>,
+    /// Whether the deployed release is the local build (`None` when either is missing).
+    pub in_sync: Option<bool>,
+    pub outputs: BTreeMap<String, String>,
+    pub api: Option<ApiReport>,
+    /// The API's real endpoint (AWS), or the local gateway's URL (set by the caller for `local`).
+    pub api_url: Option<String>,
+}
+
+impl std::fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(status) = &self.status else {
+            return writeln!(
+                f,
+                "stack `{}` ({}) is not deployed",
+                self.stack_name, self.env
+            );
+        };
+        writeln!(
+            f,
+            "stack `{}` ({}): {status}, last updated {}",
+            self.stack_name,
+            self.env,
+            self.last_updated.as_deref().unwrap_or("never")
+        )?;
+        writeln!(
+            f,
+            "deployed release: {}",
+            self.deployed_digest.as_deref().unwrap_or("unknown")
+        )?;
+        writeln!(
+            f,
+            "local build:      {}",
+            self.local_digest
+                .as_deref()
+                .unwrap_or("none (run `cargo xtask build`)")
+        )?;
+        match self.in_sync {
+            Some(true) => writeln!(f, "the deployed release is the local build")?,
+            Some(false) => writeln!(
+                f,
+                "the local build differs from the deployed release (`cargo xtask deploy` ships it)"
+            )?,
+            None => {}
+        }
+        for (k, v) in &self.deployed_code_keys {
+            writeln!(f, "  {k:<24} {v}")?;
+        }
+        if !self.outputs.is_empty() {
+            writeln!(f, "outputs:")?;
+            for (k, v) in &self.outputs {
+                writeln!(f, "  {k:<24} {v}")?;
+            }
+        }
+        if let Some(api) = &self.api {
+            write!(f, "{api}")?;
+        }
+        if let Some(url) = &self.api_url {
+            writeln!(f, "API: {url}")?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn status(
+    clients: &Clients,
+    plan: &Plan,
+    local: Option<&ReleaseManifest>,
+) -> Result<StatusReport> {
+    let stack = stackops::describe(&clients.cfn, &plan.stack_name).await?;
+    let local_digest = local.map(ReleaseManifest::digest);
+    let mut report = StatusReport {
+        env: plan.env.clone(),
+        stack_name: plan.stack_name.clone(),
+        status: None,
+        last_updated: None,
+        deployed_digest: None,
+        deployed_code_keys: BTreeMap::new(),
+        local_digest: local_digest.clone(),
+        in_sync: None,
+        outputs: BTreeMap::new(),
+        api: None,
+        api_url: None,
+    };
+    let Some(stack) = stack else {
+        return Ok(report);
+    };
+    let params = stackops::parameters_of(&stack);
+    report.status = Some(stackops::status_of(&stack));
+    report.last_updated = stack
+        .last_updated_time()
+        .or(stack.creation_time())
+        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), 0))
+        .map(|t| t.to_rfc3339());
+    report.deployed_digest = params.get(stack::parameters::RELEASE_DIGEST).cloned();
+    report.deployed_code_keys = params
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("CodeKey"))
+        .collect();
+    report.in_sync = match (&report.deployed_digest, &local_digest) {
+        (Some(d), Some(l)) => Some(d == l),
+        _ => None,
+    };
+    report.outputs = stackops::outputs_of(&stack);
+    if plan.kind == EnvKind::Aws {
+        if let Ok(api) = crate::api::read_back(clients, plan).await {
+            report.api_url = Some(api.endpoint.clone());
+            report.api = Some(api);
+        }
+    }
+    Ok(report)
+}

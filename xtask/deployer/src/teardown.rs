@@ -1,0 +1,171 @@
+//! Teardown: delete the stack, keep or delete the retained tables, and remove the artifact bucket the tool
+//! created (every object version first, as S3 requires for a versioned bucket).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::client::Waiters as _;
+use serde::Serialize;
+use stack::Plan;
+
+use crate::artifacts;
+use crate::aws::Clients;
+use crate::error::{Error, Result};
+use crate::stackops;
+use crate::ui::{Confirmation, Ui};
+
+#[derive(Debug, Clone)]
+pub struct TeardownOptions {
+    /// `--delete-data`: also delete tables the stack retains (refused when the config protects them).
+    pub delete_data: bool,
+    /// Whether to ask (type the stack name) before deleting.
+    pub confirm: bool,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TeardownOutcome {
+    pub env: String,
+    pub stack_name: String,
+    /// False when there was no stack to delete.
+    pub stack_deleted: bool,
+    /// Tables that survive (retained by the stack, `--delete-data` not given).
+    pub retained_tables: Vec<String>,
+    /// Retained tables deleted because of `--delete-data`.
+    pub deleted_tables: Vec<String>,
+    /// The artifact bucket removed, if the tool had created one.
+    pub deleted_bucket: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+impl std::fmt::Display for TeardownOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.stack_deleted {
+            writeln!(
+                f,
+                "deleted stack `{}` in {:.1} s",
+                self.stack_name,
+                self.elapsed_ms as f64 / 1000.0
+            )?;
+        } else {
+            writeln!(f, "stack `{}` did not exist", self.stack_name)?;
+        }
+        for t in &self.retained_tables {
+            writeln!(
+                f,
+                "kept table `{t}` (retained; `--delete-data` deletes it, a later deploy adopts it)"
+            )?;
+        }
+        for t in &self.deleted_tables {
+            writeln!(f, "deleted retained table `{t}`")?;
+        }
+        if let Some(b) = &self.deleted_bucket {
+            writeln!(f, "deleted artifact bucket `{b}`")?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn teardown(
+    clients: &Clients,
+    plan: &Plan,
+    bucket: &str,
+    opts: &TeardownOptions,
+    ui: &dyn Ui,
+) -> Result<TeardownOutcome> {
+    let started = Instant::now();
+    let tables = [&plan.events_table, &plan.projections_table];
+    if opts.delete_data && tables.iter().any(|t| t.deletion_protection) {
+        return Err(Error::Refused(format!(
+            "refusing --delete-data: {} protects this environment's data (`deletion_protection` on a table); \
+             turn it off in the config and deploy first if the data really must go",
+            plan.config_path.display()
+        )));
+    }
+    if opts.confirm {
+        let what = if opts.delete_data {
+            "Delete the stack and ALL its data"
+        } else {
+            "Delete the stack"
+        };
+        match ui.confirm(
+            &format!("{what} `{}` ({})?", plan.stack_name, plan.env),
+            Some(&plan.stack_name),
+        ) {
+            Confirmation::Yes => {}
+            Confirmation::No => {
+                return Err(Error::Refused(
+                    "teardown cancelled; nothing was deleted".into(),
+                ));
+            }
+            Confirmation::NoTerminal => return Err(Error::Refused(
+                "no terminal to confirm the teardown on; pass --yes to tear down without asking"
+                    .into(),
+            )),
+        }
+    }
+
+    let mut stack_deleted = false;
+    if let Some(stack) = stackops::describe(&clients.cfn, &plan.stack_name).await? {
+        let id = stack.stack_id().unwrap_or(&plan.stack_name).to_string();
+        stackops::delete_and_wait(&clients.cfn, &id, ui, opts.poll_interval).await?;
+        stack_deleted = true;
+    }
+
+    let mut retained_tables = Vec::new();
+    let mut deleted_tables = Vec::new();
+    for table in tables.iter().filter(|t| t.retain_on_delete) {
+        let exists = clients
+            .dynamodb
+            .describe_table()
+            .table_name(&table.table_name)
+            .send()
+            .await
+            .is_ok();
+        if !exists {
+            continue;
+        }
+        if opts.delete_data {
+            clients
+                .dynamodb
+                .delete_table()
+                .table_name(&table.table_name)
+                .send()
+                .await
+                .map_err(Error::aws(format!(
+                    "deleting retained table `{}`",
+                    table.table_name
+                )))?;
+            clients
+                .dynamodb
+                .wait_until_table_not_exists()
+                .table_name(&table.table_name)
+                .wait(Duration::from_secs(300))
+                .await
+                .map_err(Error::aws(format!(
+                    "waiting for table `{}` to be deleted",
+                    table.table_name
+                )))?;
+            deleted_tables.push(table.table_name.clone());
+        } else {
+            retained_tables.push(table.table_name.clone());
+        }
+    }
+
+    let mut deleted_bucket = None;
+    if artifacts::is_ours(&clients.s3, bucket, &plan.stack_name).await? {
+        let n = artifacts::empty_and_delete(&clients.s3, bucket).await?;
+        ui.line(&format!(
+            "emptied ({n} object versions) and deleted artifact bucket `{bucket}`"
+        ));
+        deleted_bucket = Some(bucket.to_string());
+    }
+    Ok(TeardownOutcome {
+        env: plan.env.clone(),
+        stack_name: plan.stack_name.clone(),
+        stack_deleted,
+        retained_tables,
+        deleted_tables,
+        deleted_bucket,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
