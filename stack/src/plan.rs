@@ -58,7 +58,11 @@ pub enum FunctionName {
 }
 
 impl FunctionName {
-    pub const ALL: [FunctionName; 3] = [FunctionName::Command, FunctionName::Query, FunctionName::Projector];
+    pub const ALL: [FunctionName; 3] = [
+        FunctionName::Command,
+        FunctionName::Query,
+        FunctionName::Projector,
+    ];
 
     /// The cargo package / binary name, and the config key: `command`, `query`, `projector`.
     pub fn as_str(self) -> &'static str {
@@ -92,7 +96,9 @@ impl std::str::FromStr for FunctionName {
         FunctionName::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown function `{s}`; expected one of: command, query, projector"))
+            .ok_or_else(|| {
+                format!("unknown function `{s}`; expected one of: command, query, projector")
+            })
     }
 }
 
@@ -251,7 +257,11 @@ pub struct LocalSettings {
 pub fn default_routes() -> Vec<Route> {
     use FunctionName::*;
     use HttpMethod::*;
-    let r = |method, path: &str, function| Route { method, path: path.to_string(), function };
+    let r = |method, path: &str, function| Route {
+        method,
+        path: path.to_string(),
+        function,
+    };
     vec![
         r(Post, "/events", Command),
         r(Post, "/aggregates/{aggregateId}/events", Command),

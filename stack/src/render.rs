@@ -1,0 +1,231 @@
+//! Rendering a [`Plan`] into a CloudFormation template with handlebars.
+//!
+//! The templates live in `templates/` and are embedded with `include_str!`, so neither the tests nor the
+//! binary depend on the working directory. Handlebars runs in strict mode (a missing variable fails the
+//! render instead of leaving a hole) with HTML escaping off; every string from the config goes through the
+//! `json` helper, which writes a JSON string literal (valid YAML), so no value can inject YAML structure.
+//! The view model is built from the plan's ordered data (`Vec`, `BTreeMap`), so the output is deterministic.
+
+use handlebars::{Handlebars, handlebars_helper};
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+
+use crate::plan::*;
+
+/// The root template and its partials, by partial name.
+const ROOT: &str = include_str!("../../templates/stack.yaml.hbs");
+const PARTIALS: [(&str, &str); 6] = [
+    ("tables", include_str!("../../templates/tables.yaml.hbs")),
+    ("roles", include_str!("../../templates/roles.yaml.hbs")),
+    (
+        "functions",
+        include_str!("../../templates/functions.yaml.hbs"),
+    ),
+    ("stream", include_str!("../../templates/stream.yaml.hbs")),
+    ("api", include_str!("../../templates/api.yaml.hbs")),
+    ("alarms", include_str!("../../templates/alarms.yaml.hbs")),
+];
+
+/// A rendered template and the SHA-256 (hex) of its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedTemplate {
+    pub body: String,
+    pub sha256: String,
+}
+
+impl RenderedTemplate {
+    /// Wraps a body (e.g. a hand-edited one in tests), computing its digest.
+    pub fn from_body(body: String) -> Self {
+        let sha256 = hex::encode(Sha256::digest(body.as_bytes()));
+        RenderedTemplate { body, sha256 }
+    }
+}
+
+/// The templates are broken (a syntax error or a variable the view model lacks).
+///
+/// ### Handling
+/// A bug in `templates/` or in this module, never in the user's config: report it; nothing was deployed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template `{name}` does not compile: {source}")]
+    Compile {
+        name: String,
+        source: Box<handlebars::TemplateError>,
+    },
+    #[error("rendering the template failed: {0}")]
+    Render(#[from] Box<handlebars::RenderError>),
+}
+
+handlebars_helper!(json_helper: |v: Json| serde_json::to_string(v).unwrap_or_default());
+
+/// Renders the plan's CloudFormation template (YAML).
+pub fn render(plan: &Plan) -> Result<RenderedTemplate, RenderError> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb.register_helper("json", Box::new(json_helper));
+    hb.register_template_string("stack", ROOT)
+        .map_err(|e| RenderError::Compile {
+            name: "stack".into(),
+            source: Box::new(e),
+        })?;
+    for (name, text) in PARTIALS {
+        hb.register_partial(name, text)
+            .map_err(|e| RenderError::Compile {
+                name: name.into(),
+                source: Box::new(e),
+            })?;
+    }
+    let body = hb.render("stack", &view_model(plan)).map_err(Box::new)?;
+    Ok(RenderedTemplate::from_body(body))
+}
+
+/// The logical id of a route: `Route` + method + path words, e.g. `RoutePostAggregatesAggregateIdEvents`.
+pub fn route_logical_id(route: &Route) -> String {
+    let mut id = String::from("Route");
+    id.push_str(&pascal(&route.method.as_str().to_ascii_lowercase()));
+    for seg in route.path.split('/').filter(|s| !s.is_empty()) {
+        id.push_str(&pascal(seg.trim_matches(|c| c == '{' || c == '}')));
+    }
+    id
+}
+
+fn pascal(word: &str) -> String {
+    let mut c = word.chars();
+    match c.next() {
+        Some(first) => first.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// What the templates see: the plan, plus the few derived values handlebars cannot compute.
+fn view_model(plan: &Plan) -> Json {
+    let is_aws = plan.kind == EnvKind::Aws;
+    let tags: Vec<Json> = plan
+        .tags
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .collect();
+    let table = |t: &TablePlan| {
+        json!({
+            "table_name": t.table_name,
+            "billing_mode": match t.billing_mode { BillingMode::PayPerRequest => "PAY_PER_REQUEST", BillingMode::Provisioned => "PROVISIONED" },
+            "point_in_time_recovery": t.point_in_time_recovery,
+            "deletion_protection": t.deletion_protection,
+            "deletion_policy": if t.retain_on_delete { "Retain" } else { "Delete" },
+        })
+    };
+    let functions: Vec<Json> = plan
+        .functions
+        .iter()
+        .map(|f| {
+            let environment: Vec<Json> = f
+                .environment
+                .iter()
+                .map(|(k, v)| {
+                    // Table names are references so CloudFormation orders creation and the names cannot drift.
+                    let value = match k.as_str() {
+                        "EVENTS_TABLE" => "!Ref EventsTable".to_string(),
+                        "PROJECTIONS_TABLE" => "!Ref ProjectionsTable".to_string(),
+                        _ => serde_json::to_string(v).unwrap_or_default(),
+                    };
+                    json!({ "key": k, "value": value })
+                })
+                .collect();
+            let has_routes = plan.api.routes.iter().any(|r| r.function == f.name);
+            json!({
+                "name": f.name.as_str(),
+                "prefix": f.name.logical_prefix(),
+                "function_name": f.function_name,
+                "memory_mb": f.memory_mb,
+                "timeout_seconds": f.timeout_seconds,
+                "architecture": f.architecture.as_lambda(),
+                "reserved_concurrency": f.reserved_concurrency,
+                "log_retention_days": f.log_retention_days,
+                "environment": environment,
+                "has_routes": has_routes,
+                "log_group_name": format!("/aws/lambda/{}", f.function_name),
+                "errors_alarm_description": format!("The {} function reported errors.", f.name),
+            })
+        })
+        .collect();
+    let integrations: Vec<Json> = FunctionName::ALL
+        .into_iter()
+        .filter(|f| plan.api.routes.iter().any(|r| r.function == *f))
+        .map(|f| json!({ "prefix": f.logical_prefix() }))
+        .collect();
+    let routes: Vec<Json> = plan
+        .api
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "logical_id": route_logical_id(r),
+                "route_key": r.route_key(),
+                "prefix": r.function.logical_prefix(),
+                "integration_target": format!("integrations/${{{}Integration}}", r.function.logical_prefix()),
+                // Health checks must work without a token (load balancers, smoke tests).
+                "authorized": plan.api.jwt.is_some() && r.path != "/health",
+            })
+        })
+        .collect();
+    let sm = &plan.stream_mapping;
+    let stage_path = if plan.api.stage_name == "$default" {
+        String::new()
+    } else {
+        format!("/{}", plan.api.stage_name)
+    };
+    let local_url = plan
+        .local
+        .as_ref()
+        .map(|l| format!("http://127.0.0.1:{}", l.gateway_port));
+    json!({
+        "env": plan.env,
+        "app": plan.app,
+        "stack_name": plan.stack_name,
+        "description": format!("{} ({}): event-sourced CQRS API, generated by cargo xtask render from config/{}.yaml", plan.app, plan.env, plan.env),
+        "is_aws": is_aws,
+        "alarms": is_aws && plan.alarms,
+        "tags": tags,
+        "events_table": table(&plan.events_table),
+        "projections_table": table(&plan.projections_table),
+        "functions": functions,
+        "dlq_name": format!("{}-projector-dlq", plan.stack_name),
+        "stream_mapping": {
+            "batch_size": sm.batch_size,
+            "maximum_batching_window_seconds": sm.maximum_batching_window_seconds,
+            "maximum_retry_attempts": sm.maximum_retry_attempts,
+            "maximum_record_age_seconds": sm.maximum_record_age_seconds,
+            "bisect_batch_on_function_error": sm.bisect_batch_on_function_error,
+            "parallelization_factor": sm.parallelization_factor,
+            "starting_position": match sm.starting_position { StartingPosition::TrimHorizon => "TRIM_HORIZON", StartingPosition::Latest => "LATEST" },
+        },
+        "api": {
+            "name": format!("{}-api", plan.stack_name),
+            "cors_origins": plan.api.cors_origins,
+            "burst_limit": plan.api.throttling_burst_limit,
+            "rate_limit": plan.api.throttling_rate_limit,
+            "jwt": plan.api.jwt,
+            "stage_name": plan.api.stage_name,
+            "stage_path": stage_path,
+            "integrations": integrations,
+            "routes": routes,
+        },
+        "local_url": local_url,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_ids_are_readable_and_unique() {
+        let ids: Vec<String> = default_routes().iter().map(route_logical_id).collect();
+        assert_eq!(ids[1], "RoutePostAggregatesAggregateIdEvents");
+        let mut dedup = ids.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), ids.len());
+    }
+}
