@@ -1,14 +1,55 @@
-//! `cargo xtask validate` (skeleton: its issue fills it in).
+//! `cargo xtask validate`: checks one environment, or every environment in `config/`, without touching AWS.
+//!
+//! Each environment's config is validated into a plan, its template rendered and checked against the plan
+//! (see `stack::validate`). All environments are checked even when one fails, so CI shows every problem at
+//! once; any failure exits with "invalid input" (2).
+
+use std::path::PathBuf;
 
 use crate::exit::ExitStatus;
 
 /// Arguments of `cargo xtask validate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub env: crate::cli::EnvArgs,
+    /// Environment to validate: the stem of a file in `config/`. Every environment when omitted.
+    #[arg(long = "env", short = 'e', env = "XTASK_ENV")]
+    pub env: Option<String>,
+    /// Directory holding the per-environment YAML files.
+    #[arg(long, default_value_os_t = crate::cli::repo_root().join("config"), env = "XTASK_CONFIG_DIR")]
+    pub config_dir: PathBuf,
 }
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`cargo xtask validate` is not implemented yet")
+pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    let envs = match args.env {
+        Some(env) => vec![env],
+        None => match stack::config::environments(&args.config_dir) {
+            Ok(envs) if !envs.is_empty() => envs,
+            Ok(_) => {
+                eprintln!("error: no environments (*.yaml) in {}", args.config_dir.display());
+                return Ok(ExitStatus::InvalidInput);
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                return Ok(ExitStatus::InvalidInput);
+            }
+        },
+    };
+    let mut failed = 0;
+    for env in &envs {
+        match stack::load_checked(&args.config_dir, env) {
+            Ok((plan, template)) => {
+                println!("ok    {env:<10} stack {:<16} template sha256 {}", plan.stack_name, template.sha256)
+            }
+            Err(err) => {
+                failed += 1;
+                println!("FAIL  {env}");
+                eprintln!("error: {env}: {err}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} environment(s) invalid; fix the keys named above and run `cargo xtask validate` again", envs.len());
+        return Ok(ExitStatus::InvalidInput);
+    }
+    Ok(ExitStatus::Success)
 }
