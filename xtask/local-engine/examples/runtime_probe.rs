@@ -1,0 +1,110 @@
+//! A tiny function for testing the local engine against the official Lambda runtime client.
+//!
+//! It speaks the Runtime API through `lambda_runtime`, exactly like the project's functions, and does what
+//! its payload asks, so the tests can exercise every path of the host, the gateway and the poller without
+//! the real functions or a deployed stack:
+//! - an API Gateway v2 event (has `requestContext`): the path decides (`/echo` returns the event,
+//!   `/bare` a bare JSON value, `/cookies` cookies and multi-value headers, `/binary` a base64 body,
+//!   `/fail` an error, `/slow` sleeps past any short timeout, `/crash` exits the process, `/bad` a malformed response);
+//! - a DynamoDB stream event (has `Records`): records whose `aggregate_id` starts with `poison` fail
+//!   (`PROBE_MODE=partial` reports them as batch item failures instead of failing the batch), the others are
+//!   appended as JSON lines to `$PROBE_OUT` (with this process's pid);
+//! - anything else: `{"sleepMs": n}` sleeps, `{"fail": "msg"}` errors, `{"crash": true}` exits, and the reply
+//!   echoes the payload, the invocation context and the runtime environment.
+
+use std::io::Write;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    if std::env::var("PROBE_INIT_FAIL").is_ok() {
+        return Err("init failed on purpose".into());
+    }
+    lambda_runtime::run(service_fn(handle)).await
+}
+
+async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let (payload, ctx) = event.into_parts();
+    if payload.get("requestContext").is_some() {
+        return http(payload).await;
+    }
+    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
+        return stream(records);
+    }
+    if let Some(ms) = payload.get("sleepMs").and_then(Value::as_u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if let Some(msg) = payload.get("fail").and_then(Value::as_str) {
+        return Err(msg.to_string().into());
+    }
+    if payload.get("crash").is_some() {
+        std::process::exit(3);
+    }
+    let env: serde_json::Map<String, Value> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("PROBE_") || k == "RUST_LOG" || k == "EVENTS_TABLE")
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    Ok(json!({
+        "payload": payload,
+        "requestId": ctx.request_id,
+        "deadlineMs": ctx.deadline,
+        "invokedFunctionArn": ctx.invoked_function_arn,
+        "traceId": ctx.xray_trace_id,
+        "pid": std::process::id(),
+        "env": env,
+    }))
+}
+
+async fn http(event: Value) -> Result<Value, Error> {
+    let path = event["rawPath"].as_str().unwrap_or_default().to_string();
+    Ok(match path.as_str() {
+        "/bare" => json!({"hello": "world"}),
+        "/cookies" => json!({
+            "statusCode": 201,
+            "headers": {"Content-Type": "text/plain", "X-One": "1"},
+            "multiValueHeaders": {"x-many": ["a", "b"]},
+            "cookies": ["a=1; Path=/", "b=2"],
+            "body": "made",
+        }),
+        "/binary" => json!({"statusCode": 200, "headers": {"content-type": "application/octet-stream"},
+                            "body": "AAEC/w==", "isBase64Encoded": true}),
+        "/fail" => return Err("failing on purpose".into()),
+        "/slow" => {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            json!({"statusCode": 200})
+        }
+        "/crash" => std::process::exit(7),
+        "/bad" => json!({"statusCode": "teapot"}),
+        _ => json!({
+            "statusCode": 200,
+            "headers": {"content-type": "application/json"},
+            "body": serde_json::to_string(&json!({"event": event, "pid": std::process::id()}))?,
+        }),
+    })
+}
+
+fn stream(records: &[Value]) -> Result<Value, Error> {
+    let partial = std::env::var("PROBE_MODE").as_deref() == Ok("partial");
+    let mut failures = Vec::new();
+    let mut ok = Vec::new();
+    for r in records {
+        let id = r["dynamodb"]["Keys"]["aggregate_id"]["S"].as_str().unwrap_or_default();
+        if id.starts_with("poison") {
+            if !partial {
+                return Err(format!("poison record {id}").into());
+            }
+            failures.push(json!({"itemIdentifier": r["dynamodb"]["SequenceNumber"]}));
+        } else if failures.is_empty() {
+            ok.push(json!({"id": id, "seq": r["dynamodb"]["SequenceNumber"], "pid": std::process::id(), "record": r}));
+        }
+    }
+    if let Ok(path) = std::env::var("PROBE_OUT") {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        for line in ok {
+            writeln!(f, "{line}")?;
+        }
+    }
+    Ok(json!({"batchItemFailures": failures}))
+}

@@ -1,0 +1,158 @@
+//! What was deployed to the local endpoint, read back before the engine starts serving it.
+//!
+//! The host must run what was deployed, not what happens to be on disk: the function settings
+//! (environment, memory, timeout) come from `GetFunctionConfiguration`, the binaries must match the release
+//! manifest the deployer wrote (`binary_sha256`), and the deployed code must be that release
+//! (`CodeSha256` = base64 of the zip's SHA-256 = the manifest's `zip_sha256`). A mismatch is an error that
+//! says to run `cargo xtask deploy` again, instead of silently serving something else.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use stack::{Plan, outputs};
+
+use crate::host::{DEFAULT_POOL_SIZE, FunctionSpec};
+
+/// Errors while reading the deployed stack. Every message says what to do next.
+///
+/// ### Handling
+/// All variants mean "the local stack and the build disagree or are missing": `serve` exits with a failure
+/// and the message; the fix is always to (re)deploy.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployedError {
+    #[error("stack `{stack}` is not deployed on {endpoint}: {detail}; run `cargo xtask deploy` first")]
+    NoStack { stack: String, endpoint: String, detail: String },
+    #[error("stack `{stack}` has no output `{output}`; redeploy with `cargo xtask deploy`")]
+    MissingOutput { stack: String, output: String },
+    #[error("function `{function}` is not deployed on {endpoint}: {detail}; run `cargo xtask deploy`")]
+    NoFunction { function: String, endpoint: String, detail: String },
+    #[error("cannot read the release manifest {path}: {detail}; run `cargo xtask deploy` to build it")]
+    Manifest { path: PathBuf, detail: String },
+    #[error("cannot read the built binary {path}: {detail}; run `cargo xtask deploy` to build it")]
+    Binary { path: PathBuf, detail: String },
+    #[error("{what} of `{function}` does not match the release manifest (expected {expected}, found {found}); run `cargo xtask deploy` so the endpoint, the manifest and the binaries agree")]
+    Mismatch { function: String, what: &'static str, expected: String, found: String },
+}
+
+/// The stack's outputs, by name.
+pub async fn stack_outputs(sdk: &aws_config::SdkConfig, stack_name: &str, endpoint: &str) -> Result<BTreeMap<String, String>, DeployedError> {
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let out = cfn.describe_stacks().stack_name(stack_name).send().await.map_err(|e| DeployedError::NoStack {
+        stack: stack_name.to_string(),
+        endpoint: endpoint.to_string(),
+        detail: aws_sdk_cloudformation::error::DisplayErrorContext(e).to_string(),
+    })?;
+    let stack = out.stacks.unwrap_or_default().into_iter().next().ok_or_else(|| DeployedError::NoStack {
+        stack: stack_name.to_string(),
+        endpoint: endpoint.to_string(),
+        detail: "DescribeStacks returned no stack".into(),
+    })?;
+    Ok(stack
+        .outputs
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| Some((o.output_key?, o.output_value?)))
+        .collect())
+}
+
+/// Where the deployer puts one environment's build: `<target>/xtask/dist/<env>`.
+pub fn dist_dir(env: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::state::repo_root().join("target"));
+    target.join("xtask").join("dist").join(env)
+}
+
+/// The function specs of a deployed local stack, verified against the release manifest in `dist`.
+pub async fn function_specs(
+    sdk: &aws_config::SdkConfig,
+    plan: &Plan,
+    endpoint: &str,
+    dist: &Path,
+    outputs: &BTreeMap<String, String>,
+) -> Result<Vec<FunctionSpec>, DeployedError> {
+    let manifest_path = dist.join("manifest.json");
+    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|detail| DeployedError::Manifest { path: manifest_path.clone(), detail })?;
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let mut specs = Vec::new();
+    for fplan in &plan.functions {
+        let name = fplan.name;
+        let function_name =
+            outputs.get(&outputs::function_name(name)).cloned().unwrap_or_else(|| fplan.function_name.clone());
+        let entry = &manifest["functions"][name.as_str()];
+        let field = |key: &str| {
+            entry[key].as_str().map(str::to_string).ok_or_else(|| DeployedError::Manifest {
+                path: manifest_path.clone(),
+                detail: format!("no functions.{name}.{key}"),
+            })
+        };
+        let (binary_sha, zip_sha) = (field("binary_sha256")?, field("zip_sha256")?);
+        let binary = dist.join(name.as_str()).join("bootstrap");
+        let found = sha256_file(&binary)
+            .map_err(|e| DeployedError::Binary { path: binary.clone(), detail: e.to_string() })?;
+        if found != binary_sha {
+            return Err(DeployedError::Mismatch { function: name.to_string(), what: "the binary's SHA-256", expected: binary_sha, found });
+        }
+        let cfg = lambda.get_function_configuration().function_name(&function_name).send().await.map_err(|e| {
+            DeployedError::NoFunction {
+                function: function_name.clone(),
+                endpoint: endpoint.to_string(),
+                detail: aws_sdk_lambda::error::DisplayErrorContext(e).to_string(),
+            }
+        })?;
+        let expected_code = hex::decode(&zip_sha)
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+            .unwrap_or_default();
+        let code = cfg.code_sha256.clone().unwrap_or_default();
+        if code != expected_code {
+            return Err(DeployedError::Mismatch {
+                function: name.to_string(),
+                what: "the deployed CodeSha256",
+                expected: expected_code,
+                found: code,
+            });
+        }
+        let environment: BTreeMap<String, String> = cfg
+            .environment
+            .and_then(|e| e.variables)
+            .unwrap_or_else(HashMap::new)
+            .into_iter()
+            .collect();
+        let max_processes = match fplan.reserved_concurrency {
+            Some(n) if n > 0 => (n as usize).min(DEFAULT_POOL_SIZE),
+            _ => DEFAULT_POOL_SIZE,
+        };
+        specs.push(FunctionSpec {
+            name,
+            function_name,
+            binary,
+            environment,
+            memory_mb: cfg.memory_size.map(|m| m as u32).unwrap_or(fplan.memory_mb),
+            timeout: Duration::from_secs(cfg.timeout.map(|t| t as u64).unwrap_or(fplan.timeout_seconds as u64)),
+            max_processes,
+        });
+    }
+    Ok(specs)
+}
+
+/// SHA-256 (hex) of a file.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The output, or an error naming it.
+pub fn require_output(outputs: &BTreeMap<String, String>, stack: &str, name: &str) -> Result<String, DeployedError> {
+    outputs
+        .get(name)
+        .cloned()
+        .ok_or_else(|| DeployedError::MissingOutput { stack: stack.to_string(), output: name.to_string() })
+}

@@ -1,0 +1,614 @@
+//! The local function host: a Lambda Runtime API server that runs the exact built function binaries.
+//!
+//! Why a host instead of calling handlers in-process: the binaries that ship to AWS are `bootstrap`
+//! executables built on `lambda_runtime`, which pull work from the Runtime API
+//! (`GET /2018-06-01/runtime/invocation/next`) and post results back. Serving that API locally lets the
+//! very same file run here, with the environment, memory size and timeout that were deployed.
+//!
+//! Model (as on Lambda): one process handles one invocation at a time; concurrent invocations of one
+//! function spawn more processes, up to a small pool size. Every process gets its own Runtime API
+//! listener, so the host always knows which process holds which invocation and can kill exactly that
+//! one when the invocation times out. A process that crashes or is killed is dropped from the pool and
+//! a fresh one is started by the next invocation. stdout/stderr of every process, plus CloudWatch-like
+//! `START`/`END`/`REPORT` lines, are appended to `<log_dir>/<function>.log`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use stack::FunctionName;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+/// How long a fresh process may take to ask for its first invocation (Lambda's init phase limit).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of processes per function when the plan sets no reserved concurrency.
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
+/// Everything needed to run one function's binary.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub name: FunctionName,
+    /// Physical function name (`<stack>-query`), exposed as `AWS_LAMBDA_FUNCTION_NAME`.
+    pub function_name: String,
+    /// The `bootstrap` executable.
+    pub binary: PathBuf,
+    /// The deployed function's environment variables (`EVENTS_TABLE`, `RUST_LOG`, ...).
+    pub environment: BTreeMap<String, String>,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    /// Maximum number of processes (concurrent invocations) of this function.
+    pub max_processes: usize,
+}
+
+/// Settings shared by every function process.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The local AWS endpoint every SDK client in the functions talks to (`AWS_ENDPOINT_URL`).
+    pub endpoint_url: String,
+    pub region: String,
+    /// Account id used in the ARNs the host hands out.
+    pub account_id: String,
+    /// Directory of the per-function log files.
+    pub log_dir: PathBuf,
+}
+
+/// A successful invocation: the function posted a response.
+#[derive(Debug, Clone)]
+pub struct InvokeOutput {
+    pub request_id: String,
+    pub body: Bytes,
+    pub duration: Duration,
+    /// Whether a new process had to be started for this invocation.
+    pub cold_start: bool,
+}
+
+/// Why an invocation produced no response.
+///
+/// ### Handling
+/// The gateway maps `FunctionError`, `Crashed` and `Init` to 500, `Timeout` to 504 and the rest to 503;
+/// the poller treats every variant as a failed batch.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("no function `{0}` is hosted")]
+    UnknownFunction(FunctionName),
+    /// The handler returned an error (`POST /runtime/invocation/{id}/error`).
+    #[error("function returned an error: {error_type}: {body}")]
+    FunctionError { error_type: String, body: String },
+    /// The function did not answer within its timeout; its process was killed.
+    #[error("task timed out after {0:.2?}; the process was killed")]
+    Timeout(Duration),
+    /// The process exited while holding the invocation.
+    #[error("function process exited ({0}) during the invocation")]
+    Crashed(String),
+    /// The process reported an init error or never asked for work.
+    #[error("function failed to initialise: {0}")]
+    Init(String),
+    #[error("could not start the function process `{path}`: {source}")]
+    Spawn { path: PathBuf, source: std::io::Error },
+    #[error("the host is shutting down")]
+    ShuttingDown,
+}
+
+/// The function host. Cheap to share behind an `Arc`.
+pub struct Host {
+    config: HostConfig,
+    pools: HashMap<FunctionName, Arc<Pool>>,
+}
+
+impl Host {
+    /// Creates the host; processes start lazily on the first invocation of each function.
+    pub fn new(config: HostConfig, functions: Vec<FunctionSpec>) -> std::io::Result<Arc<Host>> {
+        std::fs::create_dir_all(&config.log_dir)?;
+        let pools = functions
+            .into_iter()
+            .map(|spec| {
+                let log_path = config.log_dir.join(format!("{}.log", spec.name));
+                let pool = Pool {
+                    permits: Arc::new(Semaphore::new(spec.max_processes.max(1))),
+                    spec,
+                    log: LogFile { path: log_path },
+                    idle: Mutex::new(Vec::new()),
+                    all: Mutex::new(HashMap::new()),
+                    next_id: AtomicU64::new(1),
+                    closed: AtomicBool::new(false),
+                };
+                (pool.spec.name, Arc::new(pool))
+            })
+            .collect();
+        Ok(Arc::new(Host { config, pools }))
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// The functions this host runs.
+    pub fn functions(&self) -> impl Iterator<Item = &FunctionSpec> {
+        self.pools.values().map(|p| &p.spec)
+    }
+
+    /// The function's log file (stdout/stderr of its processes and the host's START/END/REPORT lines).
+    pub fn log_path(&self, name: FunctionName) -> Option<PathBuf> {
+        self.pools.get(&name).map(|p| p.log.path.clone())
+    }
+
+    /// Number of live processes of a function (for tests and the benchmark).
+    pub fn process_count(&self, name: FunctionName) -> usize {
+        self.pools.get(&name).map(|p| p.all.lock().unwrap().len()).unwrap_or(0)
+    }
+
+    /// Process ids of a function's live processes.
+    pub fn process_ids(&self, name: FunctionName) -> Vec<u32> {
+        self.pools
+            .get(&name)
+            .map(|p| p.all.lock().unwrap().values().filter_map(|w| *w.pid.lock().unwrap()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Invokes a function synchronously (`RequestResponse`) with a JSON payload.
+    pub async fn invoke(&self, name: FunctionName, payload: Bytes) -> Result<InvokeOutput, InvokeError> {
+        let pool = self.pools.get(&name).ok_or(InvokeError::UnknownFunction(name))?;
+        pool.invoke(&self.config, payload).await
+    }
+
+    /// Kills every function process and waits (bounded) until they are gone.
+    pub async fn shutdown(&self) {
+        for pool in self.pools.values() {
+            pool.closed.store(true, Ordering::SeqCst);
+        }
+        let workers: Vec<Arc<Worker>> =
+            self.pools.values().flat_map(|p| p.all.lock().unwrap().values().cloned().collect::<Vec<_>>()).collect();
+        for w in &workers {
+            w.kill();
+        }
+        for w in &workers {
+            let mut dead = w.dead.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(5), dead.wait_for(|d| *d)).await;
+        }
+    }
+
+    /// Synchronous best-effort kill, for `Drop` paths that cannot await.
+    pub fn kill_all(&self) {
+        for pool in self.pools.values() {
+            pool.closed.store(true, Ordering::SeqCst);
+            for w in pool.all.lock().unwrap().values() {
+                w.kill();
+                if let Some(pid) = *w.pid.lock().unwrap() {
+                    // The monitor task may never run again if the runtime is going away: kill the pid
+                    // directly as well (SIGKILL through the kill(1) utility; no unsafe code here).
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .stderr(std::process::Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// The processes of one function.
+struct Pool {
+    spec: FunctionSpec,
+    log: LogFile,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Arc<Worker>>>,
+    all: Mutex<HashMap<u64, Arc<Worker>>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// One pending invocation, handed to a process by its `next` endpoint.
+struct Invocation {
+    request_id: String,
+    payload: Bytes,
+    trace_id: String,
+    picked: oneshot::Sender<Instant>,
+    result: oneshot::Sender<Result<Bytes, InvokeError>>,
+}
+
+/// One running function process and its private Runtime API listener.
+struct Worker {
+    id: u64,
+    timeout: Duration,
+    arn: String,
+    tx: mpsc::Sender<Invocation>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    /// The invocation the process is working on: request id and where its result goes.
+    inflight: Mutex<Option<(String, oneshot::Sender<Result<Bytes, InvokeError>>)>>,
+    kill_tx: Mutex<Option<oneshot::Sender<()>>>,
+    pid: Mutex<Option<u32>>,
+    dead: watch::Receiver<bool>,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Worker {
+    fn kill(&self) {
+        if let Some(tx) = self.kill_tx.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn is_dead(&self) -> bool {
+        *self.dead.borrow()
+    }
+
+    fn fail_inflight(&self, err: InvokeError) {
+        if let Some((_, tx)) = self.inflight.lock().unwrap().take() {
+            let _ = tx.send(Err(err));
+        }
+    }
+}
+
+impl Pool {
+    async fn invoke(self: &Arc<Self>, host: &HostConfig, payload: Bytes) -> Result<InvokeOutput, InvokeError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(InvokeError::ShuttingDown);
+        }
+        let _permit = self.permits.clone().acquire_owned().await.map_err(|_| InvokeError::ShuttingDown)?;
+        let (worker, cold_start) = match self.take_idle() {
+            Some(w) => (w, false),
+            None => (self.spawn(host).await?, true),
+        };
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let (picked_tx, picked_rx) = oneshot::channel();
+        let (result_tx, result_rx) = oneshot::channel();
+        let trace_id = format!(
+            "Root=1-{:08x}-{};Parent={};Sampled=0",
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            &uuid::Uuid::now_v7().simple().to_string()[..24],
+            &uuid::Uuid::now_v7().simple().to_string()[..16],
+        );
+        let inv = Invocation { request_id: request_id.clone(), payload, trace_id, picked: picked_tx, result: result_tx };
+        if worker.tx.send(inv).await.is_err() {
+            self.retire(&worker);
+            return Err(InvokeError::Crashed("the process was gone before the invocation".into()));
+        }
+        let mut dead = worker.dead.clone();
+        // Phase 1: the process takes the invocation (immediately if warm; after init if cold).
+        let started = tokio::select! {
+            picked = picked_rx => match picked {
+                Ok(at) => at,
+                Err(_) => { self.retire(&worker); return Err(InvokeError::Crashed("invocation dropped".into())); }
+            },
+            _ = dead.wait_for(|d| *d) => {
+                self.retire(&worker);
+                return Err(InvokeError::Init(format!("the process exited before taking the invocation; see {}", self.log.path.display())));
+            }
+            _ = tokio::time::sleep(INIT_TIMEOUT) => {
+                worker.kill();
+                self.retire(&worker);
+                return Err(InvokeError::Init(format!("the process did not ask for work within {INIT_TIMEOUT:?}")));
+            }
+        };
+        self.log.line(&format!("START RequestId: {request_id} Version: $LATEST"));
+        // Phase 2: the process answers within the function's timeout.
+        let outcome = tokio::select! {
+            r = result_rx => r.unwrap_or_else(|_| Err(InvokeError::Crashed("result channel closed".into()))),
+            _ = tokio::time::sleep_until((started + self.spec.timeout).into()) => {
+                worker.kill();
+                Err(InvokeError::Timeout(self.spec.timeout))
+            }
+        };
+        let duration = started.elapsed();
+        self.log.line(&format!("END RequestId: {request_id}"));
+        let billed = duration.as_millis() + 1;
+        let mut report = format!(
+            "REPORT RequestId: {request_id}\tDuration: {:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB",
+            duration.as_secs_f64() * 1000.0,
+            self.spec.memory_mb
+        );
+        if cold_start {
+            report.push_str("\tCold start: yes");
+        }
+        match &outcome {
+            Err(InvokeError::Timeout(t)) => {
+                self.log.line(&format!("{report}\tStatus: timeout"));
+                self.log.line(&format!(
+                    "{} {request_id} Task timed out after {:.2} seconds",
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    t.as_secs_f64()
+                ));
+            }
+            Err(InvokeError::Crashed(why)) => self.log.line(&format!("{report}\tStatus: error\tError Type: Runtime.ExitError ({why})")),
+            _ => self.log.line(&report),
+        }
+        match outcome {
+            Ok(body) => {
+                self.give_back(worker);
+                Ok(InvokeOutput { request_id, body, duration, cold_start })
+            }
+            Err(e @ InvokeError::FunctionError { .. }) => {
+                self.give_back(worker);
+                Err(e)
+            }
+            Err(e) => {
+                self.retire(&worker);
+                Err(e)
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<Arc<Worker>> {
+        let mut idle = self.idle.lock().unwrap();
+        while let Some(w) = idle.pop() {
+            if !w.is_dead() {
+                return Some(w);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, worker: Arc<Worker>) {
+        if worker.is_dead() || self.closed.load(Ordering::SeqCst) {
+            self.retire(&worker);
+        } else {
+            self.idle.lock().unwrap().push(worker);
+        }
+    }
+
+    fn retire(&self, worker: &Arc<Worker>) {
+        worker.kill();
+        self.all.lock().unwrap().remove(&worker.id);
+        self.idle.lock().unwrap().retain(|w| w.id != worker.id);
+        if let Some(server) = worker.server.lock().unwrap().take() {
+            server.abort();
+        }
+    }
+
+    /// Starts a process with its own Runtime API listener.
+    async fn spawn(self: &Arc<Self>, host: &HostConfig) -> Result<Arc<Worker>, InvokeError> {
+        let spawn_err = |source| InvokeError::Spawn { path: self.spec.binary.clone(), source };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(spawn_err)?;
+        let addr: SocketAddr = listener.local_addr().map_err(spawn_err)?;
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel(1);
+        let (dead_tx, dead_rx) = watch::channel(false);
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        let arn = format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            host.region, host.account_id, self.spec.function_name
+        );
+        let worker = Arc::new(Worker {
+            id,
+            timeout: self.spec.timeout,
+            arn,
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            inflight: Mutex::new(None),
+            kill_tx: Mutex::new(Some(kill_tx)),
+            pid: Mutex::new(None),
+            dead: dead_rx,
+            server: Mutex::new(None),
+        });
+        let app = runtime_api(worker.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        *worker.server.lock().unwrap() = Some(server);
+
+        let mut cmd = tokio::process::Command::new(&self.spec.binary);
+        cmd.env_clear()
+            .envs(self.process_env(host, addr))
+            .stdin(std::process::Stdio::null())
+            .stdout(self.log.stdio().map_err(spawn_err)?)
+            .stderr(self.log.stdio().map_err(spawn_err)?)
+            .kill_on_drop(true);
+        if let Some(dir) = self.spec.binary.parent() {
+            cmd.current_dir(dir);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(server) = worker.server.lock().unwrap().take() {
+                    server.abort();
+                }
+                return Err(spawn_err(e));
+            }
+        };
+        let pid = child.id();
+        *worker.pid.lock().unwrap() = pid;
+        self.log.line(&format!(
+            "INIT_START process {} ({}) runtime API 127.0.0.1:{}",
+            pid.unwrap_or(0),
+            self.spec.binary.display(),
+            addr.port()
+        ));
+        self.all.lock().unwrap().insert(id, worker.clone());
+
+        // The monitor owns the child: it waits for the exit (or a kill request), then fails whatever the
+        // process held and marks the worker dead so invokers and the pool stop using it.
+        let monitor_worker = worker.clone();
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                s = child.wait() => s,
+                _ = kill_rx => { let _ = child.start_kill(); child.wait().await }
+            };
+            let why = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            };
+            monitor_worker.fail_inflight(InvokeError::Crashed(why.clone()));
+            let _ = dead_tx.send(true);
+            if let Some(pool) = pool.upgrade() {
+                pool.log.line(&format!("PROCESS_EXIT process {} {why}", pid.unwrap_or(0)));
+                pool.retire(&monitor_worker);
+            }
+        });
+        Ok(worker)
+    }
+
+    fn process_env(&self, host: &HostConfig, runtime_api: SocketAddr) -> Vec<(String, String)> {
+        let spec = &self.spec;
+        let task_root = spec.binary.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        // Start from the platform's variables, then the deployed ones (which may override e.g. RUST_LOG).
+        let mut env: BTreeMap<String, String> = [
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
+            ("LANG", "en_US.UTF-8".to_string()),
+            ("TZ", ":UTC".to_string()),
+            ("LAMBDA_TASK_ROOT", task_root),
+            ("_HANDLER", "bootstrap".to_string()),
+            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".to_string()),
+            ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string()),
+            ("AWS_LAMBDA_FUNCTION_NAME", spec.function_name.clone()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.function_name)),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{}", uuid::Uuid::now_v7().simple())),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
+            ("AWS_REGION", host.region.clone()),
+            ("AWS_DEFAULT_REGION", host.region.clone()),
+            ("AWS_ENDPOINT_URL", host.endpoint_url.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_SESSION_TOKEN", "test".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in &spec.environment {
+            env.insert(k.clone(), v.clone());
+        }
+        env.into_iter().collect()
+    }
+}
+
+/// The Runtime API one process talks to.
+fn runtime_api(worker: Arc<Worker>) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(invocation_response))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(invocation_error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(worker)
+}
+
+async fn next_invocation(State(worker): State<Arc<Worker>>) -> Response {
+    let mut rx = worker.rx.lock().await;
+    let Some(inv) = rx.recv().await else {
+        return (StatusCode::GONE, "the host is shutting down").into_response();
+    };
+    drop(rx);
+    let now = Instant::now();
+    let deadline_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+        + worker.timeout.as_millis();
+    *worker.inflight.lock().unwrap() = Some((inv.request_id.clone(), inv.result));
+    let _ = inv.picked.send(now);
+    let mut headers = HeaderMap::new();
+    let mut put = |k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.insert(k, v);
+        }
+    };
+    put("lambda-runtime-aws-request-id", inv.request_id);
+    put("lambda-runtime-deadline-ms", deadline_ms.to_string());
+    put("lambda-runtime-invoked-function-arn", worker.arn.clone());
+    put("lambda-runtime-trace-id", inv.trace_id);
+    put("content-type", "application/json".to_string());
+    (StatusCode::OK, headers, inv.payload).into_response()
+}
+
+fn take_inflight(worker: &Worker, id: &str) -> Option<oneshot::Sender<Result<Bytes, InvokeError>>> {
+    let mut slot = worker.inflight.lock().unwrap();
+    match slot.as_ref() {
+        Some((current, _)) if current == id => slot.take().map(|(_, tx)| tx),
+        _ => None,
+    }
+}
+
+fn unknown_request(id: &str) -> Response {
+    let body = serde_json::json!({
+        "errorMessage": format!("no invocation `{id}` is in flight on this process"),
+        "errorType": "InvalidRequestID"
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
+async fn invocation_response(State(worker): State<Arc<Worker>>, UrlPath(id): UrlPath<String>, body: Bytes) -> Response {
+    match take_inflight(&worker, &id) {
+        Some(tx) => {
+            let _ = tx.send(Ok(body));
+            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"status": "OK"}))).into_response()
+        }
+        None => unknown_request(&id),
+    }
+}
+
+async fn invocation_error(
+    State(worker): State<Arc<Worker>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match take_inflight(&worker, &id) {
+        Some(tx) => {
+            let error_type = error_type(&headers, &body);
+            let _ = tx.send(Err(InvokeError::FunctionError { error_type, body: String::from_utf8_lossy(&body).into_owned() }));
+            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"status": "OK"}))).into_response()
+        }
+        None => unknown_request(&id),
+    }
+}
+
+async fn init_error(State(worker): State<Arc<Worker>>, headers: HeaderMap, body: Bytes) -> Response {
+    let error_type = error_type(&headers, &body);
+    worker.fail_inflight(InvokeError::Init(format!("{error_type}: {}", String::from_utf8_lossy(&body))));
+    // On Lambda the sandbox is discarded after an init error.
+    worker.kill();
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"status": "OK"}))).into_response()
+}
+
+fn error_type(headers: &HeaderMap, body: &[u8]) -> String {
+    headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_string))
+        })
+        .unwrap_or_else(|| "Unhandled".to_string())
+}
+
+/// An append-only log file shared by the host and the function's processes (O_APPEND keeps lines whole).
+struct LogFile {
+    path: PathBuf,
+}
+
+impl LogFile {
+    fn open(&self) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().create(true).append(true).open(&self.path)
+    }
+
+    fn stdio(&self) -> std::io::Result<std::process::Stdio> {
+        Ok(self.open()?.into())
+    }
+
+    fn line(&self, text: &str) {
+        if let Ok(mut f) = self.open() {
+            let _ = f.write_all(format!("{text}\n").as_bytes());
+        }
+    }
+}
+
+/// Reads the tail of a log file (used by `cargo xtask logs` and tests).
+pub fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
