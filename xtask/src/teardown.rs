@@ -1,14 +1,69 @@
-//! `cargo xtask teardown` (skeleton: its issue fills it in).
+//! `cargo xtask teardown`: delete the stack; keep retained tables unless `--delete-data`; remove the artifact
+//! bucket the tool created. For `local`, the local engine stops first and the local endpoint last.
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use deployer::teardown::TeardownOptions;
+use deployer::ui::ConsoleUi;
+use stack::EnvKind;
+
+use crate::cli::{EnvArgs, OutputFormat};
+use crate::deploy::{connect, load, report_errors, state_dir};
 use crate::exit::ExitStatus;
 
 /// Arguments of `cargo xtask teardown`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub env: crate::cli::EnvArgs,
+    pub env: EnvArgs,
+    /// Tear down without asking (CI). Without a terminal and without --yes, teardown refuses.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also delete the tables the stack retains. Refused when the config protects the data.
+    #[arg(long)]
+    pub delete_data: bool,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`cargo xtask teardown` is not implemented yet")
+pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    report_errors(teardown(args).await)
+}
+
+async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
+    let (plan, _template) = load(&args.env)?;
+    let ui = Arc::new(ConsoleUi::new(args.yes));
+    if plan.kind == EnvKind::Local {
+        stop_local_engine(&plan)
+            .await
+            .context("stopping the local engine")?;
+    }
+    let env = connect(&plan).await?;
+    let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
+    let opts = TeardownOptions {
+        delete_data: args.delete_data,
+        confirm: plan.kind == EnvKind::Aws,
+        poll_interval: deployer::deploy::poll_interval(&plan),
+    };
+    let outcome = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, ui.as_ref())
+        .await
+        .with_context(|| format!("tearing down stack `{}`", plan.stack_name))?;
+    if plan.kind == EnvKind::Local {
+        local_engine::endpoint::Endpoint::stop_background(&state_dir(&plan))
+            .context("stopping the local AWS endpoint")?;
+    }
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        OutputFormat::Text => print!("{outcome}"),
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Stops the local function host, gateway and poller (the local engine's `serve` module owns this).
+async fn stop_local_engine(plan: &stack::Plan) -> anyhow::Result<()> {
+    // Wiring point: `crate::serve::stop_background(plan).await` once the serve module provides it.
+    let _ = plan;
+    Ok(())
 }

@@ -490,3 +490,69 @@ async fn import_retained(
     }
     Ok(())
 }
+
+/// The preview of what [`deploy`] would change, from a change set that is deleted afterwards (with the empty
+/// stack a `CREATE` change set leaves behind). Nothing is uploaded: a change set does not read the code.
+pub async fn diff(
+    clients: &Clients,
+    req: DeployRequest<'_>,
+    opts: &DeployOptions,
+) -> Result<Preview> {
+    let stack_name = req.plan.stack_name.as_str();
+    let params = req.release.manifest.parameters(req.bucket);
+    let existing = stackops::describe(&clients.cfn, stack_name)
+        .await?
+        .filter(|s| {
+            !matches!(
+                stackops::status_of(s).as_str(),
+                "REVIEW_IN_PROGRESS" | "DELETE_COMPLETE"
+            )
+        });
+    let (old_body, old_params) = match &existing {
+        Some(stack) => (
+            Some(stackops::template_body(&clients.cfn, stack_name).await?),
+            stackops::parameters_of(stack),
+        ),
+        None => (None, BTreeMap::new()),
+    };
+    if old_body.as_deref() == Some(req.template_body) && old_params == params {
+        return Ok(Preview::default());
+    }
+    let change_set = stackops::create_change_set(
+        &clients.cfn,
+        ChangeSetInput {
+            stack: stack_name,
+            name: change_set_name(&req.release.digest()),
+            kind: if existing.is_some() {
+                ChangeSetType::Update
+            } else {
+                ChangeSetType::Create
+            },
+            template_body: req.template_body,
+            parameters: &params,
+            tags: &req.plan.tags,
+            imports: Vec::new(),
+        },
+        opts.poll_interval,
+    )
+    .await?;
+    stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
+    if existing.is_none() {
+        if let Some(s) = stackops::describe(&clients.cfn, stack_name).await? {
+            if stackops::status_of(&s) == "REVIEW_IN_PROGRESS" {
+                let _ = clients
+                    .cfn
+                    .delete_stack()
+                    .stack_name(stack_name)
+                    .send()
+                    .await;
+            }
+        }
+    }
+    let diff =
+        preview::template_diff(old_body.as_deref(), req.template_body, &old_params, &params)?;
+    Ok(Preview {
+        changes: preview::merge(change_set.changes, diff),
+        parameters: preview::parameter_changes(&old_params, &params),
+    })
+}
