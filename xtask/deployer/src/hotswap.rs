@@ -88,7 +88,9 @@ pub enum HotswapPlan {
     /// The functions already run exactly this code.
     UpToDate,
     /// Only these functions' code differs: `(function, new code key)`.
-    Swap { functions: Vec<(FunctionName, String)> },
+    Swap {
+        functions: Vec<(FunctionName, String)>,
+    },
 }
 
 /// Decides whether `new_template` + `new_parameters` can be applied as a hotswap of `deployed`, and to which
@@ -108,12 +110,19 @@ pub fn plan_hotswap(
             plan.env
         )));
     }
-    let code_params: BTreeSet<String> = FunctionName::ALL.iter().map(|f| stack::parameters::code_key(*f)).collect();
+    let code_params: BTreeSet<String> = FunctionName::ALL
+        .iter()
+        .map(|f| stack::parameters::code_key(*f))
+        .collect();
     let mut reasons = Vec::new();
     if deployed.template_body.trim_end() != new_template.trim_end() {
         reasons.push("the rendered template differs from the deployed one".to_string());
     }
-    let keys: BTreeSet<&String> = deployed.parameters.keys().chain(new_parameters.keys()).collect();
+    let keys: BTreeSet<&String> = deployed
+        .parameters
+        .keys()
+        .chain(new_parameters.keys())
+        .collect();
     for key in keys {
         if code_params.contains(key) || key == stack::parameters::RELEASE_DIGEST {
             continue;
@@ -138,7 +147,9 @@ pub fn plan_hotswap(
     for f in FunctionName::ALL {
         let param = stack::parameters::code_key(f);
         let Some(new_key) = new_parameters.get(&param) else {
-            return Err(Error::InvalidInput(format!("the release has no {param}; rebuild with `cargo xtask build`")));
+            return Err(Error::InvalidInput(format!(
+                "the release has no {param}; rebuild with `cargo xtask build`"
+            )));
         };
         // What runs now: the stack's parameter, unless an earlier hotswap replaced it.
         let running = deployed
@@ -150,7 +161,11 @@ pub fn plan_hotswap(
             functions.push((f, new_key.clone()));
         }
     }
-    Ok(if functions.is_empty() { HotswapPlan::UpToDate } else { HotswapPlan::Swap { functions } })
+    Ok(if functions.is_empty() {
+        HotswapPlan::UpToDate
+    } else {
+        HotswapPlan::Swap { functions }
+    })
 }
 
 /// One function's code update, timed.
@@ -231,35 +246,68 @@ pub fn drift_after(
     manifest: &ReleaseManifest,
     swapped: &[SwappedFunction],
 ) -> DriftRecord {
-    let mut functions = deployed.drift.as_ref().map(|d| d.functions.clone()).unwrap_or_default();
+    let mut functions = deployed
+        .drift
+        .as_ref()
+        .map(|d| d.functions.clone())
+        .unwrap_or_default();
     for s in swapped {
-        let stack_code_key = deployed.parameters.get(&stack::parameters::code_key(s.function)).cloned();
-        let zip_sha256 = manifest.functions.get(&s.function).map(|a| a.zip_sha256.clone()).unwrap_or_default();
-        functions.insert(s.function, SwappedCode { code_key: s.code_key.clone(), stack_code_key, zip_sha256 });
+        let stack_code_key = deployed
+            .parameters
+            .get(&stack::parameters::code_key(s.function))
+            .cloned();
+        let zip_sha256 = manifest
+            .functions
+            .get(&s.function)
+            .map(|a| a.zip_sha256.clone())
+            .unwrap_or_default();
+        functions.insert(
+            s.function,
+            SwappedCode {
+                code_key: s.code_key.clone(),
+                stack_code_key,
+                zip_sha256,
+            },
+        );
     }
-    functions.retain(|f, code| code.stack_code_key.as_ref() != Some(&code.code_key));
+    functions.retain(|_, code| code.stack_code_key.as_ref() != Some(&code.code_key));
     DriftRecord {
         env: plan.env.clone(),
         stack_name: plan.stack_name.clone(),
         at: Utc::now(),
         release_digest: manifest.digest(),
-        stack_release_digest: deployed.parameters.get(stack::parameters::RELEASE_DIGEST).cloned(),
+        stack_release_digest: deployed
+            .parameters
+            .get(stack::parameters::RELEASE_DIGEST)
+            .cloned(),
         functions,
     }
 }
 
 /// Stores the drift record (`hotswap/<env>.json`).
-pub async fn record_drift(s3: &aws_sdk_s3::Client, bucket: &str, record: &DriftRecord) -> Result<()> {
+pub async fn record_drift(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    record: &DriftRecord,
+) -> Result<()> {
     let body = serde_json::to_vec_pretty(record).expect("a drift record serializes");
     crate::promote::put_json(s3, bucket, &drift_key(&record.env), body).await
 }
 
 /// The drift record of `env`, or `None` when the stack describes what runs. For `status`.
-pub async fn read_drift(s3: &aws_sdk_s3::Client, bucket: &str, env: &str) -> Result<Option<DriftRecord>> {
+pub async fn read_drift(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    env: &str,
+) -> Result<Option<DriftRecord>> {
     let key = drift_key(env);
-    let Some(bytes) = crate::promote::get_object(s3, bucket, &key).await? else { return Ok(None) };
+    let Some(bytes) = crate::promote::get_object(s3, bucket, &key).await? else {
+        return Ok(None);
+    };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-        Error::InvalidInput(format!("s3://{bucket}/{key} is not a hotswap drift record ({e}); a full deploy replaces it"))
+        Error::InvalidInput(format!(
+            "s3://{bucket}/{key} is not a hotswap drift record ({e}); a full deploy replaces it"
+        ))
     })
 }
 

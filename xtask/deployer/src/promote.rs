@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stack::{FunctionName, Plan};
 
+use crate::build::Release;
 use crate::manifest::ReleaseManifest;
 use crate::{Error, Result};
 
@@ -56,11 +57,23 @@ pub struct SmokeCheck {
 impl fmt::Display for SmokeRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.passed { "passed" } else { "FAILED" };
-        writeln!(f, "smoke test of `{}` {verdict} against {} ({} ms)", self.env, self.api_url, self.duration_ms)?;
-        writeln!(f, "  release: {}", self.release_digest.as_deref().unwrap_or("(none recorded)"))?;
+        writeln!(
+            f,
+            "smoke test of `{}` {verdict} against {} ({} ms)",
+            self.env, self.api_url, self.duration_ms
+        )?;
+        writeln!(
+            f,
+            "  release: {}",
+            self.release_digest.as_deref().unwrap_or("(none recorded)")
+        )?;
         for c in &self.checks {
             let mark = if c.passed { "ok  " } else { "FAIL" };
-            writeln!(f, "  {mark} {:<28} {:>6} ms  {}", c.name, c.duration_ms, c.detail)?;
+            writeln!(
+                f,
+                "  {mark} {:<28} {:>6} ms  {}",
+                c.name, c.duration_ms, c.detail
+            )?;
         }
         Ok(())
     }
@@ -71,27 +84,51 @@ impl fmt::Display for SmokeRecord {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Refusal {
     /// `deploy.promote_from` of the target names another environment (or none).
-    OrderNotAllowed { from: String, to: String, allowed: Option<String> },
+    OrderNotAllowed {
+        from: String,
+        to: String,
+        allowed: Option<String>,
+    },
     /// The source stack records no `ReleaseDigest`: it was never deployed by this tool.
     NoReleaseDeployed { env: String, stack: String },
     /// The digest is recorded but its manifest is not in the source bucket.
-    NoManifest { env: String, bucket: String, key: String },
+    NoManifest {
+        env: String,
+        bucket: String,
+        key: String,
+    },
     /// The target requires a passing smoke test of the source and there is none.
     SmokeMissing { env: String, digest: String },
     /// The last smoke test of the source failed.
-    SmokeFailed { env: String, digest: String, failed_checks: Vec<String> },
+    SmokeFailed {
+        env: String,
+        digest: String,
+        failed_checks: Vec<String>,
+    },
     /// The last smoke test passed, but for another release than the one deployed now.
-    SmokeForOtherRelease { env: String, smoked: Option<String>, deployed: String },
+    SmokeForOtherRelease {
+        env: String,
+        smoked: Option<String>,
+        deployed: String,
+    },
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::OrderNotAllowed { from, to, allowed: Some(allowed) } => write!(
+            Refusal::OrderNotAllowed {
+                from,
+                to,
+                allowed: Some(allowed),
+            } => write!(
                 f,
                 "promotion order: `{to}` accepts releases only from `{allowed}` (deploy.promote_from in its config), not from `{from}`; promote {from} -> {allowed} first"
             ),
-            Refusal::OrderNotAllowed { from, to, allowed: None } => write!(
+            Refusal::OrderNotAllowed {
+                from,
+                to,
+                allowed: None,
+            } => write!(
                 f,
                 "promotion order: `{to}` accepts no promotion (its config has no deploy.promote_from); deploy it with `cargo xtask deploy --env {to}`, or set deploy.promote_from: {from}"
             ),
@@ -108,13 +145,21 @@ impl fmt::Display for Refusal {
                 "no smoke test recorded for `{env}` (release {}); run `cargo xtask smoke --env {env}` first",
                 short(digest)
             ),
-            Refusal::SmokeFailed { env, digest, failed_checks } => write!(
+            Refusal::SmokeFailed {
+                env,
+                digest,
+                failed_checks,
+            } => write!(
                 f,
                 "the last smoke test of `{env}` (release {}) failed ({}); fix `{env}` and run `cargo xtask smoke --env {env}` again",
                 short(digest),
                 failed_checks.join(", ")
             ),
-            Refusal::SmokeForOtherRelease { env, smoked, deployed } => write!(
+            Refusal::SmokeForOtherRelease {
+                env,
+                smoked,
+                deployed,
+            } => write!(
                 f,
                 "the last smoke test of `{env}` ran against release {}, but {} is deployed now; run `cargo xtask smoke --env {env}` again",
                 smoked.as_deref().map(short).unwrap_or("(unknown)"),
@@ -136,10 +181,12 @@ pub fn refused(refusals: &[Refusal]) -> Error {
 
 /// The promotion-order rule alone: `to.deploy.promote_from` must name `from`.
 pub fn check_order(source: &Plan, target: &Plan) -> Option<Refusal> {
-    (target.deploy.promote_from.as_deref() != Some(source.env.as_str())).then(|| Refusal::OrderNotAllowed {
-        from: source.env.clone(),
-        to: target.env.clone(),
-        allowed: target.deploy.promote_from.clone(),
+    (target.deploy.promote_from.as_deref() != Some(source.env.as_str())).then(|| {
+        Refusal::OrderNotAllowed {
+            from: source.env.clone(),
+            to: target.env.clone(),
+            allowed: target.deploy.promote_from.clone(),
+        }
     })
 }
 
@@ -160,7 +207,10 @@ pub struct SourceFacts {
 pub fn check_promotion(source: &Plan, target: &Plan, facts: &SourceFacts) -> Vec<Refusal> {
     let mut refusals: Vec<Refusal> = check_order(source, target).into_iter().collect();
     let Some(digest) = facts.digest.as_deref().filter(|d| !d.is_empty()) else {
-        refusals.push(Refusal::NoReleaseDeployed { env: source.env.clone(), stack: facts.stack_name.clone() });
+        refusals.push(Refusal::NoReleaseDeployed {
+            env: source.env.clone(),
+            stack: facts.stack_name.clone(),
+        });
         return refusals;
     };
     if !facts.manifest_found {
@@ -172,16 +222,26 @@ pub fn check_promotion(source: &Plan, target: &Plan, facts: &SourceFacts) -> Vec
     }
     if target.deploy.require_smoke {
         match &facts.smoke {
-            None => refusals.push(Refusal::SmokeMissing { env: source.env.clone(), digest: digest.to_string() }),
-            Some(s) if s.release_digest.as_deref() != Some(digest) => refusals.push(Refusal::SmokeForOtherRelease {
+            None => refusals.push(Refusal::SmokeMissing {
                 env: source.env.clone(),
-                smoked: s.release_digest.clone(),
-                deployed: digest.to_string(),
+                digest: digest.to_string(),
             }),
+            Some(s) if s.release_digest.as_deref() != Some(digest) => {
+                refusals.push(Refusal::SmokeForOtherRelease {
+                    env: source.env.clone(),
+                    smoked: s.release_digest.clone(),
+                    deployed: digest.to_string(),
+                })
+            }
             Some(s) if !s.passed => refusals.push(Refusal::SmokeFailed {
                 env: source.env.clone(),
                 digest: digest.to_string(),
-                failed_checks: s.checks.iter().filter(|c| !c.passed).map(|c| c.name.clone()).collect(),
+                failed_checks: s
+                    .checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(|c| c.name.clone())
+                    .collect(),
             }),
             Some(_) => {}
         }
@@ -191,8 +251,11 @@ pub fn check_promotion(source: &Plan, target: &Plan, facts: &SourceFacts) -> Vec
 
 /// Lambda's `CodeSha256` spelling of a hex SHA-256: base64 of the raw 32 bytes.
 pub fn code_sha256_of_hex(zip_sha256_hex: &str) -> Result<String> {
-    let raw = hex::decode(zip_sha256_hex)
-        .map_err(|e| Error::InvalidInput(format!("`{zip_sha256_hex}` is not a hex SHA-256 in the manifest: {e}")))?;
+    let raw = hex::decode(zip_sha256_hex).map_err(|e| {
+        Error::InvalidInput(format!(
+            "`{zip_sha256_hex}` is not a hex SHA-256 in the manifest: {e}"
+        ))
+    })?;
     Ok(base64::engine::general_purpose::STANDARD.encode(raw))
 }
 
@@ -223,14 +286,20 @@ pub async fn verify_code(
     let mut checks = Vec::new();
     for f in &plan.functions {
         let artifact = manifest.functions.get(&f.name).ok_or_else(|| {
-            Error::InvalidInput(format!("the release manifest has no `{}` function; rebuild and redeploy the source", f.name))
+            Error::InvalidInput(format!(
+                "the release manifest has no `{}` function; rebuild and redeploy the source",
+                f.name
+            ))
         })?;
         let out = lambda
             .get_function_configuration()
             .function_name(&f.function_name)
             .send()
             .await
-            .map_err(Error::aws(format!("reading the code digest of `{}`", f.function_name)))?;
+            .map_err(Error::aws(format!(
+                "reading the code digest of `{}`",
+                f.function_name
+            )))?;
         checks.push(CodeCheck {
             function: f.name,
             function_name: f.function_name.clone(),
@@ -241,7 +310,12 @@ pub async fn verify_code(
     let bad: Vec<String> = checks
         .iter()
         .filter(|c| !c.matches())
-        .map(|c| format!("{} runs {} but the release has {}", c.function_name, c.deployed, c.expected))
+        .map(|c| {
+            format!(
+                "{} runs {} but the release has {}",
+                c.function_name, c.deployed, c.expected
+            )
+        })
         .collect();
     if !bad.is_empty() {
         return Err(Error::StackFailed(format!(
@@ -256,26 +330,45 @@ pub async fn verify_code(
 // S3 records: smoke results, manifests, zips.
 
 /// Stores a smoke record at `smoke/<env>.json` (overwriting the previous one: promotion wants the last result).
-pub async fn put_smoke_record(s3: &aws_sdk_s3::Client, bucket: &str, record: &SmokeRecord) -> Result<()> {
+pub async fn put_smoke_record(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    record: &SmokeRecord,
+) -> Result<()> {
     let body = serde_json::to_vec_pretty(record).expect("a smoke record serializes");
     put_json(s3, bucket, &smoke_key(&record.env), body).await
 }
 
 /// The last smoke record of `env`, or `None` when it never ran.
-pub async fn get_smoke_record(s3: &aws_sdk_s3::Client, bucket: &str, env: &str) -> Result<Option<SmokeRecord>> {
+pub async fn get_smoke_record(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    env: &str,
+) -> Result<Option<SmokeRecord>> {
     let key = smoke_key(env);
-    let Some(bytes) = get_object(s3, bucket, &key).await? else { return Ok(None) };
+    let Some(bytes) = get_object(s3, bucket, &key).await? else {
+        return Ok(None);
+    };
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| Error::InvalidInput(format!("s3://{bucket}/{key} is not a smoke record ({e}); run `cargo xtask smoke --env {env}` again")))
 }
 
 /// The manifest `releases/<digest>.json`, checked against its digest so a tampered or truncated file is refused.
-pub async fn get_manifest(s3: &aws_sdk_s3::Client, bucket: &str, digest: &str) -> Result<Option<ReleaseManifest>> {
+pub async fn get_manifest(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    digest: &str,
+) -> Result<Option<ReleaseManifest>> {
     let key = crate::manifest::release_key(digest);
-    let Some(bytes) = get_object(s3, bucket, &key).await? else { return Ok(None) };
-    let manifest: ReleaseManifest = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::InvalidInput(format!("s3://{bucket}/{key} is not a release manifest: {e}")))?;
+    let Some(bytes) = get_object(s3, bucket, &key).await? else {
+        return Ok(None);
+    };
+    let manifest: ReleaseManifest = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::InvalidInput(format!(
+            "s3://{bucket}/{key} is not a release manifest: {e}"
+        ))
+    })?;
     if manifest.digest() != digest {
         return Err(Error::InvalidInput(format!(
             "s3://{bucket}/{key} hashes to {} instead of {digest}: the manifest was altered; redeploy the source",
@@ -286,54 +379,60 @@ pub async fn get_manifest(s3: &aws_sdk_s3::Client, bucket: &str, digest: &str) -
 }
 
 /// Records `manifest` at `releases/<digest>.json` in `bucket` (the target's record of what it runs).
-pub async fn put_manifest(s3: &aws_sdk_s3::Client, bucket: &str, manifest: &ReleaseManifest) -> Result<()> {
+pub async fn put_manifest(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    manifest: &ReleaseManifest,
+) -> Result<()> {
     put_json(s3, bucket, &manifest.s3_key(), manifest.canonical_json()).await
 }
 
-/// Makes every zip of `manifest` present in `to_bucket`, copying server-side from `from_bucket` (keys are
-/// content-addressed, so an existing key is already right). Returns the keys copied.
-pub async fn copy_artifacts(
-    source: &aws_sdk_s3::Client,
-    target: &aws_sdk_s3::Client,
-    from_bucket: &str,
-    to_bucket: &str,
+/// Downloads the release's zips from the source bucket into `dist_dir` (the layout `cargo xtask build` writes:
+/// `<fn>/<fn>.zip` and `manifest.json`), checking each zip's SHA-256 against the manifest. The result is an
+/// ordinary on-disk [`Release`]: the deploy path uploads it to the target bucket when the keys are missing there
+/// (another bucket, account or region) and skips them otherwise, and the local engine runs its binaries.
+pub async fn fetch_release(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
     manifest: &ReleaseManifest,
-) -> Result<Vec<String>> {
-    let mut copied = Vec::new();
-    if from_bucket == to_bucket {
-        return Ok(copied);
-    }
-    for artifact in manifest.functions.values() {
+    dist_dir: &std::path::Path,
+) -> Result<Release> {
+    for (name, artifact) in &manifest.functions {
         let key = &artifact.s3_key;
-        if object_exists(target, to_bucket, key).await? {
-            continue;
-        }
-        // Download and upload rather than CopyObject: the source and target may sit in different regions or
-        // accounts with different credentials, and the zips are a few MB.
-        let bytes = get_object(source, from_bucket, key).await?.ok_or_else(|| {
-            Error::Refused(format!("s3://{from_bucket}/{key} is missing although the release manifest lists it; redeploy the source"))
+        let bytes = get_object(s3, bucket, key).await?.ok_or_else(|| {
+            Error::Refused(format!("s3://{bucket}/{key} is missing although the release manifest lists it; redeploy the source"))
         })?;
         let actual = crate::package::sha256_hex(&bytes);
         if actual != artifact.zip_sha256 {
             return Err(Error::Refused(format!(
-                "s3://{from_bucket}/{key} hashes to {actual}, not {}: refusing to promote a corrupted artifact",
+                "s3://{bucket}/{key} hashes to {actual}, not {}: refusing to promote a corrupted artifact",
                 artifact.zip_sha256
             )));
         }
-        target
-            .put_object()
-            .bucket(to_bucket)
-            .key(key)
-            .body(bytes.into())
-            .send()
-            .await
-            .map_err(Error::aws(format!("uploading s3://{to_bucket}/{key}")))?;
-        copied.push(key.clone());
+        let path = crate::build::zip_path(dist_dir, *name);
+        let dir = path.parent().expect("a zip path has a parent");
+        std::fs::create_dir_all(dir).map_err(Error::io("creating the release directory", dir))?;
+        std::fs::write(&path, &bytes).map_err(Error::io("writing a promoted zip", &path))?;
     }
-    Ok(copied)
+    let release = Release {
+        manifest: manifest.clone(),
+        dist_dir: dist_dir.to_path_buf(),
+    };
+    let path = release.manifest_path();
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(manifest).expect("a manifest serializes"),
+    )
+    .map_err(Error::io("writing the promoted manifest", &path))?;
+    Ok(release)
 }
 
-pub(crate) async fn put_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+pub(crate) async fn put_json(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<()> {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -346,26 +445,39 @@ pub(crate) async fn put_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, b
 }
 
 /// The object's bytes, or `None` when the key (or the bucket) does not exist.
-pub(crate) async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+pub(crate) async fn get_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
     match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(out) => {
-            let data = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| Error::Aws { context: format!("reading s3://{bucket}/{key}"), message: e.to_string() })?;
+            let data = out.body.collect().await.map_err(|e| Error::Aws {
+                context: format!("reading s3://{bucket}/{key}"),
+                message: e.to_string(),
+            })?;
             Ok(Some(data.into_bytes().to_vec()))
         }
         Err(err) => {
-            let missing = err
-                .as_service_error()
-                .is_some_and(|e| e.is_no_such_key() || aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e) == Some("NoSuchBucket"));
-            if missing { Ok(None) } else { Err(Error::aws(format!("reading s3://{bucket}/{key}"))(err)) }
+            let missing = err.as_service_error().is_some_and(|e| {
+                e.is_no_such_key()
+                    || aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e)
+                        == Some("NoSuchBucket")
+            });
+            if missing {
+                Ok(None)
+            } else {
+                Err(Error::aws(format!("reading s3://{bucket}/{key}"))(err))
+            }
         }
     }
 }
 
-pub(crate) async fn object_exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<bool> {
+pub(crate) async fn object_exists(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<bool> {
     match s3.head_object().bucket(bucket).key(key).send().await {
         Ok(_) => Ok(true),
         Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
@@ -375,6 +487,9 @@ pub(crate) async fn object_exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &s
 
 // ---------------------------------------------------------------------------------------------------------
 // OIDC bootstrap template.
+
+/// `templates/oidc-roles.yaml.hbs`, embedded so rendering does not depend on the working directory.
+pub const OIDC_ROLES_TEMPLATE: &str = include_str!("../../../templates/oidc-roles.yaml.hbs");
 
 /// The GitHub environment whose jobs deploy `env`: the workflow runs prod in the protected `production`
 /// environment (manual approval), every other environment under its own name.
@@ -422,13 +537,18 @@ struct OidcPeer {
 /// roles of the environments that promote from it (promotion reads the source release as the source's role).
 /// `all` is every environment, to resolve promotion peers that may live in other accounts.
 pub fn render_oidc_roles(
-    template: &str,
     github_repo: &str,
     account_id: &str,
     envs: &[OidcEnvironment<'_>],
     all: &[OidcEnvironment<'_>],
 ) -> Result<String> {
-    if !github_repo.contains('/') || github_repo.contains(char::is_whitespace) {
+    let valid_part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    if !matches!(github_repo.split_once('/'), Some((owner, name)) if valid_part(owner) && valid_part(name))
+    {
         return Err(Error::InvalidInput(format!(
             "`{github_repo}` is not a GitHub repository; pass it as owner/name (e.g. --github-repo acme/cqrs)"
         )));
@@ -447,7 +567,11 @@ pub fn render_oidc_roles(
                 plan.config_path.display()
             ))
         })?;
-        Ok(OidcPeer { env: plan.env.clone(), account_id: account, role_arn: arn.to_string() })
+        Ok(OidcPeer {
+            env: plan.env.clone(),
+            account_id: account,
+            role_arn: arn.to_string(),
+        })
     };
     let mut roles = Vec::new();
     for e in envs {
@@ -503,7 +627,7 @@ pub fn render_oidc_roles(
     hb.set_strict_mode(true);
     hb.register_escape_fn(handlebars::no_escape);
     let data = serde_json::json!({ "github_repo": github_repo, "account_id": account_id, "app": app, "roles": roles });
-    hb.render_template(template, &data)
+    hb.render_template(OIDC_ROLES_TEMPLATE, &data)
         .map_err(|e| Error::InvalidInput(format!("rendering templates/oidc-roles.yaml.hbs: {e}")))
 }
 
@@ -511,13 +635,22 @@ pub fn render_oidc_roles(
 fn parse_role_arn(arn: &str) -> Option<(String, String, String)> {
     let rest = arn.strip_prefix("arn:")?;
     let mut parts = rest.splitn(5, ':');
-    let (_partition, service, _region, account, resource) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (_partition, service, _region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if service != "iam" || account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let path_and_name = resource.strip_prefix("role/")?;
     let (path, name) = match path_and_name.rfind('/') {
-        Some(i) => (format!("/{}/", &path_and_name[..i]), path_and_name[i + 1..].to_string()),
+        Some(i) => (
+            format!("/{}/", &path_and_name[..i]),
+            path_and_name[i + 1..].to_string(),
+        ),
         None => ("/".to_string(), path_and_name.to_string()),
     };
     (!name.is_empty()).then_some((account.to_string(), path, name))
@@ -529,14 +662,20 @@ fn logical(env: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut cs = p.chars();
-            cs.next().map(|c| c.to_ascii_uppercase().to_string() + cs.as_str()).unwrap_or_default()
+            cs.next()
+                .map(|c| c.to_ascii_uppercase().to_string() + cs.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
 
 /// Per-function code keys of a manifest, as template parameter name -> key (for logs and JSON output).
 pub fn code_keys(manifest: &ReleaseManifest) -> BTreeMap<String, String> {
-    manifest.functions.iter().map(|(f, a)| (stack::parameters::code_key(*f), a.s3_key.clone())).collect()
+    manifest
+        .functions
+        .iter()
+        .map(|(f, a)| (stack::parameters::code_key(*f), a.s3_key.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -547,7 +686,10 @@ mod tests {
     fn code_sha256_is_base64_of_the_raw_digest() {
         // SHA-256 of the empty string, as Lambda would report it.
         let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(code_sha256_of_hex(hex).unwrap(), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert_eq!(
+            code_sha256_of_hex(hex).unwrap(),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
         assert!(code_sha256_of_hex("zz").is_err());
     }
 
@@ -573,12 +715,22 @@ mod tests {
 
     #[test]
     fn refusal_messages_say_what_to_do() {
-        let r = Refusal::OrderNotAllowed { from: "dev".into(), to: "prod".into(), allowed: Some("staging".into()) };
+        let r = Refusal::OrderNotAllowed {
+            from: "dev".into(),
+            to: "prod".into(),
+            allowed: Some("staging".into()),
+        };
         assert_eq!(
             r.to_string(),
             "promotion order: `prod` accepts releases only from `staging` (deploy.promote_from in its config), not from `dev`; promote dev -> staging first"
         );
-        let r = Refusal::SmokeMissing { env: "dev".into(), digest: "0123456789abcdef".into() };
-        assert_eq!(r.to_string(), "no smoke test recorded for `dev` (release 0123456789ab); run `cargo xtask smoke --env dev` first");
+        let r = Refusal::SmokeMissing {
+            env: "dev".into(),
+            digest: "0123456789abcdef".into(),
+        };
+        assert_eq!(
+            r.to_string(),
+            "no smoke test recorded for `dev` (release 0123456789ab); run `cargo xtask smoke --env dev` first"
+        );
     }
 }
