@@ -1,0 +1,322 @@
+//! The HTTP API's request and response bodies (camelCase JSON), shared by the command/query handlers and
+//! by `cargo xtask smoke`, which uses them as a typed client.
+//!
+//! Requests use `deny_unknown_fields`: a misspelt `expectedVersoin` silently ignored would turn a guarded
+//! append into an unguarded one.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::event::{Metadata, StoredEvent};
+use crate::validate::validate_id;
+
+/// `POST /events`: the seed's request, plus optional `expectedVersion` and `commandId`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppendEventRequest {
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub event_data: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
+/// `POST /events` 200: a superset of the seed's `{"message"}` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendEventResponse {
+    pub message: String,
+    pub aggregate_id: String,
+    pub version: u64,
+    pub event_id: String,
+    pub timestamp: String,
+}
+
+/// One event of an append to `POST /aggregates/{aggregateId}/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub event_data: Map<String, Value>,
+}
+
+/// `POST /aggregates/{aggregateId}/events` with a batch: `{"events":[...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppendBatchRequest {
+    pub events: Vec<NewEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
+/// `POST /aggregates/{aggregateId}/events` with one event: `{"eventType","eventData"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppendOneRequest {
+    pub event_type: String,
+    pub event_data: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
+/// One written event in an append response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WrittenEvent {
+    pub version: u64,
+    pub event_id: String,
+    pub timestamp: String,
+}
+
+/// `POST /aggregates/{aggregateId}/events` 201.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendBatchResponse {
+    pub aggregate_id: String,
+    /// The aggregate's version after the append (the last written version).
+    pub version: u64,
+    pub events: Vec<WrittenEvent>,
+}
+
+/// An event as served by the query endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub aggregate_id: String,
+    pub version: u64,
+    pub event_id: String,
+    pub event_type: String,
+    pub event_data: Map<String, Value>,
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    #[serde(default)]
+    pub metadata: MetadataView,
+}
+
+/// Event metadata in camelCase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetadataView {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+}
+
+impl From<StoredEvent> for EventView {
+    fn from(e: StoredEvent) -> Self {
+        let Metadata {
+            correlation_id,
+            causation_id,
+        } = e.metadata;
+        EventView {
+            aggregate_id: e.aggregate_id,
+            version: e.version,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            event_data: e.event_data,
+            timestamp: e.timestamp,
+            command_id: e.command_id,
+            metadata: MetadataView {
+                correlation_id,
+                causation_id,
+            },
+        }
+    }
+}
+
+/// `GET /aggregates/{aggregateId}/events` 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsPage {
+    pub aggregate_id: String,
+    pub events: Vec<EventView>,
+    /// Pass as `?after=` to get the next page; `null` on the last page.
+    pub next_after: Option<u64>,
+}
+
+/// `GET /events?type=...` 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsByTypePage {
+    pub event_type: String,
+    pub events: Vec<EventView>,
+    /// Opaque; pass as `?cursor=` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /aggregates/{aggregateId}` 200 (read model or, with `?consistent=true`, replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AggregateView {
+    pub aggregate_id: String,
+    pub version: u64,
+    pub state: Value,
+}
+
+/// `GET /health` 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub status: String,
+}
+
+/// Every error response: `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// Machine-readable: `invalid_request`, `not_found`, `method_not_allowed`, `version_conflict`,
+    /// `too_large`, `unsupported_media_type`, `rule_violation`, `unknown_event_type`, `internal`.
+    pub code: String,
+    pub message: String,
+    /// Only on `version_conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
+}
+
+/// A validated append: what both POST routes reduce to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendCommand {
+    pub aggregate_id: String,
+    pub events: Vec<NewEvent>,
+    pub expected_version: Option<u64>,
+    pub command_id: Option<String>,
+}
+
+/// Parses and validates a `POST /events` body.
+pub fn parse_append_event(body: &[u8]) -> Result<AppendCommand, String> {
+    let req: AppendEventRequest = parse_json(body)?;
+    let cmd = AppendCommand {
+        aggregate_id: req.aggregate_id,
+        events: vec![NewEvent {
+            event_type: req.event_type,
+            event_data: req.event_data,
+        }],
+        expected_version: req.expected_version,
+        command_id: req.command_id,
+    };
+    validate_command(&cmd)?;
+    Ok(cmd)
+}
+
+/// Parses and validates a `POST /aggregates/{aggregateId}/events` body: one event or `{"events":[...]}`.
+pub fn parse_append_to_aggregate(aggregate_id: &str, body: &[u8]) -> Result<AppendCommand, String> {
+    let value: Value = parse_json(body)?;
+    let is_batch = value.as_object().is_some_and(|o| o.contains_key("events"));
+    let cmd = if is_batch {
+        let req: AppendBatchRequest =
+            serde_json::from_value(value).map_err(|e| format!("invalid request body: {e}"))?;
+        AppendCommand {
+            aggregate_id: aggregate_id.to_string(),
+            events: req.events,
+            expected_version: req.expected_version,
+            command_id: req.command_id,
+        }
+    } else {
+        let req: AppendOneRequest =
+            serde_json::from_value(value).map_err(|e| format!("invalid request body: {e}"))?;
+        AppendCommand {
+            aggregate_id: aggregate_id.to_string(),
+            events: vec![NewEvent {
+                event_type: req.event_type,
+                event_data: req.event_data,
+            }],
+            expected_version: req.expected_version,
+            command_id: req.command_id,
+        }
+    };
+    validate_command(&cmd)?;
+    Ok(cmd)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err("the request body is empty; send a JSON object".into());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))
+}
+
+/// Checks ids and that there is an event. Count and sizes are `too_large` (413) errors, checked by the
+/// append logic, which knows the item encoding.
+fn validate_command(cmd: &AppendCommand) -> Result<(), String> {
+    validate_id("aggregateId", &cmd.aggregate_id)?;
+    if let Some(c) = &cmd.command_id {
+        validate_id("commandId", c)?;
+    }
+    if cmd.events.is_empty() {
+        return Err("`events` must contain at least one event".into());
+    }
+    for (i, e) in cmd.events.iter().enumerate() {
+        let field = if cmd.events.len() == 1 {
+            "eventType".to_string()
+        } else {
+            format!("events[{i}].eventType")
+        };
+        validate_id(&field, &e.event_type)?;
+    }
+    if cmd.expected_version == Some(u64::MAX) {
+        return Err("`expectedVersion` is out of range".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_request_parses() {
+        let cmd = parse_append_event(
+            br#"{"aggregateId":"u1","eventType":"user_created","eventData":{"name":"A"}}"#,
+        )
+        .unwrap();
+        assert_eq!(cmd.aggregate_id, "u1");
+        assert_eq!(cmd.events.len(), 1);
+        assert_eq!(cmd.expected_version, None);
+    }
+
+    #[test]
+    fn batch_and_single_parse() {
+        let one = parse_append_to_aggregate(
+            "u1",
+            br#"{"eventType":"user_created","eventData":{},"commandId":"c"}"#,
+        )
+        .unwrap();
+        assert_eq!(one.command_id.as_deref(), Some("c"));
+        let batch = parse_append_to_aggregate(
+            "u1",
+            br#"{"events":[{"eventType":"user_created","eventData":{}},{"eventType":"user_updated","eventData":{"a":1}}],"expectedVersion":0}"#,
+        )
+        .unwrap();
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(batch.expected_version, Some(0));
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        for body in [
+            &b""[..],
+            b"{",
+            b"[]",
+            br#"{"aggregateId":"u1","eventType":"user_created"}"#,
+            br#"{"aggregateId":"u1","eventType":"user_created","eventData":"x"}"#,
+            br#"{"aggregateId":"","eventType":"user_created","eventData":{}}"#,
+            br#"{"aggregateId":"u1","eventType":"user_created","eventData":{},"expectedVersoin":1}"#,
+            br#"{"aggregateId":"u1","eventType":"user_created","eventData":{},"expectedVersion":-1}"#,
+        ] {
+            assert!(parse_append_event(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+        assert!(parse_append_to_aggregate("u1", br#"{"events":[]}"#).is_err());
+    }
+}

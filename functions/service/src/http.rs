@@ -1,0 +1,441 @@
+//! The HTTP side of the command and query functions (API Gateway v2 HTTP API, payload format 2.0, through
+//! `lambda_http`): routing, request parsing, the handlers, and the one place where errors become statuses.
+//!
+//! Routing uses the request's method and path (the gateway's `rawPath`, stage prefix tolerated), so it works
+//! whether or not the gateway filled `pathParameters`; when it did, the decoded `aggregateId` from there wins.
+
+use domain::api::{
+    AggregateView, AppendBatchResponse, AppendEventResponse, ErrorBody, ErrorDetail, EventView,
+    EventsByTypePage, EventsPage, HealthResponse, WrittenEvent, parse_append_event,
+    parse_append_to_aggregate,
+};
+use domain::event::normalize_timestamp;
+use domain::validate::{parse_limit, validate_id};
+use domain::{Aggregate, DomainError, Metadata, User};
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use crate::append::{AppendError, append};
+use crate::routes::{Function, RouteId, RouteMatch, match_route};
+use crate::store::{EventStore, StoreError, TypeQuery};
+
+/// An HTTP error: every variant becomes `{"error":{"code","message"}}` with its status in `into_response`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{method} is not allowed here; allowed: {}", allowed.join(", "))]
+    MethodNotAllowed {
+        method: String,
+        allowed: Vec<&'static str>,
+    },
+    #[error("{message}")]
+    Conflict { message: String, current: u64 },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Domain(String, &'static str),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
+            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Domain(_, code) => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let current_version = match &self {
+            ApiError::Conflict { current, .. } => Some(*current),
+            _ => None,
+        };
+        let allow = match &self {
+            ApiError::MethodNotAllowed { allowed, .. } => Some(allowed.join(", ")),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: self.to_string(),
+                current_version,
+            },
+        };
+        let mut response = json(status, &body);
+        if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
+    }
+}
+
+impl From<AppendError> for ApiError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::TooLarge(m) => ApiError::TooLarge(m),
+            AppendError::Conflict { current, .. } => ApiError::Conflict {
+                message: e.to_string(),
+                current,
+            },
+            AppendError::Domain { index, source } => domain_error(index, source),
+            AppendError::CorruptLog(_) | AppendError::Store(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidCursor(m) => {
+                ApiError::InvalidRequest(format!("invalid `cursor`: {m}"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn domain_error(index: usize, e: DomainError) -> ApiError {
+    let code = e.code();
+    let message = if index == 0 {
+        e.to_string()
+    } else {
+        format!("event {index} of the batch: {e}")
+    };
+    ApiError::Domain(message, code)
+}
+
+/// The command function's handler: `POST /events` and `POST /aggregates/{aggregateId}/events`.
+pub async fn handle_command<S: EventStore>(store: &S, request: Request) -> Response<Body> {
+    dispatch(store, request, Function::Command).await
+}
+
+/// The query function's handler: the GET routes, including `GET /health`.
+pub async fn handle_query<S: EventStore>(store: &S, request: Request) -> Response<Body> {
+    dispatch(store, request, Function::Query).await
+}
+
+async fn dispatch<S: EventStore>(
+    store: &S,
+    request: Request,
+    function: Function,
+) -> Response<Body> {
+    let method = request.method().as_str().to_string();
+    let (path, matched) = route(&request, function, &method);
+    let result = match matched {
+        RouteMatch::Found {
+            route,
+            aggregate_id,
+        } => {
+            let from_gateway = request
+                .path_parameters_ref()
+                .and_then(|p| p.first("aggregateId"))
+                .map(str::to_string);
+            let aggregate_id = from_gateway.filter(|s| !s.is_empty()).or(aggregate_id);
+            handle(store, &request, route.id, aggregate_id).await
+        }
+        RouteMatch::MethodNotAllowed { allowed } => Err(ApiError::MethodNotAllowed {
+            method: method.clone(),
+            allowed,
+        }),
+        RouteMatch::NotFound => Err(ApiError::NotFound(format!("no route for {method} {path}"))),
+    };
+    let response = result.unwrap_or_else(ApiError::into_response);
+    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+/// The request path without a named stage's prefix, and the route it matches.
+fn route(request: &Request, function: Function, method: &str) -> (String, RouteMatch) {
+    let raw = request.raw_http_path();
+    let path = if raw.is_empty() {
+        request.uri().path().to_string()
+    } else {
+        raw.to_string()
+    };
+    let matched = match_route(function, method, &path);
+    if matched == RouteMatch::NotFound
+        && let Some(RequestContext::ApiGatewayV2(ctx)) = request.request_context_ref()
+        && let Some(stage) = ctx.stage.as_deref().filter(|s| *s != "$default")
+        && let Some(rest) = path.strip_prefix(&format!("/{stage}"))
+        && rest.starts_with('/')
+    {
+        return (rest.to_string(), match_route(function, method, rest));
+    }
+    (path, matched)
+}
+
+async fn handle<S: EventStore>(
+    store: &S,
+    request: &Request,
+    route: RouteId,
+    aggregate_id: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let aggregate_id = aggregate_id.unwrap_or_default();
+    match route {
+        RouteId::AppendEvent => {
+            let body = json_body(request)?;
+            let cmd = parse_append_event(body).map_err(ApiError::InvalidRequest)?;
+            let outcome = append(store, &cmd, metadata(request)).await?;
+            let e = &outcome.events[0];
+            Ok(json(
+                StatusCode::OK,
+                &AppendEventResponse {
+                    message: "Event stored successfully".into(),
+                    aggregate_id: outcome.aggregate_id.clone(),
+                    version: e.version,
+                    event_id: e.event_id.clone(),
+                    timestamp: e.timestamp.clone(),
+                },
+            ))
+        }
+        RouteId::AppendToAggregate => {
+            validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
+            let body = json_body(request)?;
+            let cmd =
+                parse_append_to_aggregate(&aggregate_id, body).map_err(ApiError::InvalidRequest)?;
+            let outcome = append(store, &cmd, metadata(request)).await?;
+            Ok(json(
+                StatusCode::CREATED,
+                &AppendBatchResponse {
+                    aggregate_id: outcome.aggregate_id,
+                    version: outcome.events.last().map_or(0, |e| e.version),
+                    events: outcome
+                        .events
+                        .into_iter()
+                        .map(|e| WrittenEvent {
+                            version: e.version,
+                            event_id: e.event_id,
+                            timestamp: e.timestamp,
+                        })
+                        .collect(),
+                },
+            ))
+        }
+        RouteId::ListAggregateEvents => {
+            validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
+            let params = query_params(request);
+            let after = match param(&params, "after") {
+                None => 0,
+                Some(s) => s.parse::<u64>().map_err(|_| {
+                    ApiError::InvalidRequest(format!(
+                        "`after` must be a non-negative integer version, got `{s}`"
+                    ))
+                })?,
+            };
+            let limit = parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?;
+            let (events, more) = store
+                .read_events(&aggregate_id, after, Some(limit), true)
+                .await?;
+            let next_after = if more {
+                events.last().map(|e| e.version)
+            } else {
+                None
+            };
+            Ok(json(
+                StatusCode::OK,
+                &EventsPage {
+                    aggregate_id,
+                    events: events.into_iter().map(EventView::from).collect(),
+                    next_after,
+                },
+            ))
+        }
+        RouteId::GetAggregate => {
+            validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
+            let params = query_params(request);
+            let consistent = match param(&params, "consistent") {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "`consistent` must be true or false, got `{other}`"
+                    )));
+                }
+            };
+            if consistent {
+                // The seed's replayEvents, paging through the whole log.
+                let (events, _) = store.read_events(&aggregate_id, 0, None, true).await?;
+                let Some(last) = events.last() else {
+                    return Err(ApiError::NotFound(format!(
+                        "aggregate `{aggregate_id}` has no events"
+                    )));
+                };
+                let version = last.version;
+                let user: User = domain::replay(
+                    events
+                        .iter()
+                        .map(|e| (e.event_type.as_str(), &e.event_data)),
+                )
+                .map_err(|e| {
+                    ApiError::Internal(format!("the stored events cannot be replayed: {e}"))
+                })?;
+                return Ok(json(
+                    StatusCode::OK,
+                    &AggregateView {
+                        aggregate_id,
+                        version,
+                        state: user.state(),
+                    },
+                ));
+            }
+            match store.get_read_model(&aggregate_id).await? {
+                Some(m) => Ok(json(
+                    StatusCode::OK,
+                    &AggregateView {
+                        aggregate_id,
+                        version: m.version,
+                        state: m.state,
+                    },
+                )),
+                None => Err(ApiError::NotFound(format!(
+                    "aggregate `{aggregate_id}` has no read model: it has no events, or the projector has not caught up yet (add ?consistent=true to replay the event log)"
+                ))),
+            }
+        }
+        RouteId::ListEventsByType => {
+            let params = query_params(request);
+            let event_type = param(&params, "type").ok_or_else(|| {
+                ApiError::InvalidRequest(
+                    "the `type` query parameter is required, e.g. ?type=user_created".into(),
+                )
+            })?;
+            validate_id("type", event_type).map_err(ApiError::InvalidRequest)?;
+            let bound = |name: &str| {
+                param(&params, name)
+                    .map(|v| {
+                        normalize_timestamp(v)
+                            .map_err(|e| ApiError::InvalidRequest(format!("`{name}`: {e}")))
+                    })
+                    .transpose()
+            };
+            let (from, to) = (bound("from")?, bound("to")?);
+            if let (Some(f), Some(t)) = (&from, &to)
+                && f > t
+            {
+                return Err(ApiError::InvalidRequest(format!(
+                    "`from` ({f}) is after `to` ({t})"
+                )));
+            }
+            let query = TypeQuery {
+                event_type: event_type.to_string(),
+                from,
+                to,
+                limit: parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?,
+                cursor: param(&params, "cursor").map(str::to_string),
+            };
+            let (events, next_cursor) = store.events_by_type(&query).await?;
+            Ok(json(
+                StatusCode::OK,
+                &EventsByTypePage {
+                    event_type: query.event_type,
+                    events: events.into_iter().map(EventView::from).collect(),
+                    next_cursor,
+                },
+            ))
+        }
+        RouteId::Health => Ok(json(
+            StatusCode::OK,
+            &HealthResponse {
+                status: "ok".into(),
+            },
+        )),
+    }
+}
+
+/// The body of a POST, refusing a declared non-JSON content type (415). A missing content type is accepted:
+/// the seed's clients did not always send one.
+fn json_body(request: &Request) -> Result<&[u8], ApiError> {
+    if let Some(ct) = request.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or_default();
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "content type `{ct}` is not supported; send JSON with `Content-Type: application/json`"
+            )));
+        }
+    }
+    Ok(request.body().as_ref())
+}
+
+fn query_params(request: &Request) -> Vec<(String, String)> {
+    match request.uri().query() {
+        Some(q) if !q.is_empty() => url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect(),
+        _ => request
+            .query_string_parameters_ref()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Correlation id from `x-correlation-id`, else the gateway's request id; causation id from `x-causation-id`
+/// (the append falls back to the command id).
+fn metadata(request: &Request) -> Metadata {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| validate_id(name, v).is_ok())
+            .map(str::to_string)
+    };
+    let request_id = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    Metadata {
+        correlation_id: header("x-correlation-id")
+            .or(request_id)
+            .or_else(|| Some(uuid::Uuid::now_v7().to_string())),
+        causation_id: header("x-causation-id"),
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            serde_json::to_string(body).expect("response bodies serialize"),
+        ))
+        .expect("a valid response")
+}

@@ -1,0 +1,154 @@
+//! An in-memory `EventStore` with the same conditional-write semantics as the DynamoDB one, for fast unit
+//! tests and the projector's property tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use domain::StoredEvent;
+
+use crate::store::{
+    CursorKey, EventStore, ReadModel, StoreError, TypeQuery, decode_cursor, encode_cursor,
+};
+
+/// The in-memory store. Cloning is not supported; share it by reference.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    events: Mutex<BTreeMap<(String, u64), StoredEvent>>,
+    read_models: Mutex<HashMap<String, ReadModel>>,
+    read_model_writes: Mutex<u64>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts an event unconditionally, bypassing every rule (to plant poison events in tests).
+    pub fn insert_raw(&self, event: StoredEvent) {
+        self.events
+            .lock()
+            .unwrap()
+            .insert((event.aggregate_id.clone(), event.version), event);
+    }
+
+    /// Every stored event, in key order.
+    pub fn all_events(&self) -> Vec<StoredEvent> {
+        self.events.lock().unwrap().values().cloned().collect()
+    }
+
+    /// How many read-model writes succeeded (the projector writes at most one per aggregate per batch).
+    pub fn read_model_writes(&self) -> u64 {
+        *self.read_model_writes.lock().unwrap()
+    }
+}
+
+impl EventStore for MemoryStore {
+    async fn read_events(
+        &self,
+        aggregate_id: &str,
+        after: u64,
+        limit: Option<usize>,
+        _consistent: bool,
+    ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
+        let events = self.events.lock().unwrap();
+        let mut out: Vec<StoredEvent> = events
+            .range(
+                (aggregate_id.to_string(), after.saturating_add(1))
+                    ..=(aggregate_id.to_string(), u64::MAX),
+            )
+            .map(|(_, e)| e.clone())
+            .collect();
+        let more = limit.is_some_and(|l| out.len() > l);
+        if let Some(l) = limit {
+            out.truncate(l);
+        }
+        Ok((out, more))
+    }
+
+    async fn write_events(&self, new: &[StoredEvent]) -> Result<(), StoreError> {
+        let mut events = self.events.lock().unwrap();
+        if new
+            .iter()
+            .any(|e| events.contains_key(&(e.aggregate_id.clone(), e.version)))
+        {
+            return Err(StoreError::Conflict);
+        }
+        for e in new {
+            events.insert((e.aggregate_id.clone(), e.version), e.clone());
+        }
+        Ok(())
+    }
+
+    async fn events_by_type(
+        &self,
+        q: &TypeQuery,
+    ) -> Result<(Vec<StoredEvent>, Option<String>), StoreError> {
+        let start = q
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor(c, &q.event_type))
+            .transpose()?;
+        let events = self.events.lock().unwrap();
+        // Index order: timestamp, then (as DynamoDB does for equal GSI keys, in some stable order) the table key.
+        let mut matching: Vec<&StoredEvent> = events
+            .values()
+            .filter(|e| e.event_type == q.event_type)
+            .filter(|e| q.from.as_ref().is_none_or(|f| &e.timestamp >= f))
+            .filter(|e| q.to.as_ref().is_none_or(|t| &e.timestamp <= t))
+            .collect();
+        matching.sort_by(|a, b| {
+            (&a.timestamp, &a.aggregate_id, a.version).cmp(&(
+                &b.timestamp,
+                &b.aggregate_id,
+                b.version,
+            ))
+        });
+        let skip = match &start {
+            None => 0,
+            Some(k) => matching
+                .iter()
+                .position(|e| {
+                    (&e.timestamp, &e.aggregate_id, e.version)
+                        > (&k.timestamp, &k.aggregate_id, k.version)
+                })
+                .unwrap_or(matching.len()),
+        };
+        let page: Vec<StoredEvent> = matching[skip..]
+            .iter()
+            .take(q.limit)
+            .map(|e| (*e).clone())
+            .collect();
+        let next = if matching.len() - skip > q.limit {
+            page.last().map(|e| {
+                encode_cursor(&CursorKey {
+                    aggregate_id: e.aggregate_id.clone(),
+                    version: e.version,
+                    event_type: e.event_type.clone(),
+                    timestamp: e.timestamp.clone(),
+                })
+            })
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    async fn get_read_model(&self, aggregate_id: &str) -> Result<Option<ReadModel>, StoreError> {
+        Ok(self.read_models.lock().unwrap().get(aggregate_id).cloned())
+    }
+
+    async fn put_read_model(
+        &self,
+        model: &ReadModel,
+        previous_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut models = self.read_models.lock().unwrap();
+        let stored = models.get(&model.aggregate_id).map(|m| m.version);
+        if stored != previous_version {
+            return Err(StoreError::Conflict);
+        }
+        models.insert(model.aggregate_id.clone(), model.clone());
+        *self.read_model_writes.lock().unwrap() += 1;
+        Ok(())
+    }
+}
