@@ -1,4 +1,12 @@
-//! `cargo xtask doctor` (skeleton: its issue fills it in).
+//! `cargo xtask doctor`: checks what the local engine needs (python3 with venv for the local endpoint, cargo,
+//! the configured ports) and whether the endpoint and engine answer, then lists how the local engine differs
+//! from AWS so nobody mistakes a local result for an AWS guarantee.
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use local_engine::state::StatePaths;
 
 use crate::exit::ExitStatus;
 
@@ -9,6 +17,92 @@ pub struct Args {
     pub env: crate::cli::EnvArgs,
 }
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`cargo xtask doctor` is not implemented yet")
+/// Where the local engine behaves differently from AWS.
+pub const DIFFERENCES: &[&str] = &[
+    "the AWS services are moto (in memory): restarting the endpoint loses all data; the engine says so when it notices",
+    "DynamoDB on moto is slow (transactions copy the table): never quote speed measured locally",
+    "API Gateway is the local gateway built from the plan's routes: no JWT authorizer, throttling, custom domains or access logs",
+    "the stream mapping is the local poller, built from the plan: same settings, but polling every 100 ms on one shard",
+    "function memory size is passed to the function but not enforced; timeouts are enforced (the process is killed)",
+    "functions run as processes of your user, not in a Firecracker sandbox; concurrency is at most 4 processes per function",
+    "IAM is not enforced: a missing permission works locally and fails on AWS",
+    "CloudWatch alarms, point-in-time recovery and log retention are accepted but do nothing; logs go to .local/state/<env>/logs",
+];
+
+pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    let mut failed = false;
+    let mut check = |ok: bool, required: bool, what: &str, detail: String| {
+        let mark = if ok { "ok  " } else if required { "FAIL" } else { "warn" };
+        println!("[{mark}] {what}: {detail}");
+        failed |= required && !ok;
+    };
+
+    let python = version_of("python3", &["--version"]);
+    check(python.is_some(), true, "python3", python.unwrap_or_else(|| "not found; install python3 (Debian: apt-get install python3)".into()));
+    let venv = Command::new("python3").args(["-c", "import venv, ensurepip"]).output().is_ok_and(|o| o.status.success());
+    check(venv, true, "python3 venv module", if venv { "available".into() } else { "missing; Debian: apt-get install python3-venv".into() });
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo_v = version_of(&cargo, &["--version"]);
+    check(cargo_v.is_some(), true, "cargo", cargo_v.unwrap_or_else(|| "not found; install Rust with rustup".into()));
+    let moto = local_engine::endpoint::venv_dir().join("bin/moto_server");
+    check(
+        moto.exists(),
+        false,
+        "local endpoint (moto)",
+        if moto.exists() {
+            format!("installed in {}", local_engine::endpoint::venv_dir().display())
+        } else {
+            "not installed yet; `cargo xtask deploy` installs it on first use (needs the Python package index)".into()
+        },
+    );
+
+    match stack::config::load(&args.env.config_dir, &args.env.env) {
+        Err(e) => check(false, true, "config", e.to_string()),
+        Ok(plan) => match &plan.local {
+            None => check(true, false, "environment", format!("`{}` is an AWS environment; the local checks do not apply", plan.env)),
+            Some(local) => {
+                let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
+                let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
+                let endpoint_up = answers(&format!("{endpoint_url}/moto-api/data.json")).await;
+                let port_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+                if endpoint_up {
+                    check(true, true, "endpoint port", format!("{} in use by the local endpoint ({endpoint_url} answers)", local.endpoint_port));
+                } else if port_free(local.endpoint_port) {
+                    check(true, true, "endpoint port", format!("{} free (the endpoint is not running)", local.endpoint_port));
+                } else {
+                    check(false, true, "endpoint port", format!("{} is used by another program; free it or change local.endpoint_port in {}", local.endpoint_port, plan.config_path.display()));
+                }
+                let engine_pid = local_engine::daemon::running_pid(&paths);
+                let gateway_url = format!("http://127.0.0.1:{}", local.gateway_port);
+                if let Some(pid) = engine_pid {
+                    let healthy = answers(&format!("{gateway_url}/health")).await;
+                    check(healthy, true, "gateway port", format!("{} in use by the local engine (pid {pid}); /health {}", local.gateway_port, if healthy { "answers" } else { "does not answer: see `cargo xtask logs` and the engine log" }));
+                } else if port_free(local.gateway_port) {
+                    check(true, true, "gateway port", format!("{} free (the engine is not running)", local.gateway_port));
+                } else {
+                    check(false, true, "gateway port", format!("{} is used by another program; free it or change local.gateway_port in {}", local.gateway_port, plan.config_path.display()));
+                }
+                check(true, false, "state directory", paths.root.display().to_string());
+            }
+        },
+    }
+
+    println!("\nknown differences between the local engine and AWS:");
+    for d in DIFFERENCES {
+        println!("  - {d}");
+    }
+    Ok(if failed { ExitStatus::Failed } else { ExitStatus::Success })
+}
+
+fn version_of(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status.success().then(|| {
+        let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
+        String::from_utf8_lossy(&text).trim().to_string()
+    })
+}
+
+async fn answers(url: &str) -> bool {
+    let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(2)).build() else { return false };
+    client.get(url).send().await.is_ok_and(|r| r.status().is_success())
 }

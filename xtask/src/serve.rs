@@ -1,14 +1,163 @@
-//! `cargo xtask serve` (skeleton: its issue fills it in).
+//! `cargo xtask serve`: run the local engine (function host, HTTP gateway, stream poller) in the foreground,
+//! and the background start/stop that `deploy` and `teardown` use.
+//!
+//! `deploy` calls [`start_background`], which spawns this same executable as `serve` in its own session and
+//! waits until `GET /health` answers through the real query function; `teardown` calls [`stop_background`].
+//! Keeping both sides in one module means the daemon's arguments and its readiness check cannot drift apart.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use local_engine::state::StatePaths;
+use local_engine::{Engine, EngineConfig};
+use stack::Plan;
 
 use crate::exit::ExitStatus;
+
+/// How long `deploy` waits for the background engine to serve `/health`.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Arguments of `cargo xtask serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub env: crate::cli::EnvArgs,
+    /// URL of the local AWS endpoint [default: http://127.0.0.1:<local.endpoint_port>].
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Port of the HTTP gateway on 127.0.0.1 [default: local.gateway_port of the config].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Directory of the built release (bootstrap binaries and manifest.json) [default: <target>/xtask/dist/<env>].
+    #[arg(long)]
+    pub dist_dir: Option<PathBuf>,
 }
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`cargo xtask serve` is not implemented yet")
+pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    let plan = stack::config::load(&args.env.config_dir, &args.env.env)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("loading config `{}`", args.env.env))?;
+    let Some(local) = plan.local.clone() else {
+        anyhow::bail!(
+            "environment `{}` is not local: `serve` runs only the local engine (use `cargo xtask serve` without --env)",
+            plan.env
+        );
+    };
+    let endpoint_url = args.endpoint_url.unwrap_or_else(|| format!("http://127.0.0.1:{}", local.endpoint_port));
+    let state_dir = local_engine::state::state_dir(&plan.env);
+    let dist = args.dist_dir.unwrap_or_else(|| dist_dir(&plan));
+    let mut cfg = EngineConfig::from_deployed(&plan, &endpoint_url, &state_dir, &dist)
+        .await
+        .context("reading the deployed local stack")?;
+    if let Some(port) = args.port {
+        cfg.gateway_port = port;
+    }
+    let engine = Engine::start(cfg).await.context("starting the local engine")?;
+    eprintln!(
+        "local engine: gateway {} -> functions from {}; endpoint {endpoint_url}; logs in {}",
+        engine.url(),
+        dist.display(),
+        StatePaths::new(&state_dir).function_logs().display()
+    );
+    // Serve until SIGTERM (teardown) or Ctrl-C, then kill every function process before exiting.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    eprintln!("local engine: stopping");
+    engine.stop().await;
+    Ok(ExitStatus::Success)
+}
+
+/// `<target dir>/xtask/dist/<env>`, where the deployer's build step writes binaries and manifest.
+pub fn dist_dir(plan: &Plan) -> PathBuf {
+    deployer::build::dist_dir(&deployer::build::default_target_dir(&crate::cli::repo_root()), &plan.env)
+}
+
+/// Starts the local engine in the background for a deployed local stack (restarting a running one so new
+/// binaries are picked up), waits until `GET /health` answers through the query function, and returns the
+/// gateway's URL, `http://127.0.0.1:<port>`.
+pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result<String> {
+    let local = plan
+        .local
+        .as_ref()
+        .with_context(|| format!("environment `{}` has no `local:` section", plan.env))?;
+    let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
+    if local_engine::daemon::running_pid(&paths).is_some() {
+        eprintln!("local engine: restarting it to serve the new release");
+        stop_background(plan).await?;
+    }
+    let exe = std::env::current_exe().context("locating the xtask executable")?;
+    let config_dir = plan
+        .config_path
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| crate::cli::repo_root().join("config"));
+    let args: Vec<String> = vec![
+        "serve".into(),
+        "--env".into(),
+        plan.env.clone(),
+        "--config-dir".into(),
+        config_dir.display().to_string(),
+        "--endpoint-url".into(),
+        endpoint_url.to_string(),
+        "--port".into(),
+        local.gateway_port.to_string(),
+        "--dist-dir".into(),
+        dist_dir(plan).display().to_string(),
+    ];
+    let log_start = std::fs::metadata(paths.engine_log()).map(|m| m.len()).unwrap_or(0);
+    let started = Instant::now();
+    let pid = local_engine::daemon::spawn_detached(&paths, &exe, &args)?;
+    let url = format!("http://127.0.0.1:{}", local.gateway_port);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    loop {
+        if let Ok(resp) = client.get(format!("{url}/health")).send().await
+            && resp.status().is_success()
+        {
+            eprintln!(
+                "local engine: serving {url} (pid {pid}, ready in {:.1} s; log {})",
+                started.elapsed().as_secs_f64(),
+                paths.engine_log().display()
+            );
+            return Ok(url);
+        }
+        if !local_engine::daemon::is_alive(pid) {
+            let log = std::fs::read(paths.engine_log()).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..]).trim().to_string();
+            let _ = std::fs::remove_file(paths.engine_pid());
+            return Err(local_engine::daemon::DaemonError::Exited {
+                status: "before serving /health".into(),
+                log: paths.engine_log(),
+                tail,
+            }
+            .into());
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            stop_background(plan).await?;
+            return Err(local_engine::daemon::DaemonError::NotReady {
+                url: format!("{url}/health"),
+                secs: READY_TIMEOUT.as_secs(),
+                log: paths.engine_log(),
+            }
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops the background engine of this environment (SIGTERM, then SIGKILL of its process group), leaving
+/// no function process behind. Doing nothing when none runs is not an error.
+pub async fn stop_background(plan: &Plan) -> anyhow::Result<()> {
+    let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
+    let stopped = tokio::task::spawn_blocking(move || local_engine::daemon::stop(&paths, Duration::from_secs(10)))
+        .await
+        .context("stopping the local engine")?;
+    if stopped {
+        eprintln!("local engine: stopped");
+    }
+    Ok(())
 }

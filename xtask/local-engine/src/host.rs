@@ -156,9 +156,9 @@ impl Host {
     }
 
     /// Invokes a function synchronously (`RequestResponse`) with a JSON payload.
-    pub async fn invoke(&self, name: FunctionName, payload: Bytes) -> Result<InvokeOutput, InvokeError> {
+    pub async fn invoke(&self, name: FunctionName, payload: impl Into<Bytes>) -> Result<InvokeOutput, InvokeError> {
         let pool = self.pools.get(&name).ok_or(InvokeError::UnknownFunction(name))?;
-        pool.invoke(&self.config, payload).await
+        pool.invoke(&self.config, payload.into()).await
     }
 
     /// Kills every function process and waits (bounded) until they are gone.
