@@ -1,0 +1,81 @@
+//! Repository rules as tests (rust-analyzer's "tidy"): every Rust file says why it exists, every config
+//! parses and validates, every function crate has its resources in the template.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Tracked and not-yet-tracked (but not ignored) files, so a new file is checked before its first commit.
+fn repo_files(pattern: &str) -> Vec<PathBuf> {
+    let out = Command::new("git")
+        .args(["ls-files", "--cached", "--others", "--exclude-standard", "--", pattern])
+        .current_dir(repo_root())
+        .output()
+        .expect("git runs (the tidy tests need a git checkout)");
+    assert!(out.status.success(), "git ls-files failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| repo_root().join(l))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+#[test]
+fn every_rust_file_opens_with_a_doc_comment_saying_why_it_exists() {
+    let files = repo_files("*.rs");
+    assert!(files.len() > 10, "found only {} .rs files", files.len());
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            !text.trim_start_matches('\u{feff}').starts_with("//!")
+        })
+        .map(|p| p.strip_prefix(repo_root()).unwrap_or(p).display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "these files must start with a `//!` comment that says why they exist:\n{}", offenders.join("\n"));
+}
+
+#[test]
+fn every_config_parses_and_validates() {
+    let dir = repo_root().join("config");
+    let envs = stack::config::environments(&dir).unwrap();
+    assert!(["local", "dev", "staging", "prod"].iter().all(|e| envs.iter().any(|x| x == e)), "{envs:?}");
+    let mut failures = Vec::new();
+    for env in &envs {
+        if let Err(e) = stack::load_checked(&dir, env) {
+            failures.push(format!("{env}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every YAML file in config/ is either an environment or the shared defaults.
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().to_string();
+        assert!(name.ends_with(".yaml"), "config/{name}: only .yaml files belong in config/");
+    }
+}
+
+#[test]
+fn every_function_crate_has_its_resources_in_every_template() {
+    let dir = repo_root().join("config");
+    for f in stack::FunctionName::ALL {
+        assert!(
+            Path::new(&repo_root()).join("functions").join(f.as_str()).join("Cargo.toml").is_file(),
+            "functions/{f} is missing"
+        );
+    }
+    for env in stack::config::environments(&dir).unwrap() {
+        let (_, t) = stack::load_checked(&dir, &env).unwrap();
+        let doc = stack::template::parse(&t.body).unwrap();
+        let res = stack::template::resources(&doc);
+        for f in stack::FunctionName::ALL {
+            for suffix in ["Function", "Role", "LogGroup"] {
+                let id = format!("{}{suffix}", f.logical_prefix());
+                assert!(res.contains_key(&id), "{env}: {id} missing");
+            }
+        }
+    }
+}
