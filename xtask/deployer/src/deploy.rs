@@ -278,61 +278,12 @@ pub async fn deploy(
             ui.line(l);
         }
 
-        // 6. Guards.
-        let risks = preview.data_loss_risks();
-        if !risks.is_empty() && !opts.allow_data_loss {
-            stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
-            return Err(Error::Refused(format!(
-                "refusing to deploy: this change can lose data:\n  - {}\nthe change set was deleted; rerun with --allow-data-loss if this is intended",
-                risks.join("\n  - ")
-            )));
-        }
-        if opts.confirm {
-            match ui.confirm(
-                &format!("Deploy these changes to `{stack_name}` ({})?", plan.env),
-                None,
-            ) {
-                Confirmation::Yes => {}
-                Confirmation::No => {
-                    stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
-                    return Err(Error::Refused(
-                        "deploy cancelled; nothing was changed".into(),
-                    ));
-                }
-                Confirmation::NoTerminal => {
-                    stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
-                    return Err(Error::Refused(
-                        "no terminal to confirm the deploy on; pass --yes to deploy without asking (the change set was deleted)".into(),
-                    ));
-                }
-            }
-        }
+        // 6. Guards and confirmation.
+        review(&clients.cfn, plan, &change_set, &preview, opts, ui).await?;
 
         // 7. Execute and follow.
-        let stack_id = match stackops::describe(&clients.cfn, stack_name).await? {
-            Some(s) => s.stack_id().unwrap_or(stack_name).to_string(),
-            None => stack_name.to_string(),
-        };
-        let mut watcher = Watcher::new(&clients.cfn, &stack_id).await?;
-        clients
-            .cfn
-            .execute_change_set()
-            .stack_name(stack_name)
-            .change_set_name(&change_set.id)
-            .send()
-            .await
-            .map_err(Error::aws(format!(
-                "executing change set `{}`",
-                change_set.name
-            )))?;
-        let status = watcher
-            .wait(
-                &clients.cfn,
-                ui,
-                if creating { "creating" } else { "updating" },
-                opts.poll_interval,
-            )
-            .await?;
+        let (status, events, stack_id) =
+            execute(&clients.cfn, stack_name, &change_set, creating, opts, ui).await?;
         if stackops::is_success(&status) {
             let stack = stackops::describe(&clients.cfn, stack_name).await?;
             let outputs = stack.as_ref().map(stackops::outputs_of).unwrap_or_default();
@@ -355,24 +306,128 @@ pub async fn deploy(
             }
             return Ok(o);
         }
-        let report = stackops::failure_report(stack_name, &status, &watcher.events);
-        if status == "ROLLBACK_COMPLETE" && creating && attempt == 1 {
-            ui.line(&report);
-            ui.line(&format!(
-                "notice: the first create of `{stack_name}` rolled back and left an empty stack in ROLLBACK_COMPLETE; deleting it and retrying once"
-            ));
-            stackops::delete_and_wait(&clients.cfn, &stack_id, ui, opts.poll_interval).await?;
-            existing = None;
-            continue;
+        match after_failure(
+            stack_name,
+            &clients.region,
+            &status,
+            &events,
+            creating,
+            attempt,
+        ) {
+            AfterFailure::RetryCreate(report) => {
+                ui.line(&report);
+                ui.line(&format!(
+                    "notice: the first create of `{stack_name}` rolled back and left an empty stack in ROLLBACK_COMPLETE; deleting it and retrying once"
+                ));
+                stackops::delete_and_wait(&clients.cfn, &stack_id, ui, opts.poll_interval).await?;
+                existing = None;
+            }
+            AfterFailure::Fail(err) => return Err(err),
         }
-        if status == "UPDATE_ROLLBACK_FAILED" {
-            return Err(Error::StackFailed(format!(
-                "{report}\n{}",
-                stackops::continue_rollback_hint(stack_name, &clients.region, &watcher.events)
-            )));
-        }
-        return Err(Error::StackFailed(report));
     }
+}
+
+/// Applies the data-loss guard and asks for confirmation. On refusal the change set is deleted, so nothing is
+/// left that someone could execute by accident.
+pub async fn review(
+    cfn: &aws_sdk_cloudformation::Client,
+    plan: &Plan,
+    change_set: &stackops::ChangeSet,
+    preview: &Preview,
+    opts: &DeployOptions,
+    ui: &dyn Ui,
+) -> Result<()> {
+    let stack_name = plan.stack_name.as_str();
+    let risks = preview.data_loss_risks();
+    let refusal = if !risks.is_empty() && !opts.allow_data_loss {
+        Some(format!(
+            "refusing to deploy: this change can lose data:\n  - {}\nthe change set was deleted; rerun with --allow-data-loss if this is intended",
+            risks.join("\n  - ")
+        ))
+    } else if opts.confirm {
+        match ui.confirm(&format!("Deploy these changes to `{stack_name}` ({})?", plan.env), None) {
+            Confirmation::Yes => None,
+            Confirmation::No => Some("deploy cancelled; nothing was changed".to_string()),
+            Confirmation::NoTerminal => Some(
+                "no terminal to confirm the deploy on; pass --yes to deploy without asking (the change set was deleted)".to_string(),
+            ),
+        }
+    } else {
+        None
+    };
+    match refusal {
+        None => Ok(()),
+        Some(msg) => {
+            stackops::delete_change_set(cfn, stack_name, &change_set.id).await?;
+            Err(Error::Refused(msg))
+        }
+    }
+}
+
+/// Executes a change set and follows the stack's events until it settles. Returns the final status, the
+/// events seen, and the stack id.
+pub async fn execute(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack_name: &str,
+    change_set: &stackops::ChangeSet,
+    creating: bool,
+    opts: &DeployOptions,
+    ui: &dyn Ui,
+) -> Result<(String, Vec<stackops::EventLine>, String)> {
+    let stack_id = match stackops::describe(cfn, stack_name).await? {
+        Some(s) => s.stack_id().unwrap_or(stack_name).to_string(),
+        None => stack_name.to_string(),
+    };
+    let mut watcher = Watcher::new(cfn, &stack_id).await?;
+    cfn.execute_change_set()
+        .stack_name(stack_name)
+        .change_set_name(&change_set.id)
+        .send()
+        .await
+        .map_err(Error::aws(format!(
+            "executing change set `{}`",
+            change_set.name
+        )))?;
+    let status = watcher
+        .wait(
+            cfn,
+            ui,
+            if creating { "creating" } else { "updating" },
+            opts.poll_interval,
+        )
+        .await?;
+    Ok((status, watcher.events, stack_id))
+}
+
+/// What to do after an execution that did not succeed.
+#[derive(Debug)]
+pub enum AfterFailure {
+    /// A first create rolled back (`ROLLBACK_COMPLETE`): the stack is empty; delete it and try once more.
+    /// Holds the failure report to print first.
+    RetryCreate(String),
+    /// Give up with this error (root cause first; the recovery step for `UPDATE_ROLLBACK_FAILED`).
+    Fail(Error),
+}
+
+pub fn after_failure(
+    stack_name: &str,
+    region: &str,
+    status: &str,
+    events: &[stackops::EventLine],
+    creating: bool,
+    attempt: u32,
+) -> AfterFailure {
+    let report = stackops::failure_report(stack_name, status, events);
+    if status == "ROLLBACK_COMPLETE" && creating && attempt == 1 {
+        return AfterFailure::RetryCreate(report);
+    }
+    if status == "UPDATE_ROLLBACK_FAILED" {
+        return AfterFailure::Fail(Error::StackFailed(format!(
+            "{report}\n{}",
+            stackops::continue_rollback_hint(stack_name, region, events)
+        )));
+    }
+    AfterFailure::Fail(Error::StackFailed(report))
 }
 
 /// `xtask-<digest prefix>-<unix millis>`: unique, and says which release it carries.
