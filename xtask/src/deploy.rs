@@ -34,6 +34,11 @@ pub struct Args {
     /// Exit with 4 instead of 0 when the stack was already up to date.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Only update the functions' code (lambda:UpdateFunctionCode), in seconds, when nothing else changed. The
+    /// stack is then drifted in code (`status` shows it) until the next full deploy reconciles it. Refused where
+    /// the config says `deploy.hotswap: false` (prod).
+    #[arg(long)]
+    pub hotswap: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
@@ -48,6 +53,17 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
     let mut opts = DeployOptions::for_plan(&plan);
     opts.allow_data_loss = args.allow_data_loss;
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
+    if args.hotswap {
+        let outcome = deployer::hotswap::hotswap(&env.clients, &plan, &template.body, &release, &bucket, ui.as_ref()).await?;
+        if let (Some(endpoint_url), false) = (&env.endpoint_url, outcome.up_to_date) {
+            start_local_engine(&plan, endpoint_url).await.context("restarting the local engine on the new code")?;
+        }
+        match args.output {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+            OutputFormat::Text => print!("{outcome}"),
+        }
+        return Ok(if outcome.up_to_date && args.detailed_exitcode { ExitStatus::UpToDate } else { ExitStatus::Success });
+    }
     let req = DeployRequest {
         plan: &plan,
         template_body: &template.body,
@@ -57,6 +73,10 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
     let mut outcome = deployer::deploy::deploy(&env.clients, req, &opts, ui.as_ref())
         .await
         .with_context(|| format!("deploying stack `{}`", plan.stack_name))?;
+    // A full deploy ends any hotswap drift: the stack's parameters name the running code again.
+    if let Some(set_back) = deployer::hotswap::reconcile(&env.clients, &plan, &bucket, &release.manifest).await? {
+        deployer::ui::Ui::line(ui.as_ref(), &format!("reconciled the hotswap drift of `{}` ({} function(s) set back to the stack's code)", plan.stack_name, set_back.len()));
+    }
     if let Some(endpoint_url) = &env.endpoint_url {
         match start_local_engine(&plan, endpoint_url).await {
             Ok(gateway) => outcome.api_url = Some(gateway),

@@ -71,11 +71,21 @@ async fn promote_cmd(args: Args) -> anyhow::Result<PromotionReport> {
     let (target, template) = crate::deploy::load(&env_args(&to))?;
     let mut deploy = deployer::deploy::DeployOptions::for_plan(&target);
     deploy.allow_data_loss = args.allow_data_loss;
+    let target_dir = deployer::build::default_target_dir(&crate::cli::repo_root());
     let options = Options {
         deploy,
         yes: args.yes,
+        target_dir,
     };
-    promote(&source, &target, &template, &options).await
+    let mut report = promote(&source, &target, &template, &options).await?;
+    // As after `deploy`: a local target is served by the local engine, now from the promoted binaries.
+    if let Some(endpoint_url) = &report.endpoint_url {
+        let gateway = crate::deploy::start_local_engine(&target, endpoint_url)
+            .await
+            .context("starting the local engine")?;
+        report.api_url = Some(gateway);
+    }
+    Ok(report)
 }
 
 /// Prints a command's result (text or one JSON document) or its error, and returns the documented exit code.
@@ -118,6 +128,8 @@ pub struct Options {
     pub deploy: deployer::deploy::DeployOptions,
     /// `--yes`: answer the confirmation (CI).
     pub yes: bool,
+    /// Cargo's target directory: the release is materialized in `<target_dir>/xtask/dist/<to>`.
+    pub target_dir: PathBuf,
 }
 
 /// The result of a promotion, for people (`Display`) and CI (`Serialize`).
@@ -133,6 +145,9 @@ pub struct PromotionReport {
     pub up_to_date: bool,
     pub outputs: std::collections::BTreeMap<String, String>,
     pub api_url: Option<String>,
+    /// The target's local AWS endpoint (local environments only).
+    #[serde(skip)]
+    pub endpoint_url: Option<String>,
 }
 
 impl std::fmt::Display for PromotionReport {
@@ -216,10 +231,7 @@ pub async fn promote(
 
     // The release is materialized where `cargo xtask build --env <to>` would have put it, so the deploy path,
     // `status` and the local engine see an ordinary release of the target; nothing is rebuilt.
-    let dist_dir = deployer::build::dist_dir(
-        &deployer::build::default_target_dir(&crate::cli::repo_root()),
-        &target.env,
-    );
+    let dist_dir = deployer::build::dist_dir(&options.target_dir, &target.env);
     let release =
         promotion::fetch_release(&src.clients.s3, &src_bucket, &manifest, &dist_dir).await?;
 
@@ -234,7 +246,7 @@ pub async fn promote(
         release: &release,
         bucket: &dst_bucket,
     };
-    let mut outcome = deployer::deploy::deploy(&dst.clients, request, &options.deploy, &ui)
+    let outcome = deployer::deploy::deploy(&dst.clients, request, &options.deploy, &ui)
         .await
         .with_context(|| {
             format!(
@@ -242,12 +254,6 @@ pub async fn promote(
                 target.stack_name
             )
         })?;
-    if let Some(endpoint_url) = &dst.endpoint_url {
-        let gateway = crate::deploy::start_local_engine(target, endpoint_url)
-            .await
-            .context("starting the local engine")?;
-        outcome.api_url = Some(gateway);
-    }
     let code = promotion::verify_code(&dst.clients.lambda, target, &manifest).await?;
     Ok(PromotionReport {
         from: source.env.clone(),
@@ -259,6 +265,7 @@ pub async fn promote(
         up_to_date: outcome.result == deployer::deploy::DeployResult::UpToDate,
         outputs: outcome.outputs,
         api_url: outcome.api_url,
+        endpoint_url: dst.endpoint_url,
     })
 }
 

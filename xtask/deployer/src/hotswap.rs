@@ -326,3 +326,156 @@ pub async fn clear_drift(s3: &aws_sdk_s3::Client, bucket: &str, env: &str) -> Re
         .map_err(Error::aws(format!("deleting s3://{bucket}/{key}")))?;
     Ok(true)
 }
+
+/// The result of `deploy --hotswap`: `Display` for people, `Serialize` for `--output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HotswapOutcome {
+    pub env: String,
+    pub stack_name: String,
+    pub release_digest: String,
+    /// The functions already ran this code: nothing was uploaded or updated.
+    pub up_to_date: bool,
+    pub uploads: Option<crate::artifacts::UploadSummary>,
+    pub swapped: Vec<SwappedFunction>,
+    pub elapsed_ms: u64,
+    /// The drift recorded after the hotswap (`None` when up to date and not drifted).
+    pub drift: Option<DriftRecord>,
+}
+
+impl fmt::Display for HotswapOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.up_to_date {
+            writeln!(
+                f,
+                "hotswap: the functions of `{}` already run release {}",
+                self.stack_name,
+                short(&self.release_digest)
+            )?;
+        } else {
+            writeln!(
+                f,
+                "hotswapped {} function(s) of `{}` in {:.1} s (release {})",
+                self.swapped.len(),
+                self.stack_name,
+                self.elapsed_ms as f64 / 1000.0,
+                short(&self.release_digest)
+            )?;
+            for s in &self.swapped {
+                writeln!(
+                    f,
+                    "  {:<10} {} ({} ms)",
+                    s.function.as_str(),
+                    s.code_key,
+                    s.duration_ms
+                )?;
+            }
+        }
+        if let Some(drift) = &self.drift {
+            write!(f, "{drift}")?;
+        }
+        Ok(())
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// `cargo xtask deploy --hotswap`: reads what the stack holds, decides with [`plan_hotswap`], uploads the
+/// missing zips (and the manifest), updates each changed function's code, and records the drift.
+pub async fn hotswap(
+    clients: &crate::aws::Clients,
+    plan: &Plan,
+    template_body: &str,
+    release: &crate::build::Release,
+    bucket: &str,
+    ui: &dyn crate::ui::Ui,
+) -> Result<HotswapOutcome> {
+    let started = Instant::now();
+    if !plan.deploy.hotswap {
+        // Decided before any AWS call: the config alone forbids it.
+        plan_hotswap(plan, &Deployed::default(), template_body, &BTreeMap::new())?;
+    }
+    let stack = crate::stackops::describe(&clients.cfn, &plan.stack_name).await?.ok_or_else(|| {
+        Error::Refused(format!(
+            "stack `{}` does not exist: a first deploy cannot be a hotswap; run `cargo xtask deploy --env {}`",
+            plan.stack_name, plan.env
+        ))
+    })?;
+    let status = crate::stackops::status_of(&stack);
+    if !crate::stackops::is_success(&status) {
+        return Err(Error::Refused(format!(
+            "stack `{}` is {status}; hotswap only applies to a stack in a complete state; run a full `cargo xtask deploy --env {}`",
+            plan.stack_name, plan.env
+        )));
+    }
+    let deployed = Deployed {
+        template_body: crate::stackops::template_body(&clients.cfn, &plan.stack_name).await?,
+        parameters: crate::stackops::parameters_of(&stack),
+        drift: read_drift(&clients.s3, bucket, &plan.env).await?,
+    };
+    let manifest = &release.manifest;
+    let new_parameters = manifest.parameters(bucket);
+    let mut outcome = HotswapOutcome {
+        env: plan.env.clone(),
+        stack_name: plan.stack_name.clone(),
+        release_digest: manifest.digest(),
+        up_to_date: true,
+        uploads: None,
+        swapped: Vec::new(),
+        elapsed_ms: 0,
+        drift: deployed.drift.clone(),
+    };
+    let HotswapPlan::Swap { functions } =
+        plan_hotswap(plan, &deployed, template_body, &new_parameters)?
+    else {
+        outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(outcome);
+    };
+    let names: Vec<&str> = functions.iter().map(|(f, _)| f.as_str()).collect();
+    ui.progress_start(&format!("hotswapping {}", names.join(", ")));
+    let result = async {
+        let uploads = crate::artifacts::upload_release(&clients.s3, bucket, release).await?;
+        let swapped = swap_code(&clients.lambda, plan, bucket, manifest, &functions).await?;
+        Ok::<_, Error>((uploads, swapped))
+    }
+    .await;
+    ui.progress_finish();
+    let (uploads, swapped) = result?;
+    let drift = drift_after(plan, &deployed, manifest, &swapped);
+    record_drift(&clients.s3, bucket, &drift).await?;
+    outcome.up_to_date = false;
+    outcome.uploads = Some(uploads);
+    outcome.swapped = swapped;
+    outcome.drift = Some(drift);
+    outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(outcome)
+}
+
+/// After a successful full deploy: the stack's code keys name `manifest`'s zips again. Any function a hotswap
+/// left on other code (a deploy that went back to an older release sees no parameter change, so CloudFormation
+/// would not touch it) is set back to the stack's key, with no upload (the zips are in the bucket); then the drift
+/// record is removed. Returns the functions that had to be set back, or `None` when the stack was not drifted.
+pub async fn reconcile(
+    clients: &crate::aws::Clients,
+    plan: &Plan,
+    bucket: &str,
+    manifest: &ReleaseManifest,
+) -> Result<Option<Vec<FunctionName>>> {
+    let Some(drift) = read_drift(&clients.s3, bucket, &plan.env).await? else {
+        return Ok(None);
+    };
+    let back: Vec<(FunctionName, String)> = drift
+        .functions
+        .iter()
+        .filter_map(|(f, code)| {
+            let key = manifest.functions.get(f)?.s3_key.clone();
+            (code.code_key != key).then_some((*f, key))
+        })
+        .collect();
+    if !back.is_empty() {
+        swap_code(&clients.lambda, plan, bucket, manifest, &back).await?;
+    }
+    clear_drift(&clients.s3, bucket, &plan.env).await?;
+    Ok(Some(back.into_iter().map(|(f, _)| f).collect()))
+}

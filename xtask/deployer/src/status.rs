@@ -28,6 +28,8 @@ pub struct StatusReport {
     pub api: Option<ApiReport>,
     /// The API's real endpoint (AWS), or the local gateway's URL (set by the caller for `local`).
     pub api_url: Option<String>,
+    /// Set while a hotswap left the functions on other code than the stack names.
+    pub drift: Option<crate::hotswap::DriftRecord>,
 }
 
 impl std::fmt::Display for StatusReport {
@@ -81,6 +83,9 @@ impl std::fmt::Display for StatusReport {
         if let Some(url) = &self.api_url {
             writeln!(f, "API: {url}")?;
         }
+        if let Some(drift) = &self.drift {
+            write!(f, "{drift}")?;
+        }
         Ok(())
     }
 }
@@ -104,6 +109,7 @@ pub async fn status(
         outputs: BTreeMap::new(),
         api: None,
         api_url: None,
+        drift: None,
     };
     let Some(stack) = stack else {
         return Ok(report);
@@ -125,6 +131,8 @@ pub async fn status(
         _ => None,
     };
     report.outputs = stackops::outputs_of(&stack);
+    let bucket = crate::artifacts::bucket_name(plan, plan.account_id.as_deref());
+    report.drift = crate::hotswap::read_drift(&clients.s3, &bucket, &plan.env).await?;
     if plan.kind == EnvKind::Aws {
         if let Ok(api) = crate::api::read_back(clients, plan).await {
             report.api_url = Some(api.endpoint.clone());
