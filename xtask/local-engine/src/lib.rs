@@ -5,6 +5,7 @@
 //! source mapping, which the endpoint cannot run. [`engine`] starts the three together, [`deployed`] reads
 //! what was deployed so the engine serves exactly that, and [`daemon`] runs the engine in the background.
 
+pub mod bench;
 pub mod daemon;
 pub mod deployed;
 pub mod endpoint;
