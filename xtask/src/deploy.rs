@@ -101,12 +101,7 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
 /// Starts the local function host, HTTP gateway and stream poller in the background (the local engine's
 /// `serve` module owns this) and returns the gateway's URL, `http://127.0.0.1:<port>`.
 pub(crate) async fn start_local_engine(plan: &Plan, endpoint_url: &str) -> anyhow::Result<String> {
-    // Wiring point: `crate::serve::start_background(plan, endpoint_url).await` once the local engine's serve
-    // module provides it (it is being written in parallel; calling it now would break the build).
-    let _ = (plan, endpoint_url);
-    anyhow::bail!(
-        "the local engine cannot be started from deploy yet (serve::start_background is not available)"
-    )
+    crate::serve::start_background(plan, endpoint_url).await
 }
 
 /// Loads `config/<env>.yaml`, renders and validates its template.

@@ -63,7 +63,5 @@ async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
 
 /// Stops the local function host, gateway and poller (the local engine's `serve` module owns this).
 async fn stop_local_engine(plan: &stack::Plan) -> anyhow::Result<()> {
-    // Wiring point: `crate::serve::stop_background(plan).await` once the serve module provides it.
-    let _ = plan;
-    Ok(())
+    crate::serve::stop_background(plan).await
 }
