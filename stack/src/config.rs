@@ -162,11 +162,15 @@ pub fn load(config_dir: &Path, env: &str) -> Result<Plan, ConfigError> {
     };
     let defaults_doc = defaults_doc.unwrap_or_else(|| Value::Mapping(Mapping::new()));
 
-    // Check each document on its own first, so an unknown key is blamed on the file that has it.
-    check_schema(&defaults_file, &defaults_doc, &mut problems);
-    check_schema(&env_file, &env_doc, &mut problems);
-    if !problems.is_empty() {
-        return Err(ConfigError { problems });
+    // Check each document on its own first, so an unknown key is blamed on the file that has it. The
+    // offending leaves are then dropped so validation still runs and reports the remaining problems too.
+    let mut defaults_doc = defaults_doc;
+    let mut env_doc = env_doc;
+    for bad in check_schema(&defaults_file, &defaults_doc, &mut problems) {
+        remove_path(&mut defaults_doc, &bad);
+    }
+    for bad in check_schema(&env_file, &env_doc, &mut problems) {
+        remove_path(&mut env_doc, &bad);
     }
 
     let mut merged = defaults_doc.clone();
@@ -193,9 +197,16 @@ pub fn load(config_dir: &Path, env: &str) -> Result<Plan, ConfigError> {
     let plan = ctx.resolve(env, &env_file, raw, &known_envs);
     match plan {
         Some(plan) if ctx.problems.is_empty() => Ok(plan),
-        _ => Err(ConfigError {
-            problems: ctx.problems,
-        }),
+        _ => {
+            // A dropped bad leaf may also surface as "missing"; report each key once, first cause first.
+            let mut seen = std::collections::BTreeSet::new();
+            let problems = ctx
+                .problems
+                .into_iter()
+                .filter(|p| p.key.is_empty() || seen.insert(p.key.clone()))
+                .collect();
+            Err(ConfigError { problems })
+        }
     }
 }
 
@@ -337,10 +348,12 @@ fn read_document(file: &Path, problems: &mut Vec<ConfigProblem>) -> Option<Value
     }
 }
 
-/// Reports every schema error of one document: unknown keys and wrong types, each with its key path.
-fn check_schema(file: &Path, doc: &Value, problems: &mut Vec<ConfigProblem>) {
+/// Reports every schema error of one document (unknown keys and wrong types, each with its key path)
+/// and returns the paths of the offending leaves.
+fn check_schema(file: &Path, doc: &Value, problems: &mut Vec<ConfigProblem>) -> Vec<Vec<String>> {
+    let mut bad = Vec::new();
     if serde_yaml::from_value::<RawConfig>(doc.clone()).is_ok() {
-        return;
+        return bad;
     }
     // Every field is optional, so a document holding a single leaf is valid exactly when that leaf is:
     // checking leaves one at a time turns serde's first error into all of them, each with its path.
@@ -349,11 +362,31 @@ fn check_schema(file: &Path, doc: &Value, problems: &mut Vec<ConfigProblem>) {
         if let Err(e) = serde_yaml::from_value::<RawConfig>(single) {
             found = true;
             problems.push(problem(file, &path.join("."), describe_serde_error(&e)));
+            bad.push(path);
         }
     }
     if !found {
         if let Err(e) = serde_yaml::from_value::<RawConfig>(doc.clone()) {
             problems.push(problem(file, "", describe_serde_error(&e)));
+            // Unknown which part is wrong: drop the whole document so validation reports what is missing.
+            bad.push(Vec::new());
+        }
+    }
+    bad
+}
+
+fn remove_path(doc: &mut Value, path: &[String]) {
+    match path {
+        [] => *doc = Value::Mapping(Mapping::new()),
+        [last] => {
+            if let Some(m) = doc.as_mapping_mut() {
+                m.remove(last.as_str());
+            }
+        }
+        [first, rest @ ..] => {
+            if let Some(child) = doc.as_mapping_mut().and_then(|m| m.get_mut(first.as_str())) {
+                remove_path(child, rest);
+            }
         }
     }
 }

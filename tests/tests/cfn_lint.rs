@@ -11,7 +11,10 @@ use std::process::Command;
 const CFN_LINT_VERSION: &str = "1.51.0";
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn cfn_lint() -> PathBuf {
@@ -31,9 +34,15 @@ fn cfn_lint() -> PathBuf {
 #[test]
 fn cfn_lint_reports_no_errors_for_any_environment() {
     let lint = cfn_lint();
-    let version = Command::new(&lint).arg("--version").output().expect("cfn-lint runs");
+    let version = Command::new(&lint)
+        .arg("--version")
+        .output()
+        .expect("cfn-lint runs");
     let version = String::from_utf8_lossy(&version.stdout).to_string();
-    assert!(version.contains(CFN_LINT_VERSION), "expected cfn-lint {CFN_LINT_VERSION}, found {version}");
+    assert!(
+        version.contains(CFN_LINT_VERSION),
+        "expected cfn-lint {CFN_LINT_VERSION}, found {version}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let config = repo_root().join("config");
@@ -44,9 +53,15 @@ fn cfn_lint_reports_no_errors_for_any_environment() {
         let (_, t) = stack::load_checked(&config, &env).unwrap_or_else(|e| panic!("{env}: {e}"));
         let file = dir.path().join(format!("{env}.yaml"));
         std::fs::write(&file, &t.body).unwrap();
-        let out = Command::new(&lint).arg("--format").arg("parseable").arg(&file).output().expect("cfn-lint runs");
+        let out = Command::new(&lint)
+            .arg("--format")
+            .arg("parseable")
+            .arg(&file)
+            .output()
+            .expect("cfn-lint runs");
         let code = out.status.code().unwrap_or(-1);
-        let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let report = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         // cfn-lint's exit code is a bit set: 2 = errors, 4 = warnings, 8 = informational; 1 = it crashed.
         // Warnings are printed but allowed.
         if code < 0 || code & 0b11 != 0 {

@@ -13,7 +13,11 @@ fn repo_config() -> PathBuf {
 /// A temporary config dir with the repository's defaults and the given environment files.
 fn config_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(repo_config().join("defaults.yaml"), dir.path().join("defaults.yaml")).unwrap();
+    std::fs::copy(
+        repo_config().join("defaults.yaml"),
+        dir.path().join("defaults.yaml"),
+    )
+    .unwrap();
     for (name, text) in files {
         std::fs::write(dir.path().join(format!("{name}.yaml")), text).unwrap();
     }
@@ -21,7 +25,8 @@ fn config_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 const AWS: &str = "kind: aws\naccount_id: \"111111111111\"\nregion: eu-west-1\n";
-const LOCAL: &str = "kind: local\nregion: us-east-1\nlocal:\n  gateway_port: 3030\n  endpoint_port: 5050\n";
+const LOCAL: &str =
+    "kind: local\nregion: us-east-1\nlocal:\n  gateway_port: 3030\n  endpoint_port: 5050\n";
 const SAFE_TABLES: &str = "tables:
   events: {point_in_time_recovery: true, deletion_protection: true, retain_on_delete: true}
   projections: {point_in_time_recovery: true, deletion_protection: true, retain_on_delete: true}
@@ -41,10 +46,17 @@ fn assert_problem(dir: &Path, err: &ConfigError, file: &str, key: &str, needles:
     let p = found.unwrap_or_else(|| panic!("no problem on `{key}`; got:\n{err}"));
     assert_eq!(p.file, dir.join(file), "{err}");
     for n in needles {
-        assert!(p.message.contains(n), "`{key}` message lacks {n:?}: {}", p.message);
+        assert!(
+            p.message.contains(n),
+            "`{key}` message lacks {n:?}: {}",
+            p.message
+        );
     }
     let line = p.to_string();
-    assert!(line.contains(&format!("{file}: {key}: ")), "display names file and key: {line}");
+    assert!(
+        line.contains(&format!("{file}: {key}: ")),
+        "display names file and key: {line}"
+    );
 }
 
 #[test]
@@ -61,32 +73,64 @@ fn environments_are_the_yaml_stems_without_defaults() {
     let dir = config_dir(&[("b", AWS), ("a", LOCAL)]);
     std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
     assert_eq!(config::environments(dir.path()).unwrap(), ["a", "b"]);
-    assert_eq!(config::environments(&repo_config()).unwrap(), ["dev", "local", "prod", "staging"]);
+    assert_eq!(
+        config::environments(&repo_config()).unwrap(),
+        ["dev", "local", "prod", "staging"]
+    );
 }
 
 #[test]
 fn unknown_environment_lists_the_known_ones() {
     let dir = config_dir(&[("dev", AWS)]);
     let err = config::load(dir.path(), "qa").unwrap_err();
-    assert!(err.to_string().contains("no such environment `qa`; known environments: dev"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no such environment `qa`; known environments: dev"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_keys_are_refused_with_their_path_and_the_allowed_keys() {
-    let (dir, err) = load_err("dev", &format!("{AWS}functions:\n  command:\n    memry: 512\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "functions.command.memry", &["unknown field `memry`", "`memory`"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}functions:\n  command:\n    memry: 512\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.command.memry",
+        &["unknown field `memry`", "`memory`"],
+    );
 }
 
 #[test]
 fn every_schema_error_is_reported_not_just_the_first() {
     let (dir, err) = load_err(
         "dev",
-        &format!("{AWS}functions:\n  command:\n    memry: 512\n  reporter: {{}}\nstream_mapping:\n  batch_size: lots\nbogus: true\n"),
+        &format!(
+            "{AWS}functions:\n  command:\n    memry: 512\n  reporter: {{}}\nstream_mapping:\n  batch_size: lots\nbogus: true\n"
+        ),
     );
-    for key in ["functions.command.memry", "functions.reporter", "stream_mapping.batch_size", "bogus"] {
-        assert!(err.problems.iter().any(|p| p.key == key), "missing {key}:\n{err}");
+    for key in [
+        "functions.command.memry",
+        "functions.reporter",
+        "stream_mapping.batch_size",
+        "bogus",
+    ] {
+        assert!(
+            err.problems.iter().any(|p| p.key == key),
+            "missing {key}:\n{err}"
+        );
     }
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.batch_size", &["invalid type"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.batch_size",
+        &["invalid type"],
+    );
     assert_eq!(err.problems.len(), 4, "{err}");
 }
 
@@ -94,28 +138,82 @@ fn every_schema_error_is_reported_not_just_the_first() {
 fn every_value_error_is_reported_not_just_the_first() {
     let (_dir, err) = load_err(
         "dev",
-        &format!("{AWS}functions:\n  command: {{memory: 64}}\n  query: {{timeout: 0}}\nstream_mapping: {{parallelization_factor: 4, maximum_retry_attempts: -1}}\n"),
+        &format!(
+            "{AWS}functions:\n  command: {{memory: 64}}\n  query: {{timeout: 0}}\nstream_mapping: {{parallelization_factor: 4, maximum_retry_attempts: -1}}\n"
+        ),
     );
     assert_eq!(err.problems.len(), 4, "{err}");
     assert!(err.has_unsafe_setting());
 }
 
 #[test]
+fn schema_errors_do_not_hide_value_errors() {
+    let (dir, err) = load_err(
+        "dev",
+        &format!(
+            "{AWS}functions:\n  command:\n    memry: 512\n    memory: 64\nstream_mapping:\n  parallelization_factor: 2\n"
+        ),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.command.memry",
+        &["unknown field"],
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.command.memory",
+        &["128 to 10240"],
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.parallelization_factor",
+        &["refused"],
+    );
+    assert_eq!(err.problems.len(), 3, "{err}");
+}
+
+#[test]
 fn a_bad_default_is_blamed_on_the_defaults_file() {
     let dir = config_dir(&[("dev", AWS)]);
     let defaults = std::fs::read_to_string(dir.path().join("defaults.yaml")).unwrap();
-    std::fs::write(dir.path().join("defaults.yaml"), defaults.replace("memory: 256", "memory: 99999")).unwrap();
+    std::fs::write(
+        dir.path().join("defaults.yaml"),
+        defaults.replace("memory: 256", "memory: 99999"),
+    )
+    .unwrap();
     let err = config::load(dir.path(), "dev").unwrap_err();
-    assert_problem(dir.path(), &err, "defaults.yaml", "functions.command.memory", &["99999", "128 to 10240"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "defaults.yaml",
+        "functions.command.memory",
+        &["99999", "128 to 10240"],
+    );
 }
 
 #[test]
 fn a_missing_required_key_says_where_to_set_it() {
     let dir = config_dir(&[("dev", AWS)]);
     let defaults = std::fs::read_to_string(dir.path().join("defaults.yaml")).unwrap();
-    std::fs::write(dir.path().join("defaults.yaml"), defaults.replacen("    memory: 256\n", "", 1)).unwrap();
+    std::fs::write(
+        dir.path().join("defaults.yaml"),
+        defaults.replacen("    memory: 256\n", "", 1),
+    )
+    .unwrap();
     let err = config::load(dir.path(), "dev").unwrap_err();
-    assert_problem(dir.path(), &err, "dev.yaml", "functions.command.memory", &["missing", "128 to 10240"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.command.memory",
+        &["missing", "128 to 10240"],
+    );
 }
 
 #[test]
@@ -127,122 +225,320 @@ fn invalid_yaml_is_reported_with_the_file() {
 
 #[test]
 fn wrong_types_are_refused() {
-    let (dir, err) = load_err("dev", "kind: aws\naccount_id: 111111111111\nregion: eu-west-1\n");
-    assert_problem(dir.path(), &err, "dev.yaml", "account_id", &["invalid type"]);
+    let (dir, err) = load_err(
+        "dev",
+        "kind: aws\naccount_id: 111111111111\nregion: eu-west-1\n",
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "account_id",
+        &["invalid type"],
+    );
 }
 
 #[test]
 fn function_memory_out_of_range() {
-    let (dir, err) = load_err("prod", &format!("{AWS}{SAFE_TABLES}functions:\n  command:\n    memory: 64\n"));
-    assert_problem(dir.path(), &err, "prod.yaml", "functions.command.memory", &["64 is out of range", "128 to 10240 MB"]);
+    let (dir, err) = load_err(
+        "prod",
+        &format!("{AWS}{SAFE_TABLES}functions:\n  command:\n    memory: 64\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "prod.yaml",
+        "functions.command.memory",
+        &["64 is out of range", "128 to 10240 MB"],
+    );
 }
 
 #[test]
 fn function_timeout_out_of_range() {
-    let (dir, err) = load_err("dev", &format!("{AWS}functions:\n  projector:\n    timeout: 901\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "functions.projector.timeout", &["1 to 900 seconds"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}functions:\n  projector:\n    timeout: 901\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.projector.timeout",
+        &["1 to 900 seconds"],
+    );
 }
 
 #[test]
 fn function_architecture_must_be_known() {
-    let (dir, err) = load_err("dev", &format!("{AWS}functions:\n  query:\n    architecture: riscv\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "functions.query.architecture", &["`riscv`", "x86_64, arm64"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}functions:\n  query:\n    architecture: riscv\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.query.architecture",
+        &["`riscv`", "x86_64, arm64"],
+    );
 }
 
 #[test]
 fn function_reserved_concurrency_zero_is_refused() {
-    let (dir, err) = load_err("dev", &format!("{AWS}functions:\n  query:\n    reserved_concurrency: 0\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "functions.query.reserved_concurrency", &["1 to 1000"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}functions:\n  query:\n    reserved_concurrency: 0\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.query.reserved_concurrency",
+        &["1 to 1000"],
+    );
 }
 
 #[test]
 fn function_log_level_must_be_known() {
-    let (dir, err) = load_err("dev", &format!("{AWS}functions:\n  query:\n    log_level: verbose\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "functions.query.log_level", &["error, warn, info, debug, trace"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}functions:\n  query:\n    log_level: verbose\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.query.log_level",
+        &["error, warn, info, debug, trace"],
+    );
 }
 
 #[test]
 fn function_log_retention_must_be_a_cloudwatch_period() {
-    let (dir, err) = load_err("dev", &format!("{AWS}functions:\n  query:\n    log_retention_days: 10\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "functions.query.log_retention_days", &["10 is not", "7, 14, 30"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}functions:\n  query:\n    log_retention_days: 10\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "functions.query.log_retention_days",
+        &["10 is not", "7, 14, 30"],
+    );
 }
 
 #[test]
 fn null_clears_a_default() {
-    let dir = config_dir(&[("dev", &format!("{AWS}functions:\n  query:\n    reserved_concurrency: 5\n"))]);
-    assert_eq!(config::load(dir.path(), "dev").unwrap().function(stack::FunctionName::Query).reserved_concurrency, Some(5));
+    let dir = config_dir(&[(
+        "dev",
+        &format!("{AWS}functions:\n  query:\n    reserved_concurrency: 5\n"),
+    )]);
+    assert_eq!(
+        config::load(dir.path(), "dev")
+            .unwrap()
+            .function(stack::FunctionName::Query)
+            .reserved_concurrency,
+        Some(5)
+    );
     let dir = config_dir(&[("dev", &format!("{AWS}api:\n  cors_origins: null\n"))]);
-    assert!(config::load(dir.path(), "dev").unwrap().api.cors_origins.is_empty());
+    assert!(
+        config::load(dir.path(), "dev")
+            .unwrap()
+            .api
+            .cors_origins
+            .is_empty()
+    );
 }
 
 #[test]
 fn table_billing_mode_must_be_pay_per_request() {
-    let (dir, err) = load_err("dev", &format!("{AWS}tables:\n  events:\n    billing_mode: PROVISIONED\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "tables.events.billing_mode", &["PAY_PER_REQUEST"]);
-    let (dir, err) = load_err("dev", &format!("{AWS}tables:\n  events:\n    billing_mode: FREE\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "tables.events.billing_mode", &["`FREE`", "PAY_PER_REQUEST, PROVISIONED"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}tables:\n  events:\n    billing_mode: PROVISIONED\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "tables.events.billing_mode",
+        &["PAY_PER_REQUEST"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}tables:\n  events:\n    billing_mode: FREE\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "tables.events.billing_mode",
+        &["`FREE`", "PAY_PER_REQUEST, PROVISIONED"],
+    );
 }
 
 #[test]
 fn stream_batch_size_out_of_range() {
     let (dir, err) = load_err("dev", &format!("{AWS}stream_mapping:\n  batch_size: 0\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.batch_size", &["1 to 10000"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.batch_size",
+        &["1 to 10000"],
+    );
 }
 
 #[test]
 fn stream_batching_window_out_of_range() {
-    let (dir, err) = load_err("dev", &format!("{AWS}stream_mapping:\n  maximum_batching_window_seconds: 301\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.maximum_batching_window_seconds", &["0 to 300"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}stream_mapping:\n  maximum_batching_window_seconds: 301\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.maximum_batching_window_seconds",
+        &["0 to 300"],
+    );
 }
 
 #[test]
 fn unbounded_retries_are_refused_with_the_reason() {
-    let (dir, err) = load_err("dev", &format!("{AWS}stream_mapping:\n  maximum_retry_attempts: -1\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.maximum_retry_attempts", &["refused", "unbounded", "poison record", "0 to 10000"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}stream_mapping:\n  maximum_retry_attempts: -1\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.maximum_retry_attempts",
+        &["refused", "unbounded", "poison record", "0 to 10000"],
+    );
     assert!(err.has_unsafe_setting());
-    let (dir, err) = load_err("dev", &format!("{AWS}stream_mapping:\n  maximum_retry_attempts: 10001\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.maximum_retry_attempts", &["0 to 10000"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}stream_mapping:\n  maximum_retry_attempts: 10001\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.maximum_retry_attempts",
+        &["0 to 10000"],
+    );
 }
 
 #[test]
 fn unbounded_record_age_is_refused_with_the_reason() {
-    let (dir, err) = load_err("dev", &format!("{AWS}stream_mapping:\n  maximum_record_age_seconds: -1\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.maximum_record_age_seconds", &["refused", "unbounded", "60 to 604800"]);
-    let (dir, err) = load_err("dev", &format!("{AWS}stream_mapping:\n  maximum_record_age_seconds: 30\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.maximum_record_age_seconds", &["60 to 604800"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}stream_mapping:\n  maximum_record_age_seconds: -1\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.maximum_record_age_seconds",
+        &["refused", "unbounded", "60 to 604800"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}stream_mapping:\n  maximum_record_age_seconds: 30\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.maximum_record_age_seconds",
+        &["60 to 604800"],
+    );
 }
 
 #[test]
 fn parallelization_above_one_is_refused_with_the_reason() {
-    let (dir, err) = load_err("dev", &format!("{AWS}stream_mapping:\n  parallelization_factor: 2\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.parallelization_factor", &["refused", "per-aggregate", "allowed: 1"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}stream_mapping:\n  parallelization_factor: 2\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.parallelization_factor",
+        &["refused", "per-aggregate", "allowed: 1"],
+    );
     assert!(err.has_unsafe_setting());
 }
 
 #[test]
 fn stream_starting_position_must_be_known() {
-    let (dir, err) = load_err("dev", &format!("{AWS}stream_mapping:\n  starting_position: AT_TIMESTAMP\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "stream_mapping.starting_position", &["TRIM_HORIZON, LATEST"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}stream_mapping:\n  starting_position: AT_TIMESTAMP\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "stream_mapping.starting_position",
+        &["TRIM_HORIZON, LATEST"],
+    );
 }
 
 #[test]
 fn cors_origins_must_be_origins() {
-    let (dir, err) = load_err("dev", &format!("{AWS}api:\n  cors_origins: [\"https://ok.example.com\", \"example.com/path\"]\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "api.cors_origins.1", &["not an origin"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}api:\n  cors_origins: [\"https://ok.example.com\", \"example.com/path\"]\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "api.cors_origins.1",
+        &["not an origin"],
+    );
 }
 
 #[test]
 fn throttling_out_of_range() {
-    let (dir, err) = load_err("dev", &format!("{AWS}api:\n  throttling:\n    burst_limit: 9000\n    rate_limit: -1\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "api.throttling.burst_limit", &["0 to 5000"]);
-    assert_problem(dir.path(), &err, "dev.yaml", "api.throttling.rate_limit", &["0 to 10000"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}api:\n  throttling:\n    burst_limit: 9000\n    rate_limit: -1\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "api.throttling.burst_limit",
+        &["0 to 5000"],
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "api.throttling.rate_limit",
+        &["0 to 10000"],
+    );
 }
 
 #[test]
 fn jwt_needs_an_https_issuer_and_an_audience() {
-    let (dir, err) = load_err("dev", &format!("{AWS}api:\n  jwt:\n    issuer: http://auth.example.com\n    audience: []\n"));
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}api:\n  jwt:\n    issuer: http://auth.example.com\n    audience: []\n"),
+    );
     assert_problem(dir.path(), &err, "dev.yaml", "api.jwt.issuer", &["https"]);
-    assert_problem(dir.path(), &err, "dev.yaml", "api.jwt.audience", &["at least one"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "api.jwt.audience",
+        &["at least one"],
+    );
     let (dir, err) = load_err("dev", &format!("{AWS}api:\n  jwt:\n    audience: [x]\n"));
     assert_problem(dir.path(), &err, "dev.yaml", "api.jwt.issuer", &["missing"]);
 }
@@ -250,7 +546,13 @@ fn jwt_needs_an_https_issuer_and_an_audience() {
 #[test]
 fn stage_name_must_be_a_stage_name() {
     let (dir, err) = load_err("dev", &format!("{AWS}api:\n  stage_name: \"v 1\"\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "api.stage_name", &["$default"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "api.stage_name",
+        &["$default"],
+    );
 }
 
 #[test]
@@ -262,34 +564,76 @@ fn tags_must_not_use_the_aws_prefix() {
 #[test]
 fn kind_must_be_local_or_aws() {
     let (dir, err) = load_err("dev", "kind: gcp\nregion: eu-west-1\n");
-    assert_problem(dir.path(), &err, "dev.yaml", "kind", &["`gcp`", "local, aws"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "kind",
+        &["`gcp`", "local, aws"],
+    );
 }
 
 #[test]
 fn aws_environments_need_a_valid_account_id() {
     let (dir, err) = load_err("dev", "kind: aws\nregion: eu-west-1\n");
-    assert_problem(dir.path(), &err, "dev.yaml", "account_id", &["missing", "12-digit"]);
-    let (dir, err) = load_err("dev", "kind: aws\nregion: eu-west-1\naccount_id: \"1234\"\n");
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "account_id",
+        &["missing", "12-digit"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        "kind: aws\nregion: eu-west-1\naccount_id: \"1234\"\n",
+    );
     assert_problem(dir.path(), &err, "dev.yaml", "account_id", &["12 digits"]);
 }
 
 #[test]
 fn region_must_be_a_region() {
-    let (dir, err) = load_err("dev", "kind: aws\naccount_id: \"111111111111\"\nregion: europe\n");
-    assert_problem(dir.path(), &err, "dev.yaml", "region", &["`europe`", "eu-west-1"]);
+    let (dir, err) = load_err(
+        "dev",
+        "kind: aws\naccount_id: \"111111111111\"\nregion: europe\n",
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "region",
+        &["`europe`", "eu-west-1"],
+    );
 }
 
 #[test]
 fn role_arn_must_be_a_role_in_the_account() {
-    let (dir, err) = load_err("dev", &format!("{AWS}role_arn: arn:aws:iam::222222222222:role/deploy\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "role_arn", &["222222222222", "must match"]);
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}role_arn: arn:aws:iam::222222222222:role/deploy\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "role_arn",
+        &["222222222222", "must match"],
+    );
     let (dir, err) = load_err("dev", &format!("{AWS}role_arn: deploy-role\n"));
-    assert_problem(dir.path(), &err, "dev.yaml", "role_arn", &["arn:aws:iam::<account_id>:role/<name>"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "role_arn",
+        &["arn:aws:iam::<account_id>:role/<name>"],
+    );
 }
 
 #[test]
 fn app_and_stack_names_must_fit_physical_names() {
-    let (dir, err) = load_err("dev", &format!("{AWS}app: My_App\nstack_name: {}\n", "x".repeat(41)));
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}app: My_App\nstack_name: {}\n", "x".repeat(41)),
+    );
     assert_problem(dir.path(), &err, "dev.yaml", "app", &["lowercase"]);
     assert_problem(dir.path(), &err, "dev.yaml", "stack_name", &["1-40"]);
 }
@@ -304,35 +648,95 @@ fn local_environments_have_no_alarms() {
 fn local_section_belongs_to_local_environments_only() {
     let (dir, err) = load_err("local", "kind: local\nregion: us-east-1\n");
     assert_problem(dir.path(), &err, "local.yaml", "local", &["gateway_port"]);
-    let (dir, err) = load_err("dev", &format!("{AWS}local:\n  gateway_port: 3030\n  endpoint_port: 5050\n"));
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}local:\n  gateway_port: 3030\n  endpoint_port: 5050\n"),
+    );
     assert_problem(dir.path(), &err, "dev.yaml", "local", &["kind: local"]);
-    let (dir, err) = load_err("local", "kind: local\nregion: us-east-1\nlocal:\n  gateway_port: 3030\n  endpoint_port: 3030\n");
-    assert_problem(dir.path(), &err, "local.yaml", "local.endpoint_port", &["different ports"]);
-    let (dir, err) = load_err("local", "kind: local\nregion: us-east-1\nlocal:\n  gateway_port: 80\n  endpoint_port: 5050\n");
-    assert_problem(dir.path(), &err, "local.yaml", "local.gateway_port", &["1024 to 65535"]);
+    let (dir, err) = load_err(
+        "local",
+        "kind: local\nregion: us-east-1\nlocal:\n  gateway_port: 3030\n  endpoint_port: 3030\n",
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "local.yaml",
+        "local.endpoint_port",
+        &["different ports"],
+    );
+    let (dir, err) = load_err(
+        "local",
+        "kind: local\nregion: us-east-1\nlocal:\n  gateway_port: 80\n  endpoint_port: 5050\n",
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "local.yaml",
+        "local.gateway_port",
+        &["1024 to 65535"],
+    );
 }
 
 #[test]
 fn promote_from_must_name_another_environment() {
     let (dir, err) = load_err("staging", &format!("{AWS}deploy:\n  promote_from: qa\n"));
-    assert_problem(dir.path(), &err, "staging.yaml", "deploy.promote_from", &["`qa`", "known environments: staging"]);
-    let (dir, err) = load_err("staging", &format!("{AWS}deploy:\n  promote_from: staging\n"));
-    assert_problem(dir.path(), &err, "staging.yaml", "deploy.promote_from", &["itself"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "staging.yaml",
+        "deploy.promote_from",
+        &["`qa`", "known environments: staging"],
+    );
+    let (dir, err) = load_err(
+        "staging",
+        &format!("{AWS}deploy:\n  promote_from: staging\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "staging.yaml",
+        "deploy.promote_from",
+        &["itself"],
+    );
 }
 
 #[test]
 fn require_smoke_needs_a_source_environment() {
     let (dir, err) = load_err("staging", &format!("{AWS}deploy:\n  require_smoke: true\n"));
-    assert_problem(dir.path(), &err, "staging.yaml", "deploy.require_smoke", &["promote_from"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "staging.yaml",
+        "deploy.require_smoke",
+        &["promote_from"],
+    );
 }
 
 #[test]
 fn prod_without_data_retention_is_refused_with_the_reason() {
     let (dir, err) = load_err("prod", AWS);
     for table in ["events", "projections"] {
-        assert_problem(dir.path(), &err, "defaults.yaml", &format!("tables.{table}.retain_on_delete"), &["refused", "protected", "retain_on_delete: true"]);
-        assert_problem(dir.path(), &err, "defaults.yaml", &format!("tables.{table}.deletion_protection"), &["refused", "deletion_protection: true"]);
-        assert_problem(dir.path(), &err, "defaults.yaml", &format!("tables.{table}.point_in_time_recovery"), &["refused", "point_in_time_recovery: true"]);
+        assert_problem(
+            dir.path(),
+            &err,
+            "defaults.yaml",
+            &format!("tables.{table}.retain_on_delete"),
+            &["refused", "protected", "retain_on_delete: true"],
+        );
+        assert_problem(
+            dir.path(),
+            &err,
+            "defaults.yaml",
+            &format!("tables.{table}.deletion_protection"),
+            &["refused", "deletion_protection: true"],
+        );
+        assert_problem(
+            dir.path(),
+            &err,
+            "defaults.yaml",
+            &format!("tables.{table}.point_in_time_recovery"),
+            &["refused", "point_in_time_recovery: true"],
+        );
     }
     assert!(err.has_unsafe_setting());
     // With retention set it loads.
@@ -343,7 +747,13 @@ fn prod_without_data_retention_is_refused_with_the_reason() {
 #[test]
 fn an_environment_marked_protected_is_held_to_prod_rules() {
     let (dir, err) = load_err("live", &format!("{AWS}protected: true\n"));
-    assert_problem(dir.path(), &err, "defaults.yaml", "tables.events.retain_on_delete", &["refused"]);
+    assert_problem(
+        dir.path(),
+        &err,
+        "defaults.yaml",
+        "tables.events.retain_on_delete",
+        &["refused"],
+    );
     // A local environment named prod is not protected: it holds no real data.
     let dir = config_dir(&[("prod", LOCAL)]);
     config::load(dir.path(), "prod").unwrap();
@@ -351,13 +761,25 @@ fn an_environment_marked_protected_is_held_to_prod_rules() {
 
 #[test]
 fn hotswap_on_a_protected_environment_is_refused() {
-    let (dir, err) = load_err("prod", &format!("{AWS}{SAFE_TABLES}deploy:\n  hotswap: true\n"));
-    assert_problem(dir.path(), &err, "prod.yaml", "deploy.hotswap", &["refused", "change set"]);
+    let (dir, err) = load_err(
+        "prod",
+        &format!("{AWS}{SAFE_TABLES}deploy:\n  hotswap: true\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "prod.yaml",
+        "deploy.hotswap",
+        &["refused", "change set"],
+    );
 }
 
 #[test]
 fn environment_names_are_checked() {
     let dir = config_dir(&[]);
     let err = config::load(dir.path(), "../etc").unwrap_err();
-    assert!(err.to_string().contains("not a valid environment name"), "{err}");
+    assert!(
+        err.to_string().contains("not a valid environment name"),
+        "{err}"
+    );
 }

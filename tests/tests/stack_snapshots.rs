@@ -12,9 +12,14 @@ fn config_dir() -> PathBuf {
 #[test]
 fn rendered_template_of_every_environment_matches_its_snapshot() {
     let envs = stack::config::environments(&config_dir()).expect("config/ lists environments");
-    assert_eq!(envs, ["dev", "local", "prod", "staging"], "a new environment needs a snapshot: add it here");
+    assert_eq!(
+        envs,
+        ["dev", "local", "prod", "staging"],
+        "a new environment needs a snapshot: add it here"
+    );
     for env in envs {
-        let (_, template) = stack::load_checked(&config_dir(), &env).unwrap_or_else(|e| panic!("{env}: {e}"));
+        let (_, template) =
+            stack::load_checked(&config_dir(), &env).unwrap_or_else(|e| panic!("{env}: {e}"));
         insta::assert_snapshot!(format!("template_{env}"), template.body);
     }
 }
@@ -43,17 +48,36 @@ fn local_template_leaves_out_what_the_local_endpoint_cannot_create() {
         .values()
         .map(|r| r["Type"].as_str().unwrap().to_string())
         .collect();
-    assert!(!types.iter().any(|t| t.starts_with("AWS::ApiGatewayV2::")), "{types:?}");
-    assert!(!types.iter().any(|t| t == "AWS::Lambda::EventSourceMapping" || t == "AWS::CloudWatch::Alarm"), "{types:?}");
+    assert!(
+        !types.iter().any(|t| t.starts_with("AWS::ApiGatewayV2::")),
+        "{types:?}"
+    );
+    assert!(
+        !types
+            .iter()
+            .any(|t| t == "AWS::Lambda::EventSourceMapping" || t == "AWS::CloudWatch::Alarm"),
+        "{types:?}"
+    );
     assert_eq!(doc["Outputs"]["ApiUrl"]["Value"], "http://127.0.0.1:3030");
 
     let (_, dev) = stack::load_checked(&config_dir(), "dev").unwrap();
     let doc = stack::template::parse(&dev.body).unwrap();
     let res = stack::template::resources(&doc);
-    for id in ["HttpApi", "HttpApiStage", "ProjectorEventSourceMapping", "RouteGetHealth", "CommandIntegration"] {
+    for id in [
+        "HttpApi",
+        "HttpApiStage",
+        "ProjectorEventSourceMapping",
+        "RouteGetHealth",
+        "CommandIntegration",
+    ] {
         assert!(res.contains_key(id), "dev lacks {id}");
     }
-    assert!(doc["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"].as_str().unwrap().contains("${HttpApi}"));
+    assert!(
+        doc["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
+            .as_str()
+            .unwrap()
+            .contains("${HttpApi}")
+    );
 }
 
 #[test]
@@ -64,16 +88,50 @@ fn the_plan_carries_the_contract_other_crates_rely_on() {
     let local = plan.local.as_ref().unwrap();
     assert_eq!((local.gateway_port, local.endpoint_port), (3030, 5050));
     assert!(plan.deploy.hotswap);
-    let names: Vec<_> = plan.functions.iter().map(|f| f.function_name.as_str()).collect();
-    assert_eq!(names, ["cqrs-local-command", "cqrs-local-query", "cqrs-local-projector"]);
-    let env = |f| plan.function(f).environment.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(env(stack::FunctionName::Command), ["EVENTS_TABLE", "RUST_LOG"]);
-    assert_eq!(env(stack::FunctionName::Query), ["EVENTS_TABLE", "PROJECTIONS_TABLE", "RUST_LOG"]);
-    assert_eq!(env(stack::FunctionName::Projector), ["EVENTS_TABLE", "PROJECTIONS_TABLE", "RUST_LOG"]);
-    assert_eq!(plan.function(stack::FunctionName::Query).environment["PROJECTIONS_TABLE"], "cqrs-local-projections");
+    let names: Vec<_> = plan
+        .functions
+        .iter()
+        .map(|f| f.function_name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cqrs-local-command",
+            "cqrs-local-query",
+            "cqrs-local-projector"
+        ]
+    );
+    let env = |f| {
+        plan.function(f)
+            .environment
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        env(stack::FunctionName::Command),
+        ["EVENTS_TABLE", "RUST_LOG"]
+    );
+    assert_eq!(
+        env(stack::FunctionName::Query),
+        ["EVENTS_TABLE", "PROJECTIONS_TABLE", "RUST_LOG"]
+    );
+    assert_eq!(
+        env(stack::FunctionName::Projector),
+        ["EVENTS_TABLE", "PROJECTIONS_TABLE", "RUST_LOG"]
+    );
+    assert_eq!(
+        plan.function(stack::FunctionName::Query).environment["PROJECTIONS_TABLE"],
+        "cqrs-local-projections"
+    );
     let sm = &plan.stream_mapping;
     assert_eq!(
-        (sm.batch_size, sm.maximum_batching_window_seconds, sm.maximum_retry_attempts, sm.maximum_record_age_seconds),
+        (
+            sm.batch_size,
+            sm.maximum_batching_window_seconds,
+            sm.maximum_retry_attempts,
+            sm.maximum_record_age_seconds
+        ),
         (100, 1, 5, 3600)
     );
     assert!(sm.bisect_batch_on_function_error);
@@ -90,5 +148,8 @@ fn the_plan_carries_the_contract_other_crates_rely_on() {
     let staging = stack::config::load(&config_dir(), "staging").unwrap();
     assert_eq!(staging.deploy.promote_from.as_deref(), Some("dev"));
     assert!(staging.deploy.require_smoke);
-    assert_eq!(staging.role_arn.as_deref(), Some("arn:aws:iam::111111111111:role/cqrs-deploy-staging"));
+    assert_eq!(
+        staging.role_arn.as_deref(),
+        Some("arn:aws:iam::111111111111:role/cqrs-deploy-staging")
+    );
 }

@@ -11,7 +11,8 @@ fn config_dir() -> PathBuf {
 }
 
 fn rendered(env: &str) -> (Plan, String) {
-    let (plan, t) = stack::load_checked(&config_dir(), env).unwrap_or_else(|e| panic!("{env}: {e}"));
+    let (plan, t) =
+        stack::load_checked(&config_dir(), env).unwrap_or_else(|e| panic!("{env}: {e}"));
     (plan, t.body)
 }
 
@@ -27,7 +28,10 @@ fn violations_of(plan: &Plan, body: String) -> Vec<Violation> {
         Ok(()) => panic!("the mutated template was accepted"),
         Err(e) => {
             let text = e.to_string();
-            assert!(text.contains(&plan.config_path.display().to_string()), "{text}");
+            assert!(
+                text.contains(&plan.config_path.display().to_string()),
+                "{text}"
+            );
             e.violations
         }
     }
@@ -35,8 +39,13 @@ fn violations_of(plan: &Plan, body: String) -> Vec<Violation> {
 
 #[track_caller]
 fn assert_violation(vs: &[Violation], resource: &str, config_key: &str, needle: &str) {
-    let found = vs.iter().any(|v| v.resource == resource && v.config_key == config_key && v.message.contains(needle));
-    assert!(found, "no violation on {resource} ({config_key}) containing {needle:?}; got:\n{vs:#?}");
+    let found = vs.iter().any(|v| {
+        v.resource == resource && v.config_key == config_key && v.message.contains(needle)
+    });
+    assert!(
+        found,
+        "no violation on {resource} ({config_key}) containing {needle:?}; got:\n{vs:#?}"
+    );
 }
 
 #[test]
@@ -49,58 +58,117 @@ fn every_rendered_environment_passes() {
 
 #[test]
 fn a_dangling_ref_is_caught() {
-    let vs = violations("dev", "S3Bucket: !Ref ArtifactBucket", "S3Bucket: !Ref ArtifactBuckets");
-    assert_violation(&vs, "CommandFunction", "functions.command", "Ref `ArtifactBuckets` points at nothing");
+    let vs = violations(
+        "dev",
+        "S3Bucket: !Ref ArtifactBucket",
+        "S3Bucket: !Ref ArtifactBuckets",
+    );
+    assert_violation(
+        &vs,
+        "CommandFunction",
+        "functions.command",
+        "Ref `ArtifactBuckets` points at nothing",
+    );
 }
 
 #[test]
 fn a_dangling_getatt_is_caught() {
-    let vs = violations("dev", "Role: !GetAtt QueryRole.Arn", "Role: !GetAtt QueryRoles.Arn");
-    assert_violation(&vs, "QueryFunction", "functions.query", "GetAtt `QueryRoles` points at nothing");
+    let vs = violations(
+        "dev",
+        "Role: !GetAtt QueryRole.Arn",
+        "Role: !GetAtt QueryRoles.Arn",
+    );
+    assert_violation(
+        &vs,
+        "QueryFunction",
+        "functions.query",
+        "GetAtt `QueryRoles` points at nothing",
+    );
 }
 
 #[test]
 fn a_dangling_sub_variable_is_caught() {
     let vs = violations("dev", "${HttpApi}.execute-api", "${HttpApis}.execute-api");
-    assert_violation(&vs, "Outputs.ApiUrl", "api", "Sub `HttpApis` points at nothing");
+    assert_violation(
+        &vs,
+        "Outputs.ApiUrl",
+        "api",
+        "Sub `HttpApis` points at nothing",
+    );
 }
 
 #[test]
 fn a_dangling_depends_on_is_caught() {
-    let vs = violations("local", "DependsOn: CommandLogGroup", "DependsOn: CommandLogGroups");
-    assert_violation(&vs, "CommandFunction", "functions.command", "DependsOn `CommandLogGroups`");
+    let vs = violations(
+        "local",
+        "DependsOn: CommandLogGroup",
+        "DependsOn: CommandLogGroups",
+    );
+    assert_violation(
+        &vs,
+        "CommandFunction",
+        "functions.command",
+        "DependsOn `CommandLogGroups`",
+    );
 }
 
 #[test]
 fn a_wildcard_action_is_caught() {
     let vs = violations("dev", "- dynamodb:PutItem\n", "- dynamodb:*\n");
-    assert_violation(&vs, "CommandRole", "functions.command", "wildcard action `dynamodb:*`");
+    assert_violation(
+        &vs,
+        "CommandRole",
+        "functions.command",
+        "wildcard action `dynamodb:*`",
+    );
 }
 
 #[test]
 fn a_wildcard_resource_is_caught() {
     let vs = violations("dev", "- !GetAtt CommandLogGroup.Arn", "- \"*\"");
     assert_violation(&vs, "CommandRole", "functions.command", "wildcard resource");
-    let vs = violations("dev", "- !GetAtt EventsTable.Arn", "- !Sub \"${EventsTable.Arn}/*\"");
+    let vs = violations(
+        "dev",
+        "- !GetAtt EventsTable.Arn",
+        "- !Sub \"${EventsTable.Arn}/*\"",
+    );
     assert_violation(&vs, "CommandRole", "functions.command", "wildcard resource");
 }
 
 #[test]
 fn an_action_the_function_does_not_need_is_caught() {
     let vs = violations("dev", "- dynamodb:Scan", "- dynamodb:DeleteTable");
-    assert_violation(&vs, "QueryRole", "functions.query", "action `dynamodb:DeleteTable` is not one the query function needs");
+    assert_violation(
+        &vs,
+        "QueryRole",
+        "functions.query",
+        "action `dynamodb:DeleteTable` is not one the query function needs",
+    );
 }
 
 #[test]
 fn another_functions_resource_is_caught() {
     // The command function has no business with the read models.
-    let vs = violations("dev", "                Resource:\n                  - !GetAtt EventsTable.Arn", "                Resource:\n                  - !GetAtt ProjectionsTable.Arn");
-    assert_violation(&vs, "CommandRole", "functions.command", "not the ARN of one of the command function's own resources");
+    let vs = violations(
+        "dev",
+        "                Resource:\n                  - !GetAtt EventsTable.Arn",
+        "                Resource:\n                  - !GetAtt ProjectionsTable.Arn",
+    );
+    assert_violation(
+        &vs,
+        "CommandRole",
+        "functions.command",
+        "not the ARN of one of the command function's own resources",
+    );
 }
 
 #[test]
 fn not_action_is_caught() {
-    let vs = violations("dev", "              - Effect: Allow\n                Action:\n                  - dynamodb:ConditionCheckItem", "              - Effect: Allow\n                NotAction:\n                  - dynamodb:ConditionCheckItem");
+    let vs = violations(
+        "dev",
+        "              - Effect: Allow\n                Action:\n                  - dynamodb:ConditionCheckItem",
+        "              - Effect: Allow\n                NotAction:\n                  - dynamodb:ConditionCheckItem",
+    );
     assert_violation(&vs, "CommandRole", "functions.command", "NotAction");
 }
 
@@ -108,102 +176,251 @@ fn not_action_is_caught() {
 fn a_role_without_a_function_is_caught() {
     let (plan, body) = rendered("local");
     let extra = "  AdminRole:\n    Type: AWS::IAM::Role\n    Properties:\n      AssumeRolePolicyDocument:\n        Statement: []\n      ManagedPolicyArns:\n        - arn:aws:iam::aws:policy/AdministratorAccess\n";
-    let vs = violations_of(&plan, body.replacen("Resources:\n", &format!("Resources:\n{extra}"), 1));
-    assert_violation(&vs, "AdminRole", "templates/", "belongs to no planned function");
+    let vs = violations_of(
+        &plan,
+        body.replacen("Resources:\n", &format!("Resources:\n{extra}"), 1),
+    );
+    assert_violation(
+        &vs,
+        "AdminRole",
+        "templates/",
+        "belongs to no planned function",
+    );
     assert_violation(&vs, "AdminRole", "templates/", "managed policies");
 }
 
 #[test]
 fn missing_report_batch_item_failures_is_caught() {
     let vs = violations("dev", "- ReportBatchItemFailures", "- SomethingElse");
-    assert_violation(&vs, "ProjectorEventSourceMapping", "functions.projector", "ReportBatchItemFailures");
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "functions.projector",
+        "ReportBatchItemFailures",
+    );
 }
 
 #[test]
 fn parallelization_in_the_template_is_caught() {
-    let vs = violations("dev", "ParallelizationFactor: 1", "ParallelizationFactor: 4");
-    assert_violation(&vs, "ProjectorEventSourceMapping", "stream_mapping.parallelization_factor", "must be 1");
+    let vs = violations(
+        "dev",
+        "ParallelizationFactor: 1",
+        "ParallelizationFactor: 4",
+    );
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "stream_mapping.parallelization_factor",
+        "must be 1",
+    );
 }
 
 #[test]
 fn unbounded_retries_in_the_template_are_caught() {
     let vs = violations("dev", "MaximumRetryAttempts: 5", "MaximumRetryAttempts: -1");
-    assert_violation(&vs, "ProjectorEventSourceMapping", "stream_mapping", "unbounded");
-    assert_violation(&vs, "ProjectorEventSourceMapping", "stream_mapping.maximum_retry_attempts", "must be 5");
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "stream_mapping",
+        "unbounded",
+    );
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "stream_mapping.maximum_retry_attempts",
+        "must be 5",
+    );
 }
 
 #[test]
 fn a_mapping_without_its_dead_letter_queue_is_caught() {
-    let vs = violations("dev", "Destination: !GetAtt ProjectorDeadLetterQueue.Arn", "Destination: !GetAtt ProjectorFunction.Arn");
-    assert_violation(&vs, "ProjectorEventSourceMapping", "stream_mapping", "on-failure destination");
+    let vs = violations(
+        "dev",
+        "Destination: !GetAtt ProjectorDeadLetterQueue.Arn",
+        "Destination: !GetAtt ProjectorFunction.Arn",
+    );
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "stream_mapping",
+        "on-failure destination",
+    );
 }
 
 #[test]
 fn a_missing_mapping_is_caught() {
-    let vs = violations("dev", "  ProjectorEventSourceMapping:\n    Type: AWS::Lambda::EventSourceMapping", "  ProjectorMapping:\n    Type: AWS::SQS::Queue");
-    assert_violation(&vs, "ProjectorEventSourceMapping", "stream_mapping", "missing");
+    let vs = violations(
+        "dev",
+        "  ProjectorEventSourceMapping:\n    Type: AWS::Lambda::EventSourceMapping",
+        "  ProjectorMapping:\n    Type: AWS::SQS::Queue",
+    );
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "stream_mapping",
+        "missing",
+    );
 }
 
 #[test]
 fn payload_format_1_is_caught() {
-    let vs = violations("dev", "PayloadFormatVersion: \"2.0\"", "PayloadFormatVersion: \"1.0\"");
-    assert_violation(&vs, "CommandIntegration", "api", "PayloadFormatVersion must be \"2.0\"");
+    let vs = violations(
+        "dev",
+        "PayloadFormatVersion: \"2.0\"",
+        "PayloadFormatVersion: \"1.0\"",
+    );
+    assert_violation(
+        &vs,
+        "CommandIntegration",
+        "api",
+        "PayloadFormatVersion must be \"2.0\"",
+    );
 }
 
 #[test]
 fn a_changed_events_table_key_is_caught() {
-    let vs = violations("dev", "        - AttributeName: version\n          KeyType: RANGE", "        - AttributeName: event_id\n          KeyType: RANGE");
-    assert_violation(&vs, "EventsTable", "tables.events", "aggregate_id (HASH) + version (RANGE)");
+    let vs = violations(
+        "dev",
+        "        - AttributeName: version\n          KeyType: RANGE",
+        "        - AttributeName: event_id\n          KeyType: RANGE",
+    );
+    assert_violation(
+        &vs,
+        "EventsTable",
+        "tables.events",
+        "aggregate_id (HASH) + version (RANGE)",
+    );
 }
 
 #[test]
 fn a_changed_key_type_is_caught() {
-    let vs = violations("dev", "        - AttributeName: version\n          AttributeType: N", "        - AttributeName: version\n          AttributeType: S");
-    assert_violation(&vs, "EventsTable", "tables.events", "attribute `version` must be declared with type N");
+    let vs = violations(
+        "dev",
+        "        - AttributeName: version\n          AttributeType: N",
+        "        - AttributeName: version\n          AttributeType: S",
+    );
+    assert_violation(
+        &vs,
+        "EventsTable",
+        "tables.events",
+        "attribute `version` must be declared with type N",
+    );
 }
 
 #[test]
 fn a_changed_index_is_caught() {
     let vs = violations("dev", "ProjectionType: ALL", "ProjectionType: KEYS_ONLY");
     assert_violation(&vs, "EventsTable", "tables.events", "project ALL");
-    let vs = violations("dev", "IndexName: EventTypeTimestampIndex", "IndexName: ByType");
-    assert_violation(&vs, "EventsTable", "tables.events", "EventTypeTimestampIndex GSI is missing");
+    let vs = violations(
+        "dev",
+        "IndexName: EventTypeTimestampIndex",
+        "IndexName: ByType",
+    );
+    assert_violation(
+        &vs,
+        "EventsTable",
+        "tables.events",
+        "EventTypeTimestampIndex GSI is missing",
+    );
 }
 
 #[test]
 fn a_changed_stream_view_is_caught() {
-    let vs = violations("dev", "StreamViewType: NEW_IMAGE", "StreamViewType: KEYS_ONLY");
+    let vs = violations(
+        "dev",
+        "StreamViewType: NEW_IMAGE",
+        "StreamViewType: KEYS_ONLY",
+    );
     assert_violation(&vs, "EventsTable", "tables.events", "NEW_IMAGE");
 }
 
 #[test]
 fn retention_that_disagrees_with_the_config_is_caught() {
     let vs = violations("prod", "DeletionPolicy: Retain", "DeletionPolicy: Delete");
-    assert_violation(&vs, "EventsTable", "tables.events.retain_on_delete", "DeletionPolicy must be Retain");
-    let vs = violations("prod", "PointInTimeRecoveryEnabled: true", "PointInTimeRecoveryEnabled: false");
-    assert_violation(&vs, "EventsTable", "tables.events.point_in_time_recovery", "must be true");
-    let vs = violations("prod", "DeletionProtectionEnabled: true", "DeletionProtectionEnabled: false");
-    assert_violation(&vs, "EventsTable", "tables.events.deletion_protection", "must be true");
+    assert_violation(
+        &vs,
+        "EventsTable",
+        "tables.events.retain_on_delete",
+        "DeletionPolicy must be Retain",
+    );
+    let vs = violations(
+        "prod",
+        "PointInTimeRecoveryEnabled: true",
+        "PointInTimeRecoveryEnabled: false",
+    );
+    assert_violation(
+        &vs,
+        "EventsTable",
+        "tables.events.point_in_time_recovery",
+        "must be true",
+    );
+    let vs = violations(
+        "prod",
+        "DeletionProtectionEnabled: true",
+        "DeletionProtectionEnabled: false",
+    );
+    assert_violation(
+        &vs,
+        "EventsTable",
+        "tables.events.deletion_protection",
+        "must be true",
+    );
 }
 
 #[test]
 fn a_function_that_drifts_from_its_plan_is_caught() {
     let vs = violations("dev", "MemorySize: 256", "MemorySize: 128");
-    assert_violation(&vs, "CommandFunction", "functions.command.memory", "MemorySize must be 256");
+    assert_violation(
+        &vs,
+        "CommandFunction",
+        "functions.command.memory",
+        "MemorySize must be 256",
+    );
     let vs = violations("dev", "Runtime: provided.al2023", "Runtime: nodejs20.x");
     assert_violation(&vs, "CommandFunction", "functions.command", "Runtime");
-    let vs = violations("dev", "S3Key: !Ref QueryCodeKey", "S3Key: !Ref CommandCodeKey");
+    let vs = violations(
+        "dev",
+        "S3Key: !Ref QueryCodeKey",
+        "S3Key: !Ref CommandCodeKey",
+    );
     assert_violation(&vs, "QueryFunction", "functions.query", "Code must be");
-    let vs = violations("dev", "          PROJECTIONS_TABLE: !Ref ProjectionsTable\n", "");
-    assert_violation(&vs, "QueryFunction", "functions.query", "environment variables must be exactly");
-    let vs = violations("dev", "EVENTS_TABLE: !Ref EventsTable", "EVENTS_TABLE: \"cqrs-dev-events\"");
-    assert_violation(&vs, "CommandFunction", "functions.command", "EVENTS_TABLE must be !Ref EventsTable");
+    let vs = violations(
+        "dev",
+        "          PROJECTIONS_TABLE: !Ref ProjectionsTable\n",
+        "",
+    );
+    assert_violation(
+        &vs,
+        "QueryFunction",
+        "functions.query",
+        "environment variables must be exactly",
+    );
+    let vs = violations(
+        "dev",
+        "EVENTS_TABLE: !Ref EventsTable",
+        "EVENTS_TABLE: \"cqrs-dev-events\"",
+    );
+    assert_violation(
+        &vs,
+        "CommandFunction",
+        "functions.command",
+        "EVENTS_TABLE must be !Ref EventsTable",
+    );
 }
 
 #[test]
 fn a_function_without_its_role_or_log_group_is_caught() {
-    let vs = violations("local", "  CommandLogGroup:\n    Type: AWS::Logs::LogGroup", "  CommandLogs:\n    Type: AWS::Logs::LogGroup");
-    assert_violation(&vs, "CommandLogGroup", "functions.command.log_retention_days", "missing");
+    let vs = violations(
+        "local",
+        "  CommandLogGroup:\n    Type: AWS::Logs::LogGroup",
+        "  CommandLogs:\n    Type: AWS::Logs::LogGroup",
+    );
+    assert_violation(
+        &vs,
+        "CommandLogGroup",
+        "functions.command.log_retention_days",
+        "missing",
+    );
     let vs = violations("local", "  QueryRole:\n", "  ReadRole:\n");
     assert_violation(&vs, "QueryRole", "functions.query", "missing");
 }
@@ -216,26 +433,57 @@ fn a_function_the_plan_does_not_know_is_caught() {
 
 #[test]
 fn a_missing_route_is_caught() {
-    let vs = violations("dev", "RouteKey: \"GET /health\"", "RouteKey: \"GET /healthz\"");
-    assert_violation(&vs, "RouteGetHealth", "api", "route `GET /health` is missing");
+    let vs = violations(
+        "dev",
+        "RouteKey: \"GET /health\"",
+        "RouteKey: \"GET /healthz\"",
+    );
+    assert_violation(
+        &vs,
+        "RouteGetHealth",
+        "api",
+        "route `GET /health` is missing",
+    );
 }
 
 #[test]
 fn a_route_to_the_wrong_function_is_caught() {
-    let vs = violations("dev", "      RouteKey: \"GET /events\"\n      Target: !Sub \"integrations/${QueryIntegration}\"", "      RouteKey: \"GET /events\"\n      Target: !Sub \"integrations/${CommandIntegration}\"");
+    let vs = violations(
+        "dev",
+        "      RouteKey: \"GET /events\"\n      Target: !Sub \"integrations/${QueryIntegration}\"",
+        "      RouteKey: \"GET /events\"\n      Target: !Sub \"integrations/${CommandIntegration}\"",
+    );
     assert_violation(&vs, "RouteGetEvents", "api", "must target QueryIntegration");
 }
 
 #[test]
 fn routes_must_use_the_jwt_authorizer_when_configured() {
-    let vs = violations("prod", "      AuthorizationType: JWT\n      AuthorizerId: !Ref HttpApiJwtAuthorizer\n", "      AuthorizationType: NONE\n");
-    assert_violation(&vs, "RoutePostEvents", "api.jwt", "AuthorizationType must be JWT");
+    let vs = violations(
+        "prod",
+        "      AuthorizationType: JWT\n      AuthorizerId: !Ref HttpApiJwtAuthorizer\n",
+        "      AuthorizationType: NONE\n",
+    );
+    assert_violation(
+        &vs,
+        "RoutePostEvents",
+        "api.jwt",
+        "AuthorizationType must be JWT",
+    );
 }
 
 #[test]
 fn a_function_api_gateway_cannot_invoke_is_caught() {
-    let vs = violations("dev", "Principal: apigateway.amazonaws.com", "Principal: s3.amazonaws.com");
-    assert_violation(&vs, "CommandApiPermission", "api", "no permission to invoke CommandFunction");
+    let vs = violations(
+        "dev",
+        "Principal: apigateway.amazonaws.com",
+        "Principal: s3.amazonaws.com",
+    );
+    assert_violation(
+        &vs,
+        "CommandApiPermission",
+        "api",
+        "no permission to invoke CommandFunction",
+    );
 }
 
 #[test]
@@ -243,19 +491,42 @@ fn getatt_on_api_gateway_in_outputs_is_caught() {
     let (plan, body) = rendered("dev");
     let start = body.find("  ApiUrl:\n").unwrap();
     let end = start + body[start..].find("  EventsTableName:").unwrap();
-    let body = format!("{}  ApiUrl:\n    Value: !GetAtt HttpApi.ApiEndpoint\n{}", &body[..start], &body[end..]);
+    let body = format!(
+        "{}  ApiUrl:\n    Value: !GetAtt HttpApi.ApiEndpoint\n{}",
+        &body[..start],
+        &body[end..]
+    );
     let vs = violations_of(&plan, body);
-    assert_violation(&vs, "Outputs.ApiUrl", "api", "GetAtt on API Gateway v2 resource `HttpApi`");
+    assert_violation(
+        &vs,
+        "Outputs.ApiUrl",
+        "api",
+        "GetAtt on API Gateway v2 resource `HttpApi`",
+    );
 }
 
 #[test]
 fn missing_outputs_and_parameters_are_caught() {
     let vs = violations("local", "  DeadLetterQueueUrl:\n", "  DlqUrl:\n");
     assert_violation(&vs, "Outputs.DeadLetterQueueUrl", "templates/", "missing");
-    let vs = violations("local", "  ReleaseDigest:\n    Type: String", "  Digest:\n    Type: String");
-    assert_violation(&vs, "Parameters.ReleaseDigest", "templates/", "does not declare it");
+    let vs = violations(
+        "local",
+        "  ReleaseDigest:\n    Type: String",
+        "  Digest:\n    Type: String",
+    );
+    assert_violation(
+        &vs,
+        "Parameters.ReleaseDigest",
+        "templates/",
+        "does not declare it",
+    );
     let vs = violations("local", "    Default: none\n", "    Default: \"0\"\n");
-    assert_violation(&vs, "Parameters.ReleaseDigest", "templates/", "default to \"none\"");
+    assert_violation(
+        &vs,
+        "Parameters.ReleaseDigest",
+        "templates/",
+        "default to \"none\"",
+    );
 }
 
 #[test]
@@ -265,7 +536,12 @@ fn a_local_stack_with_what_the_local_endpoint_cannot_create_is_caught() {
     let (_, dev_body) = rendered("dev");
     let dev_body = dev_body.replace("cqrs-dev", "cqrs-local");
     let vs = violations_of(&local, dev_body);
-    assert_violation(&vs, "ProjectorEventSourceMapping", "kind", "empties the stream");
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "kind",
+        "empties the stream",
+    );
     assert_violation(&vs, "HttpApi", "kind", "ignores them");
     assert_violation(&vs, "Outputs.ApiUrl", "local.gateway_port", "local gateway");
 }
@@ -281,14 +557,28 @@ fn alarms_that_the_config_turned_off_are_caught() {
 
 #[test]
 fn a_template_that_does_not_parse_is_caught() {
-    let vs = violations("local", "S3Bucket: !Ref ArtifactBucket", "S3Bucket: !Reference ArtifactBucket");
-    assert_violation(&vs, "template", "templates/", "unknown CloudFormation tag `!Reference`");
+    let vs = violations(
+        "local",
+        "S3Bucket: !Ref ArtifactBucket",
+        "S3Bucket: !Reference ArtifactBucket",
+    );
+    assert_violation(
+        &vs,
+        "template",
+        "templates/",
+        "unknown CloudFormation tag `!Reference`",
+    );
 }
 
 #[test]
 fn all_violations_are_reported_together() {
     let (plan, body) = rendered("dev");
-    let body = body.replace("PayloadFormatVersion: \"2.0\"", "PayloadFormatVersion: \"1.0\"").replace("- ReportBatchItemFailures", "- X");
+    let body = body
+        .replace(
+            "PayloadFormatVersion: \"2.0\"",
+            "PayloadFormatVersion: \"1.0\"",
+        )
+        .replace("- ReportBatchItemFailures", "- X");
     let vs = violations_of(&plan, body);
     assert!(vs.len() >= 3, "{vs:#?}");
 }

@@ -5,17 +5,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Tracked and not-yet-tracked (but not ignored) files, so a new file is checked before its first commit.
 fn repo_files(pattern: &str) -> Vec<PathBuf> {
     let out = Command::new("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard", "--", pattern])
+        .args([
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "--",
+            pattern,
+        ])
         .current_dir(repo_root())
         .output()
         .expect("git runs (the tidy tests need a git checkout)");
-    assert!(out.status.success(), "git ls-files failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git ls-files failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -34,16 +48,30 @@ fn every_rust_file_opens_with_a_doc_comment_saying_why_it_exists() {
             let text = std::fs::read_to_string(p).unwrap_or_default();
             !text.trim_start_matches('\u{feff}').starts_with("//!")
         })
-        .map(|p| p.strip_prefix(repo_root()).unwrap_or(p).display().to_string())
+        .map(|p| {
+            p.strip_prefix(repo_root())
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        })
         .collect();
-    assert!(offenders.is_empty(), "these files must start with a `//!` comment that says why they exist:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "these files must start with a `//!` comment that says why they exist:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
 fn every_config_parses_and_validates() {
     let dir = repo_root().join("config");
     let envs = stack::config::environments(&dir).unwrap();
-    assert!(["local", "dev", "staging", "prod"].iter().all(|e| envs.iter().any(|x| x == e)), "{envs:?}");
+    assert!(
+        ["local", "dev", "staging", "prod"]
+            .iter()
+            .all(|e| envs.iter().any(|x| x == e)),
+        "{envs:?}"
+    );
     let mut failures = Vec::new();
     for env in &envs {
         if let Err(e) = stack::load_checked(&dir, env) {
@@ -54,7 +82,10 @@ fn every_config_parses_and_validates() {
     // Every YAML file in config/ is either an environment or the shared defaults.
     for f in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = f.file_name().to_string_lossy().to_string();
-        assert!(name.ends_with(".yaml"), "config/{name}: only .yaml files belong in config/");
+        assert!(
+            name.ends_with(".yaml"),
+            "config/{name}: only .yaml files belong in config/"
+        );
     }
 }
 
@@ -63,7 +94,11 @@ fn every_function_crate_has_its_resources_in_every_template() {
     let dir = repo_root().join("config");
     for f in stack::FunctionName::ALL {
         assert!(
-            Path::new(&repo_root()).join("functions").join(f.as_str()).join("Cargo.toml").is_file(),
+            Path::new(&repo_root())
+                .join("functions")
+                .join(f.as_str())
+                .join("Cargo.toml")
+                .is_file(),
             "functions/{f} is missing"
         );
     }

@@ -29,8 +29,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     };
     match args.out {
         Some(path) => {
-            std::fs::write(&path, &template.body).with_context(|| format!("writing the template to {}", path.display()))?;
-            eprintln!("wrote {} ({} bytes, sha256 {}) for stack `{}`", path.display(), template.body.len(), template.sha256, plan.stack_name);
+            std::fs::write(&path, &template.body)
+                .with_context(|| format!("writing the template to {}", path.display()))?;
+            eprintln!(
+                "wrote {} ({} bytes, sha256 {}) for stack `{}`",
+                path.display(),
+                template.body.len(),
+                template.sha256,
+                plan.stack_name
+            );
         }
         None => print!("{}", template.body),
     }

@@ -25,7 +25,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         None => match stack::config::environments(&args.config_dir) {
             Ok(envs) if !envs.is_empty() => envs,
             Ok(_) => {
-                eprintln!("error: no environments (*.yaml) in {}", args.config_dir.display());
+                eprintln!(
+                    "error: no environments (*.yaml) in {}",
+                    args.config_dir.display()
+                );
                 return Ok(ExitStatus::InvalidInput);
             }
             Err(err) => {
@@ -38,7 +41,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     for env in &envs {
         match stack::load_checked(&args.config_dir, env) {
             Ok((plan, template)) => {
-                println!("ok    {env:<10} stack {:<16} template sha256 {}", plan.stack_name, template.sha256)
+                println!(
+                    "ok    {env:<10} stack {:<16} template sha256 {}",
+                    plan.stack_name, template.sha256
+                )
             }
             Err(err) => {
                 failed += 1;
@@ -48,7 +54,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         }
     }
     if failed > 0 {
-        eprintln!("{failed} of {} environment(s) invalid; fix the keys named above and run `cargo xtask validate` again", envs.len());
+        eprintln!(
+            "{failed} of {} environment(s) invalid; fix the keys named above and run `cargo xtask validate` again",
+            envs.len()
+        );
         return Ok(ExitStatus::InvalidInput);
     }
     Ok(ExitStatus::Success)
