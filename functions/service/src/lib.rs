@@ -24,3 +24,4 @@ pub use store::{EventStore, ReadModel, StoreError, TypeQuery};
 pub use aws_lambda_events;
 pub use aws_sdk_dynamodb;
 pub use lambda_http;
+pub use serde_dynamo;

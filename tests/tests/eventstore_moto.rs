@@ -1,0 +1,545 @@
+//! The event store, the HTTP handlers and the projector against the local AWS endpoint (moto, started
+//! through `local_engine::endpoint`, the code the tool uses): conflicts, batches of 100 and 101 events, the
+//! 400 KB item limit, idempotent retries across restarts, pagination past a 1 MB page, GSI queries,
+//! concurrent writers, and the projector with a poison event.
+//!
+//! One moto serves all tests of this binary (moto is slow to start): tests share it through a reference
+//! count, so it stops when the last running test drops its handle; every test uses its own tables.
+
+use std::sync::{Arc, Weak};
+
+use domain::api::{AppendCommand, NewEvent};
+use domain::{Metadata, StoredEvent};
+use local_engine::endpoint::Endpoint;
+use serde_json::{Value, json};
+use service::append::{AppendError, append};
+use service::aws_sdk_dynamodb::Client;
+use service::aws_sdk_dynamodb::types::AttributeValue;
+use service::lambda_http::{Body, Response};
+use service::testing::{create_tables, request, stream_event, stream_record};
+use service::{Config, DynamoStore, EventStore};
+
+static SHARED: tokio::sync::Mutex<Weak<Moto>> = tokio::sync::Mutex::const_new(Weak::new());
+
+struct Moto {
+    endpoint: Endpoint,
+    _dir: tempfile::TempDir,
+}
+
+/// The shared moto (started when no running test holds it).
+async fn moto() -> Arc<Moto> {
+    let mut shared = SHARED.lock().await;
+    if let Some(m) = shared.upgrade() {
+        return m;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = Endpoint::start_fresh(dir.path())
+        .await
+        .expect("the local AWS endpoint starts");
+    let m = Arc::new(Moto {
+        endpoint,
+        _dir: dir,
+    });
+    *shared = Arc::downgrade(&m);
+    m
+}
+
+/// A store on fresh tables named after the test; keep the `Arc` alive for the test's duration.
+async fn fresh_store(test: &str) -> (Arc<Moto>, DynamoStore) {
+    let moto = moto().await;
+    // A client per test: each #[tokio::test] has its own runtime and the client's connections belong to it.
+    let client = Client::new(&moto.endpoint.sdk_config().await);
+    let config = Config {
+        events_table: format!("{test}-events"),
+        projections_table: format!("{test}-projections"),
+    };
+    create_tables(&client, &config.events_table, &config.projections_table)
+        .await
+        .expect("tables are created");
+    (moto, DynamoStore::new(client, config))
+}
+
+fn command(
+    aggregate: &str,
+    events: Vec<(&str, Value)>,
+    expected: Option<u64>,
+    command_id: Option<&str>,
+) -> AppendCommand {
+    AppendCommand {
+        aggregate_id: aggregate.into(),
+        events: events
+            .into_iter()
+            .map(|(t, d)| NewEvent {
+                event_type: t.into(),
+                event_data: d.as_object().cloned().unwrap(),
+            })
+            .collect(),
+        expected_version: expected,
+        command_id: command_id.map(str::to_string),
+    }
+}
+
+async fn all_events(store: &DynamoStore, aggregate: &str) -> Vec<StoredEvent> {
+    store.read_events(aggregate, 0, None, true).await.unwrap().0
+}
+
+fn decode(response: Response<Body>) -> (u16, Value) {
+    (
+        response.status().as_u16(),
+        serde_json::from_slice(response.body().as_ref()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn stale_expected_version_is_a_conflict_with_the_current_version() {
+    let (_moto, store) = fresh_store("conflict").await;
+    append(
+        &store,
+        &command(
+            "u1",
+            vec![("user_created", json!({"name": "Ann"}))],
+            Some(0),
+            None,
+        ),
+        Metadata::default(),
+    )
+    .await
+    .unwrap();
+    let err = append(
+        &store,
+        &command("u1", vec![("user_updated", json!({"a": 1}))], Some(0), None),
+        Metadata::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppendError::Conflict {
+                expected: Some(0),
+                current: 1
+            }
+        ),
+        "{err:?}"
+    );
+    // The raw conditional write refuses to overwrite an existing version.
+    let mut again = all_events(&store, "u1").await;
+    again[0]
+        .event_data
+        .insert("overwritten".into(), json!(true));
+    assert!(matches!(
+        store.write_events(&again).await,
+        Err(service::StoreError::Conflict)
+    ));
+    assert_eq!(all_events(&store, "u1").await.len(), 1);
+    assert!(
+        !all_events(&store, "u1").await[0]
+            .event_data
+            .contains_key("overwritten")
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_100_events_is_one_atomic_append_and_101_is_refused() {
+    let (_moto, store) = fresh_store("batch").await;
+    let mut events = vec![("user_created", json!({}))];
+    events.extend((0..99).map(|i| ("user_updated", json!({ "n": i }))));
+    let out = append(
+        &store,
+        &command("b100", events.clone(), Some(0), None),
+        Metadata::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
+    let stored = all_events(&store, "b100").await;
+    assert_eq!(stored.len(), 100);
+    assert_eq!(
+        stored.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
+
+    events.push(("user_updated", json!({"n": 99})));
+    let err = append(
+        &store,
+        &command("b101", events, Some(0), None),
+        Metadata::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AppendError::TooLarge(_)), "{err:?}");
+    assert!(all_events(&store, "b101").await.is_empty());
+
+    // A batch that breaks a rule in its middle is written not at all (one transaction).
+    let bad = vec![
+        ("user_created", json!({})),
+        ("user_updated", json!({})),
+        ("user_created", json!({})),
+    ];
+    assert!(
+        append(&store, &command("b3", bad, None, None), Metadata::default())
+            .await
+            .is_err()
+    );
+    assert!(all_events(&store, "b3").await.is_empty());
+}
+
+#[tokio::test]
+async fn events_over_400_kb_are_refused_up_front_and_large_ones_below_are_stored() {
+    let (_moto, store) = fresh_store("itemsize").await;
+    let over = "x".repeat(400 * 1024);
+    let err = append(
+        &store,
+        &command(
+            "big",
+            vec![("user_created", json!({ "blob": over }))],
+            None,
+            None,
+        ),
+        Metadata::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AppendError::TooLarge(_)), "{err:?}");
+    assert!(all_events(&store, "big").await.is_empty());
+    let under = "x".repeat(395 * 1024);
+    append(
+        &store,
+        &command(
+            "big",
+            vec![("user_created", json!({ "blob": under }))],
+            None,
+            None,
+        ),
+        Metadata::default(),
+    )
+    .await
+    .expect("an event just under the limit is accepted by DynamoDB");
+    assert_eq!(
+        all_events(&store, "big").await[0].event_data["blob"]
+            .as_str()
+            .unwrap()
+            .len(),
+        395 * 1024
+    );
+}
+
+#[tokio::test]
+async fn a_retried_command_returns_the_original_result_even_after_a_restart() {
+    let (moto, store) = fresh_store("idempotent").await;
+    let create = command(
+        "u1",
+        vec![("user_created", json!({"name": "Ann"}))],
+        None,
+        Some("cmd-1"),
+    );
+    let first = append(&store, &create, Metadata::default()).await.unwrap();
+    assert!(!first.deduplicated);
+    let update = command(
+        "u1",
+        vec![
+            ("user_updated", json!({"a": 1})),
+            ("user_updated", json!({"b": 2})),
+        ],
+        None,
+        Some("cmd-2"),
+    );
+    let second = append(&store, &update, Metadata::default()).await.unwrap();
+    // A "restarted" function: a new client and store, nothing cached.
+    let restarted = DynamoStore::new(
+        Client::new(&moto.endpoint.sdk_config().await),
+        store.config.clone(),
+    );
+    let again = append(&restarted, &create, Metadata::default())
+        .await
+        .unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.events, first.events);
+    let again = append(&restarted, &update, Metadata::default())
+        .await
+        .unwrap();
+    assert_eq!(again.events, second.events);
+    assert_eq!(all_events(&store, "u1").await.len(), 3);
+    // Through the handler too: the same body gives the same response.
+    let body = json!({"eventType": "user_updated", "eventData": {"c": 3}, "commandId": "cmd-3"})
+        .to_string();
+    let one = decode(
+        service::http::handle_command(
+            &store,
+            request("POST", "/aggregates/u1/events", Some(&body)),
+        )
+        .await,
+    );
+    let two = decode(
+        service::http::handle_command(
+            &restarted,
+            request("POST", "/aggregates/u1/events", Some(&body)),
+        )
+        .await,
+    );
+    assert_eq!(one.0, 201);
+    assert_eq!(one, two);
+    assert_eq!(all_events(&store, "u1").await.len(), 4);
+}
+
+#[tokio::test]
+async fn reads_page_through_every_1_mb_page() {
+    let (_moto, store) = fresh_store("pages").await;
+    let blob = "y".repeat(100 * 1024);
+    let mut events = vec![("user_created", json!({ "blob": blob }))];
+    events.extend((0..11).map(|i| ("user_updated", json!({ "blob": blob, "n": i }))));
+    append(
+        &store,
+        &command("p", events, Some(0), None),
+        Metadata::default(),
+    )
+    .await
+    .unwrap();
+    // One raw query stops at DynamoDB's 1 MB page (the seed's single query would lose events here).
+    let raw = store
+        .client
+        .query()
+        .table_name(&store.config.events_table)
+        .key_condition_expression("aggregate_id = :a")
+        .expression_attribute_values(":a", AttributeValue::S("p".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        raw.items().len() < 12 && raw.last_evaluated_key().is_some(),
+        "one page holds {}",
+        raw.items().len()
+    );
+    assert_eq!(
+        all_events(&store, "p")
+            .await
+            .iter()
+            .map(|e| e.version)
+            .collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<_>>()
+    );
+    let (status, page) = decode(
+        service::http::handle_query(
+            &store,
+            request("GET", "/aggregates/p/events?limit=1000", None),
+        )
+        .await,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(page["events"].as_array().unwrap().len(), 12);
+    assert_eq!(page["nextAfter"], Value::Null);
+    let (status, view) = decode(
+        service::http::handle_query(
+            &store,
+            request("GET", "/aggregates/p?consistent=true", None),
+        )
+        .await,
+    );
+    assert_eq!(
+        (
+            status,
+            view["version"].clone(),
+            view["state"]["user"]["n"].clone()
+        ),
+        (200, json!(12), json!(10))
+    );
+}
+
+#[tokio::test]
+async fn events_by_type_come_from_the_gsi_in_time_order_with_a_cursor() {
+    let (_moto, store) = fresh_store("gsi").await;
+    for i in 0..5 {
+        let body = json!({"aggregateId": format!("g{i}"), "eventType": "user_created", "eventData": {"i": i}}).to_string();
+        let (status, _) = decode(
+            service::http::handle_command(&store, request("POST", "/events", Some(&body))).await,
+        );
+        assert_eq!(status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await; // distinct timestamps
+    }
+    let body =
+        json!({"aggregateId": "g0", "eventType": "user_updated", "eventData": {}}).to_string();
+    service::http::handle_command(&store, request("POST", "/events", Some(&body))).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/events?type=user_created&limit=2".to_string(),
+            Some(c) => format!("/events?type=user_created&limit=2&cursor={c}"),
+        };
+        let (status, page) =
+            decode(service::http::handle_query(&store, request("GET", &path, None)).await);
+        assert_eq!(status, 200, "{page}");
+        for e in page["events"].as_array().unwrap() {
+            assert_eq!(e["eventType"], "user_created");
+            seen.push((
+                e["timestamp"].as_str().unwrap().to_string(),
+                e["aggregateId"].as_str().unwrap().to_string(),
+            ));
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>(),
+        ["g0", "g1", "g2", "g3", "g4"]
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "time order: {seen:?}"
+    );
+    // A time window selects the middle events.
+    let (from, to) = (&seen[1].0, &seen[3].0);
+    let (_, page) = decode(
+        service::http::handle_query(
+            &store,
+            request(
+                "GET",
+                &format!("/events?type=user_created&from={from}&to={to}"),
+                None,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(page["events"].as_array().unwrap().len(), 3, "{page}");
+}
+
+#[tokio::test]
+async fn concurrent_writers_lose_nothing_and_each_version_has_one_winner() {
+    const WRITERS: usize = 8;
+    const EACH: usize = 5;
+    let (_moto, store) = fresh_store("concurrency").await;
+    append(
+        &store,
+        &command("hot", vec![("user_created", json!({}))], Some(0), None),
+        Metadata::default(),
+    )
+    .await
+    .unwrap();
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for i in 0..EACH {
+                let cmd = command(
+                    "hot",
+                    vec![("user_updated", json!({ "writer": w, "i": i }))],
+                    None,
+                    None,
+                );
+                let out = append(store.as_ref(), &cmd, Metadata::default())
+                    .await
+                    .expect("an unguarded append retries until it lands");
+                versions.push(out.events[0].version);
+            }
+            versions
+        }));
+    }
+    let mut won: Vec<u64> = Vec::new();
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    won.sort();
+    let expected: Vec<u64> = (2..=(1 + WRITERS * EACH) as u64).collect();
+    assert_eq!(won, expected, "each version has exactly one winner");
+    let log = all_events(&store, "hot").await;
+    assert_eq!(
+        log.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=(1 + WRITERS * EACH) as u64).collect::<Vec<_>>()
+    );
+    let mut writes: Vec<(u64, u64)> = log[1..]
+        .iter()
+        .map(|e| {
+            (
+                e.event_data["writer"].as_u64().unwrap(),
+                e.event_data["i"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    writes.sort();
+    writes.dedup();
+    assert_eq!(
+        writes.len(),
+        WRITERS * EACH,
+        "no lost and no duplicated event"
+    );
+}
+
+#[tokio::test]
+async fn the_projector_builds_read_models_and_fails_only_the_poison_aggregate() {
+    let (_moto, store) = fresh_store("projector").await;
+    for (id, t, d) in [
+        ("ok", "user_created", json!({"name": "Ann"})),
+        ("ok", "user_updated", json!({"age": 3})),
+        ("poisoned", "user_created", json!({})),
+    ] {
+        let body = json!({"aggregateId": id, "eventType": t, "eventData": d}).to_string();
+        assert_eq!(
+            decode(
+                service::http::handle_command(&store, request("POST", "/events", Some(&body)))
+                    .await
+            )
+            .0,
+            200
+        );
+    }
+    // A poison event written around the API, straight into the table.
+    let mut poison = all_events(&store, "poisoned").await[0].clone();
+    poison.version = 2;
+    poison.event_type = "user_exploded".into();
+    store
+        .client
+        .put_item()
+        .table_name(&store.config.events_table)
+        .set_item(Some(service::serde_dynamo::to_item(&poison).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let mut log = all_events(&store, "ok").await;
+    log.extend(all_events(&store, "poisoned").await);
+    let records: Vec<_> = log
+        .iter()
+        .enumerate()
+        .map(|(i, e)| stream_record(&format!("{:021}", i + 1), e))
+        .collect();
+    // Deliver everything twice (at-least-once): the duplicate half is skipped.
+    let mut twice = records.clone();
+    twice.extend(records);
+    let response = service::projector::handle(&store, stream_event(twice)).await;
+    let mut failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier.unwrap())
+        .collect();
+    failed.sort();
+    // The poisoned aggregate's records from the poison one on (its two deliveries and the redelivered
+    // version 1 that came after it in the batch); nothing of the healthy aggregate.
+    assert_eq!(
+        failed,
+        [
+            format!("{:021}", 3),
+            format!("{:021}", 4),
+            format!("{:021}", 4)
+        ]
+    );
+    let (status, view) =
+        decode(service::http::handle_query(&store, request("GET", "/aggregates/ok", None)).await);
+    assert_eq!(status, 200);
+    assert_eq!(
+        view,
+        json!({"aggregateId": "ok", "version": 2, "state": {"user": {"name": "Ann", "age": 3}}})
+    );
+    let (_, poisoned) = decode(
+        service::http::handle_query(&store, request("GET", "/aggregates/poisoned", None)).await,
+    );
+    assert_eq!(
+        poisoned["version"], 1,
+        "progress before the poison event is kept"
+    );
+}
