@@ -1,0 +1,61 @@
+//! The OpenAPI document (`functions/openapi.yaml`), the functions' route table (`service::routes::ROUTES`)
+//! and the plan's routes (`stack::default_routes()`, which the template and local gateway use) must list
+//! the same routes, each served by the same function. The functions cannot depend on `stack`, so this test
+//! is where the three are tied together.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use service::routes::{Function, ROUTES};
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+fn openapi_routes() -> BTreeSet<(String, String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/openapi.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("openapi.yaml is YAML");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "an OpenAPI 3 document");
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().expect("paths") {
+        for (key, op) in item.as_mapping().expect("a path item") {
+            let key = key.as_str().unwrap();
+            if !METHODS.contains(&key) {
+                continue;
+            }
+            let function = op["x-function"].as_str().unwrap_or_else(|| panic!("{key} {path:?} lacks x-function"));
+            routes.insert((key.to_uppercase(), path.as_str().unwrap().to_string(), function.to_string()));
+        }
+    }
+    routes
+}
+
+fn service_routes() -> BTreeSet<(String, String, String)> {
+    ROUTES
+        .iter()
+        .map(|r| {
+            let function = match r.function {
+                Function::Command => "command",
+                Function::Query => "query",
+            };
+            (r.method.to_string(), r.path.to_string(), function.to_string())
+        })
+        .collect()
+}
+
+fn plan_routes() -> BTreeSet<(String, String, String)> {
+    stack::plan::default_routes()
+        .into_iter()
+        .map(|r| (r.method.as_str().to_string(), r.path, r.function.as_str().to_string()))
+        .collect()
+}
+
+#[test]
+fn openapi_paths_and_methods_equal_the_router() {
+    assert_eq!(openapi_routes(), service_routes());
+}
+
+#[test]
+fn the_router_serves_exactly_the_planned_routes() {
+    assert_eq!(service_routes(), plan_routes());
+    assert_eq!(ROUTES.len(), stack::plan::default_routes().len(), "no duplicate routes");
+}
