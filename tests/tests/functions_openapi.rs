@@ -8,13 +8,19 @@ use std::path::Path;
 
 use service::routes::{Function, ROUTES};
 
-const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 fn openapi_routes() -> BTreeSet<(String, String, String)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/openapi.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("openapi.yaml is YAML");
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "an OpenAPI 3 document");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "an OpenAPI 3 document"
+    );
     let mut routes = BTreeSet::new();
     for (path, item) in doc["paths"].as_mapping().expect("paths") {
         for (key, op) in item.as_mapping().expect("a path item") {
@@ -22,8 +28,14 @@ fn openapi_routes() -> BTreeSet<(String, String, String)> {
             if !METHODS.contains(&key) {
                 continue;
             }
-            let function = op["x-function"].as_str().unwrap_or_else(|| panic!("{key} {path:?} lacks x-function"));
-            routes.insert((key.to_uppercase(), path.as_str().unwrap().to_string(), function.to_string()));
+            let function = op["x-function"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{key} {path:?} lacks x-function"));
+            routes.insert((
+                key.to_uppercase(),
+                path.as_str().unwrap().to_string(),
+                function.to_string(),
+            ));
         }
     }
     routes
@@ -37,7 +49,11 @@ fn service_routes() -> BTreeSet<(String, String, String)> {
                 Function::Command => "command",
                 Function::Query => "query",
             };
-            (r.method.to_string(), r.path.to_string(), function.to_string())
+            (
+                r.method.to_string(),
+                r.path.to_string(),
+                function.to_string(),
+            )
         })
         .collect()
 }
@@ -45,7 +61,13 @@ fn service_routes() -> BTreeSet<(String, String, String)> {
 fn plan_routes() -> BTreeSet<(String, String, String)> {
     stack::plan::default_routes()
         .into_iter()
-        .map(|r| (r.method.as_str().to_string(), r.path, r.function.as_str().to_string()))
+        .map(|r| {
+            (
+                r.method.as_str().to_string(),
+                r.path,
+                r.function.as_str().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -57,5 +79,9 @@ fn openapi_paths_and_methods_equal_the_router() {
 #[test]
 fn the_router_serves_exactly_the_planned_routes() {
     assert_eq!(service_routes(), plan_routes());
-    assert_eq!(ROUTES.len(), stack::plan::default_routes().len(), "no duplicate routes");
+    assert_eq!(
+        ROUTES.len(),
+        stack::plan::default_routes().len(),
+        "no duplicate routes"
+    );
 }

@@ -10,7 +10,10 @@ fn parse(c: &mut Criterion) {
         "eventData": {"name": "Ann", "email": "ann@example.test"}, "commandId": "cmd-1"})
     .to_string();
     let mut events = vec![json!({"eventType": "user_created", "eventData": {"name": "Ann"}})];
-    events.extend((0..99).map(|i| json!({"eventType": "user_updated", "eventData": {"n": i, "city": "Oslo"}})));
+    events.extend(
+        (0..99)
+            .map(|i| json!({"eventType": "user_updated", "eventData": {"n": i, "city": "Oslo"}})),
+    );
     let batch = json!({ "events": events, "expectedVersion": 0 }).to_string();
 
     let mut group = c.benchmark_group("parse");
@@ -20,7 +23,12 @@ fn parse(c: &mut Criterion) {
     });
     group.throughput(Throughput::Bytes(batch.len() as u64));
     group.bench_function("post_aggregate_events_batch_100", |b| {
-        b.iter(|| black_box(domain::api::parse_append_to_aggregate("user-123", black_box(batch.as_bytes())).unwrap()))
+        b.iter(|| {
+            black_box(
+                domain::api::parse_append_to_aggregate("user-123", black_box(batch.as_bytes()))
+                    .unwrap(),
+            )
+        })
     });
     group.finish();
 }

@@ -9,10 +9,19 @@ use std::hint::black_box;
 fn log(len: usize) -> Vec<(String, Map<String, Value>)> {
     let mut events = vec![(
         "user_created".to_string(),
-        json!({"name": "Ann", "email": "ann@example.test", "age": 30}).as_object().unwrap().clone(),
+        json!({"name": "Ann", "email": "ann@example.test", "age": 30})
+            .as_object()
+            .unwrap()
+            .clone(),
     )];
     events.extend((1..len).map(|i| {
-        ("user_updated".to_string(), json!({"age": 30 + i, "city": format!("city-{}", i % 7)}).as_object().unwrap().clone())
+        (
+            "user_updated".to_string(),
+            json!({"age": 30 + i, "city": format!("city-{}", i % 7)})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
     }));
     events
 }
@@ -24,7 +33,8 @@ fn replay(c: &mut Criterion) {
         group.throughput(Throughput::Elements(len as u64));
         group.bench_with_input(BenchmarkId::from_parameter(len), &events, |b, events| {
             b.iter(|| {
-                let user: User = domain::replay(events.iter().map(|(t, d)| (t.as_str(), d))).unwrap();
+                let user: User =
+                    domain::replay(events.iter().map(|(t, d)| (t.as_str(), d))).unwrap();
                 black_box(user.state())
             })
         });
