@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudformation::types::ChangeSetType;
+use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter};
 use serde::Serialize;
 use stack::{EnvKind, Plan};
 
@@ -28,6 +28,10 @@ pub struct DeployOptions {
     pub confirm: bool,
     /// How often to poll change sets and stack events.
     pub poll_interval: Duration,
+    /// Apply a reviewed change set with `CreateStack`/`UpdateStack` (same template and parameters) instead of
+    /// `ExecuteChangeSet`. Only for the local endpoint: moto does not compute stack outputs when it executes a
+    /// change set (its `execute_change_set` never rebuilds the output map), and the local engine reads them.
+    pub apply_with_stack_calls: bool,
 }
 
 impl DeployOptions {
@@ -36,6 +40,7 @@ impl DeployOptions {
             allow_data_loss: false,
             confirm: plan.kind == EnvKind::Aws,
             poll_interval: poll_interval(plan),
+            apply_with_stack_calls: plan.kind == EnvKind::Local,
         }
     }
 }
@@ -236,24 +241,21 @@ pub async fn deploy(
         };
 
         // 5. Change set and preview.
-        let change_set = stackops::create_change_set(
-            &clients.cfn,
-            ChangeSetInput {
-                stack: stack_name,
-                name: change_set_name(&digest),
-                kind: if creating {
-                    ChangeSetType::Create
-                } else {
-                    ChangeSetType::Update
-                },
-                template_body: req.template_body,
-                parameters: &params,
-                tags: &plan.tags,
-                imports: Vec::new(),
+        let input = ChangeSetInput {
+            stack: stack_name,
+            name: change_set_name(&digest),
+            kind: if creating {
+                ChangeSetType::Create
+            } else {
+                ChangeSetType::Update
             },
-            opts.poll_interval,
-        )
-        .await?;
+            template_body: req.template_body,
+            parameters: &params,
+            tags: &plan.tags,
+            imports: Vec::new(),
+        };
+        let change_set =
+            stackops::create_change_set(&clients.cfn, input.clone(), opts.poll_interval).await?;
         let diff =
             preview::template_diff(old_body.as_deref(), req.template_body, &old_params, &params)?;
         let preview = Preview {
@@ -283,7 +285,7 @@ pub async fn deploy(
 
         // 7. Execute and follow.
         let (status, events, stack_id) =
-            execute(&clients.cfn, stack_name, &change_set, creating, opts, ui).await?;
+            execute(&clients.cfn, &input, &change_set, creating, opts, ui).await?;
         if stackops::is_success(&status) {
             let stack = stackops::describe(&clients.cfn, stack_name).await?;
             let outputs = stack.as_ref().map(stackops::outputs_of).unwrap_or_default();
@@ -368,26 +370,97 @@ pub async fn review(
 /// events seen, and the stack id.
 pub async fn execute(
     cfn: &aws_sdk_cloudformation::Client,
-    stack_name: &str,
+    input: &ChangeSetInput<'_>,
     change_set: &stackops::ChangeSet,
     creating: bool,
     opts: &DeployOptions,
     ui: &dyn Ui,
 ) -> Result<(String, Vec<stackops::EventLine>, String)> {
-    let stack_id = match stackops::describe(cfn, stack_name).await? {
+    let stack_name = input.stack;
+    let mut stack_id = match stackops::describe(cfn, stack_name).await? {
         Some(s) => s.stack_id().unwrap_or(stack_name).to_string(),
         None => stack_name.to_string(),
     };
-    let mut watcher = Watcher::new(cfn, &stack_id).await?;
-    cfn.execute_change_set()
-        .stack_name(stack_name)
-        .change_set_name(&change_set.id)
-        .send()
-        .await
-        .map_err(Error::aws(format!(
-            "executing change set `{}`",
-            change_set.name
-        )))?;
+    let mut watcher;
+    if opts.apply_with_stack_calls {
+        stackops::delete_change_set(cfn, stack_name, &change_set.id).await?;
+        if creating {
+            // The change set left an empty stack in REVIEW_IN_PROGRESS; it must go before CreateStack.
+            cfn.delete_stack()
+                .stack_name(&stack_id)
+                .send()
+                .await
+                .map_err(Error::aws(format!(
+                    "removing the reviewed empty stack `{stack_name}`"
+                )))?;
+            let mut req = cfn
+                .create_stack()
+                .stack_name(stack_name)
+                .template_body(input.template_body)
+                .capabilities(Capability::CapabilityIam)
+                .capabilities(Capability::CapabilityNamedIam);
+            for (k, v) in input.parameters {
+                req = req.parameters(
+                    Parameter::builder()
+                        .parameter_key(k)
+                        .parameter_value(v)
+                        .build(),
+                );
+            }
+            for (k, v) in input.tags {
+                req = req.tags(
+                    aws_sdk_cloudformation::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build(),
+                );
+            }
+            let out = req
+                .send()
+                .await
+                .map_err(Error::aws(format!("creating stack `{stack_name}`")))?;
+            stack_id = out.stack_id().unwrap_or(stack_name).to_string();
+            watcher = Watcher::fresh(&stack_id);
+        } else {
+            watcher = Watcher::new(cfn, &stack_id).await?;
+            let mut req = cfn
+                .update_stack()
+                .stack_name(stack_name)
+                .template_body(input.template_body)
+                .capabilities(Capability::CapabilityIam)
+                .capabilities(Capability::CapabilityNamedIam);
+            for (k, v) in input.parameters {
+                req = req.parameters(
+                    Parameter::builder()
+                        .parameter_key(k)
+                        .parameter_value(v)
+                        .build(),
+                );
+            }
+            for (k, v) in input.tags {
+                req = req.tags(
+                    aws_sdk_cloudformation::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build(),
+                );
+            }
+            req.send()
+                .await
+                .map_err(Error::aws(format!("updating stack `{stack_name}`")))?;
+        }
+    } else {
+        watcher = Watcher::new(cfn, &stack_id).await?;
+        cfn.execute_change_set()
+            .stack_name(stack_name)
+            .change_set_name(&change_set.id)
+            .send()
+            .await
+            .map_err(Error::aws(format!(
+                "executing change set `{}`",
+                change_set.name
+            )))?;
+    }
     let status = watcher
         .wait(
             cfn,

@@ -107,6 +107,19 @@ fn opts() -> DeployOptions {
         allow_data_loss: false,
         confirm: false,
         poll_interval: Duration::from_millis(1),
+        apply_with_stack_calls: false,
+    }
+}
+
+fn input(params: &BTreeMap<String, String>, kind: ChangeSetType) -> ChangeSetInput<'_> {
+    ChangeSetInput {
+        stack: STACK,
+        name: "xtask-1".into(),
+        kind,
+        template_body: "Resources: {}\n",
+        parameters: params,
+        tags: params,
+        imports: vec![],
     }
 }
 
@@ -225,9 +238,10 @@ async fn a_failed_create_reports_the_root_cause_first_and_is_retried_once() {
     let replay = StaticReplayClient::new(recorded);
     let clients = clients(&replay).await;
     let ui = RecordingUi::new(Confirmation::Yes);
+    let no_params = BTreeMap::new();
     let (status, events, stack_id) = deployer::deploy::execute(
         &clients.cfn,
-        STACK,
+        &input(&no_params, ChangeSetType::Create),
         &change_set(ChangeSetType::Create),
         true,
         &opts(),
@@ -344,9 +358,10 @@ async fn update_rollback_failed_prints_the_exact_recovery_command() {
     let replay = StaticReplayClient::new(recorded);
     let clients = clients(&replay).await;
     let ui = RecordingUi::new(Confirmation::Yes);
+    let no_params = BTreeMap::new();
     let (status, events, _) = deployer::deploy::execute(
         &clients.cfn,
-        STACK,
+        &input(&no_params, ChangeSetType::Update),
         &change_set(ChangeSetType::Update),
         false,
         &opts(),
