@@ -365,12 +365,10 @@ fn check_schema(file: &Path, doc: &Value, problems: &mut Vec<ConfigProblem>) -> 
             bad.push(path);
         }
     }
-    if !found {
-        if let Err(e) = serde_yaml::from_value::<RawConfig>(doc.clone()) {
-            problems.push(problem(file, "", describe_serde_error(&e)));
-            // Unknown which part is wrong: drop the whole document so validation reports what is missing.
-            bad.push(Vec::new());
-        }
+    if !found && let Err(e) = serde_yaml::from_value::<RawConfig>(doc.clone()) {
+        problems.push(problem(file, "", describe_serde_error(&e)));
+        // Unknown which part is wrong: drop the whole document so validation reports what is missing.
+        bad.push(Vec::new());
     }
     bad
 }
@@ -475,10 +473,10 @@ fn problem(file: &Path, key: &str, message: String) -> ConfigProblem {
 
 /// Paths print relative to the working directory when they are under it (`config/prod.yaml`).
 fn display_path(p: &Path) -> String {
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Ok(rel) = p.strip_prefix(&cwd) {
-            return rel.display().to_string();
-        }
+    if let Ok(cwd) = std::env::current_dir()
+        && let Ok(rel) = p.strip_prefix(&cwd)
+    {
+        return rel.display().to_string();
     }
     p.display().to_string()
 }
@@ -567,10 +565,10 @@ impl Ctx {
         known_envs: &[String],
     ) -> Option<Plan> {
         let app = self.required("app", raw.app, "the application name, e.g. `cqrs`");
-        if let Some(app) = &app {
-            if !is_valid_env_name(app) || app.len() > 20 {
-                self.invalid("app", format!("`{app}` is not allowed; use 1-20 lowercase letters, digits and `-`, starting with a letter"));
-            }
+        if let Some(app) = &app
+            && (!is_valid_env_name(app) || app.len() > 20)
+        {
+            self.invalid("app", format!("`{app}` is not allowed; use 1-20 lowercase letters, digits and `-`, starting with a letter"));
         }
         let stack_name = raw
             .stack_name
@@ -598,13 +596,13 @@ impl Ctx {
             kind == Some(EnvKind::Aws) && (env == "prod" || raw.protected == Some(true));
 
         let region = self.required("region", raw.region, "an AWS region such as `eu-west-1`");
-        if let Some(r) = &region {
-            if !is_region(r) {
-                self.invalid(
-                    "region",
-                    format!("`{r}` is not an AWS region name (like `eu-west-1` or `us-east-1`)"),
-                );
-            }
+        if let Some(r) = &region
+            && !is_region(r)
+        {
+            self.invalid(
+                "region",
+                format!("`{r}` is not an AWS region name (like `eu-west-1` or `us-east-1`)"),
+            );
         }
         let account_id = raw.account_id;
         match (&account_id, kind) {
@@ -623,14 +621,13 @@ impl Ctx {
                 .and_then(|r| r.split_once(":role/"));
             match parsed {
                 Some((acct, name)) if !name.is_empty() => {
-                    if let Some(a) = &account_id {
-                        if acct != a {
+                    if let Some(a) = &account_id
+                        && acct != a {
                             self.invalid(
                                 "role_arn",
                                 format!("the role is in account {acct} but `account_id` is {a}; they must match"),
                             );
                         }
-                    }
                 }
                 _ => self.invalid(
                     "role_arn",
@@ -703,10 +700,10 @@ impl Ctx {
                     self.refuse(&format!("{key}.point_in_time_recovery"), format!("{why}: without point-in-time recovery a bad write cannot be undone; set `point_in_time_recovery: true`"));
                 }
             }
-            if let Some(d) = &deploy {
-                if d.hotswap {
-                    self.refuse("deploy.hotswap", format!("`{env}` is a protected environment: hotswap bypasses the change set review; set `hotswap: false`"));
-                }
+            if let Some(d) = &deploy
+                && d.hotswap
+            {
+                self.refuse("deploy.hotswap", format!("`{env}` is a protected environment: hotswap bypasses the change set review; set `hotswap: false`"));
             }
         }
 
@@ -989,23 +986,23 @@ impl Ctx {
                     j.audience,
                     "a list of accepted audiences",
                 );
-                if let Some(i) = &issuer {
-                    if !i.starts_with("https://") {
-                        self.invalid(
-                            "api.jwt.issuer",
-                            format!(
-                                "`{i}` is not an https URL; API Gateway only accepts https issuers"
-                            ),
-                        );
-                    }
+                if let Some(i) = &issuer
+                    && !i.starts_with("https://")
+                {
+                    self.invalid(
+                        "api.jwt.issuer",
+                        format!(
+                            "`{i}` is not an https URL; API Gateway only accepts https issuers"
+                        ),
+                    );
                 }
-                if let Some(a) = &audience {
-                    if a.is_empty() || a.iter().any(|s| s.is_empty()) {
-                        self.invalid(
-                            "api.jwt.audience",
-                            "must list at least one non-empty audience".into(),
-                        );
-                    }
+                if let Some(a) = &audience
+                    && (a.is_empty() || a.iter().any(|s| s.is_empty()))
+                {
+                    self.invalid(
+                        "api.jwt.audience",
+                        "must list at least one non-empty audience".into(),
+                    );
                 }
                 match (issuer, audience) {
                     (Some(issuer), Some(audience)) => {
@@ -1016,12 +1013,12 @@ impl Ctx {
             }
         };
         let stage = raw.stage_name.unwrap_or_else(|| "$default".to_string());
-        if stage != "$default" && !(1..=64).contains(&stage.len())
-            || stage != "$default"
-                && !stage
+        let stage_ok = stage == "$default"
+            || ((1..=64).contains(&stage.len())
+                && stage
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        if !stage_ok {
             self.invalid(
                 "api.stage_name",
                 format!(
@@ -1093,14 +1090,14 @@ impl Ctx {
     fn local(&mut self, raw: RawLocal) -> Option<LocalSettings> {
         let g = self.ranged("local.gateway_port", raw.gateway_port, 1024, 65535, "");
         let e = self.ranged("local.endpoint_port", raw.endpoint_port, 1024, 65535, "");
-        if let (Some(g), Some(e)) = (g, e) {
-            if g == e {
-                self.invalid(
-                    "local.endpoint_port",
-                    format!("{e} is also the gateway port; the two servers need different ports"),
-                );
-                return None;
-            }
+        if let (Some(g), Some(e)) = (g, e)
+            && g == e
+        {
+            self.invalid(
+                "local.endpoint_port",
+                format!("{e} is also the gateway port; the two servers need different ports"),
+            );
+            return None;
         }
         Some(LocalSettings {
             gateway_port: g? as u16,

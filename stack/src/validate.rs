@@ -283,14 +283,14 @@ impl Checker {
                 self.push(&format!("Parameters.{p}"), "templates/", format!("the deployer fills in parameter `{p}`, but the template does not declare it"));
             }
         }
-        if let Some(d) = params.get(parameters::RELEASE_DIGEST) {
-            if d.get("Default") != Some(&json!("none")) {
-                self.push(
-                    "Parameters.ReleaseDigest",
-                    "templates/",
-                    "must default to \"none\" so a first deploy without a release works".into(),
-                );
-            }
+        if let Some(d) = params.get(parameters::RELEASE_DIGEST)
+            && d.get("Default") != Some(&json!("none"))
+        {
+            self.push(
+                "Parameters.ReleaseDigest",
+                "templates/",
+                "must default to \"none\" so a first deploy without a release works".into(),
+            );
         }
     }
 
@@ -433,26 +433,26 @@ impl Checker {
                 ("EVENTS_TABLE", "EventsTable"),
                 ("PROJECTIONS_TABLE", "ProjectionsTable"),
             ] {
-                if let Some(v) = vars.get(var) {
-                    if v != &json!({"Ref": table}) {
-                        self.push(
-                            &fid,
-                            &key,
-                            format!(
-                                "{var} must be !Ref {table} so the name cannot drift from the table"
-                            ),
-                        );
-                    }
-                }
-            }
-            if let Some(v) = vars.get("RUST_LOG") {
-                if v != &json!(f.log_level) {
+                if let Some(v) = vars.get(var)
+                    && v != &json!({"Ref": table})
+                {
                     self.push(
                         &fid,
-                        &format!("{key}.log_level"),
-                        format!("RUST_LOG must be {:?}", f.log_level),
+                        &key,
+                        format!(
+                            "{var} must be !Ref {table} so the name cannot drift from the table"
+                        ),
                     );
                 }
+            }
+            if let Some(v) = vars.get("RUST_LOG")
+                && v != &json!(f.log_level)
+            {
+                self.push(
+                    &fid,
+                    &format!("{key}.log_level"),
+                    format!("RUST_LOG must be {:?}", f.log_level),
+                );
             }
         }
         // Nothing the plan does not know about may run code.
@@ -537,14 +537,14 @@ impl Checker {
                             &key,
                             format!("wildcard action `{a}`; list the exact actions"),
                         );
-                    } else if let Some(f) = function {
-                        if !allowed_permissions(f).0.contains(&a.as_str()) {
-                            self.push(
-                                id,
-                                &key,
-                                format!("action `{a}` is not one the {f} function needs"),
-                            );
-                        }
+                    } else if let Some(f) = function
+                        && !allowed_permissions(f).0.contains(&a.as_str())
+                    {
+                        self.push(
+                            id,
+                            &key,
+                            format!("action `{a}` is not one the {f} function needs"),
+                        );
                     }
                 }
                 let res = s.get("Resource").cloned().unwrap_or(Json::Null);
@@ -1055,10 +1055,10 @@ fn collect_refs(v: &Json, f: &mut dyn FnMut(String, &'static str)) {
             if let Some(Json::String(t)) = m.get("Ref") {
                 f(t.clone(), "Ref");
             }
-            if let Some(Json::Array(a)) = m.get("Fn::GetAtt") {
-                if let Some(Json::String(t)) = a.first() {
-                    f(t.clone(), "GetAtt");
-                }
+            if let Some(Json::Array(a)) = m.get("Fn::GetAtt")
+                && let Some(Json::String(t)) = a.first()
+            {
+                f(t.clone(), "GetAtt");
             }
             if let Some(sub) = m.get("Fn::Sub") {
                 let (text, vars) = match sub {
