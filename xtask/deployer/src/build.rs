@@ -207,7 +207,8 @@ pub fn package(
     })
 }
 
-fn check_floor(name: FunctionName, floor: Option<GlibcVersion>) -> Result<()> {
+/// Refuses a binary that needs a newer glibc than the Lambda runtime has.
+pub fn check_floor(name: FunctionName, floor: Option<GlibcVersion>) -> Result<()> {
     match floor {
         Some(f) if f > LAMBDA_GLIBC => Err(Error::InvalidInput(format!(
             "the `{name}` binary needs glibc {f}, newer than the {LAMBDA_GLIBC} of the Lambda runtime; \
