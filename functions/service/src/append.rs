@@ -43,9 +43,7 @@ pub enum AppendError {
     ///
     /// ### Handling
     /// HTTP 409 `version_conflict` with `currentVersion`.
-    #[error(
-        "expected version {expected:?} but the aggregate is at version {current}; reload and retry"
-    )]
+    #[error("{}", conflict_message(*expected, *current))]
     Conflict { expected: Option<u64>, current: u64 },
     /// A domain rule refused an event.
     ///
@@ -65,6 +63,17 @@ pub enum AppendError {
     /// HTTP 500 `internal`.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn conflict_message(expected: Option<u64>, current: u64) -> String {
+    match expected {
+        Some(e) => format!(
+            "expected version {e} but the aggregate is at version {current}; reload and retry"
+        ),
+        None => format!(
+            "the aggregate kept changing while appending (now at version {current}); retry, with a `commandId` to make the retry safe"
+        ),
+    }
 }
 
 /// What an append returns: the written events, or the original ones when the command was already applied.
