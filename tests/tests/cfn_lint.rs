@@ -1,14 +1,13 @@
 //! cfn-lint (the CloudFormation linter) reports zero errors on the rendered template of every environment.
 //!
-//! The linter is a pinned Python tool: `$CFN_LINT`, or `.local/tools/cfn-lint/bin/cfn-lint` under the
-//! repository root (installed by `.ci/run`). When it is missing the test fails with the install command; it
-//! never skips, so a green run always means the templates were linted.
+//! The linter is a pinned Python tool: `$CFN_LINT`, or `<tools>/cfn-lint/bin/cfn-lint` (`$XTASK_TOOLS_DIR`,
+//! default `.local/tools`), installed on first use by `tests::tools::cfn_lint`. If it cannot be installed the
+//! test fails saying why; it never skips, so a green run always means the templates were linted.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The pinned version; `.ci/run` installs exactly this.
-const CFN_LINT_VERSION: &str = "1.51.0";
+use tests::tools::CFN_LINT_VERSION;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,23 +16,9 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn cfn_lint() -> PathBuf {
-    let path = std::env::var_os("CFN_LINT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".local/tools/cfn-lint/bin/cfn-lint"));
-    assert!(
-        path.is_file(),
-        "cfn-lint not found at {}; install it from the repository root with:\n  \
-         python3 -m venv .local/tools/cfn-lint && .local/tools/cfn-lint/bin/pip install cfn-lint=={CFN_LINT_VERSION}\n\
-         (or point $CFN_LINT at a cfn-lint binary)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn cfn_lint_reports_no_errors_for_any_environment() {
-    let lint = cfn_lint();
+    let lint = tests::tools::cfn_lint();
     let version = Command::new(&lint)
         .arg("--version")
         .output()
@@ -71,4 +56,25 @@ fn cfn_lint_reports_no_errors_for_any_environment() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn cfn_lint_fails_a_broken_template_so_a_pass_means_something() {
+    let lint = tests::tools::cfn_lint();
+    let (_, t) = stack::load_checked(&repo_root().join("config"), "dev").unwrap();
+    let broken = t
+        .body
+        .replacen("Runtime: provided.al2023", "Runtime: cobol85", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, broken).unwrap();
+    let out = Command::new(&lint)
+        .arg(&file)
+        .output()
+        .expect("cfn-lint runs");
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        code > 0 && code & 0b10 != 0,
+        "cfn-lint accepted an unknown runtime (exit code {code})"
+    );
 }
