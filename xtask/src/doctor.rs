@@ -63,7 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
             Some(local) => {
                 let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
                 let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
-                let endpoint_up = answers(&format!("{endpoint_url}/moto-api/data.json")).await;
+                let endpoint_up = answers(&format!("{endpoint_url}/moto-api/")).await;
                 let port_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
                 if endpoint_up {
                     check(true, true, "endpoint port", format!("{} in use by the local endpoint ({endpoint_url} answers)", local.endpoint_port));

@@ -90,7 +90,7 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
         eprintln!("local engine: restarting it to serve the new release");
         stop_background(plan).await?;
     }
-    let exe = std::env::current_exe().context("locating the xtask executable")?;
+    let exe = current_exe()?;
     let config_dir = plan
         .config_path
         .parent()
@@ -146,6 +146,17 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
             .into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// This executable. When it was rebuilt while running (a build in the same target directory replaced it),
+/// Linux reports `<path> (deleted)`; the new binary at the same path is the one to start.
+fn current_exe() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the xtask executable")?;
+    let text = exe.to_string_lossy();
+    match text.strip_suffix(" (deleted)") {
+        Some(path) if std::path::Path::new(path).exists() => Ok(PathBuf::from(path)),
+        _ => Ok(exe),
     }
 }
 

@@ -141,6 +141,42 @@ pub async fn function_specs(
     Ok(specs)
 }
 
+/// The events table's stream ARN, read from the table itself. Used when the stack has no
+/// `EventsStreamArn` output: moto 5.2.5 computes outputs when a stack is created from a change set, before
+/// its resources exist, and never again, so change-set deploys on the local endpoint have no outputs.
+pub async fn events_stream_arn(
+    sdk: &aws_config::SdkConfig,
+    plan: &Plan,
+    outs: &BTreeMap<String, String>,
+) -> Result<String, DeployedError> {
+    let table = outs.get(outputs::EVENTS_TABLE).cloned().unwrap_or_else(|| plan.events_table.table_name.clone());
+    let missing = |detail: String| DeployedError::MissingOutput {
+        stack: plan.stack_name.clone(),
+        output: format!("{} (and table `{table}` has no stream: {detail})", outputs::EVENTS_STREAM_ARN),
+    };
+    let out = aws_sdk_dynamodb::Client::new(sdk)
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .map_err(|e| missing(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()))?;
+    out.table
+        .and_then(|t| t.latest_stream_arn)
+        .ok_or_else(|| missing("streams are off".into()))
+}
+
+/// The dead-letter queue's URL, from its physical name `<stack>-projector-dlq` (see `events_stream_arn`
+/// for why the output may be missing locally).
+pub async fn dead_letter_queue_url(sdk: &aws_config::SdkConfig, plan: &Plan) -> Option<String> {
+    aws_sdk_sqs::Client::new(sdk)
+        .get_queue_url()
+        .queue_name(format!("{}-projector-dlq", plan.stack_name))
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.queue_url)
+}
+
 /// SHA-256 (hex) of a file.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;

@@ -269,10 +269,12 @@ fn url_of(port: u16) -> String {
 }
 
 /// True when `url` answers moto's own API (so a foreign server on the port is not mistaken for it).
+/// The dashboard (`/moto-api/`) is used, not `/moto-api/data.json`: once Lambda functions exist, moto
+/// answers data.json with HTTP 500 (it tries to reach Docker while dumping them).
 async fn answers_as_moto(url: &str) -> bool {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build();
     let Ok(client) = client else { return false };
-    match client.get(format!("{url}/moto-api/data.json")).send().await {
+    match client.get(format!("{url}/moto-api/")).send().await {
         Ok(resp) => resp.status().is_success(),
         Err(_) => false,
     }

@@ -59,7 +59,14 @@ impl EngineConfig {
         let sdk = crate::endpoint::sdk_config_for(endpoint_url).await;
         let outs = deployed::stack_outputs(&sdk, &plan.stack_name, endpoint_url).await?;
         let functions = deployed::function_specs(&sdk, plan, endpoint_url, dist, &outs).await?;
-        let stream_arn = deployed::require_output(&outs, &plan.stack_name, outputs::EVENTS_STREAM_ARN)?;
+        let stream_arn = match outs.get(outputs::EVENTS_STREAM_ARN) {
+            Some(arn) => arn.clone(),
+            None => deployed::events_stream_arn(&sdk, plan, &outs).await?,
+        };
+        let dead_letter_queue_url = match outs.get(outputs::DEAD_LETTER_QUEUE_URL) {
+            Some(url) => Some(url.clone()),
+            None => deployed::dead_letter_queue_url(&sdk, plan).await,
+        };
         Ok(EngineConfig {
             env: plan.env.clone(),
             endpoint_url: endpoint_url.to_string(),
@@ -72,7 +79,7 @@ impl EngineConfig {
             functions,
             stream: Some(StreamSettings {
                 stream_arn,
-                dead_letter_queue_url: outs.get(outputs::DEAD_LETTER_QUEUE_URL).cloned(),
+                dead_letter_queue_url,
                 mapping: plan.stream_mapping.clone(),
                 function: FunctionName::Projector,
                 poll_interval: Duration::from_millis(100),
