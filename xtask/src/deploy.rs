@@ -78,10 +78,10 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
         deployer::ui::Ui::line(ui.as_ref(), &format!("reconciled the hotswap drift of `{}` ({} function(s) set back to the stack's code)", plan.stack_name, set_back.len()));
     }
     if let Some(endpoint_url) = &env.endpoint_url {
-        match start_local_engine(&plan, endpoint_url).await {
-            Ok(gateway) => outcome.api_url = Some(gateway),
-            Err(e) => eprintln!("warning: the stack is deployed, but {e:#}"),
-        }
+        let gateway = start_local_engine(&plan, endpoint_url)
+            .await
+            .context("the stack is deployed, but the local engine did not start")?;
+        outcome.api_url = Some(gateway);
     }
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
@@ -112,9 +112,7 @@ pub(crate) fn load(env: &EnvArgs) -> anyhow::Result<(Plan, RenderedTemplate)> {
 
 /// The state directory of an environment: `$XTASK_STATE_DIR`, or `<repo>/.local/state/<env>`.
 pub(crate) fn state_dir(plan: &Plan) -> PathBuf {
-    std::env::var_os("XTASK_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::cli::repo_root().join(".local/state").join(&plan.env))
+    local_engine::state::state_dir(&plan.env)
 }
 
 /// Clients for an environment, and the local endpoint's URL for `local`.
