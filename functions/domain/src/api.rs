@@ -319,4 +319,47 @@ mod tests {
         }
         assert!(parse_append_to_aggregate("u1", br#"{"events":[]}"#).is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn id() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9_#:.-]{1,64}"
+        }
+
+        fn data() -> impl Strategy<Value = Map<String, Value>> {
+            prop::collection::btree_map("[a-z]{1,8}", any::<i64>().prop_map(Value::from), 0..6)
+                .prop_map(|m| m.into_iter().collect())
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = parse_append_event(&body);
+                let _ = parse_append_to_aggregate("a", &body);
+            }
+
+            #[test]
+            fn valid_requests_round_trip(
+                aggregate_id in id(), event_type in id(), event_data in data(),
+                expected_version in proptest::option::of(0u64..1_000_000), command_id in proptest::option::of(id()),
+            ) {
+                let req = AppendEventRequest {
+                    aggregate_id: aggregate_id.clone(), event_type: event_type.clone(), event_data: event_data.clone(),
+                    expected_version, command_id: command_id.clone(),
+                };
+                let cmd = parse_append_event(&serde_json::to_vec(&req).unwrap()).unwrap();
+                prop_assert_eq!(cmd, AppendCommand {
+                    aggregate_id, events: vec![NewEvent { event_type, event_data }], expected_version, command_id,
+                });
+            }
+
+            #[test]
+            fn ids_with_control_characters_are_refused(prefix in id(), c in prop::char::range('\u{0}', '\u{1f}')) {
+                let body = serde_json::json!({"aggregateId": format!("{prefix}{c}"), "eventType": "t", "eventData": {}});
+                prop_assert!(parse_append_event(body.to_string().as_bytes()).is_err());
+            }
+        }
+    }
 }
