@@ -15,9 +15,7 @@ fn every_repository_environment_is_valid() {
         match stack::load_checked(&config_dir(), &env) {
             Ok((plan, t)) => {
                 assert_eq!(plan.env, env);
-                if std::env::var("STACK_DUMP").is_ok() {
-                    println!("=== {env} {}\n{}", t.sha256, t.body);
-                }
+                assert_eq!(t, stack::RenderedTemplate::from_body(t.body.clone()));
             }
             Err(e) => panic!("{env}: {e}"),
         }

@@ -114,3 +114,60 @@ fn every_function_crate_has_its_resources_in_every_template() {
         }
     }
 }
+
+/// The dependency names declared in the `[*dependencies]` sections of a Cargo.toml (text-level: enough
+/// for this repository's one-line `name.workspace = true` / `name = {...}` style).
+fn dependencies(manifest: &Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let mut in_deps = false;
+    let mut deps = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .ends_with("dependencies");
+            continue;
+        }
+        if in_deps && !line.is_empty() && !line.starts_with('#') {
+            let key = line
+                .split(['=', '.'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"');
+            deps.push(key.to_string());
+        }
+    }
+    deps
+}
+
+#[test]
+fn architecture_invariants_hold_in_the_manifests() {
+    let root = repo_root();
+    // The stack crate is pure: no AWS SDK.
+    let stack = dependencies(&root.join("stack/Cargo.toml"));
+    assert!(stack.iter().any(|d| d == "handlebars"), "{stack:?}");
+    let aws: Vec<_> = stack.iter().filter(|d| d.starts_with("aws")).collect();
+    assert!(
+        aws.is_empty(),
+        "stack must not depend on the AWS SDK: {aws:?}"
+    );
+    // The domain has no AWS dependency.
+    let domain = dependencies(&root.join("functions/domain/Cargo.toml"));
+    let aws: Vec<_> = domain
+        .iter()
+        .filter(|d| d.starts_with("aws") || d.starts_with("lambda"))
+        .collect();
+    assert!(aws.is_empty(), "the domain must not depend on AWS: {aws:?}");
+    // Functions never depend on the pipeline.
+    for f in ["domain", "service", "command", "query", "projector"] {
+        let deps = dependencies(&root.join("functions").join(f).join("Cargo.toml"));
+        for forbidden in ["stack", "deployer", "local-engine", "xtask"] {
+            assert!(
+                !deps.iter().any(|d| d == forbidden),
+                "functions/{f} must not depend on {forbidden}"
+            );
+        }
+    }
+}
