@@ -131,6 +131,14 @@ async fn stale_expected_version_is_a_conflict_with_the_current_version() {
         store.write_events(&again).await,
         Err(service::StoreError::Conflict)
     ));
+    // A transaction whose second item exists is cancelled as a whole: the conflict is reported and the
+    // new first item is not written either.
+    let mut fresh = again[0].clone();
+    fresh.version = 2;
+    assert!(matches!(
+        store.write_events(&[fresh, again[0].clone()]).await,
+        Err(service::StoreError::Conflict)
+    ));
     assert_eq!(all_events(&store, "u1").await.len(), 1);
     assert!(
         !all_events(&store, "u1").await[0]
