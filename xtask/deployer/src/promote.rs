@@ -413,6 +413,22 @@ pub async fn fetch_release(
         let dir = path.parent().expect("a zip path has a parent");
         std::fs::create_dir_all(dir).map_err(Error::io("creating the release directory", dir))?;
         std::fs::write(&path, &bytes).map_err(Error::io("writing a promoted zip", &path))?;
+        // The binary next to it, as a build leaves it: the local engine runs `<fn>/bootstrap` after checking
+        // it against the manifest and the deployed CodeSha256.
+        let binary = unzip_bootstrap(&bytes).map_err(|e| {
+            Error::InvalidInput(format!(
+                "s3://{bucket}/{key} is not a function zip with a bootstrap: {e}"
+            ))
+        })?;
+        if crate::package::sha256_hex(&binary) != artifact.binary_sha256 {
+            return Err(Error::Refused(format!(
+                "the bootstrap in s3://{bucket}/{key} does not match the manifest's binary_sha256; refusing to promote it"
+            )));
+        }
+        let bootstrap = dir.join(crate::package::ENTRY_NAME);
+        std::fs::write(&bootstrap, &binary)
+            .map_err(Error::io("writing a promoted bootstrap", &bootstrap))?;
+        make_executable(&bootstrap)?;
     }
     let release = Release {
         manifest: manifest.clone(),
@@ -425,6 +441,28 @@ pub async fn fetch_release(
     )
     .map_err(Error::io("writing the promoted manifest", &path))?;
     Ok(release)
+}
+
+fn unzip_bootstrap(zip_bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).map_err(|e| e.to_string())?;
+    let mut entry = archive
+        .by_name(crate::package::ENTRY_NAME)
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    entry.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn make_executable(path: &std::path::Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(Error::io("making bootstrap executable", path))?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn put_json(
