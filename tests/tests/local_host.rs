@@ -21,20 +21,34 @@ fn body(v: Value) -> Vec<u8> {
 
 async fn engine(dir: &std::path::Path, timeout: Duration) -> EngineHandle {
     let functions = vec![
-        probe_spec(FunctionName::Query, timeout, &[("EVENTS_TABLE", "t-events"), ("RUST_LOG", "info")]),
+        probe_spec(
+            FunctionName::Query,
+            timeout,
+            &[("EVENTS_TABLE", "t-events"), ("RUST_LOG", "info")],
+        ),
         probe_spec(FunctionName::Command, timeout, &[]),
     ];
-    let route = |method, path: &str| Route { method, path: path.into(), function: FunctionName::Query };
+    let route = |method, path: &str| Route {
+        method,
+        path: path.into(),
+        function: FunctionName::Query,
+    };
     let mut routes = stack::default_routes();
-    for path in ["/bare", "/cookies", "/binary", "/fail", "/slow", "/crash", "/bad"] {
+    for path in [
+        "/bare", "/cookies", "/binary", "/fail", "/slow", "/crash", "/bad",
+    ] {
         routes.push(route(HttpMethod::Get, path));
     }
     routes.push(route(HttpMethod::Post, "/echo"));
-    Engine::start(probe_engine(dir, FAKE_ENDPOINT, functions, routes)).await.expect("engine starts")
+    Engine::start(probe_engine(dir, FAKE_ENDPOINT, functions, routes))
+        .await
+        .expect("engine starts")
 }
 
 fn pid_of(out: &[u8]) -> u32 {
-    serde_json::from_slice::<Value>(out).unwrap()["pid"].as_u64().unwrap() as u32
+    serde_json::from_slice::<Value>(out).unwrap()["pid"]
+        .as_u64()
+        .unwrap() as u32
 }
 
 #[tokio::test]
@@ -42,15 +56,27 @@ async fn runtime_api_gives_context_headers_and_deployed_environment() {
     let dir = tempfile::tempdir().unwrap();
     let eng = engine(dir.path(), Duration::from_secs(7)).await;
     let host = eng.host();
-    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    let first = host.invoke(FunctionName::Query, body(json!({"hello": 1}))).await.expect("invocation succeeds");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let first = host
+        .invoke(FunctionName::Query, body(json!({"hello": 1})))
+        .await
+        .expect("invocation succeeds");
     assert!(first.cold_start);
     let v: Value = serde_json::from_slice(&first.body).unwrap();
     assert_eq!(v["payload"], json!({"hello": 1}));
     assert_eq!(v["requestId"], first.request_id);
     let deadline = v["deadlineMs"].as_u64().unwrap();
-    assert!(deadline > before && deadline <= before + 7_000 + 5_000, "deadline {deadline} vs {before}");
-    assert_eq!(v["invokedFunctionArn"], "arn:aws:lambda:us-east-1:123456789012:function:probe-query");
+    assert!(
+        deadline > before && deadline <= before + 7_000 + 5_000,
+        "deadline {deadline} vs {before}"
+    );
+    assert_eq!(
+        v["invokedFunctionArn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:probe-query"
+    );
     assert!(v["traceId"].as_str().unwrap().starts_with("Root=1-"));
     let env = &v["env"];
     assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "probe-query");
@@ -61,17 +87,31 @@ async fn runtime_api_gives_context_headers_and_deployed_environment() {
     assert_eq!(env["EVENTS_TABLE"], "t-events");
     assert_eq!(env["RUST_LOG"], "info");
     assert!(env["AWS_ACCESS_KEY_ID"].is_string());
-    assert!(env["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        env["AWS_LAMBDA_RUNTIME_API"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 
     // A warm process takes the next invocation.
-    let second = host.invoke(FunctionName::Query, body(json!({}))).await.unwrap();
+    let second = host
+        .invoke(FunctionName::Query, body(json!({})))
+        .await
+        .unwrap();
     assert!(!second.cold_start);
     assert_eq!(pid_of(&first.body), pid_of(&second.body));
     assert_ne!(first.request_id, second.request_id);
 
     let log = std::fs::read_to_string(host.log_path(FunctionName::Query).unwrap()).unwrap();
-    assert!(log.contains(&format!("START RequestId: {}", first.request_id)), "{log}");
-    assert!(log.contains(&format!("REPORT RequestId: {}", second.request_id)), "{log}");
+    assert!(
+        log.contains(&format!("START RequestId: {}", first.request_id)),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("REPORT RequestId: {}", second.request_id)),
+        "{log}"
+    );
     eng.stop().await;
 }
 
@@ -80,34 +120,70 @@ async fn errors_timeouts_and_crashes_are_reported_and_processes_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let eng = engine(dir.path(), Duration::from_secs(1)).await;
     let host = eng.host();
-    let warm = pid_of(&host.invoke(FunctionName::Query, body(json!({}))).await.unwrap().body);
+    let warm = pid_of(
+        &host
+            .invoke(FunctionName::Query, body(json!({})))
+            .await
+            .unwrap()
+            .body,
+    );
 
     // A handler error keeps the process.
-    match host.invoke(FunctionName::Query, body(json!({"fail": "boom"}))).await {
+    match host
+        .invoke(FunctionName::Query, body(json!({"fail": "boom"})))
+        .await
+    {
         Err(InvokeError::FunctionError { body, .. }) => assert!(body.contains("boom"), "{body}"),
         other => panic!("expected a function error, got {other:?}"),
     }
-    assert_eq!(pid_of(&host.invoke(FunctionName::Query, body(json!({}))).await.unwrap().body), warm);
+    assert_eq!(
+        pid_of(
+            &host
+                .invoke(FunctionName::Query, body(json!({})))
+                .await
+                .unwrap()
+                .body
+        ),
+        warm
+    );
 
     // A timeout kills the process; the next invocation gets a new one.
     let started = Instant::now();
-    match host.invoke(FunctionName::Query, body(json!({"sleepMs": 10_000}))).await {
+    match host
+        .invoke(FunctionName::Query, body(json!({"sleepMs": 10_000})))
+        .await
+    {
         Err(InvokeError::Timeout(t)) => assert_eq!(t, Duration::from_secs(1)),
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(eventually(Duration::from_secs(3), async || (!alive(warm)).then_some(())).await.is_some(), "timed-out process still alive");
-    let fresh = host.invoke(FunctionName::Query, body(json!({}))).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), async || (!alive(warm))
+            .then_some(()))
+        .await
+        .is_some(),
+        "timed-out process still alive"
+    );
+    let fresh = host
+        .invoke(FunctionName::Query, body(json!({})))
+        .await
+        .unwrap();
     assert!(fresh.cold_start);
     let fresh_pid = pid_of(&fresh.body);
     assert_ne!(fresh_pid, warm);
 
     // A crash is reported and the function keeps working.
-    match host.invoke(FunctionName::Query, body(json!({"crash": true}))).await {
+    match host
+        .invoke(FunctionName::Query, body(json!({"crash": true})))
+        .await
+    {
         Err(InvokeError::Crashed(_)) => {}
         other => panic!("expected a crash, got {other:?}"),
     }
-    let after = host.invoke(FunctionName::Query, body(json!({}))).await.unwrap();
+    let after = host
+        .invoke(FunctionName::Query, body(json!({})))
+        .await
+        .unwrap();
     assert_ne!(pid_of(&after.body), fresh_pid);
 
     let log = std::fs::read_to_string(host.log_path(FunctionName::Query).unwrap()).unwrap();
@@ -122,19 +198,32 @@ async fn concurrent_invocations_run_in_separate_processes_and_stop_leaves_none()
     let eng = engine(dir.path(), Duration::from_secs(10)).await;
     let host = eng.host();
     // Warm up one process so the timing below is not dominated by process start.
-    host.invoke(FunctionName::Query, body(json!({}))).await.unwrap();
+    host.invoke(FunctionName::Query, body(json!({})))
+        .await
+        .unwrap();
     let started = Instant::now();
     let calls = (0..3).map(|_| {
         let host = host.clone();
-        async move { host.invoke(FunctionName::Query, body(json!({"sleepMs": 800}))).await.unwrap() }
+        async move {
+            host.invoke(FunctionName::Query, body(json!({"sleepMs": 800})))
+                .await
+                .unwrap()
+        }
     });
     let outs = futures_join(calls).await;
     let elapsed = started.elapsed();
     let mut pids: Vec<u32> = outs.iter().map(|o| pid_of(&o.body)).collect();
     pids.sort_unstable();
     pids.dedup();
-    assert_eq!(pids.len(), 3, "each concurrent invocation had its own process");
-    assert!(elapsed < Duration::from_millis(2 * 800), "ran concurrently: {elapsed:?}");
+    assert_eq!(
+        pids.len(),
+        3,
+        "each concurrent invocation had its own process"
+    );
+    assert!(
+        elapsed < Duration::from_millis(2 * 800),
+        "ran concurrently: {elapsed:?}"
+    );
     assert_eq!(host.process_count(FunctionName::Query), 3);
 
     let all = host.process_ids(FunctionName::Query);
@@ -166,7 +255,9 @@ async fn gateway_maps_http_to_payload_2_0_and_back() {
 
     // Request mapping, seen by the function.
     let resp = http
-        .get(format!("{url}/aggregates/user-1/events?limit=2&tag=a&tag=b"))
+        .get(format!(
+            "{url}/aggregates/user-1/events?limit=2&tag=a&tag=b"
+        ))
         .header("X-Trace", "one")
         .header("Cookie", "session=abc; theme=dark")
         .send()
@@ -180,7 +271,10 @@ async fn gateway_maps_http_to_payload_2_0_and_back() {
     assert_eq!(ev["rawPath"], "/aggregates/user-1/events");
     assert_eq!(ev["rawQueryString"], "limit=2&tag=a&tag=b");
     assert_eq!(ev["pathParameters"], json!({"aggregateId": "user-1"}));
-    assert_eq!(ev["queryStringParameters"], json!({"limit": "2", "tag": "a,b"}));
+    assert_eq!(
+        ev["queryStringParameters"],
+        json!({"limit": "2", "tag": "a,b"})
+    );
     assert_eq!(ev["headers"]["x-trace"], "one");
     assert_eq!(ev["cookies"], json!(["session=abc", "theme=dark"]));
     assert_eq!(ev["requestContext"]["http"]["method"], "GET");
@@ -189,10 +283,28 @@ async fn gateway_maps_http_to_payload_2_0_and_back() {
     assert!(ev["requestContext"]["timeEpoch"].as_i64().unwrap() > 0);
 
     // Text and binary bodies.
-    let text: Value = http.post(format!("{url}/echo")).header("content-type", "application/json").body(r#"{"a":1}"#).send().await.unwrap().json().await.unwrap();
+    let text: Value = http
+        .post(format!("{url}/echo"))
+        .header("content-type", "application/json")
+        .body(r#"{"a":1}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(text["event"]["body"], r#"{"a":1}"#);
     assert_eq!(text["event"]["isBase64Encoded"], false);
-    let bin: Value = http.post(format!("{url}/echo")).header("content-type", "image/png").body(vec![0u8, 1, 2, 255]).send().await.unwrap().json().await.unwrap();
+    let bin: Value = http
+        .post(format!("{url}/echo"))
+        .header("content-type", "image/png")
+        .body(vec![0u8, 1, 2, 255])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(bin["event"]["body"], "AAEC/w==");
     assert_eq!(bin["event"]["isBase64Encoded"], true);
 
@@ -200,12 +312,25 @@ async fn gateway_maps_http_to_payload_2_0_and_back() {
     let bare = http.get(format!("{url}/bare")).send().await.unwrap();
     assert_eq!(bare.status(), 200);
     assert_eq!(bare.headers()["content-type"], "application/json");
-    assert_eq!(bare.json::<Value>().await.unwrap(), json!({"hello": "world"}));
+    assert_eq!(
+        bare.json::<Value>().await.unwrap(),
+        json!({"hello": "world"})
+    );
     let cookies = http.get(format!("{url}/cookies")).send().await.unwrap();
     assert_eq!(cookies.status(), 201);
-    let set: Vec<_> = cookies.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let set: Vec<_> = cookies
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
     assert_eq!(set, vec!["a=1; Path=/", "b=2"]);
-    let many: Vec<_> = cookies.headers().get_all("x-many").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let many: Vec<_> = cookies
+        .headers()
+        .get_all("x-many")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
     assert_eq!(many, vec!["a", "b"]);
     assert_eq!(cookies.headers()["content-type"], "text/plain");
     assert_eq!(cookies.text().await.unwrap(), "made");
@@ -215,18 +340,57 @@ async fn gateway_maps_http_to_payload_2_0_and_back() {
     // API Gateway's own answers.
     let nf = http.get(format!("{url}/nowhere")).send().await.unwrap();
     assert_eq!(nf.status(), 404);
-    assert_eq!(nf.json::<Value>().await.unwrap(), json!({"message": "Not Found"}));
+    assert_eq!(
+        nf.json::<Value>().await.unwrap(),
+        json!({"message": "Not Found"})
+    );
     let wrong = http.delete(format!("{url}/events")).send().await.unwrap();
     assert_eq!(wrong.status(), 405);
-    let big = http.post(format!("{url}/echo")).body(vec![b'x'; 10 * 1024 * 1024 + 1]).send().await.unwrap();
+    let big = http
+        .post(format!("{url}/echo"))
+        .body(vec![b'x'; 10 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(big.status(), 413);
     let fail = http.get(format!("{url}/fail")).send().await.unwrap();
     assert_eq!(fail.status(), 500);
-    assert_eq!(fail.json::<Value>().await.unwrap(), json!({"message": "Internal Server Error"}));
-    assert_eq!(http.get(format!("{url}/bad")).send().await.unwrap().status(), 500);
-    assert_eq!(http.get(format!("{url}/slow")).send().await.unwrap().status(), 504);
-    assert_eq!(http.get(format!("{url}/crash")).send().await.unwrap().status(), 500);
+    assert_eq!(
+        fail.json::<Value>().await.unwrap(),
+        json!({"message": "Internal Server Error"})
+    );
+    assert_eq!(
+        http.get(format!("{url}/bad"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        500
+    );
+    assert_eq!(
+        http.get(format!("{url}/slow"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        504
+    );
+    assert_eq!(
+        http.get(format!("{url}/crash"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        500
+    );
     // ... and the function still answers afterwards.
-    assert_eq!(http.get(format!("{url}/bare")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(format!("{url}/bare"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     eng.stop().await;
 }

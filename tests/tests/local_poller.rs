@@ -8,8 +8,8 @@ mod local_support;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use local_engine::endpoint::Endpoint;
 use local_engine::{Engine, EngineHandle, StreamSettings};
@@ -34,18 +34,65 @@ async fn fixture(dir: &std::path::Path, name: &str) -> Fixture {
         .create_table()
         .table_name(&table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("aggregate_id").attribute_type(ScalarAttributeType::S).build().unwrap())
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("version").attribute_type(ScalarAttributeType::N).build().unwrap())
-        .key_schema(KeySchemaElement::builder().attribute_name("aggregate_id").key_type(KeyType::Hash).build().unwrap())
-        .key_schema(KeySchemaElement::builder().attribute_name("version").key_type(KeyType::Range).build().unwrap())
-        .stream_specification(StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::NewImage).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("aggregate_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("version")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("aggregate_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("version")
+                .key_type(KeyType::Range)
+                .build()
+                .unwrap(),
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .expect("table created");
-    let stream_arn = out.table_description.unwrap().latest_stream_arn.expect("stream enabled");
+    let stream_arn = out
+        .table_description
+        .unwrap()
+        .latest_stream_arn
+        .expect("stream enabled");
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dlq_url = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url.unwrap();
-    Fixture { moto, sdk, table, stream_arn, dlq_url }
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    Fixture {
+        moto,
+        sdk,
+        table,
+        stream_arn,
+        dlq_url,
+    }
 }
 
 async fn put(f: &Fixture, id: &str, version: u32) {
@@ -72,7 +119,13 @@ fn mapping(bisect: bool, retries: u32) -> StreamMapping {
     }
 }
 
-async fn engine(f: &Fixture, state: &std::path::Path, out: &std::path::Path, mode: &str, mapping: StreamMapping) -> EngineHandle {
+async fn engine(
+    f: &Fixture,
+    state: &std::path::Path,
+    out: &std::path::Path,
+    mode: &str,
+    mapping: StreamMapping,
+) -> EngineHandle {
     let spec = probe_spec(
         FunctionName::Projector,
         Duration::from_secs(10),
@@ -98,13 +151,34 @@ fn delivered(out: &std::path::Path) -> Vec<Value> {
 }
 
 fn ids(out: &std::path::Path) -> Vec<String> {
-    delivered(out).iter().map(|v| format!("{}#{}", v["id"].as_str().unwrap(), v["record"]["dynamodb"]["Keys"]["version"]["N"].as_str().unwrap())).collect()
+    delivered(out)
+        .iter()
+        .map(|v| {
+            format!(
+                "{}#{}",
+                v["id"].as_str().unwrap(),
+                v["record"]["dynamodb"]["Keys"]["version"]["N"]
+                    .as_str()
+                    .unwrap()
+            )
+        })
+        .collect()
 }
 
 async fn dlq_messages(f: &Fixture) -> Vec<Value> {
     let sqs = aws_sdk_sqs::Client::new(&f.sdk);
-    let out = sqs.receive_message().queue_url(&f.dlq_url).max_number_of_messages(10).send().await.unwrap();
-    out.messages.unwrap_or_default().iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect()
+    let out = sqs
+        .receive_message()
+        .queue_url(&f.dlq_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    out.messages
+        .unwrap_or_default()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -126,14 +200,21 @@ async fn poison_record_goes_to_dlq_others_project_and_checkpoints_survive_restar
     })
     .await
     .expect("the healthy records are delivered");
-    assert_eq!(all, vec!["a1#1", "a1#2", "a2#1"], "in stream order, poison skipped");
+    assert_eq!(
+        all,
+        vec!["a1#1", "a1#2", "a2#1"],
+        "in stream order, poison skipped"
+    );
     let rec = &delivered(&out)[0]["record"];
     assert_eq!(rec["eventSource"], "aws:dynamodb");
     assert_eq!(rec["eventName"], "INSERT");
     assert_eq!(rec["awsRegion"], "us-east-1");
     assert_eq!(rec["eventSourceARN"], f.stream_arn.as_str());
     assert_eq!(rec["dynamodb"]["StreamViewType"], "NEW_IMAGE");
-    assert_eq!(rec["dynamodb"]["NewImage"]["event_type"]["S"], "user_created");
+    assert_eq!(
+        rec["dynamodb"]["NewImage"]["event_type"]["S"],
+        "user_created"
+    );
     assert!(rec["dynamodb"]["SequenceNumber"].is_string());
     assert!(rec["dynamodb"]["ApproximateCreationDateTime"].is_number());
 
@@ -149,7 +230,10 @@ async fn poison_record_goes_to_dlq_others_project_and_checkpoints_survive_restar
     assert_eq!(info["streamArn"], f.stream_arn.as_str());
     assert_eq!(info["startSequenceNumber"], info["endSequenceNumber"]);
     assert!(info["shardId"].is_string());
-    assert_eq!(msgs[0]["requestContext"]["condition"], "RetryAttemptsExhausted");
+    assert_eq!(
+        msgs[0]["requestContext"]["condition"],
+        "RetryAttemptsExhausted"
+    );
     assert_eq!(msgs[0]["requestContext"]["approximateInvokeCount"], 3);
     assert_eq!(msgs[0]["responseContext"]["functionError"], "Unhandled");
     let stats = eng.poller_stats().unwrap();
@@ -166,7 +250,11 @@ async fn poison_record_goes_to_dlq_others_project_and_checkpoints_survive_restar
     })
     .await
     .expect("the new record is delivered after a restart");
-    assert_eq!(got, vec!["a1#1", "a1#2", "a2#1", "a3#1"], "nothing delivered twice");
+    assert_eq!(
+        got,
+        vec!["a1#1", "a1#2", "a2#1", "a3#1"],
+        "nothing delivered twice"
+    );
     eng.stop().await;
 }
 
@@ -178,7 +266,14 @@ async fn batch_item_failures_resume_from_the_lowest_failed_record() {
     put(&f, "b1", 1).await;
     put(&f, "poison-2", 1).await;
     put(&f, "b2", 1).await;
-    let eng = engine(&f, &dir.path().join("state"), &out, "partial", mapping(false, 1)).await;
+    let eng = engine(
+        &f,
+        &dir.path().join("state"),
+        &out,
+        "partial",
+        mapping(false, 1),
+    )
+    .await;
     let msgs = eventually(Duration::from_secs(30), async || {
         let m = dlq_messages(&f).await;
         (!m.is_empty()).then_some(m)

@@ -52,15 +52,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 }
 
 async fn local(args: LocalArgs) -> anyhow::Result<ExitStatus> {
-    let plan = stack::config::load(&args.env.config_dir, &args.env.env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = stack::config::load(&args.env.config_dir, &args.env.env)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let Some(local) = &plan.local else {
-        anyhow::bail!("`bench local` needs a local environment; `{}` is not one", plan.env);
+        anyhow::bail!(
+            "`bench local` needs a local environment; `{}` is not one",
+            plan.env
+        );
     };
     let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
     let tools = crate::cli::repo_root().join(".local/tools");
-    let report = local_engine::bench::run(&plan, &endpoint_url, &crate::serve::dist_dir(&plan), args.samples.max(1), &tools)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:#}; deploy the local stack first with `cargo xtask deploy`"))?;
+    let report = local_engine::bench::run(
+        &plan,
+        &endpoint_url,
+        &crate::serve::dist_dir(&plan),
+        args.samples.max(1),
+        &tools,
+    )
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!("{e:#}; deploy the local stack first with `cargo xtask deploy`")
+    })?;
     match args.output {
         crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         crate::cli::OutputFormat::Text => print!("{report}"),
@@ -80,23 +92,34 @@ async fn hotswap(args: HotswapArgs) -> anyhow::Result<ExitStatus> {
     let clients = deployer::aws::Clients::from_sdk_config(&moto.sdk_config().await);
     let config = tmp.join("config");
     std::fs::create_dir_all(&config)?;
-    std::fs::copy(crate::cli::repo_root().join("config/defaults.yaml"), config.join("defaults.yaml"))?;
+    std::fs::copy(
+        crate::cli::repo_root().join("config/defaults.yaml"),
+        config.join("defaults.yaml"),
+    )?;
     let yaml = format!(
         "kind: local\nstack_name: bench-hotswap\nregion: us-east-1\nlocal:\n  gateway_port: {}\n  endpoint_port: {}\ndeploy:\n  hotswap: true\n",
         local_engine::endpoint::free_port()?,
         moto.port()
     );
     std::fs::write(config.join("bench.yaml"), yaml)?;
-    let (plan, template) = stack::load_checked(&config, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (plan, template) =
+        stack::load_checked(&config, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
     let bucket = deployer::artifacts::bucket_name(&plan, None);
-    let built = deployer::build::dist_dir(&deployer::build::default_target_dir(&crate::cli::repo_root()), "local");
+    let built = deployer::build::dist_dir(
+        &deployer::build::default_target_dir(&crate::cli::repo_root()),
+        "local",
+    );
     let ui = RecordingUi::new(Confirmation::Yes);
     let mut round = 0u32;
     // A release where the first `changed` functions differ from the last one deployed.
     let mut versions = [0u32; 3];
     let mut release = |changed: usize| -> anyhow::Result<deployer::build::Release> {
         round += 1;
-        let mut req = deployer::build::BuildRequest::for_plan(&plan, &crate::cli::repo_root(), &template.sha256)?;
+        let mut req = deployer::build::BuildRequest::for_plan(
+            &plan,
+            &crate::cli::repo_root(),
+            &template.sha256,
+        )?;
         req.target_dir = tmp.join(format!("target-{round}"));
         let mut binaries = std::collections::BTreeMap::new();
         for (i, f) in FunctionName::ALL.into_iter().enumerate() {
@@ -114,9 +137,15 @@ async fn hotswap(args: HotswapArgs) -> anyhow::Result<ExitStatus> {
     };
     let opts = deployer::deploy::DeployOptions::for_plan(&plan);
     let full = |r: deployer::build::Release| {
-        let (clients, plan, template, bucket, opts, ui) = (&clients, &plan, &template, &bucket, &opts, &ui);
+        let (clients, plan, template, bucket, opts, ui) =
+            (&clients, &plan, &template, &bucket, &opts, &ui);
         async move {
-            let req = deployer::deploy::DeployRequest { plan, template_body: &template.body, release: &r, bucket };
+            let req = deployer::deploy::DeployRequest {
+                plan,
+                template_body: &template.body,
+                release: &r,
+                bucket,
+            };
             let started = std::time::Instant::now();
             deployer::deploy::deploy(clients, req, opts, ui).await?;
             deployer::hotswap::reconcile(clients, plan, bucket, &r.manifest).await?;
@@ -131,9 +160,15 @@ async fn hotswap(args: HotswapArgs) -> anyhow::Result<ExitStatus> {
             full_ms.push(full(release(changed)?).await?.as_secs_f64() * 1000.0);
             let r = release(changed)?;
             let started = std::time::Instant::now();
-            let outcome = deployer::hotswap::hotswap(&clients, &plan, &template.body, &r, &bucket, &ui).await?;
+            let outcome =
+                deployer::hotswap::hotswap(&clients, &plan, &template.body, &r, &bucket, &ui)
+                    .await?;
             swap_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-            anyhow::ensure!(outcome.swapped.len() == changed, "expected {changed} swapped, got {}", outcome.swapped.len());
+            anyhow::ensure!(
+                outcome.swapped.len() == changed,
+                "expected {changed} swapped, got {}",
+                outcome.swapped.len()
+            );
             full(r).await?; // reconcile before the next round (not timed)
         }
         rows.push(serde_json::json!({
@@ -148,11 +183,15 @@ async fn hotswap(args: HotswapArgs) -> anyhow::Result<ExitStatus> {
     match args.output {
         crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         crate::cli::OutputFormat::Text => {
-            println!("hotswap vs full CloudFormation update (local endpoint, median wall time, uploads included)");
+            println!(
+                "hotswap vs full CloudFormation update (local endpoint, median wall time, uploads included)"
+            );
             for r in &rows {
                 println!(
                     "  {} function(s): full deploy {:>8.0} ms   hotswap {:>8.0} ms",
-                    r["changed_functions"], r["full_deploy_ms_median"].as_f64().unwrap_or(0.0), r["hotswap_ms_median"].as_f64().unwrap_or(0.0)
+                    r["changed_functions"],
+                    r["full_deploy_ms_median"].as_f64().unwrap_or(0.0),
+                    r["hotswap_ms_median"].as_f64().unwrap_or(0.0)
                 );
             }
         }

@@ -32,25 +32,58 @@ pub const DIFFERENCES: &[&str] = &[
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     let mut failed = false;
     let mut check = |ok: bool, required: bool, what: &str, detail: String| {
-        let mark = if ok { "ok  " } else if required { "FAIL" } else { "warn" };
+        let mark = if ok {
+            "ok  "
+        } else if required {
+            "FAIL"
+        } else {
+            "warn"
+        };
         println!("[{mark}] {what}: {detail}");
         failed |= required && !ok;
     };
 
     let python = version_of("python3", &["--version"]);
-    check(python.is_some(), true, "python3", python.unwrap_or_else(|| "not found; install python3 (Debian: apt-get install python3)".into()));
-    let venv = Command::new("python3").args(["-c", "import venv, ensurepip"]).output().is_ok_and(|o| o.status.success());
-    check(venv, true, "python3 venv module", if venv { "available".into() } else { "missing; Debian: apt-get install python3-venv".into() });
+    check(
+        python.is_some(),
+        true,
+        "python3",
+        python.unwrap_or_else(|| {
+            "not found; install python3 (Debian: apt-get install python3)".into()
+        }),
+    );
+    let venv = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    check(
+        venv,
+        true,
+        "python3 venv module",
+        if venv {
+            "available".into()
+        } else {
+            "missing; Debian: apt-get install python3-venv".into()
+        },
+    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let cargo_v = version_of(&cargo, &["--version"]);
-    check(cargo_v.is_some(), true, "cargo", cargo_v.unwrap_or_else(|| "not found; install Rust with rustup".into()));
+    check(
+        cargo_v.is_some(),
+        true,
+        "cargo",
+        cargo_v.unwrap_or_else(|| "not found; install Rust with rustup".into()),
+    );
     let moto = local_engine::endpoint::venv_dir().join("bin/moto_server");
     check(
         moto.exists(),
         false,
         "local endpoint (moto)",
         if moto.exists() {
-            format!("installed in {}", local_engine::endpoint::venv_dir().display())
+            format!(
+                "installed in {}",
+                local_engine::endpoint::venv_dir().display()
+            )
         } else {
             "not installed yet; `cargo xtask deploy` installs it on first use (needs the Python package index)".into()
         },
@@ -59,30 +92,92 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     match stack::config::load(&args.env.config_dir, &args.env.env) {
         Err(e) => check(false, true, "config", e.to_string()),
         Ok(plan) => match &plan.local {
-            None => check(true, false, "environment", format!("`{}` is an AWS environment; the local checks do not apply", plan.env)),
+            None => check(
+                true,
+                false,
+                "environment",
+                format!(
+                    "`{}` is an AWS environment; the local checks do not apply",
+                    plan.env
+                ),
+            ),
             Some(local) => {
                 let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
                 let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
                 let endpoint_up = answers(&format!("{endpoint_url}/moto-api/")).await;
                 let port_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
                 if endpoint_up {
-                    check(true, true, "endpoint port", format!("{} in use by the local endpoint ({endpoint_url} answers)", local.endpoint_port));
+                    check(
+                        true,
+                        true,
+                        "endpoint port",
+                        format!(
+                            "{} in use by the local endpoint ({endpoint_url} answers)",
+                            local.endpoint_port
+                        ),
+                    );
                 } else if port_free(local.endpoint_port) {
-                    check(true, true, "endpoint port", format!("{} free (the endpoint is not running)", local.endpoint_port));
+                    check(
+                        true,
+                        true,
+                        "endpoint port",
+                        format!("{} free (the endpoint is not running)", local.endpoint_port),
+                    );
                 } else {
-                    check(false, true, "endpoint port", format!("{} is used by another program; free it or change local.endpoint_port in {}", local.endpoint_port, plan.config_path.display()));
+                    check(
+                        false,
+                        true,
+                        "endpoint port",
+                        format!(
+                            "{} is used by another program; free it or change local.endpoint_port in {}",
+                            local.endpoint_port,
+                            plan.config_path.display()
+                        ),
+                    );
                 }
                 let engine_pid = local_engine::daemon::running_pid(&paths);
                 let gateway_url = format!("http://127.0.0.1:{}", local.gateway_port);
                 if let Some(pid) = engine_pid {
                     let healthy = answers(&format!("{gateway_url}/health")).await;
-                    check(healthy, true, "gateway port", format!("{} in use by the local engine (pid {pid}); /health {}", local.gateway_port, if healthy { "answers" } else { "does not answer: see `cargo xtask logs` and the engine log" }));
+                    check(
+                        healthy,
+                        true,
+                        "gateway port",
+                        format!(
+                            "{} in use by the local engine (pid {pid}); /health {}",
+                            local.gateway_port,
+                            if healthy {
+                                "answers"
+                            } else {
+                                "does not answer: see `cargo xtask logs` and the engine log"
+                            }
+                        ),
+                    );
                 } else if port_free(local.gateway_port) {
-                    check(true, true, "gateway port", format!("{} free (the engine is not running)", local.gateway_port));
+                    check(
+                        true,
+                        true,
+                        "gateway port",
+                        format!("{} free (the engine is not running)", local.gateway_port),
+                    );
                 } else {
-                    check(false, true, "gateway port", format!("{} is used by another program; free it or change local.gateway_port in {}", local.gateway_port, plan.config_path.display()));
+                    check(
+                        false,
+                        true,
+                        "gateway port",
+                        format!(
+                            "{} is used by another program; free it or change local.gateway_port in {}",
+                            local.gateway_port,
+                            plan.config_path.display()
+                        ),
+                    );
                 }
-                check(true, false, "state directory", paths.root.display().to_string());
+                check(
+                    true,
+                    false,
+                    "state directory",
+                    paths.root.display().to_string(),
+                );
             }
         },
     }
@@ -91,18 +186,35 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     for d in DIFFERENCES {
         println!("  - {d}");
     }
-    Ok(if failed { ExitStatus::Failed } else { ExitStatus::Success })
+    Ok(if failed {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Success
+    })
 }
 
 fn version_of(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd).args(args).output().ok()?;
     out.status.success().then(|| {
-        let text = if out.stdout.is_empty() { out.stderr } else { out.stdout };
+        let text = if out.stdout.is_empty() {
+            out.stderr
+        } else {
+            out.stdout
+        };
         String::from_utf8_lossy(&text).trim().to_string()
     })
 }
 
 async fn answers(url: &str) -> bool {
-    let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(2)).build() else { return false };
-    client.get(url).send().await.is_ok_and(|r| r.status().is_success())
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return false;
+    };
+    client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }

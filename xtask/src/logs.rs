@@ -28,7 +28,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let plan = stack::config::load(&args.env.config_dir, &args.env.env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = stack::config::load(&args.env.config_dir, &args.env.env)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let functions: Vec<FunctionName> = match args.function {
         Some(f) => vec![f],
         None => FunctionName::ALL.to_vec(),
@@ -45,7 +46,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Failed);
     }
     let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
-    let files: Vec<(FunctionName, std::path::PathBuf)> = functions.iter().map(|f| (*f, paths.function_log(*f))).collect();
+    let files: Vec<(FunctionName, std::path::PathBuf)> = functions
+        .iter()
+        .map(|f| (*f, paths.function_log(*f)))
+        .collect();
     if !args.follow && files.iter().all(|(_, p)| !p.exists()) {
         println!(
             "no function logs yet in {} (they appear once the local engine has invoked a function; run `cargo xtask deploy`)",
@@ -68,7 +72,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     }
     loop {
         for (i, (f, path)) in files.iter().enumerate() {
-            let Ok(mut file) = std::fs::File::open(path) else { continue };
+            let Ok(mut file) = std::fs::File::open(path) else {
+                continue;
+            };
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             if len < offsets[i] {
                 offsets[i] = 0; // truncated or recreated
@@ -76,7 +82,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
             if len == offsets[i] {
                 continue;
             }
-            file.seek(SeekFrom::Start(offsets[i])).context("reading the log")?;
+            file.seek(SeekFrom::Start(offsets[i]))
+                .context("reading the log")?;
             let mut buf = String::new();
             file.read_to_string(&mut buf).context("reading the log")?;
             // Print only whole lines; keep a partial last line for the next round.

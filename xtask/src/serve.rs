@@ -44,7 +44,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
             plan.env
         );
     };
-    let endpoint_url = args.endpoint_url.unwrap_or_else(|| format!("http://127.0.0.1:{}", local.endpoint_port));
+    let endpoint_url = args
+        .endpoint_url
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", local.endpoint_port));
     let state_dir = local_engine::state::state_dir(&plan.env);
     let dist = args.dist_dir.unwrap_or_else(|| dist_dir(&plan));
     let mut cfg = EngineConfig::from_deployed(&plan, &endpoint_url, &state_dir, &dist)
@@ -53,7 +55,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     if let Some(port) = args.port {
         cfg.gateway_port = port;
     }
-    let engine = Engine::start(cfg).await.context("starting the local engine")?;
+    let engine = Engine::start(cfg)
+        .await
+        .context("starting the local engine")?;
     eprintln!(
         "local engine: gateway {} -> functions from {}; endpoint {endpoint_url}; logs in {}",
         engine.url(),
@@ -74,7 +78,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 
 /// `<target dir>/xtask/dist/<env>`, where the deployer's build step writes binaries and manifest.
 pub fn dist_dir(plan: &Plan) -> PathBuf {
-    deployer::build::dist_dir(&deployer::build::default_target_dir(&crate::cli::repo_root()), &plan.env)
+    deployer::build::dist_dir(
+        &deployer::build::default_target_dir(&crate::cli::repo_root()),
+        &plan.env,
+    )
 }
 
 /// Starts the local engine in the background for a deployed local stack (restarting a running one so new
@@ -109,11 +116,15 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
         "--dist-dir".into(),
         dist_dir(plan).display().to_string(),
     ];
-    let log_start = std::fs::metadata(paths.engine_log()).map(|m| m.len()).unwrap_or(0);
+    let log_start = std::fs::metadata(paths.engine_log())
+        .map(|m| m.len())
+        .unwrap_or(0);
     let started = Instant::now();
     let pid = local_engine::daemon::spawn_detached(&paths, &exe, &args)?;
     let url = format!("http://127.0.0.1:{}", local.gateway_port);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     loop {
         if let Ok(resp) = client.get(format!("{url}/health")).send().await
             && resp.status().is_success()
@@ -127,7 +138,9 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
         }
         if !local_engine::daemon::is_alive(pid) {
             let log = std::fs::read(paths.engine_log()).unwrap_or_default();
-            let tail = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..]).trim().to_string();
+            let tail = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..])
+                .trim()
+                .to_string();
             let _ = std::fs::remove_file(paths.engine_pid());
             return Err(local_engine::daemon::DaemonError::Exited {
                 status: "before serving /health".into(),
@@ -164,9 +177,11 @@ fn current_exe() -> anyhow::Result<PathBuf> {
 /// no function process behind. Doing nothing when none runs is not an error.
 pub async fn stop_background(plan: &Plan) -> anyhow::Result<()> {
     let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
-    let stopped = tokio::task::spawn_blocking(move || local_engine::daemon::stop(&paths, Duration::from_secs(10)))
-        .await
-        .context("stopping the local engine")?;
+    let stopped = tokio::task::spawn_blocking(move || {
+        local_engine::daemon::stop(&paths, Duration::from_secs(10))
+    })
+    .await
+    .context("stopping the local engine")?;
     if stopped {
         eprintln!("local engine: stopped");
     }

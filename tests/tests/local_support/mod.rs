@@ -17,11 +17,23 @@ pub fn probe_binary() -> PathBuf {
     PROBE
         .get_or_init(|| {
             let out = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "local-engine", "--example", "runtime_probe", "--message-format=json"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "local-engine",
+                    "--example",
+                    "runtime_probe",
+                    "--message-format=json",
+                ])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .output()
                 .expect("cargo runs");
-            assert!(out.status.success(), "building the probe failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "building the probe failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -38,7 +50,10 @@ pub fn probe_spec(name: FunctionName, timeout: Duration, env: &[(&str, &str)]) -
         name,
         function_name: format!("probe-{name}"),
         binary: probe_binary(),
-        environment: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        environment: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
         memory_mb: 256,
         timeout,
         max_processes: 4,
@@ -46,7 +61,12 @@ pub fn probe_spec(name: FunctionName, timeout: Duration, env: &[(&str, &str)]) -
 }
 
 /// An engine config with the probe as every given function, no poller, a free gateway port.
-pub fn probe_engine(state_dir: &Path, endpoint_url: &str, functions: Vec<FunctionSpec>, routes: Vec<stack::Route>) -> EngineConfig {
+pub fn probe_engine(
+    state_dir: &Path,
+    endpoint_url: &str,
+    functions: Vec<FunctionSpec>,
+    routes: Vec<stack::Route>,
+) -> EngineConfig {
     EngineConfig {
         env: "test".into(),
         endpoint_url: endpoint_url.into(),

@@ -43,7 +43,12 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
         std::process::exit(3);
     }
     let env: serde_json::Map<String, Value> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("PROBE_") || k == "RUST_LOG" || k == "EVENTS_TABLE")
+        .filter(|(k, _)| {
+            k.starts_with("AWS_")
+                || k.starts_with("PROBE_")
+                || k == "RUST_LOG"
+                || k == "EVENTS_TABLE"
+        })
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     Ok(json!({
@@ -68,8 +73,10 @@ async fn http(event: Value) -> Result<Value, Error> {
             "cookies": ["a=1; Path=/", "b=2"],
             "body": "made",
         }),
-        "/binary" => json!({"statusCode": 200, "headers": {"content-type": "application/octet-stream"},
-                            "body": "AAEC/w==", "isBase64Encoded": true}),
+        "/binary" => {
+            json!({"statusCode": 200, "headers": {"content-type": "application/octet-stream"},
+                            "body": "AAEC/w==", "isBase64Encoded": true})
+        }
         "/fail" => return Err("failing on purpose".into()),
         "/slow" => {
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
@@ -90,7 +97,9 @@ fn stream(records: &[Value]) -> Result<Value, Error> {
     let mut failures = Vec::new();
     let mut ok = Vec::new();
     for r in records {
-        let id = r["dynamodb"]["Keys"]["aggregate_id"]["S"].as_str().unwrap_or_default();
+        let id = r["dynamodb"]["Keys"]["aggregate_id"]["S"]
+            .as_str()
+            .unwrap_or_default();
         if id.starts_with("poison") {
             if !partial {
                 return Err(format!("poison record {id}").into());
@@ -101,7 +110,10 @@ fn stream(records: &[Value]) -> Result<Value, Error> {
         }
     }
     if let Ok(path) = std::env::var("PROBE_OUT") {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         for line in ok {
             writeln!(f, "{line}")?;
         }

@@ -30,7 +30,12 @@ impl Latency {
         d.sort_unstable();
         let ms = |x: Duration| x.as_secs_f64() * 1000.0;
         let n = d.len().max(1);
-        let at = |p: usize| d.get(((n * p) / 100).min(n - 1)).copied().map(ms).unwrap_or(0.0);
+        let at = |p: usize| {
+            d.get(((n * p) / 100).min(n - 1))
+                .copied()
+                .map(ms)
+                .unwrap_or(0.0)
+        };
         Latency {
             samples: d.len(),
             p50_ms: at(50),
@@ -42,7 +47,11 @@ impl Latency {
 
 impl std::fmt::Display for Latency {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "p50 {:7.2} ms  p99 {:7.2} ms  mean {:7.2} ms  (n={})", self.p50_ms, self.p99_ms, self.mean_ms, self.samples)
+        write!(
+            f,
+            "p50 {:7.2} ms  p99 {:7.2} ms  mean {:7.2} ms  (n={})",
+            self.p50_ms, self.p99_ms, self.mean_ms, self.samples
+        )
     }
 }
 
@@ -60,9 +69,20 @@ pub struct LocalBench {
 
 impl std::fmt::Display for LocalBench {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "local engine benchmark (same machine, one run; DynamoDB is moto: not AWS speed)")?;
-        writeln!(f, "  GET /health through the gateway      {}", self.gateway_health)?;
-        writeln!(f, "  same event, host invoke (no gateway) {}", self.direct_invoke_health)?;
+        writeln!(
+            f,
+            "local engine benchmark (same machine, one run; DynamoDB is moto: not AWS speed)"
+        )?;
+        writeln!(
+            f,
+            "  GET /health through the gateway      {}",
+            self.gateway_health
+        )?;
+        writeln!(
+            f,
+            "  same event, host invoke (no gateway) {}",
+            self.direct_invoke_health
+        )?;
         writeln!(
             f,
             "  gateway overhead (p50)               {:.2} ms",
@@ -78,7 +98,13 @@ impl std::fmt::Display for LocalBench {
 }
 
 /// Runs the benchmark against a deployed local stack. `samples` requests per latency figure.
-pub async fn run(plan: &Plan, endpoint_url: &str, dist: &Path, samples: usize, tools_dir: &Path) -> anyhow::Result<LocalBench> {
+pub async fn run(
+    plan: &Plan,
+    endpoint_url: &str,
+    dist: &Path,
+    samples: usize,
+    tools_dir: &Path,
+) -> anyhow::Result<LocalBench> {
     let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
     let paths = crate::state::StatePaths::new(crate::state::state_dir(&plan.env));
     let daemon = crate::daemon::running_pid(&paths);
@@ -95,14 +121,23 @@ pub async fn run(plan: &Plan, endpoint_url: &str, dist: &Path, samples: usize, t
     result
 }
 
-async fn measure(plan: &Plan, engine: &crate::EngineHandle, daemon: bool, samples: usize, tools_dir: &Path) -> anyhow::Result<LocalBench> {
+async fn measure(
+    plan: &Plan,
+    engine: &crate::EngineHandle,
+    daemon: bool,
+    samples: usize,
+    tools_dir: &Path,
+) -> anyhow::Result<LocalBench> {
     let http = reqwest::Client::new();
     let url = engine.url().to_string();
     let host = engine.host();
 
     // Warm up enough processes that neither path pays a cold start.
     for _ in 0..10 {
-        http.get(format!("{url}/health")).send().await?.error_for_status()?;
+        http.get(format!("{url}/health"))
+            .send()
+            .await?
+            .error_for_status()?;
     }
     let mut gw = Vec::with_capacity(samples);
     for _ in 0..samples {
@@ -125,13 +160,22 @@ async fn measure(plan: &Plan, engine: &crate::EngineHandle, daemon: bool, sample
         method: "GET".into(),
         path: "/health".into(),
         raw_query: String::new(),
-        headers: vec![("host".into(), url.trim_start_matches("http://").into()), ("user-agent".into(), "xtask-bench".into())],
+        headers: vec![
+            ("host".into(), url.trim_start_matches("http://").into()),
+            ("user-agent".into(), "xtask-bench".into()),
+        ],
         body: Bytes::new(),
         source_ip: "127.0.0.1".into(),
         protocol: "HTTP/1.1".into(),
     };
-    let route = gateway::match_route(&gw_cfg.routes, "GET", "/health").map_err(|e| anyhow::anyhow!("no /health route: {e:?}"))?;
-    let event = serde_json::to_vec(&gateway::to_event(&gw_cfg, &req, &route, chrono::Utc::now()))?;
+    let route = gateway::match_route(&gw_cfg.routes, "GET", "/health")
+        .map_err(|e| anyhow::anyhow!("no /health route: {e:?}"))?;
+    let event = serde_json::to_vec(&gateway::to_event(
+        &gw_cfg,
+        &req,
+        &route,
+        chrono::Utc::now(),
+    ))?;
     let mut direct = Vec::with_capacity(samples);
     for _ in 0..samples {
         let t = Instant::now();
@@ -149,9 +193,17 @@ async fn measure(plan: &Plan, engine: &crate::EngineHandle, daemon: bool, sample
     for i in 0..20 {
         let id = format!("bench-{}-{i}", uuid::Uuid::now_v7().simple());
         let body = serde_json::json!({"aggregateId": id, "eventType": "user_created", "eventData": {"name": "Bench", "email": "bench@example.com"}});
-        let resp = http.post(format!("{api}/events")).json(&body).send().await?;
+        let resp = http
+            .post(format!("{api}/events"))
+            .json(&body)
+            .send()
+            .await?;
         if !resp.status().is_success() {
-            note = Some(format!("POST /events answered {}: {}", resp.status(), resp.text().await.unwrap_or_default()));
+            note = Some(format!(
+                "POST /events answered {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            ));
             break;
         }
         let posted = Instant::now();
@@ -182,8 +234,10 @@ async fn measure(plan: &Plan, engine: &crate::EngineHandle, daemon: bool, sample
 }
 
 fn cargo_lambda_note(tools_dir: &Path) -> String {
-    let candidates: Vec<PathBuf> =
-        vec![tools_dir.join("cargo-lambda/bin/cargo-lambda"), tools_dir.join("cargo-lambda/bin/cargo-lambda3")];
+    let candidates: Vec<PathBuf> = vec![
+        tools_dir.join("cargo-lambda/bin/cargo-lambda"),
+        tools_dir.join("cargo-lambda/bin/cargo-lambda3"),
+    ];
     match candidates.iter().find(|p| p.exists()) {
         None => format!(
             "skipped: cargo-lambda is not installed in {} (the deployer installs it there for release builds)",

@@ -20,33 +20,67 @@ use crate::state::StatePaths;
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot start the local engine `{exe}`: {source}")]
-    Spawn { exe: PathBuf, source: std::io::Error },
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the local engine did not answer on {url} within {secs} s; see its log at {log}")]
-    NotReady { url: String, secs: u64, log: PathBuf },
+    NotReady {
+        url: String,
+        secs: u64,
+        log: PathBuf,
+    },
     #[error("the local engine exited during start-up ({status}); see its log at {log}:\n{tail}")]
-    Exited { status: String, log: PathBuf, tail: String },
+    Exited {
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("state file {path}: {source}")]
-    State { path: PathBuf, source: std::io::Error },
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Starts `exe args...` detached, in its own session, with stdout/stderr appended to the engine log, and
 /// records its pid. Returns the pid.
 pub fn spawn_detached(paths: &StatePaths, exe: &Path, args: &[String]) -> Result<u32, DaemonError> {
-    std::fs::create_dir_all(&paths.root).map_err(|source| DaemonError::State { path: paths.root.clone(), source })?;
+    std::fs::create_dir_all(&paths.root).map_err(|source| DaemonError::State {
+        path: paths.root.clone(),
+        source,
+    })?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(paths.engine_log())
-        .map_err(|source| DaemonError::State { path: paths.engine_log(), source })?;
-    let err = log.try_clone().map_err(|source| DaemonError::State { path: paths.engine_log(), source })?;
+        .map_err(|source| DaemonError::State {
+            path: paths.engine_log(),
+            source,
+        })?;
+    let err = log.try_clone().map_err(|source| DaemonError::State {
+        path: paths.engine_log(),
+        source,
+    })?;
     // `setsid` (util-linux) execs the program as the leader of a new session, so its pid is the engine's
     // pid and its process group holds the engine and every function process it starts.
     let mut cmd = Command::new("setsid");
-    cmd.arg(exe).args(args).stdin(Stdio::null()).stdout(log).stderr(err);
-    let child = cmd.spawn().map_err(|source| DaemonError::Spawn { exe: exe.to_path_buf(), source })?;
+    cmd.arg(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    let child = cmd.spawn().map_err(|source| DaemonError::Spawn {
+        exe: exe.to_path_buf(),
+        source,
+    })?;
     let pid = child.id();
-    crate::state::write_atomic(&paths.engine_pid(), pid.to_string().as_bytes())
-        .map_err(|source| DaemonError::State { path: paths.engine_pid(), source })?;
+    crate::state::write_atomic(&paths.engine_pid(), pid.to_string().as_bytes()).map_err(
+        |source| DaemonError::State {
+            path: paths.engine_pid(),
+            source,
+        },
+    )?;
     // The child is reaped by nobody if we exit first; that is fine for a daemon (init adopts it). While we
     // live, a thread reaps it so a crash during start-up shows as "exited" rather than a zombie.
     std::thread::spawn(move || {
@@ -58,7 +92,11 @@ pub fn spawn_detached(paths: &StatePaths, exe: &Path, args: &[String]) -> Result
 
 /// The pid of the background engine, if its pid file names a live process.
 pub fn running_pid(paths: &StatePaths) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(paths.engine_pid()).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(paths.engine_pid())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     is_alive(pid).then_some(pid)
 }
 
@@ -66,7 +104,10 @@ pub fn running_pid(paths: &StatePaths) -> Option<u32> {
 pub fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state is the field after the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s != "Z"),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z"),
         Err(_) => false,
     }
 }
@@ -96,14 +137,21 @@ pub fn stop(paths: &StatePaths, grace: Duration) -> bool {
 
 /// Pids of the processes in a process group (the engine's functions, for tests and `doctor`).
 pub fn group_members(pgid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
-                stat.rsplit_once(')')
-                    .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
-                    .is_some_and(|f| f.first() != Some(&"Z") && f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid))
-            })
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .is_some_and(|stat| {
+                    stat.rsplit_once(')')
+                        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+                        .is_some_and(|f| {
+                            f.first() != Some(&"Z")
+                                && f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
+                        })
+                })
         })
         .collect()
 }

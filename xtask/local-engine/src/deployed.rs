@@ -23,33 +23,68 @@ use crate::host::{DEFAULT_POOL_SIZE, FunctionSpec};
 /// and the message; the fix is always to (re)deploy.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployedError {
-    #[error("stack `{stack}` is not deployed on {endpoint}: {detail}; run `cargo xtask deploy` first")]
-    NoStack { stack: String, endpoint: String, detail: String },
+    #[error(
+        "stack `{stack}` is not deployed on {endpoint}: {detail}; run `cargo xtask deploy` first"
+    )]
+    NoStack {
+        stack: String,
+        endpoint: String,
+        detail: String,
+    },
     #[error("stack `{stack}` has no output `{output}`; redeploy with `cargo xtask deploy`")]
     MissingOutput { stack: String, output: String },
-    #[error("function `{function}` is not deployed on {endpoint}: {detail}; run `cargo xtask deploy`")]
-    NoFunction { function: String, endpoint: String, detail: String },
-    #[error("cannot read the release manifest {path}: {detail}; run `cargo xtask deploy` to build it")]
+    #[error(
+        "function `{function}` is not deployed on {endpoint}: {detail}; run `cargo xtask deploy`"
+    )]
+    NoFunction {
+        function: String,
+        endpoint: String,
+        detail: String,
+    },
+    #[error(
+        "cannot read the release manifest {path}: {detail}; run `cargo xtask deploy` to build it"
+    )]
     Manifest { path: PathBuf, detail: String },
     #[error("cannot read the built binary {path}: {detail}; run `cargo xtask deploy` to build it")]
     Binary { path: PathBuf, detail: String },
-    #[error("{what} of `{function}` does not match the release manifest (expected {expected}, found {found}); run `cargo xtask deploy` so the endpoint, the manifest and the binaries agree")]
-    Mismatch { function: String, what: &'static str, expected: String, found: String },
+    #[error(
+        "{what} of `{function}` does not match the release manifest (expected {expected}, found {found}); run `cargo xtask deploy` so the endpoint, the manifest and the binaries agree"
+    )]
+    Mismatch {
+        function: String,
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
 }
 
 /// The stack's outputs, by name.
-pub async fn stack_outputs(sdk: &aws_config::SdkConfig, stack_name: &str, endpoint: &str) -> Result<BTreeMap<String, String>, DeployedError> {
+pub async fn stack_outputs(
+    sdk: &aws_config::SdkConfig,
+    stack_name: &str,
+    endpoint: &str,
+) -> Result<BTreeMap<String, String>, DeployedError> {
     let cfn = aws_sdk_cloudformation::Client::new(sdk);
-    let out = cfn.describe_stacks().stack_name(stack_name).send().await.map_err(|e| DeployedError::NoStack {
-        stack: stack_name.to_string(),
-        endpoint: endpoint.to_string(),
-        detail: aws_sdk_cloudformation::error::DisplayErrorContext(e).to_string(),
-    })?;
-    let stack = out.stacks.unwrap_or_default().into_iter().next().ok_or_else(|| DeployedError::NoStack {
-        stack: stack_name.to_string(),
-        endpoint: endpoint.to_string(),
-        detail: "DescribeStacks returned no stack".into(),
-    })?;
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack_name)
+        .send()
+        .await
+        .map_err(|e| DeployedError::NoStack {
+            stack: stack_name.to_string(),
+            endpoint: endpoint.to_string(),
+            detail: aws_sdk_cloudformation::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let stack = out
+        .stacks
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .ok_or_else(|| DeployedError::NoStack {
+            stack: stack_name.to_string(),
+            endpoint: endpoint.to_string(),
+            detail: "DescribeStacks returned no stack".into(),
+        })?;
     Ok(stack
         .outputs
         .unwrap_or_default()
@@ -78,34 +113,52 @@ pub async fn function_specs(
     let manifest: serde_json::Value = std::fs::read(&manifest_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|detail| DeployedError::Manifest { path: manifest_path.clone(), detail })?;
+        .map_err(|detail| DeployedError::Manifest {
+            path: manifest_path.clone(),
+            detail,
+        })?;
     let lambda = aws_sdk_lambda::Client::new(sdk);
     let mut specs = Vec::new();
     for fplan in &plan.functions {
         let name = fplan.name;
-        let function_name =
-            outputs.get(&outputs::function_name(name)).cloned().unwrap_or_else(|| fplan.function_name.clone());
+        let function_name = outputs
+            .get(&outputs::function_name(name))
+            .cloned()
+            .unwrap_or_else(|| fplan.function_name.clone());
         let entry = &manifest["functions"][name.as_str()];
         let field = |key: &str| {
-            entry[key].as_str().map(str::to_string).ok_or_else(|| DeployedError::Manifest {
-                path: manifest_path.clone(),
-                detail: format!("no functions.{name}.{key}"),
-            })
+            entry[key]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| DeployedError::Manifest {
+                    path: manifest_path.clone(),
+                    detail: format!("no functions.{name}.{key}"),
+                })
         };
         let (binary_sha, zip_sha) = (field("binary_sha256")?, field("zip_sha256")?);
         let binary = dist.join(name.as_str()).join("bootstrap");
-        let found = sha256_file(&binary)
-            .map_err(|e| DeployedError::Binary { path: binary.clone(), detail: e.to_string() })?;
+        let found = sha256_file(&binary).map_err(|e| DeployedError::Binary {
+            path: binary.clone(),
+            detail: e.to_string(),
+        })?;
         if found != binary_sha {
-            return Err(DeployedError::Mismatch { function: name.to_string(), what: "the binary's SHA-256", expected: binary_sha, found });
+            return Err(DeployedError::Mismatch {
+                function: name.to_string(),
+                what: "the binary's SHA-256",
+                expected: binary_sha,
+                found,
+            });
         }
-        let cfg = lambda.get_function_configuration().function_name(&function_name).send().await.map_err(|e| {
-            DeployedError::NoFunction {
+        let cfg = lambda
+            .get_function_configuration()
+            .function_name(&function_name)
+            .send()
+            .await
+            .map_err(|e| DeployedError::NoFunction {
                 function: function_name.clone(),
                 endpoint: endpoint.to_string(),
                 detail: aws_sdk_lambda::error::DisplayErrorContext(e).to_string(),
-            }
-        })?;
+            })?;
         let expected_code = hex::decode(&zip_sha)
             .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
             .unwrap_or_default();
@@ -134,7 +187,11 @@ pub async fn function_specs(
             binary,
             environment,
             memory_mb: cfg.memory_size.map(|m| m as u32).unwrap_or(fplan.memory_mb),
-            timeout: Duration::from_secs(cfg.timeout.map(|t| t as u64).unwrap_or(fplan.timeout_seconds as u64)),
+            timeout: Duration::from_secs(
+                cfg.timeout
+                    .map(|t| t as u64)
+                    .unwrap_or(fplan.timeout_seconds as u64),
+            ),
             max_processes,
         });
     }
@@ -149,10 +206,16 @@ pub async fn events_stream_arn(
     plan: &Plan,
     outs: &BTreeMap<String, String>,
 ) -> Result<String, DeployedError> {
-    let table = outs.get(outputs::EVENTS_TABLE).cloned().unwrap_or_else(|| plan.events_table.table_name.clone());
+    let table = outs
+        .get(outputs::EVENTS_TABLE)
+        .cloned()
+        .unwrap_or_else(|| plan.events_table.table_name.clone());
     let missing = |detail: String| DeployedError::MissingOutput {
         stack: plan.stack_name.clone(),
-        output: format!("{} (and table `{table}` has no stream: {detail})", outputs::EVENTS_STREAM_ARN),
+        output: format!(
+            "{} (and table `{table}` has no stream: {detail})",
+            outputs::EVENTS_STREAM_ARN
+        ),
     };
     let out = aws_sdk_dynamodb::Client::new(sdk)
         .describe_table()
@@ -186,9 +249,16 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// The output, or an error naming it.
-pub fn require_output(outputs: &BTreeMap<String, String>, stack: &str, name: &str) -> Result<String, DeployedError> {
+pub fn require_output(
+    outputs: &BTreeMap<String, String>,
+    stack: &str,
+    name: &str,
+) -> Result<String, DeployedError> {
     outputs
         .get(name)
         .cloned()
-        .ok_or_else(|| DeployedError::MissingOutput { stack: stack.to_string(), output: name.to_string() })
+        .ok_or_else(|| DeployedError::MissingOutput {
+            stack: stack.to_string(),
+            output: name.to_string(),
+        })
 }

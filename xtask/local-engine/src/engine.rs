@@ -71,7 +71,10 @@ impl EngineConfig {
             env: plan.env.clone(),
             endpoint_url: endpoint_url.to_string(),
             region: plan.region.clone(),
-            account_id: plan.account_id.clone().unwrap_or_else(|| crate::endpoint::LOCAL_ACCOUNT_ID.to_string()),
+            account_id: plan
+                .account_id
+                .clone()
+                .unwrap_or_else(|| crate::endpoint::LOCAL_ACCOUNT_ID.to_string()),
             state_dir: state_dir.to_path_buf(),
             gateway_port: plan.local.as_ref().map(|l| l.gateway_port).unwrap_or(3030),
             routes: plan.api.routes.clone(),
@@ -95,10 +98,15 @@ impl EngineConfig {
 /// free it; the others are I/O problems with the state directory.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("the gateway cannot listen on 127.0.0.1:{port}: {source}; stop what uses it (`cargo xtask teardown`, or `ss -ltnp`) or set local.gateway_port in the config")]
+    #[error(
+        "the gateway cannot listen on 127.0.0.1:{port}: {source}; stop what uses it (`cargo xtask teardown`, or `ss -ltnp`) or set local.gateway_port in the config"
+    )]
     PortInUse { port: u16, source: std::io::Error },
     #[error("state directory {path}: {source}")]
-    State { path: PathBuf, source: std::io::Error },
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What the engine remembers of the endpoint between runs.
@@ -135,8 +143,16 @@ impl Engine {
 
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.gateway_port))
             .await
-            .map_err(|source| EngineError::PortInUse { port: cfg.gateway_port, source })?;
-        let addr: SocketAddr = listener.local_addr().map_err(|source| EngineError::PortInUse { port: cfg.gateway_port, source })?;
+            .map_err(|source| EngineError::PortInUse {
+                port: cfg.gateway_port,
+                source,
+            })?;
+        let addr: SocketAddr = listener
+            .local_addr()
+            .map_err(|source| EngineError::PortInUse {
+                port: cfg.gateway_port,
+                source,
+            })?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
         let gw_cfg = GatewayConfig {
@@ -163,7 +179,12 @@ impl Engine {
             let function_arn = host
                 .functions()
                 .find(|f| f.name == stream.function)
-                .map(|f| format!("arn:aws:lambda:{}:{}:function:{}", cfg.region, cfg.account_id, f.function_name))
+                .map(|f| {
+                    format!(
+                        "arn:aws:lambda:{}:{}:function:{}",
+                        cfg.region, cfg.account_id, f.function_name
+                    )
+                })
                 .unwrap_or_default();
             let (poller, stats) = Poller::new(
                 PollerConfig {
@@ -198,10 +219,16 @@ impl Engine {
 /// events table was recreated (the in-memory endpoint restarted, or the stack was torn down): the local
 /// data starts empty and the old checkpoints are meaningless. Returns whether that happened.
 fn check_marker(paths: &StatePaths, cfg: &EngineConfig) -> bool {
-    let Some(stream) = &cfg.stream else { return false };
-    let now = EndpointMarker { endpoint_url: cfg.endpoint_url.clone(), stream_arn: stream.stream_arn.clone() };
-    let before: Option<EndpointMarker> =
-        std::fs::read(paths.endpoint_marker()).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(stream) = &cfg.stream else {
+        return false;
+    };
+    let now = EndpointMarker {
+        endpoint_url: cfg.endpoint_url.clone(),
+        stream_arn: stream.stream_arn.clone(),
+    };
+    let before: Option<EndpointMarker> = std::fs::read(paths.endpoint_marker())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let reset = before.as_ref().is_some_and(|b| *b != now);
     if reset {
         eprintln!(
@@ -210,7 +237,10 @@ fn check_marker(paths: &StatePaths, cfg: &EngineConfig) -> bool {
         );
         let _ = std::fs::remove_file(paths.checkpoints());
     }
-    let _ = crate::state::write_atomic(&paths.endpoint_marker(), &serde_json::to_vec_pretty(&now).expect("json"));
+    let _ = crate::state::write_atomic(
+        &paths.endpoint_marker(),
+        &serde_json::to_vec_pretty(&now).expect("json"),
+    );
     reset
 }
 
@@ -250,7 +280,10 @@ impl EngineHandle {
     pub async fn stop(mut self) {
         let _ = self.shutdown_tx.send(true);
         for mut task in self.tasks.drain(..) {
-            if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("an engine task did not stop within 5 s; aborting it");
                 task.abort();
             }

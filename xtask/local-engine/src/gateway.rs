@@ -87,10 +87,20 @@ pub fn match_route(routes: &[Route], method: &str, path: &str) -> Result<RouteMa
         return Err(NoRoute::NotFound);
     }
     candidates.sort_by(|a, b| b.0.cmp(&a.0));
-    if let Some((_, route, params)) = candidates.iter().find(|(_, r, _)| r.method.as_str() == method) {
-        return Ok(RouteMatch { route_key: route.route_key(), function: route.function, path_parameters: params.clone() });
+    if let Some((_, route, params)) = candidates
+        .iter()
+        .find(|(_, r, _)| r.method.as_str() == method)
+    {
+        return Ok(RouteMatch {
+            route_key: route.route_key(),
+            function: route.function,
+            path_parameters: params.clone(),
+        });
     }
-    let mut allowed: Vec<&'static str> = candidates.iter().map(|(_, r, _)| r.method.as_str()).collect();
+    let mut allowed: Vec<&'static str> = candidates
+        .iter()
+        .map(|(_, r, _)| r.method.as_str())
+        .collect();
     allowed.sort_unstable();
     allowed.dedup();
     Err(NoRoute::MethodNotAllowed(allowed))
@@ -109,44 +119,74 @@ pub struct IncomingRequest {
 }
 
 /// Builds the payload format 2.0 event API Gateway sends to a Lambda integration.
-pub fn to_event(cfg: &GatewayConfig, req: &IncomingRequest, route: &RouteMatch, now: chrono::DateTime<chrono::Utc>) -> Value {
+pub fn to_event(
+    cfg: &GatewayConfig,
+    req: &IncomingRequest,
+    route: &RouteMatch,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
     // Headers are lowercased and repeated headers comma-joined; cookies move to their own array.
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies: Vec<String> = Vec::new();
     for (name, value) in &req.headers {
         let name = name.to_ascii_lowercase();
         if name == "cookie" {
-            cookies.extend(value.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_string));
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
+            );
             continue;
         }
-        headers.entry(name).and_modify(|v| {
-            v.push(',');
-            v.push_str(value);
-        }).or_insert_with(|| value.clone());
+        headers
+            .entry(name)
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(value);
+            })
+            .or_insert_with(|| value.clone());
     }
     let mut query: BTreeMap<String, String> = BTreeMap::new();
     for pair in req.raw_query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")));
-        query.entry(k).and_modify(|e| {
-            e.push(',');
-            e.push_str(&v);
-        }).or_insert(v);
+        let (k, v) = (
+            percent_decode(&k.replace('+', " ")),
+            percent_decode(&v.replace('+', " ")),
+        );
+        query
+            .entry(k)
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(&v);
+            })
+            .or_insert(v);
     }
     let content_type = headers.get("content-type").cloned().unwrap_or_default();
     let (body, is_base64) = if req.body.is_empty() {
         (Value::Null, false)
     } else if is_text(&content_type, &req.body) {
-        (Value::String(String::from_utf8_lossy(&req.body).into_owned()), false)
+        (
+            Value::String(String::from_utf8_lossy(&req.body).into_owned()),
+            false,
+        )
     } else {
-        (Value::String(base64::engine::general_purpose::STANDARD.encode(&req.body)), true)
+        (
+            Value::String(base64::engine::general_purpose::STANDARD.encode(&req.body)),
+            true,
+        )
     };
     let user_agent = headers.get("user-agent").cloned().unwrap_or_default();
     let domain_name = headers
         .get("host")
         .cloned()
         .unwrap_or_else(|| format!("{}.execute-api.{}.amazonaws.com", cfg.api_id, cfg.region));
-    let domain_prefix = domain_name.split('.').next().unwrap_or_default().to_string();
+    let domain_prefix = domain_name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let mut event = json!({
         "version": "2.0",
         "routeKey": route.route_key,
@@ -200,7 +240,8 @@ pub struct GatewayResponse {
 /// Turns a function's result into the HTTP response, following API Gateway's format 2.0 rules.
 /// `Err` means the result is malformed (API Gateway answers 500 in that case).
 pub fn from_result(result: &[u8]) -> Result<GatewayResponse, String> {
-    let value: Value = serde_json::from_slice(result).map_err(|e| format!("the function returned invalid JSON: {e}"))?;
+    let value: Value = serde_json::from_slice(result)
+        .map_err(|e| format!("the function returned invalid JSON: {e}"))?;
     let Some(obj) = value.as_object().filter(|o| o.contains_key("statusCode")) else {
         // A bare JSON value: API Gateway assumes 200 and returns the value as the JSON body.
         return Ok(GatewayResponse {
@@ -212,7 +253,8 @@ pub fn from_result(result: &[u8]) -> Result<GatewayResponse, String> {
     let status = obj["statusCode"]
         .as_u64()
         .filter(|s| (100..=599).contains(s))
-        .ok_or_else(|| format!("statusCode {} is not an HTTP status", obj["statusCode"]))? as u16;
+        .ok_or_else(|| format!("statusCode {} is not an HTTP status", obj["statusCode"]))?
+        as u16;
     let mut headers: Vec<(String, String)> = Vec::new();
     if let Some(map) = obj.get("headers").and_then(Value::as_object) {
         for (k, v) in map {
@@ -230,7 +272,12 @@ pub fn from_result(result: &[u8]) -> Result<GatewayResponse, String> {
             }
         }
     }
-    for cookie in obj.get("cookies").and_then(Value::as_array).into_iter().flatten() {
+    for cookie in obj
+        .get("cookies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(c) = cookie.as_str() {
             headers.push(("set-cookie".into(), c.to_string()));
         }
@@ -240,7 +287,11 @@ pub fn from_result(result: &[u8]) -> Result<GatewayResponse, String> {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    let body = if obj.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
+    let body = if obj
+        .get("isBase64Encoded")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         Bytes::from(
             base64::engine::general_purpose::STANDARD
                 .decode(raw_body.trim())
@@ -252,13 +303,20 @@ pub fn from_result(result: &[u8]) -> Result<GatewayResponse, String> {
     if !headers.iter().any(|(k, _)| k == "content-type") && !body.is_empty() {
         headers.push(("content-type".into(), "application/json".into()));
     }
-    Ok(GatewayResponse { status, headers, body })
+    Ok(GatewayResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// API Gateway's own error responses.
 pub fn gateway_error(status: StatusCode, message: &str) -> Response {
     let mut resp = (status, axum::Json(json!({ "message": message }))).into_response();
-    resp.headers_mut().insert("apigw-requestid", HeaderValue::from_str(&request_id()).expect("ascii"));
+    resp.headers_mut().insert(
+        "apigw-requestid",
+        HeaderValue::from_str(&request_id()).expect("ascii"),
+    );
     resp
 }
 
@@ -276,7 +334,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(cfg, host).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 struct GatewayState {
@@ -297,12 +357,21 @@ async fn handle(State(state): State<Arc<GatewayState>>, req: Request<Body>) -> R
                 let mut resp = StatusCode::NO_CONTENT.into_response();
                 let h = resp.headers_mut();
                 h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-                h.insert("access-control-allow-methods", HeaderValue::from_str(&allowed.join(",")).expect("ascii"));
-                h.insert("access-control-allow-headers", HeaderValue::from_static("*"));
+                h.insert(
+                    "access-control-allow-methods",
+                    HeaderValue::from_str(&allowed.join(",")).expect("ascii"),
+                );
+                h.insert(
+                    "access-control-allow-headers",
+                    HeaderValue::from_static("*"),
+                );
                 return resp;
             }
             let mut resp = gateway_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-            resp.headers_mut().insert("allow", HeaderValue::from_str(&allowed.join(", ")).expect("ascii"));
+            resp.headers_mut().insert(
+                "allow",
+                HeaderValue::from_str(&allowed.join(", ")).expect("ascii"),
+            );
             return resp;
         }
     };
@@ -325,7 +394,9 @@ async fn handle(State(state): State<Arc<GatewayState>>, req: Request<Body>) -> R
         raw_query: parts.uri.query().unwrap_or_default().to_string(),
         headers: header_pairs(&parts.headers),
         body,
-        source_ip: connect.map(|c| c.0.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into()),
+        source_ip: connect
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "127.0.0.1".into()),
         protocol: format!("{:?}", parts.version),
     };
     let event = to_event(&state.cfg, &incoming, &route, chrono::Utc::now());
@@ -338,8 +409,12 @@ async fn handle(State(state): State<Arc<GatewayState>>, req: Request<Body>) -> R
                 gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
         },
-        Err(InvokeError::Timeout(_)) => gateway_error(StatusCode::GATEWAY_TIMEOUT, "Service Unavailable"),
-        Err(InvokeError::ShuttingDown) => gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+        Err(InvokeError::Timeout(_)) => {
+            gateway_error(StatusCode::GATEWAY_TIMEOUT, "Service Unavailable")
+        }
+        Err(InvokeError::ShuttingDown) => {
+            gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+        }
         Err(e) => {
             tracing::warn!(function = %route.function, "invocation failed: {e}");
             gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -349,20 +424,32 @@ async fn handle(State(state): State<Arc<GatewayState>>, req: Request<Body>) -> R
 
 fn into_http(resp: GatewayResponse) -> Response {
     let mut out = Response::new(Body::from(resp.body));
-    *out.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *out.status_mut() =
+        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in resp.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
             out.headers_mut().append(k, v);
         }
     }
-    out.headers_mut().insert("apigw-requestid", HeaderValue::from_str(&request_id()).expect("ascii"));
+    out.headers_mut().insert(
+        "apigw-requestid",
+        HeaderValue::from_str(&request_id()).expect("ascii"),
+    );
     out
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -429,12 +516,21 @@ mod tests {
         }
     }
 
-    fn request(method: &str, path: &str, query: &str, headers: &[(&str, &str)], body: &[u8]) -> IncomingRequest {
+    fn request(
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> IncomingRequest {
         IncomingRequest {
             method: method.into(),
             path: path.into(),
             raw_query: query.into(),
-            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             body: Bytes::copy_from_slice(body),
             source_ip: "127.0.0.1".into(),
             protocol: "HTTP/1.1".into(),
@@ -448,14 +544,32 @@ mod tests {
         assert_eq!(m.route_key, "GET /aggregates/{aggregateId}/events");
         assert_eq!(m.function, FunctionName::Query);
         assert_eq!(m.path_parameters["aggregateId"], "user-1");
-        assert_eq!(match_route(&routes, "POST", "/events").unwrap().function, FunctionName::Command);
+        assert_eq!(
+            match_route(&routes, "POST", "/events").unwrap().function,
+            FunctionName::Command
+        );
         assert_eq!(match_route(&routes, "GET", "/nope"), Err(NoRoute::NotFound));
-        assert_eq!(match_route(&routes, "GET", "/aggregates//events"), Err(NoRoute::NotFound));
-        assert_eq!(match_route(&routes, "DELETE", "/events"), Err(NoRoute::MethodNotAllowed(vec!["GET", "POST"])));
+        assert_eq!(
+            match_route(&routes, "GET", "/aggregates//events"),
+            Err(NoRoute::NotFound)
+        );
+        assert_eq!(
+            match_route(&routes, "DELETE", "/events"),
+            Err(NoRoute::MethodNotAllowed(vec!["GET", "POST"]))
+        );
         // A literal segment beats a parameter when both match.
         let mut routes = routes;
-        routes.push(Route { method: HttpMethod::Get, path: "/aggregates/special".into(), function: FunctionName::Command });
-        assert_eq!(match_route(&routes, "GET", "/aggregates/special").unwrap().function, FunctionName::Command);
+        routes.push(Route {
+            method: HttpMethod::Get,
+            path: "/aggregates/special".into(),
+            function: FunctionName::Command,
+        });
+        assert_eq!(
+            match_route(&routes, "GET", "/aggregates/special")
+                .unwrap()
+                .function,
+            FunctionName::Command
+        );
     }
 
     #[test]
@@ -464,7 +578,13 @@ mod tests {
             "GET",
             "/aggregates/a1/events",
             "limit=2&tag=x&tag=y%20z",
-            &[("Host", "127.0.0.1:3030"), ("User-Agent", "curl/8"), ("X-Multi", "1"), ("x-multi", "2"), ("Cookie", "a=1; b=2")],
+            &[
+                ("Host", "127.0.0.1:3030"),
+                ("User-Agent", "curl/8"),
+                ("X-Multi", "1"),
+                ("x-multi", "2"),
+                ("Cookie", "a=1; b=2"),
+            ],
             b"",
         );
         let route = match_route(&cfg().routes, "GET", "/aggregates/a1/events").unwrap();
@@ -480,18 +600,33 @@ mod tests {
         assert_eq!(event["requestContext"]["http"]["userAgent"], "curl/8");
         assert_eq!(event["requestContext"]["stage"], "$default");
         assert_eq!(event["requestContext"]["timeEpoch"], 1_700_000_000_000i64);
-        assert_eq!(event["requestContext"]["time"], "14/Nov/2023:22:13:20 +0000");
+        assert_eq!(
+            event["requestContext"]["time"],
+            "14/Nov/2023:22:13:20 +0000"
+        );
         assert!(event.get("body").is_none());
 
         // The official event type reads it back with every field in place.
         let typed: ApiGatewayV2httpRequest = serde_json::from_value(event).unwrap();
         assert_eq!(typed.raw_path.as_deref(), Some("/aggregates/a1/events"));
-        assert_eq!(typed.path_parameters.get("aggregateId").map(String::as_str), Some("a1"));
+        assert_eq!(
+            typed.path_parameters.get("aggregateId").map(String::as_str),
+            Some("a1")
+        );
         assert_eq!(typed.query_string_parameters.first("limit"), Some("2"));
         assert_eq!(typed.request_context.http.method, http::Method::GET);
-        assert_eq!(typed.request_context.http.source_ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!(typed.request_context.domain_name.as_deref(), Some("127.0.0.1:3030"));
-        assert_eq!(typed.cookies, Some(vec!["a=1".to_string(), "b=2".to_string()]));
+        assert_eq!(
+            typed.request_context.http.source_ip.as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            typed.request_context.domain_name.as_deref(),
+            Some("127.0.0.1:3030")
+        );
+        assert_eq!(
+            typed.cookies,
+            Some(vec!["a=1".to_string(), "b=2".to_string()])
+        );
         assert!(!typed.is_base64_encoded);
     }
 
@@ -499,11 +634,23 @@ mod tests {
     fn text_bodies_stay_text_and_binary_bodies_are_base64() {
         let route = match_route(&cfg().routes, "POST", "/events").unwrap();
         let now = chrono::Utc::now();
-        let json_req = request("POST", "/events", "", &[("content-type", "application/json")], br#"{"a":1}"#);
+        let json_req = request(
+            "POST",
+            "/events",
+            "",
+            &[("content-type", "application/json")],
+            br#"{"a":1}"#,
+        );
         let event = to_event(&cfg(), &json_req, &route, now);
         assert_eq!(event["body"], r#"{"a":1}"#);
         assert_eq!(event["isBase64Encoded"], false);
-        let bin = request("POST", "/events", "", &[("content-type", "application/octet-stream")], &[0, 159, 255]);
+        let bin = request(
+            "POST",
+            "/events",
+            "",
+            &[("content-type", "application/octet-stream")],
+            &[0, 159, 255],
+        );
         let event = to_event(&cfg(), &bin, &route, now);
         assert_eq!(event["isBase64Encoded"], true);
         assert_eq!(event["body"], "AJ//");
@@ -515,7 +662,10 @@ mod tests {
     fn responses_follow_api_gateway_rules() {
         let bare = from_result(br#"{"hello":"world"}"#).unwrap();
         assert_eq!(bare.status, 200);
-        assert_eq!(bare.headers, vec![("content-type".to_string(), "application/json".to_string())]);
+        assert_eq!(
+            bare.headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
         assert_eq!(&bare.body[..], br#"{"hello":"world"}"#);
 
         let full = from_result(
@@ -528,7 +678,8 @@ mod tests {
         assert!(full.headers.contains(&("set-cookie".into(), "c=1".into())));
         assert_eq!(&full.body[..], b"hi");
 
-        let bin = from_result(br#"{"statusCode":200,"body":"AAEC","isBase64Encoded":true}"#).unwrap();
+        let bin =
+            from_result(br#"{"statusCode":200,"body":"AAEC","isBase64Encoded":true}"#).unwrap();
         assert_eq!(&bin.body[..], &[0, 1, 2]);
         assert!(from_result(br#"{"statusCode":"x"}"#).is_err());
         assert!(from_result(b"not json").is_err());

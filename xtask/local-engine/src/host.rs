@@ -94,7 +94,10 @@ pub enum InvokeError {
     #[error("function failed to initialise: {0}")]
     Init(String),
     #[error("could not start the function process `{path}`: {source}")]
-    Spawn { path: PathBuf, source: std::io::Error },
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the host is shutting down")]
     ShuttingDown,
 }
@@ -144,20 +147,37 @@ impl Host {
 
     /// Number of live processes of a function (for tests and the benchmark).
     pub fn process_count(&self, name: FunctionName) -> usize {
-        self.pools.get(&name).map(|p| p.all.lock().unwrap().len()).unwrap_or(0)
+        self.pools
+            .get(&name)
+            .map(|p| p.all.lock().unwrap().len())
+            .unwrap_or(0)
     }
 
     /// Process ids of a function's live processes.
     pub fn process_ids(&self, name: FunctionName) -> Vec<u32> {
         self.pools
             .get(&name)
-            .map(|p| p.all.lock().unwrap().values().filter_map(|w| *w.pid.lock().unwrap()).collect())
+            .map(|p| {
+                p.all
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .filter_map(|w| *w.pid.lock().unwrap())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Invokes a function synchronously (`RequestResponse`) with a JSON payload.
-    pub async fn invoke(&self, name: FunctionName, payload: impl Into<Bytes>) -> Result<InvokeOutput, InvokeError> {
-        let pool = self.pools.get(&name).ok_or(InvokeError::UnknownFunction(name))?;
+    pub async fn invoke(
+        &self,
+        name: FunctionName,
+        payload: impl Into<Bytes>,
+    ) -> Result<InvokeOutput, InvokeError> {
+        let pool = self
+            .pools
+            .get(&name)
+            .ok_or(InvokeError::UnknownFunction(name))?;
         pool.invoke(&self.config, payload.into()).await
     }
 
@@ -166,8 +186,11 @@ impl Host {
         for pool in self.pools.values() {
             pool.closed.store(true, Ordering::SeqCst);
         }
-        let workers: Vec<Arc<Worker>> =
-            self.pools.values().flat_map(|p| p.all.lock().unwrap().values().cloned().collect::<Vec<_>>()).collect();
+        let workers: Vec<Arc<Worker>> = self
+            .pools
+            .values()
+            .flat_map(|p| p.all.lock().unwrap().values().cloned().collect::<Vec<_>>())
+            .collect();
         for w in &workers {
             w.kill();
         }
@@ -256,11 +279,20 @@ impl Worker {
 }
 
 impl Pool {
-    async fn invoke(self: &Arc<Self>, host: &HostConfig, payload: Bytes) -> Result<InvokeOutput, InvokeError> {
+    async fn invoke(
+        self: &Arc<Self>,
+        host: &HostConfig,
+        payload: Bytes,
+    ) -> Result<InvokeOutput, InvokeError> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(InvokeError::ShuttingDown);
         }
-        let _permit = self.permits.clone().acquire_owned().await.map_err(|_| InvokeError::ShuttingDown)?;
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| InvokeError::ShuttingDown)?;
         let (worker, cold_start) = match self.take_idle() {
             Some(w) => (w, false),
             None => (self.spawn(host).await?, true),
@@ -270,14 +302,25 @@ impl Pool {
         let (result_tx, result_rx) = oneshot::channel();
         let trace_id = format!(
             "Root=1-{:08x}-{};Parent={};Sampled=0",
-            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
             &uuid::Uuid::now_v7().simple().to_string()[..24],
             &uuid::Uuid::now_v7().simple().to_string()[..16],
         );
-        let inv = Invocation { request_id: request_id.clone(), payload, trace_id, picked: picked_tx, result: result_tx };
+        let inv = Invocation {
+            request_id: request_id.clone(),
+            payload,
+            trace_id,
+            picked: picked_tx,
+            result: result_tx,
+        };
         if worker.tx.send(inv).await.is_err() {
             self.retire(&worker);
-            return Err(InvokeError::Crashed("the process was gone before the invocation".into()));
+            return Err(InvokeError::Crashed(
+                "the process was gone before the invocation".into(),
+            ));
         }
         let mut dead = worker.dead.clone();
         // Phase 1: the process takes the invocation (immediately if warm; after init if cold).
@@ -296,7 +339,8 @@ impl Pool {
                 return Err(InvokeError::Init(format!("the process did not ask for work within {INIT_TIMEOUT:?}")));
             }
         };
-        self.log.line(&format!("START RequestId: {request_id} Version: $LATEST"));
+        self.log
+            .line(&format!("START RequestId: {request_id} Version: $LATEST"));
         // Phase 2: the process answers within the function's timeout.
         let outcome = tokio::select! {
             r = result_rx => r.unwrap_or_else(|_| Err(InvokeError::Crashed("result channel closed".into()))),
@@ -325,13 +369,20 @@ impl Pool {
                     t.as_secs_f64()
                 ));
             }
-            Err(InvokeError::Crashed(why)) => self.log.line(&format!("{report}\tStatus: error\tError Type: Runtime.ExitError ({why})")),
+            Err(InvokeError::Crashed(why)) => self.log.line(&format!(
+                "{report}\tStatus: error\tError Type: Runtime.ExitError ({why})"
+            )),
             _ => self.log.line(&report),
         }
         match outcome {
             Ok(body) => {
                 self.give_back(worker);
-                Ok(InvokeOutput { request_id, body, duration, cold_start })
+                Ok(InvokeOutput {
+                    request_id,
+                    body,
+                    duration,
+                    cold_start,
+                })
             }
             Err(e @ InvokeError::FunctionError { .. }) => {
                 self.give_back(worker);
@@ -373,8 +424,13 @@ impl Pool {
 
     /// Starts a process with its own Runtime API listener.
     async fn spawn(self: &Arc<Self>, host: &HostConfig) -> Result<Arc<Worker>, InvokeError> {
-        let spawn_err = |source| InvokeError::Spawn { path: self.spec.binary.clone(), source };
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(spawn_err)?;
+        let spawn_err = |source| InvokeError::Spawn {
+            path: self.spec.binary.clone(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(spawn_err)?;
         let addr: SocketAddr = listener.local_addr().map_err(spawn_err)?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel(1);
@@ -447,7 +503,8 @@ impl Pool {
             monitor_worker.fail_inflight(InvokeError::Crashed(why.clone()));
             let _ = dead_tx.send(true);
             if let Some(pool) = pool.upgrade() {
-                pool.log.line(&format!("PROCESS_EXIT process {} {why}", pid.unwrap_or(0)));
+                pool.log
+                    .line(&format!("PROCESS_EXIT process {} {why}", pid.unwrap_or(0)));
                 pool.retire(&monitor_worker);
             }
         });
@@ -456,7 +513,11 @@ impl Pool {
 
     fn process_env(&self, host: &HostConfig, runtime_api: SocketAddr) -> Vec<(String, String)> {
         let spec = &self.spec;
-        let task_root = spec.binary.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        let task_root = spec
+            .binary
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         // Start from the platform's variables, then the deployed ones (which may override e.g. RUST_LOG).
         let mut env: BTreeMap<String, String> = [
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
@@ -464,13 +525,25 @@ impl Pool {
             ("TZ", ":UTC".to_string()),
             ("LAMBDA_TASK_ROOT", task_root),
             ("_HANDLER", "bootstrap".to_string()),
-            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".to_string()),
+            (
+                "AWS_EXECUTION_ENV",
+                "AWS_Lambda_provided.al2023".to_string(),
+            ),
             ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string()),
             ("AWS_LAMBDA_FUNCTION_NAME", spec.function_name.clone()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                spec.memory_mb.to_string(),
+            ),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.function_name)),
-            ("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{}", uuid::Uuid::now_v7().simple())),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", spec.function_name),
+            ),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                format!("local/{}", uuid::Uuid::now_v7().simple()),
+            ),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
             ("AWS_REGION", host.region.clone()),
             ("AWS_DEFAULT_REGION", host.region.clone()),
@@ -493,8 +566,14 @@ impl Pool {
 fn runtime_api(worker: Arc<Worker>) -> Router {
     Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(invocation_response))
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(invocation_error))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(invocation_response),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(invocation_error),
+        )
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state(worker)
 }
@@ -506,7 +585,10 @@ async fn next_invocation(State(worker): State<Arc<Worker>>) -> Response {
     };
     drop(rx);
     let now = Instant::now();
-    let deadline_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+    let deadline_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
         + worker.timeout.as_millis();
     *worker.inflight.lock().unwrap() = Some((inv.request_id.clone(), inv.result));
     let _ = inv.picked.send(now);
@@ -540,11 +622,19 @@ fn unknown_request(id: &str) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
 }
 
-async fn invocation_response(State(worker): State<Arc<Worker>>, UrlPath(id): UrlPath<String>, body: Bytes) -> Response {
+async fn invocation_response(
+    State(worker): State<Arc<Worker>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> Response {
     match take_inflight(&worker, &id) {
         Some(tx) => {
             let _ = tx.send(Ok(body));
-            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"status": "OK"}))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({"status": "OK"})),
+            )
+                .into_response()
         }
         None => unknown_request(&id),
     }
@@ -559,19 +649,37 @@ async fn invocation_error(
     match take_inflight(&worker, &id) {
         Some(tx) => {
             let error_type = error_type(&headers, &body);
-            let _ = tx.send(Err(InvokeError::FunctionError { error_type, body: String::from_utf8_lossy(&body).into_owned() }));
-            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"status": "OK"}))).into_response()
+            let _ = tx.send(Err(InvokeError::FunctionError {
+                error_type,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }));
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({"status": "OK"})),
+            )
+                .into_response()
         }
         None => unknown_request(&id),
     }
 }
 
-async fn init_error(State(worker): State<Arc<Worker>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn init_error(
+    State(worker): State<Arc<Worker>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let error_type = error_type(&headers, &body);
-    worker.fail_inflight(InvokeError::Init(format!("{error_type}: {}", String::from_utf8_lossy(&body))));
+    worker.fail_inflight(InvokeError::Init(format!(
+        "{error_type}: {}",
+        String::from_utf8_lossy(&body)
+    )));
     // On Lambda the sandbox is discarded after an init error.
     worker.kill();
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({"status": "OK"}))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"status": "OK"})),
+    )
+        .into_response()
 }
 
 fn error_type(headers: &HeaderMap, body: &[u8]) -> String {
@@ -582,7 +690,11 @@ fn error_type(headers: &HeaderMap, body: &[u8]) -> String {
         .or_else(|| {
             serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
-                .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_string))
+                .and_then(|v| {
+                    v.get("errorType")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_string)
+                })
         })
         .unwrap_or_else(|| "Unhandled".to_string())
 }
@@ -594,7 +706,10 @@ struct LogFile {
 
 impl LogFile {
     fn open(&self) -> std::io::Result<std::fs::File> {
-        std::fs::OpenOptions::new().create(true).append(true).open(&self.path)
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
     }
 
     fn stdio(&self) -> std::io::Result<std::process::Stdio> {

@@ -63,16 +63,23 @@ impl Checkpoints {
     /// Loads the checkpoints of `stream_arn`; checkpoints of another stream (the table was recreated, e.g.
     /// because the endpoint restarted) are discarded.
     pub fn load(path: &std::path::Path, stream_arn: &str) -> Checkpoints {
-        let loaded: Option<Checkpoints> =
-            std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let loaded: Option<Checkpoints> = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         match loaded {
             Some(c) if c.stream_arn == stream_arn => c,
-            _ => Checkpoints { stream_arn: stream_arn.to_string(), shards: BTreeMap::new() },
+            _ => Checkpoints {
+                stream_arn: stream_arn.to_string(),
+                shards: BTreeMap::new(),
+            },
         }
     }
 
     pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
-        crate::state::write_atomic(path, &serde_json::to_vec_pretty(self).expect("serialisable"))
+        crate::state::write_atomic(
+            path,
+            &serde_json::to_vec_pretty(self).expect("serialisable"),
+        )
     }
 }
 
@@ -96,7 +103,11 @@ struct ShardState {
 }
 
 impl Poller {
-    pub fn new(cfg: PollerConfig, host: Arc<Host>, sdk: &aws_config::SdkConfig) -> (Poller, watch::Receiver<PollerStats>) {
+    pub fn new(
+        cfg: PollerConfig,
+        host: Arc<Host>,
+        sdk: &aws_config::SdkConfig,
+    ) -> (Poller, watch::Receiver<PollerStats>) {
         let checkpoints = Checkpoints::load(&cfg.checkpoint_path, &cfg.stream_arn);
         let (stats, stats_rx) = watch::channel(PollerStats::default());
         let poller = Poller {
@@ -157,7 +168,9 @@ impl Poller {
                 .set_exclusive_start_shard_id(start.clone())
                 .send()
                 .await
-                .map_err(|e| format!("{}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    format!("{}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e))
+                })?;
             let desc = out.stream_description.ok_or("no stream description")?;
             shards.extend(desc.shards.unwrap_or_default());
             match desc.last_evaluated_shard_id {
@@ -165,7 +178,8 @@ impl Poller {
                 _ => break,
             }
         }
-        let ids: std::collections::HashSet<String> = shards.iter().filter_map(|s| s.shard_id.clone()).collect();
+        let ids: std::collections::HashSet<String> =
+            shards.iter().filter_map(|s| s.shard_id.clone()).collect();
         let mut ordered: Vec<String> = Vec::new();
         let mut remaining = shards;
         while !remaining.is_empty() {
@@ -201,18 +215,23 @@ impl Poller {
             return Ok(false);
         }
         if state.iterator.is_none() && !state.closed {
-            let mut req = self.streams.get_shard_iterator().stream_arn(&self.cfg.stream_arn).shard_id(shard_id);
+            let mut req = self
+                .streams
+                .get_shard_iterator()
+                .stream_arn(&self.cfg.stream_arn)
+                .shard_id(shard_id);
             req = match self.checkpoints.shards.get(shard_id) {
-                Some(seq) => req.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).sequence_number(seq),
+                Some(seq) => req
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .sequence_number(seq),
                 None => req.shard_iterator_type(match self.cfg.mapping.starting_position {
                     StartingPosition::TrimHorizon => ShardIteratorType::TrimHorizon,
                     StartingPosition::Latest => ShardIteratorType::Latest,
                 }),
             };
-            let out = req
-                .send()
-                .await
-                .map_err(|e| format!("{}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
+            let out = req.send().await.map_err(|e| {
+                format!("{}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e))
+            })?;
             let state = self.shards.get_mut(shard_id).expect("inserted above");
             state.iterator = out.shard_iterator;
             if state.iterator.is_none() {
@@ -232,7 +251,9 @@ impl Poller {
                 .limit(want)
                 .send()
                 .await
-                .map_err(|e| format!("{}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    format!("{}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e))
+                })?;
             let state = self.shards.get_mut(shard_id).expect("inserted above");
             let records = out.records.unwrap_or_default();
             read_any = !records.is_empty();
@@ -254,7 +275,11 @@ impl Poller {
         }
         let take = state.buffer.len().min(batch_size);
         let batch: Vec<Record> = state.buffer.drain(..take).collect();
-        state.buffer_since = if state.buffer.is_empty() { None } else { Some(Instant::now()) };
+        state.buffer_since = if state.buffer.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
         self.deliver(shard_id, batch).await;
         Ok(true)
     }
@@ -267,10 +292,12 @@ impl Poller {
             // Records older than the maximum age are not delivered any more (Lambda discards them and
             // reports them to the on-failure destination).
             let max_age = Duration::from_secs(mapping.maximum_record_age_seconds as u64);
-            let (expired, batch): (Vec<Record>, Vec<Record>) =
-                batch.into_iter().partition(|r| record_age(r).is_some_and(|age| age > max_age));
+            let (expired, batch): (Vec<Record>, Vec<Record>) = batch
+                .into_iter()
+                .partition(|r| record_age(r).is_some_and(|age| age > max_age));
             if !expired.is_empty() {
-                self.send_to_dlq(shard_id, &expired, "RecordAgeExceeded", attempts, None).await;
+                self.send_to_dlq(shard_id, &expired, "RecordAgeExceeded", attempts, None)
+                    .await;
                 if batch.is_empty() {
                     self.checkpoint(shard_id, &expired);
                     continue;
@@ -279,11 +306,13 @@ impl Poller {
             if batch.is_empty() {
                 continue;
             }
-            let payload = Bytes::from(serde_json::to_vec(&self.event(&batch)).expect("json serialises"));
-            let failed_from: Result<Option<usize>, String> = match self.host.invoke(self.cfg.function, payload).await {
-                Ok(out) => Ok(lowest_failure(&out.body, &batch)),
-                Err(e) => Err(e.to_string()),
-            };
+            let payload =
+                Bytes::from(serde_json::to_vec(&self.event(&batch)).expect("json serialises"));
+            let failed_from: Result<Option<usize>, String> =
+                match self.host.invoke(self.cfg.function, payload).await {
+                    Ok(out) => Ok(lowest_failure(&out.body, &batch)),
+                    Err(e) => Err(e.to_string()),
+                };
             let (remaining, error) = match failed_from {
                 Ok(None) => {
                     self.checkpoint(shard_id, &batch);
@@ -297,7 +326,8 @@ impl Poller {
                     // ReportBatchItemFailures: everything before the lowest failed record is done.
                     if idx > 0 {
                         self.checkpoint(shard_id, &batch[..idx]);
-                        self.stats.send_modify(|s| s.records_delivered += idx as u64);
+                        self.stats
+                            .send_modify(|s| s.records_delivered += idx as u64);
                     }
                     (batch[idx..].to_vec(), "batchItemFailures".to_string())
                 }
@@ -310,7 +340,14 @@ impl Poller {
                 remaining.len()
             );
             if attempts > mapping.maximum_retry_attempts {
-                self.send_to_dlq(shard_id, &remaining, "RetryAttemptsExhausted", attempts, Some(&error)).await;
+                self.send_to_dlq(
+                    shard_id,
+                    &remaining,
+                    "RetryAttemptsExhausted",
+                    attempts,
+                    Some(&error),
+                )
+                .await;
                 self.checkpoint(shard_id, &remaining);
             } else if mapping.bisect_batch_on_function_error && remaining.len() > 1 {
                 let mut first = remaining;
@@ -325,10 +362,15 @@ impl Poller {
     }
 
     fn checkpoint(&mut self, shard_id: &str, done: &[Record]) {
-        let Some(seq) = done.last().and_then(sequence_number) else { return };
+        let Some(seq) = done.last().and_then(sequence_number) else {
+            return;
+        };
         self.checkpoints.shards.insert(shard_id.to_string(), seq);
         if let Err(e) = self.checkpoints.save(&self.cfg.checkpoint_path) {
-            tracing::warn!("saving checkpoint {}: {e}", self.cfg.checkpoint_path.display());
+            tracing::warn!(
+                "saving checkpoint {}: {e}",
+                self.cfg.checkpoint_path.display()
+            );
         }
     }
 
@@ -339,14 +381,32 @@ impl Poller {
 
     /// Sends the description of failed records to the on-failure destination, like Lambda does for
     /// stream sources (the records themselves are not included; their sequence range is).
-    async fn send_to_dlq(&mut self, shard_id: &str, records: &[Record], condition: &str, attempts: u32, error: Option<&str>) {
-        self.stats.send_modify(|s| s.records_sent_to_dlq += records.len() as u64);
+    async fn send_to_dlq(
+        &mut self,
+        shard_id: &str,
+        records: &[Record],
+        condition: &str,
+        attempts: u32,
+        error: Option<&str>,
+    ) {
+        self.stats
+            .send_modify(|s| s.records_sent_to_dlq += records.len() as u64);
         let message = failure_description(&self.cfg, shard_id, records, condition, attempts, error);
         let Some(url) = &self.cfg.dead_letter_queue_url else {
-            tracing::error!("dropping {} record(s) with no on-failure destination: {message}", records.len());
+            tracing::error!(
+                "dropping {} record(s) with no on-failure destination: {message}",
+                records.len()
+            );
             return;
         };
-        if let Err(e) = self.sqs.send_message().queue_url(url).message_body(message.to_string()).send().await {
+        if let Err(e) = self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(message.to_string())
+            .send()
+            .await
+        {
             tracing::error!(
                 "sending failed batch to {url}: {}; the description was {message}",
                 aws_sdk_sqs::error::DisplayErrorContext(e)
@@ -420,7 +480,11 @@ pub fn lowest_failure(response: &[u8], batch: &[Record]) -> Option<usize> {
     let failures = value.get("batchItemFailures")?.as_array()?;
     let ids: Vec<String> = failures
         .iter()
-        .filter_map(|f| f.get("itemIdentifier").and_then(Value::as_str).map(str::to_string))
+        .filter_map(|f| {
+            f.get("itemIdentifier")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect();
     if failures.is_empty() {
         return None;
@@ -429,7 +493,10 @@ pub fn lowest_failure(response: &[u8], batch: &[Record]) -> Option<usize> {
         return Some(0);
     }
     let lowest = ids.iter().min_by(|a, b| seq_cmp(a, b))?;
-    match batch.iter().position(|r| sequence_number(r).as_deref() == Some(lowest.as_str())) {
+    match batch
+        .iter()
+        .position(|r| sequence_number(r).as_deref() == Some(lowest.as_str()))
+    {
         Some(idx) => Some(idx),
         None => Some(0),
     }
@@ -454,7 +521,10 @@ pub fn record_json(r: &Record, region: &str, stream_arn: &str) -> Value {
     if let Some(seq) = d.and_then(|d| d.sequence_number.clone()) {
         change.insert("SequenceNumber".into(), json!(seq));
     }
-    change.insert("SizeBytes".into(), json!(d.and_then(|d| d.size_bytes).unwrap_or(0)));
+    change.insert(
+        "SizeBytes".into(),
+        json!(d.and_then(|d| d.size_bytes).unwrap_or(0)),
+    );
     if let Some(v) = d.and_then(|d| d.stream_view_type.as_ref()) {
         change.insert("StreamViewType".into(), json!(v.as_str()));
     }
@@ -471,11 +541,17 @@ pub fn record_json(r: &Record, region: &str, stream_arn: &str) -> Value {
 
 /// An item in DynamoDB's JSON wire format (`{"S": "..."}`, `{"N": "1"}`, ...).
 pub fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
-    Value::Object(item.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect())
+    Value::Object(
+        item.iter()
+            .map(|(k, v)| (k.clone(), attribute_json(v)))
+            .collect(),
+    )
 }
 
 fn attribute_json(v: &AttributeValue) -> Value {
-    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| base64::engine::general_purpose::STANDARD.encode(b.as_ref());
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+    };
     match v {
         AttributeValue::S(s) => json!({ "S": s }),
         AttributeValue::N(n) => json!({ "N": n }),
