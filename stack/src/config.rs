@@ -390,7 +390,11 @@ fn remove_path(doc: &mut Value, path: &[String]) {
 }
 
 fn describe_serde_error(e: &serde_yaml::Error) -> String {
-    let msg = e.to_string();
+    // Rust type names mean nothing to someone editing YAML.
+    let msg = e
+        .to_string()
+        .replace("expected i64", "expected a whole number")
+        .replace("expected f64", "expected a number");
     // serde's messages are precise ("unknown field `memry`, expected one of `memory`, ...");
     // strip any path prefix serde_yaml adds because we print our own key path.
     match msg.split_once(": ") {

@@ -129,7 +129,7 @@ fn every_schema_error_is_reported_not_just_the_first() {
         &err,
         "dev.yaml",
         "stream_mapping.batch_size",
-        &["invalid type"],
+        &["invalid type", "expected a whole number"],
     );
     assert_eq!(err.problems.len(), 4, "{err}");
 }
