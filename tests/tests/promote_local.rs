@@ -27,6 +27,31 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Builds the `xtask` binary once per test binary and returns its path (running it directly avoids a cargo
+/// lock wait per command).
+fn xtask_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "xtask", "--message-format=json"])
+            .current_dir(repo_root())
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building xtask failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"]["name"] == "xtask" && v["target"]["kind"][0] == "bin")
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reports the xtask executable")
+    })
+    .clone()
+}
+
 /// Three environments, each on its own fresh endpoint.
 struct Envs {
     dir: tempfile::TempDir,
@@ -244,6 +269,15 @@ async fn a_smoke_tested_release_is_promoted_bit_for_bit_and_recorded_in_the_targ
     let local = deployer::build::load_local_manifest(&envs.dir.path().join("target"), B)
         .expect("B's dist manifest");
     assert_eq!(local.digest(), digest);
+    // ... with the binaries the local engine runs, exactly the manifest's.
+    for f in FunctionName::ALL {
+        let dist = deployer::build::dist_dir(&envs.dir.path().join("target"), B);
+        let binary = std::fs::read(dist.join(f.as_str()).join("bootstrap")).unwrap();
+        assert_eq!(
+            deployer::package::sha256_hex(&binary),
+            release.manifest.functions[&f].binary_sha256
+        );
+    }
 
     // Promoting the same release again changes nothing.
     let again = envs.promote(A, B).await.unwrap();
@@ -327,10 +361,9 @@ async fn promotion_is_refused_with_every_reason_and_changes_nothing() {
 #[tokio::test]
 async fn the_promote_cli_refuses_with_exit_code_3_and_a_json_reason() {
     let envs = Envs::start("cli").await;
-    let out = std::process::Command::new(env!("CARGO"))
+    let out = std::process::Command::new(xtask_bin())
         .args([
-            "run", "--quiet", "-p", "xtask", "--", "promote", "--from", A, "--to", C, "--yes",
-            "--output", "json",
+            "promote", "--from", A, "--to", C, "--yes", "--output", "json",
         ])
         .arg("--config-dir")
         .arg(envs.config_dir())

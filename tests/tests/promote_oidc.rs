@@ -1,0 +1,230 @@
+//! The OIDC bootstrap template (`cargo xtask promote --oidc-roles-template`), rendered from the repository's
+//! configs: one deploy role per AWS environment named exactly as its `role_arn`, trusting only this repository's
+//! GitHub environment of the job that deploys it (the one the workflow uses), itself (the tool assumes
+//! `role_arn` again) and the roles that promote from it; checked by cfn-lint like the stack's templates.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use deployer::promote::OidcEnvironment;
+use serde_json::Value;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the `xtask` binary once per test binary and returns its path (running it directly avoids a cargo
+/// lock wait per command).
+fn xtask_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "xtask", "--message-format=json"])
+            .current_dir(repo_root())
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building xtask failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"]["name"] == "xtask" && v["target"]["kind"][0] == "bin")
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reports the xtask executable")
+    })
+    .clone()
+}
+
+fn aws_plans() -> Vec<stack::Plan> {
+    let dir = repo_root().join("config");
+    stack::config::environments(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|env| stack::config::load(&dir, &env).unwrap())
+        .filter(|p| p.kind == stack::EnvKind::Aws)
+        .collect()
+}
+
+fn render(plans: &[stack::Plan], repo: &str) -> deployer::Result<String> {
+    let all: Vec<OidcEnvironment<'_>> = plans
+        .iter()
+        .map(|p| OidcEnvironment {
+            plan: p,
+            artifact_bucket: deployer::artifacts::bucket_name(p, p.account_id.as_deref()),
+        })
+        .collect();
+    let account = plans[0].account_id.clone().unwrap();
+    let mine: Vec<_> = all
+        .iter()
+        .filter(|e| e.plan.account_id.as_deref() == Some(account.as_str()))
+        .cloned()
+        .collect();
+    deployer::promote::render_oidc_roles(repo, &account, &mine, &all)
+}
+
+fn resources(body: &str) -> serde_json::Map<String, Value> {
+    let template = stack::template::parse(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    template["Resources"].as_object().unwrap().clone()
+}
+
+#[test]
+fn every_aws_environment_gets_its_configured_role_trusting_only_its_github_environment() {
+    let plans = aws_plans();
+    assert!(
+        plans.len() >= 3,
+        "dev, staging and prod are aws environments"
+    );
+    let body = render(&plans, "acme/cqrs").unwrap();
+    let res = resources(&body);
+    assert!(res.contains_key("GitHubOidcProvider"));
+    for plan in &plans {
+        let arn = plan.role_arn.clone().unwrap();
+        let name = arn.rsplit('/').next().unwrap();
+        let (_, role) = res
+            .iter()
+            .find(|(_, r)| r["Type"] == "AWS::IAM::Role" && r["Properties"]["RoleName"] == name)
+            .unwrap_or_else(|| panic!("no role named {name} for {}", plan.env));
+        let trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap();
+        let oidc = &trust[0];
+        assert_eq!(oidc["Action"], "sts:AssumeRoleWithWebIdentity");
+        let github_env = deployer::promote::github_environment(&plan.env);
+        assert_eq!(
+            oidc["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"],
+            format!("repo:acme/cqrs:environment:{github_env}")
+        );
+        assert_eq!(
+            oidc["Condition"]["StringEquals"]["token.actions.githubusercontent.com:aud"],
+            "sts.amazonaws.com"
+        );
+        // The role trusts itself (the tool assumes role_arn again inside the CI job).
+        assert!(
+            trust
+                .iter()
+                .any(|s| s["Condition"]["ArnEquals"]["aws:PrincipalArn"] == arn.as_str()),
+            "{}",
+            plan.env
+        );
+        // The environment that promotes from this one may read its release.
+        for promoter in plans
+            .iter()
+            .filter(|p| p.deploy.promote_from.as_deref() == Some(plan.env.as_str()))
+        {
+            let promoter_arn = promoter.role_arn.as_deref().unwrap();
+            assert!(
+                trust
+                    .iter()
+                    .any(|s| s["Condition"]["ArnEquals"]["aws:PrincipalArn"] == promoter_arn),
+                "{} must trust {promoter_arn}",
+                plan.env
+            );
+        }
+        // Its deploy permissions are scoped to its own stack.
+        let policy = serde_json::to_string(&role["Properties"]["Policies"]).unwrap();
+        assert!(
+            policy.contains(&format!("stack/{}/*", plan.stack_name)),
+            "{policy}"
+        );
+        assert!(
+            policy.contains(&format!("role/{}-*", plan.stack_name)),
+            "{policy}"
+        );
+    }
+    // Prod's role is only for the protected `production` environment (manual approval in the workflow).
+    assert!(body.contains("repo:acme/cqrs:environment:production"));
+    assert!(!body.contains("environment:prod\n"));
+}
+
+#[test]
+fn the_workflow_jobs_run_in_the_github_environments_the_roles_trust() {
+    let text = std::fs::read_to_string(repo_root().join(".github/workflows/ci.yml")).unwrap();
+    let workflow: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    for plan in aws_plans() {
+        let role = plan.role_arn.clone().unwrap();
+        let job = workflow["jobs"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .find(|j| text_of(j).contains(&role))
+            .unwrap_or_else(|| panic!("no job assumes {role}"));
+        assert_eq!(
+            job["environment"].as_str(),
+            Some(deployer::promote::github_environment(&plan.env).as_str()),
+            "the job assuming {role} must run in the GitHub environment its trust policy names"
+        );
+    }
+}
+
+fn text_of(v: &serde_yaml::Value) -> String {
+    serde_yaml::to_string(v).unwrap()
+}
+
+#[test]
+fn bad_input_is_refused_with_what_to_do() {
+    let plans = aws_plans();
+    let err = render(&plans, "not a repo").unwrap_err();
+    assert!(err.to_string().contains("pass it as owner/name"), "{err}");
+    let mut broken = plans.clone();
+    broken[0].role_arn = Some("arn:aws:s3:::bucket".into());
+    let err = render(&broken, "acme/cqrs").unwrap_err();
+    assert!(err.to_string().contains("is not an IAM role ARN"), "{err}");
+}
+
+#[test]
+fn the_rendered_template_passes_cfn_lint() {
+    let body = render(&aws_plans(), "acme/cqrs").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oidc-roles.yaml");
+    std::fs::write(&path, &body).unwrap();
+    let out = Command::new(tests::tools::cfn_lint())
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cfn-lint:\n{}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_cli_prints_it() {
+    let out = Command::new(xtask_bin())
+        .args([
+            "promote",
+            "--oidc-roles-template",
+            "--github-repo",
+            "acme/cqrs",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = String::from_utf8(out.stdout).unwrap();
+    assert!(resources(&body).contains_key("GitHubOidcProvider"));
+    let out = Command::new(xtask_bin())
+        .args(["promote", "--oidc-roles-template"])
+        .env_remove("GITHUB_REPOSITORY")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--github-repo"));
+}
