@@ -18,6 +18,8 @@ pub enum What {
     /// `deploy --hotswap` of 1 and of 3 functions vs a full CloudFormation update of the same change, on a
     /// fresh local endpoint of its own (the figures are wall times on this machine).
     Hotswap(HotswapArgs),
+    /// Full deploy, no-op deploy and teardown wall times on a fresh local endpoint of its own.
+    Deploy(crate::deploy::BenchArgs),
 }
 
 /// Arguments of `cargo xtask bench hotswap`.
@@ -48,6 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     match args.what {
         What::Local(a) => local(a).await,
         What::Hotswap(a) => hotswap(a).await,
+        What::Deploy(a) => crate::deploy::bench(a).await,
     }
 }
 

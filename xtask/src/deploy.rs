@@ -54,15 +54,29 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
     opts.allow_data_loss = args.allow_data_loss;
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
     if args.hotswap {
-        let outcome = deployer::hotswap::hotswap(&env.clients, &plan, &template.body, &release, &bucket, ui.as_ref()).await?;
+        let outcome = deployer::hotswap::hotswap(
+            &env.clients,
+            &plan,
+            &template.body,
+            &release,
+            &bucket,
+            ui.as_ref(),
+        )
+        .await?;
         if let (Some(endpoint_url), false) = (&env.endpoint_url, outcome.up_to_date) {
-            start_local_engine(&plan, endpoint_url).await.context("restarting the local engine on the new code")?;
+            start_local_engine(&plan, endpoint_url)
+                .await
+                .context("restarting the local engine on the new code")?;
         }
         match args.output {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
             OutputFormat::Text => print!("{outcome}"),
         }
-        return Ok(if outcome.up_to_date && args.detailed_exitcode { ExitStatus::UpToDate } else { ExitStatus::Success });
+        return Ok(if outcome.up_to_date && args.detailed_exitcode {
+            ExitStatus::UpToDate
+        } else {
+            ExitStatus::Success
+        });
     }
     let req = DeployRequest {
         plan: &plan,
@@ -74,8 +88,17 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
         .await
         .with_context(|| format!("deploying stack `{}`", plan.stack_name))?;
     // A full deploy ends any hotswap drift: the stack's parameters name the running code again.
-    if let Some(set_back) = deployer::hotswap::reconcile(&env.clients, &plan, &bucket, &release.manifest).await? {
-        deployer::ui::Ui::line(ui.as_ref(), &format!("reconciled the hotswap drift of `{}` ({} function(s) set back to the stack's code)", plan.stack_name, set_back.len()));
+    if let Some(set_back) =
+        deployer::hotswap::reconcile(&env.clients, &plan, &bucket, &release.manifest).await?
+    {
+        deployer::ui::Ui::line(
+            ui.as_ref(),
+            &format!(
+                "reconciled the hotswap drift of `{}` ({} function(s) set back to the stack's code)",
+                plan.stack_name,
+                set_back.len()
+            ),
+        );
     }
     if let Some(endpoint_url) = &env.endpoint_url {
         let gateway = start_local_engine(&plan, endpoint_url)
@@ -205,4 +228,129 @@ pub(crate) fn report_errors(result: anyhow::Result<ExitStatus>) -> anyhow::Resul
             Ok(exit_status_of(&err))
         }
     }
+}
+
+/// Arguments of `cargo xtask bench deploy`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Rounds (the median of each figure is printed).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// `cargo xtask bench deploy`: on a fresh local endpoint of its own, times a full deploy (first create,
+/// uploads included), a no-op deploy of the same release (the "up to date" path) and a teardown, through the
+/// same deployer calls as `deploy`/`teardown`. The binaries are the last local build's when present, else
+/// `/bin/true`; the cargo build itself is not timed (it is cargo's, and a no-op build is cargo's no-op).
+pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<ExitStatus> {
+    use deployer::ui::{Confirmation, RecordingUi};
+    use stack::FunctionName;
+    use std::time::Instant;
+    let tmp = std::env::temp_dir().join(format!("xtask-bench-deploy-{}", std::process::id()));
+    let moto = local_engine::endpoint::Endpoint::start_fresh(&tmp.join("state")).await?;
+    let clients = deployer::aws::Clients::from_sdk_config(&moto.sdk_config().await);
+    let config = tmp.join("config");
+    std::fs::create_dir_all(&config)?;
+    std::fs::copy(
+        crate::cli::repo_root().join("config/defaults.yaml"),
+        config.join("defaults.yaml"),
+    )?;
+    let yaml = format!(
+        "kind: local\nstack_name: bench-deploy\nregion: us-east-1\nlocal:\n  gateway_port: {}\n  endpoint_port: {}\n",
+        local_engine::endpoint::free_port()?,
+        moto.port()
+    );
+    std::fs::write(config.join("bench.yaml"), yaml)?;
+    let (plan, template) =
+        stack::load_checked(&config, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let built = deployer::build::dist_dir(
+        &deployer::build::default_target_dir(&crate::cli::repo_root()),
+        "local",
+    );
+    let mut req = BuildRequest::for_plan(&plan, &crate::cli::repo_root(), &template.sha256)?;
+    req.target_dir = tmp.join("target");
+    let binaries = FunctionName::ALL
+        .into_iter()
+        .map(|f| {
+            let b = built.join(f.as_str()).join("bootstrap");
+            (
+                f,
+                if b.exists() {
+                    b
+                } else {
+                    PathBuf::from("/bin/true")
+                },
+            )
+        })
+        .collect();
+    let ui = RecordingUi::new(Confirmation::Yes);
+    let release = deployer::build::package(&req, &binaries, &ui)?;
+    let bucket = deployer::artifacts::bucket_name(&plan, None);
+    let opts = DeployOptions::for_plan(&plan);
+    let teardown_opts = deployer::teardown::TeardownOptions {
+        delete_data: false,
+        confirm: false,
+        poll_interval: poll_interval_of(&plan),
+    };
+    let (mut full, mut noop, mut down) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        let req = DeployRequest {
+            plan: &plan,
+            template_body: &template.body,
+            release: &release,
+            bucket: &bucket,
+        };
+        let t = Instant::now();
+        let first = deployer::deploy::deploy(&clients, req, &opts, &ui).await?;
+        full.push(t.elapsed());
+        anyhow::ensure!(
+            first.result == deployer::deploy::DeployResult::Created,
+            "the first deploy must create the stack"
+        );
+        let t = Instant::now();
+        let again = deployer::deploy::deploy(&clients, req, &opts, &ui).await?;
+        noop.push(t.elapsed());
+        anyhow::ensure!(
+            again.result == deployer::deploy::DeployResult::UpToDate,
+            "the second deploy must be a no-op"
+        );
+        let t = Instant::now();
+        deployer::teardown::teardown(&clients, &plan, &bucket, &teardown_opts, &ui).await?;
+        down.push(t.elapsed());
+    }
+    drop(moto);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let median = |v: &mut Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1000.0
+    };
+    let zip_bytes: u64 = release
+        .manifest
+        .functions
+        .values()
+        .map(|a| a.zip_size)
+        .sum();
+    let (full_ms, noop_ms, down_ms) = (median(&mut full), median(&mut noop), median(&mut down));
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({"rounds": args.rounds.max(1), "zip_bytes": zip_bytes, "full_deploy_ms": full_ms, "noop_deploy_ms": noop_ms, "teardown_ms": down_ms})
+        ),
+        OutputFormat::Text => {
+            println!(
+                "deploy on a fresh local endpoint (median of {} rounds, {zip_bytes} bytes of zips):",
+                args.rounds.max(1)
+            );
+            println!("  full deploy (create, uploads included)  {full_ms:>8.0} ms");
+            println!("  no-op deploy (up to date)               {noop_ms:>8.0} ms");
+            println!("  teardown (stack and artifact bucket)    {down_ms:>8.0} ms");
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn poll_interval_of(plan: &Plan) -> std::time::Duration {
+    deployer::deploy::poll_interval(plan)
 }
