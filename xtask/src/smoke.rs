@@ -1,14 +1,392 @@
-//! `cargo xtask smoke` (skeleton: its issue fills it in).
+//! `cargo xtask smoke --env <name>`: a short, real conversation with a deployed API, recorded with the environment.
+//!
+//! It appends a `user_created` event to a fresh aggregate, reads it back, waits (bounded) for the projector to
+//! build the read model, and checks that a stale `expectedVersion` is refused with 409 `version_conflict`. Every
+//! request and response body is a `domain::api` type, the very types the functions serve, so a change of the API
+//! breaks this client at compile time rather than in production. Nothing is cleaned up: an event log is
+//! append-only, and deleting what the smoke test wrote would hide exactly the problems it is there to find (the
+//! aggregate ids start with `smoke-` so they are easy to tell apart).
+//!
+//! The result is printed and stored in the environment's artifact bucket at `smoke/<env>.json`, together with
+//! the release digest the stack runs, so `cargo xtask promote` can require a passing smoke test of exactly the
+//! release it promotes.
 
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use deployer::promote::{SmokeCheck, SmokeRecord};
+use domain::api::{
+    AggregateView, AppendEventRequest, AppendEventResponse, AppendOneRequest, ErrorBody,
+    EventsPage, HealthResponse,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use stack::{EnvKind, Plan};
+
+use crate::cli::OutputFormat;
 use crate::exit::ExitStatus;
+
+/// How long the smoke test waits for the read model to catch up by default.
+pub const DEFAULT_PROJECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Each request's own limit (a cold start on AWS takes a second or two).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Arguments of `cargo xtask smoke`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub env: crate::cli::EnvArgs,
+    /// Base URL of the API; by default the stack output ApiUrl (local: the local gateway of the environment).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// How long to wait for the projector to build the read model, in seconds.
+    #[arg(long, default_value_t = DEFAULT_PROJECTION_TIMEOUT.as_secs())]
+    pub projection_timeout: u64,
+    /// Do not store the result in the environment's artifact bucket (only print it).
+    #[arg(long)]
+    pub no_record: bool,
+    /// How to print the result.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`cargo xtask smoke` is not implemented yet")
+pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    let options = SmokeOptions {
+        url: args.url.clone(),
+        projection_timeout: Duration::from_secs(args.projection_timeout),
+        record: !args.no_record,
+    };
+    let result = async {
+        let (plan, _) = crate::deploy::load(&args.env)?;
+        smoke(&plan, &options).await
+    }
+    .await;
+    let passed = result.as_ref().is_ok_and(|r| r.passed);
+    let status = crate::promote::finish(result, args.output)?;
+    // A failed check is a printed result, not an error: exit 1 so CI stops the train.
+    Ok(if status == ExitStatus::Success && !passed {
+        ExitStatus::Failed
+    } else {
+        status
+    })
+}
+
+/// What `smoke` needs besides the plan.
+#[derive(Debug, Clone)]
+pub struct SmokeOptions {
+    /// Overrides the URL found from the stack.
+    pub url: Option<String>,
+    pub projection_timeout: Duration,
+    /// Store the record at `smoke/<env>.json` in the artifact bucket.
+    pub record: bool,
+}
+
+impl Default for SmokeOptions {
+    fn default() -> Self {
+        SmokeOptions {
+            url: None,
+            projection_timeout: DEFAULT_PROJECTION_TIMEOUT,
+            record: true,
+        }
+    }
+}
+
+/// Runs the smoke test against `plan`'s deployed API and (unless told otherwise) records the result. A failed
+/// check is a result (`passed: false`), not an error; errors are for not reaching the stack or the bucket.
+pub async fn smoke(plan: &Plan, options: &SmokeOptions) -> anyhow::Result<SmokeRecord> {
+    let connected = crate::deploy::connect(plan).await?;
+    let (clients, account) = (&connected.clients, connected.account.clone());
+    let stack = deployer::stackops::describe(&clients.cfn, &plan.stack_name).await?;
+    let Some(stack) = stack else {
+        return Err(anyhow::Error::new(deployer::Error::Refused(format!(
+            "stack `{}` does not exist; deploy it first with `cargo xtask deploy --env {}`",
+            plan.stack_name, plan.env
+        ))));
+    };
+    let release_digest = deployer::stackops::parameters_of(&stack)
+        .get(stack::parameters::RELEASE_DIGEST)
+        .cloned()
+        .filter(|d| !d.is_empty());
+    let url = match (&options.url, plan.kind, &plan.local) {
+        (Some(url), _, _) => url.clone(),
+        (None, EnvKind::Local, Some(local)) => format!("http://127.0.0.1:{}", local.gateway_port),
+        _ => deployer::stackops::outputs_of(&stack)
+            .get(stack::outputs::API_URL)
+            .cloned()
+            .ok_or_else(|| {
+                deployer::Error::StackFailed(format!(
+                    "stack `{}` has no {} output; redeploy it or pass --url",
+                    plan.stack_name,
+                    stack::outputs::API_URL
+                ))
+            })?,
+    };
+    let record = run_checks(&plan.env, &url, release_digest, options.projection_timeout).await;
+    if options.record {
+        let bucket = deployer::artifacts::bucket_name(plan, account.as_deref());
+        deployer::promote::put_smoke_record(&clients.s3, &bucket, &record).await?;
+    }
+    Ok(record)
+}
+
+/// The checks themselves, against `base_url`. Stops at the first failed check: later ones depend on it.
+pub async fn run_checks(
+    env: &str,
+    base_url: &str,
+    release_digest: Option<String>,
+    projection_timeout: Duration,
+) -> SmokeRecord {
+    let started_at = Utc::now();
+    let started = Instant::now();
+    let client = Client::new(base_url);
+    let aggregate_id = format!("smoke-{}", uuid::Uuid::now_v7());
+    let mut checks = Vec::new();
+    let steps: [(&str, Step); 5] = [
+        ("health", Step::Health),
+        ("append user_created", Step::Append),
+        ("read the event back", Step::ReadBack),
+        ("projection caught up", Step::Projection(projection_timeout)),
+        ("stale version refused (409)", Step::Conflict),
+    ];
+    let total = steps.len();
+    for (name, step) in steps {
+        let t = Instant::now();
+        let outcome = step.run(&client, &aggregate_id).await;
+        let passed = outcome.is_ok();
+        checks.push(SmokeCheck {
+            name: name.to_string(),
+            passed,
+            detail: outcome.unwrap_or_else(|e| e),
+            duration_ms: t.elapsed().as_millis() as u64,
+        });
+        if !passed {
+            break;
+        }
+    }
+    let passed = checks.len() == total && checks.iter().all(|c| c.passed);
+    SmokeRecord {
+        schema: deployer::promote::SMOKE_SCHEMA,
+        env: env.to_string(),
+        passed,
+        release_digest,
+        api_url: base_url.to_string(),
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        checks,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Health,
+    Append,
+    ReadBack,
+    Projection(Duration),
+    Conflict,
+}
+
+const SMOKE_NAME: &str = "Smoke Test";
+
+fn user_data() -> Map<String, Value> {
+    let Value::Object(m) = json!({ "name": SMOKE_NAME, "email": "smoke@example.com" }) else {
+        unreachable!()
+    };
+    m
+}
+
+impl Step {
+    /// `Ok(what was seen)` or `Err(what was wrong)`.
+    async fn run(self, client: &Client, id: &str) -> Result<String, String> {
+        match self {
+            Step::Health => {
+                let h: HealthResponse = client.get("/health").await?;
+                if h.status == "ok" {
+                    Ok("status ok".into())
+                } else {
+                    Err(format!("health status is `{}`", h.status))
+                }
+            }
+            Step::Append => {
+                let req = AppendEventRequest {
+                    aggregate_id: id.to_string(),
+                    event_type: domain::user::USER_CREATED.to_string(),
+                    event_data: user_data(),
+                    expected_version: None,
+                    command_id: None,
+                };
+                let resp: AppendEventResponse = client.post_ok("/events", &req).await?;
+                if resp.aggregate_id != id || resp.version != 1 {
+                    return Err(format!(
+                        "expected {id} at version 1, got {} at version {}",
+                        resp.aggregate_id, resp.version
+                    ));
+                }
+                Ok(format!("{id} at version 1"))
+            }
+            Step::ReadBack => {
+                let page: EventsPage = client.get(&format!("/aggregates/{id}/events")).await?;
+                match page.events.as_slice() {
+                    [e] if e.version == 1
+                        && e.event_type == domain::user::USER_CREATED
+                        && e.event_data == user_data() =>
+                    {
+                        Ok(format!("1 event, {} at version 1", e.event_type))
+                    }
+                    events => Err(format!(
+                        "expected exactly the user_created event at version 1, got {} event(s): {}",
+                        events.len(),
+                        serde_json::to_string(events).unwrap_or_default()
+                    )),
+                }
+            }
+            Step::Projection(limit) => {
+                let deadline = Instant::now() + limit;
+                let mut last: String;
+                loop {
+                    match client
+                        .get::<AggregateView>(&format!("/aggregates/{id}"))
+                        .await
+                    {
+                        Ok(view)
+                            if view.version >= 1 && view.state["user"]["name"] == SMOKE_NAME =>
+                        {
+                            return Ok(format!("read model at version {}", view.version));
+                        }
+                        Ok(view) => {
+                            last = format!("read model at version {}: {}", view.version, view.state)
+                        }
+                        Err(e) => last = e,
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(format!(
+                            "the read model did not catch up within {} s (last: {last})",
+                            limit.as_secs()
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Step::Conflict => {
+                let req = AppendOneRequest {
+                    event_type: domain::user::USER_UPDATED.to_string(),
+                    event_data: user_data(),
+                    expected_version: Some(0),
+                    command_id: None,
+                };
+                let (status, body) = client
+                    .post_raw(&format!("/aggregates/{id}/events"), &req)
+                    .await?;
+                let err: Result<ErrorBody, _> = serde_json::from_slice(&body);
+                match (status, err) {
+                    (409, Ok(e)) if e.error.code == "version_conflict" => Ok(format!(
+                        "409 version_conflict (current version {:?})",
+                        e.error.current_version
+                    )),
+                    (status, _) => Err(format!(
+                        "expected 409 version_conflict for expectedVersion 0 on a version-1 aggregate, got {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// A small typed client over reqwest: every body is a `domain::api` type; any other status than the expected
+/// one becomes a message carrying the server's `{"error":{"code","message"}}`.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("an HTTP client builds");
+        Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        decode("GET", path, resp).await
+    }
+
+    async fn post_ok<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, String> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("POST {path}: {e}"))?;
+        decode("POST", path, resp).await
+    }
+
+    async fn post_raw<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("POST {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("POST {path}: reading the body: {e}"))?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
+async fn decode<T: DeserializeOwned>(
+    method: &str,
+    path: &str,
+    resp: reqwest::Response,
+) -> Result<T, String> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("{method} {path}: reading the body: {e}"))?;
+    if !status.is_success() {
+        return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => format!(
+                "{method} {path}: {} {}: {}",
+                status.as_u16(),
+                e.error.code,
+                e.error.message
+            ),
+            Err(_) => format!(
+                "{method} {path}: {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&bytes)
+            ),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{method} {path}: {} with a body that does not match the API types ({e}): {}",
+            status.as_u16(),
+            String::from_utf8_lossy(&bytes)
+        )
+    })
 }
