@@ -135,6 +135,15 @@ fn text(o: &Output) -> String {
     )
 }
 
+fn git_head() -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo_root())
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
 fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
@@ -148,6 +157,7 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) 
 #[tokio::test]
 async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_nothing() {
     let mut env = Env::new();
+    let head_before = git_head();
     let deploy = env.xtask(&["deploy"]);
     assert!(deploy.status.success(), "deploy failed:\n{}", text(&deploy));
     let out = String::from_utf8_lossy(&deploy.stdout).to_string();
@@ -322,13 +332,24 @@ async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_noth
     }
 
     // A second deploy changes nothing (exit code 4 with --detailed-exitcode) and keeps serving.
+    // The release digest records the git revision, so the no-op holds only when nothing was committed in
+    // between (always in CI; not always in a working tree shared with other work).
+    let head_now = git_head();
     let again = env.xtask(&["deploy", "--detailed-exitcode"]);
-    assert_eq!(
-        again.status.code(),
-        Some(4),
-        "second deploy is a no-op:\n{}",
-        text(&again)
-    );
+    if head_now == head_before {
+        assert_eq!(
+            again.status.code(),
+            Some(4),
+            "second deploy is a no-op:\n{}",
+            text(&again)
+        );
+    } else {
+        assert!(
+            again.status.success(),
+            "second deploy after a new commit:\n{}",
+            text(&again)
+        );
+    }
     assert!(
         http.get(format!("{url}/health"))
             .send()

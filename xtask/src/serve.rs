@@ -134,6 +134,13 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
                 started.elapsed().as_secs_f64(),
                 paths.engine_log().display()
             );
+            // Repeat what the engine said about a data reset (it goes to the engine's log) to the user.
+            let log = std::fs::read(paths.engine_log()).unwrap_or_default();
+            let fresh =
+                String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..]).to_string();
+            for line in fresh.lines().filter(|l| l.contains("local data was reset")) {
+                eprintln!("{line}");
+            }
             return Ok(url);
         }
         if !local_engine::daemon::is_alive(pid) {
