@@ -34,19 +34,36 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
     /// python3 or its venv module is missing: install them (Debian: `apt-get install python3 python3-venv`).
-    #[error("cannot create the python virtual environment at {dir}: {detail}; install python3 with its venv module (Debian: apt-get install python3-venv) and retry")]
+    #[error(
+        "cannot create the python virtual environment at {dir}: {detail}; install python3 with its venv module (Debian: apt-get install python3-venv) and retry"
+    )]
     Venv { dir: PathBuf, detail: String },
     /// pip could not install moto: usually no access to the package index.
-    #[error("installing moto[server]=={MOTO_VERSION} into {dir} failed: {detail}; check access to the Python package index and retry (log: {log})")]
-    Install { dir: PathBuf, detail: String, log: PathBuf },
+    #[error(
+        "installing moto[server]=={MOTO_VERSION} into {dir} failed: {detail}; check access to the Python package index and retry (log: {log})"
+    )]
+    Install {
+        dir: PathBuf,
+        detail: String,
+        log: PathBuf,
+    },
     /// The server did not answer in time; its log says why.
     #[error("the local AWS endpoint did not answer on {url} within {secs} s; see its log at {log}")]
-    NotAnswering { url: String, secs: u64, log: PathBuf },
+    NotAnswering {
+        url: String,
+        secs: u64,
+        log: PathBuf,
+    },
     /// The configured port is taken by something that is not a moto server.
-    #[error("port {port} on 127.0.0.1 is in use by another program; free it or set local.endpoint_port in the config")]
+    #[error(
+        "port {port} on 127.0.0.1 is in use by another program; free it or set local.endpoint_port in the config"
+    )]
     PortTaken { port: u16 },
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EndpointError {
@@ -69,23 +86,55 @@ impl Endpoint {
     pub async fn start_fresh(state_dir: &Path) -> Result<Endpoint, EndpointError> {
         let moto = ensure_installed().await?;
         fs::create_dir_all(state_dir).map_err(io(format!("creating {}", state_dir.display())))?;
-        let port = free_port()?;
-        let log = state_dir.join(format!("moto-{port}.log"));
-        let child = spawn_moto(&moto, port, &log, false)?;
-        let endpoint = Endpoint { port, child: Some(child), log };
-        endpoint.wait_until_answering().await?;
-        Ok(endpoint)
+        // Picking a free port and binding it are two steps; parallel tests (threads and processes) could pick the
+        // same port in between and end up sharing one moto. A lock held until our server answers closes that window,
+        // and a server that died right after start (port taken by something else) is retried on another port.
+        let _guard = port_lock().await?;
+        let mut last_err = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let log = state_dir.join(format!("moto-{port}.log"));
+            let child = spawn_moto(&moto, port, &log, false)?;
+            let mut endpoint = Endpoint {
+                port,
+                child: Some(child),
+                log,
+            };
+            match endpoint.wait_until_answering().await {
+                Ok(()) if endpoint.child_alive() => return Ok(endpoint),
+                Ok(()) => endpoint.kill_child(),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or(EndpointError::PortTaken { port: 0 }))
+    }
+
+    /// True while the owned server process has not exited.
+    fn child_alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Returns the background endpoint of this state directory, starting it on `port` if it is not running.
     /// The process outlives this call; stop it with [`Endpoint::stop_background`].
     /// Returns `(endpoint, started)`: `started` is true when a new (empty) moto had to be started.
-    pub async fn ensure_running(state_dir: &Path, port: u16) -> Result<(Endpoint, bool), EndpointError> {
+    pub async fn ensure_running(
+        state_dir: &Path,
+        port: u16,
+    ) -> Result<(Endpoint, bool), EndpointError> {
         fs::create_dir_all(state_dir).map_err(io(format!("creating {}", state_dir.display())))?;
         let log = state_dir.join("endpoint.log");
         let url = url_of(port);
         if answers_as_moto(&url).await {
-            return Ok((Endpoint { port, child: None, log }, false));
+            return Ok((
+                Endpoint {
+                    port,
+                    child: None,
+                    log,
+                },
+                false,
+            ));
         }
         if TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Err(EndpointError::PortTaken { port });
@@ -96,7 +145,11 @@ impl Endpoint {
             .map_err(io("writing the endpoint pid file"))?;
         // The child is detached (its own session); dropping the handle does not stop it.
         drop(child);
-        let endpoint = Endpoint { port, child: None, log };
+        let endpoint = Endpoint {
+            port,
+            child: None,
+            log,
+        };
         endpoint.wait_until_answering().await?;
         Ok((endpoint, true))
     }
@@ -104,7 +157,9 @@ impl Endpoint {
     /// Stops the background endpoint of this state directory, if any. Returns whether one was running.
     pub fn stop_background(state_dir: &Path) -> Result<bool, EndpointError> {
         let pid_file = state_dir.join("endpoint.pid");
-        let Ok(pid) = fs::read_to_string(&pid_file) else { return Ok(false) };
+        let Ok(pid) = fs::read_to_string(&pid_file) else {
+            return Ok(false);
+        };
         let pid = pid.trim().to_string();
         let stopped = terminate(&pid);
         let _ = fs::remove_file(&pid_file);
@@ -144,7 +199,11 @@ impl Endpoint {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(EndpointError::NotAnswering { url, secs: START_TIMEOUT.as_secs(), log: self.log.clone() })
+        Err(EndpointError::NotAnswering {
+            url,
+            secs: START_TIMEOUT.as_secs(),
+            log: self.log.clone(),
+        })
     }
 
     fn kill_child(&mut self) {
@@ -166,7 +225,13 @@ pub async fn sdk_config_for(url: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(Region::new(LOCAL_REGION))
-        .credentials_provider(Credentials::new("local", "local", None, None, "local-endpoint"))
+        .credentials_provider(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "local-endpoint",
+        ))
         .load()
         .await
 }
@@ -179,7 +244,9 @@ pub fn local_dir() -> PathBuf {
 
 /// The virtual environment holding moto: `$XTASK_VENV_DIR` or `<repo>/.local/venv`.
 pub fn venv_dir() -> PathBuf {
-    std::env::var_os("XTASK_VENV_DIR").map(PathBuf::from).unwrap_or_else(|| local_dir().join("venv"))
+    std::env::var_os("XTASK_VENV_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| local_dir().join("venv"))
 }
 
 /// Installs the pinned moto server into the virtual environment (once; later calls only check) and
@@ -188,7 +255,10 @@ pub async fn ensure_installed() -> Result<PathBuf, EndpointError> {
     let venv = venv_dir();
     tokio::task::spawn_blocking(move || install_blocking(&venv))
         .await
-        .map_err(|e| EndpointError::Io { context: "installing moto".into(), source: std::io::Error::other(e) })?
+        .map_err(|e| EndpointError::Io {
+            context: "installing moto".into(),
+            source: std::io::Error::other(e),
+        })?
 }
 
 fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
@@ -210,14 +280,20 @@ fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
     if moto.exists() && stamp.exists() {
         return Ok(moto);
     }
-    eprintln!("local endpoint: installing moto[server]=={MOTO_VERSION} into {} (once) ...", venv.display());
+    eprintln!(
+        "local endpoint: installing moto[server]=={MOTO_VERSION} into {} (once) ...",
+        venv.display()
+    );
     let started = Instant::now();
     if !venv.join("bin/pip").exists() {
         let out = Command::new("python3")
             .args(["-m", "venv"])
             .arg(venv)
             .output()
-            .map_err(|e| EndpointError::Venv { dir: venv.to_path_buf(), detail: e.to_string() })?;
+            .map_err(|e| EndpointError::Venv {
+                dir: venv.to_path_buf(),
+                detail: e.to_string(),
+            })?;
         if !out.status.success() {
             return Err(EndpointError::Venv {
                 dir: venv.to_path_buf(),
@@ -233,13 +309,29 @@ fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
         .stdout(log_file.try_clone().map_err(io("install log"))?)
         .stderr(log_file)
         .status()
-        .map_err(|e| EndpointError::Install { dir: venv.to_path_buf(), detail: e.to_string(), log: log.clone() })?;
+        .map_err(|e| EndpointError::Install {
+            dir: venv.to_path_buf(),
+            detail: e.to_string(),
+            log: log.clone(),
+        })?;
     if !status.success() || !moto.exists() {
-        let detail = fs::read_to_string(&log).unwrap_or_default().lines().last().unwrap_or("pip failed").to_string();
-        return Err(EndpointError::Install { dir: venv.to_path_buf(), detail, log });
+        let detail = fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .last()
+            .unwrap_or("pip failed")
+            .to_string();
+        return Err(EndpointError::Install {
+            dir: venv.to_path_buf(),
+            detail,
+            log,
+        });
     }
     fs::write(&stamp, MOTO_VERSION).map_err(io("writing the install stamp"))?;
-    eprintln!("local endpoint: moto installed in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "local endpoint: moto installed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(moto)
 }
 
@@ -261,7 +353,8 @@ fn spawn_moto(moto: &Path, port: u16, log: &Path, detached: bool) -> Result<Chil
         .stderr(err)
         // moto's Lambda backend would try to reach Docker; nothing here uses it.
         .env("MOTO_DOCKER_NETWORK_MODE", "none");
-    cmd.spawn().map_err(io(format!("starting {}", moto.display())))
+    cmd.spawn()
+        .map_err(io(format!("starting {}", moto.display())))
 }
 
 fn url_of(port: u16) -> String {
@@ -272,7 +365,9 @@ fn url_of(port: u16) -> String {
 /// The dashboard (`/moto-api/`) is used, not `/moto-api/data.json`: once Lambda functions exist, moto
 /// answers data.json with HTTP 500 (it tries to reach Docker while dumping them).
 async fn answers_as_moto(url: &str) -> bool {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build();
     let Ok(client) = client else { return false };
     match client.get(format!("{url}/moto-api/")).send().await {
         Ok(resp) => resp.status().is_success(),
@@ -280,16 +375,50 @@ async fn answers_as_moto(url: &str) -> bool {
     }
 }
 
+/// The cross-process lock that serializes "pick a free port, start moto on it" (see [`Endpoint::start_fresh`]).
+async fn port_lock() -> Result<File, EndpointError> {
+    let dir = venv_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(local_dir);
+    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let path = dir.join(".ports.lock");
+    tokio::task::spawn_blocking(move || {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| EndpointError::Io {
+        context: "taking the port lock".into(),
+        source: std::io::Error::other(e),
+    })?
+    .map_err(io("taking the port lock"))
+}
+
 /// Asks the OS for a free port on 127.0.0.1.
 pub fn free_port() -> Result<u16, EndpointError> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(io("finding a free port"))?;
-    let port = listener.local_addr().map_err(io("finding a free port"))?.port();
+    let port = listener
+        .local_addr()
+        .map_err(io("finding a free port"))?
+        .port();
     Ok(port)
 }
 
 /// Sends SIGTERM, waits up to 5 s, then SIGKILL. Returns whether the process existed.
 fn terminate(pid: &str) -> bool {
-    let alive = |pid: &str| Command::new("kill").args(["-0", pid]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let alive = |pid: &str| {
+        Command::new("kill")
+            .args(["-0", pid])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if !alive(pid) {
         return false;
     }
