@@ -149,18 +149,25 @@ pub(crate) struct Connected {
 pub(crate) async fn connect(plan: &Plan) -> anyhow::Result<Connected> {
     let endpoint_url = match (plan.kind, &plan.local) {
         (EnvKind::Local, Some(local)) => {
+            let began = std::time::Instant::now();
             let (ep, started) = local_engine::endpoint::Endpoint::ensure_running(
                 &state_dir(plan),
                 local.endpoint_port,
             )
             .await
             .context("starting the local AWS endpoint")?;
+            // Named without its scheme on purpose: the first `http://` URL a local deploy prints is the API's,
+            // which is what a user (and the newcomer script) copies.
             if started {
                 eprintln!(
-                    "started the local AWS endpoint at {} (log: {})",
-                    ep.url(),
+                    "local AWS endpoint (moto {}) started on 127.0.0.1:{} in {:.1} s (log: {})",
+                    local_engine::endpoint::MOTO_VERSION,
+                    ep.port(),
+                    began.elapsed().as_secs_f64(),
                     ep.log_path().display()
                 );
+            } else {
+                eprintln!("local AWS endpoint: reusing the one running on 127.0.0.1:{}", ep.port());
             }
             Some(ep.url())
         }
