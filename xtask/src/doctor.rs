@@ -26,6 +26,7 @@ pub const DIFFERENCES: &[&str] = &[
     "function memory size is passed to the function but not enforced; timeouts are enforced (the process is killed)",
     "functions run as processes of your user, not in a Firecracker sandbox; concurrency is at most 4 processes per function",
     "IAM is not enforced: a missing permission works locally and fails on AWS",
+    "a reviewed change set is applied with CreateStack/UpdateStack on moto (it computes no outputs for executed change sets); AWS executes the change set itself",
     "CloudWatch alarms, point-in-time recovery and log retention are accepted but do nothing; logs go to .local/state/<env>/logs",
 ];
 
