@@ -1,14 +1,55 @@
-//! `cargo xtask replay` (skeleton: its issue fills it in).
+//! `cargo xtask replay`: rebuilds read models from the event log of an environment (every aggregate or one),
+//! through the `deployer::replay` library. Safe while traffic continues; see that module for why.
 
+use crate::cli::{EnvArgs, OutputFormat};
+use crate::deploy::{connect, load, report_errors};
 use crate::exit::ExitStatus;
+use deployer::ui::ConsoleUi;
 
 /// Arguments of `cargo xtask replay`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub env: crate::cli::EnvArgs,
+    pub env: EnvArgs,
+    /// Replay only this aggregate (default: every aggregate of the events table).
+    #[arg(long)]
+    pub aggregate: Option<String>,
+    /// Parallel Scan segments used to list the aggregates.
+    #[arg(long, default_value_t = deployer::replay::DEFAULT_SEGMENTS, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub segments: i32,
+    /// Aggregates replayed at the same time.
+    #[arg(long, default_value_t = deployer::replay::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }
 
-pub async fn run(_args: Args) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`cargo xtask replay` is not implemented yet")
+/// Exit 0 when every aggregate replayed (or was already current), 1 when some events could not be applied
+/// (they are listed; the other aggregates were still replayed).
+pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    report_errors(replay(args).await)
+}
+
+async fn replay(args: Args) -> anyhow::Result<ExitStatus> {
+    let (plan, _template) = load(&args.env)?;
+    let env = connect(&plan).await?;
+    let request = deployer::replay::ReplayRequest {
+        events_table: plan.events_table.table_name.clone(),
+        projections_table: plan.projections_table.table_name.clone(),
+        aggregate: args.aggregate.clone(),
+        segments: args.segments,
+        concurrency: args.concurrency,
+    };
+    // The console UI hides its progress bar when stderr is not a terminal.
+    let ui = ConsoleUi::new(true);
+    let outcome = deployer::replay::replay(&env.clients.dynamodb, &request, &ui).await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        OutputFormat::Text => print!("{outcome}"),
+    }
+    Ok(if outcome.failures.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
 }

@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod package;
 pub mod preview;
 pub mod promote;
+pub mod replay;
 pub mod stackops;
 pub mod status;
 pub mod teardown;
