@@ -56,9 +56,30 @@ impl ReleaseManifest {
         serde_json::to_vec(self).expect("a manifest always serializes")
     }
 
-    /// SHA-256 (hex) of [`Self::canonical_json`]: the `ReleaseDigest` parameter.
+    /// The release's identity, the `ReleaseDigest` parameter: SHA-256 (hex) of the canonical JSON of what is
+    /// deployed — the schema, the template's hash and each function's zip digest and architecture — and not of
+    /// the provenance fields (git revision, dirty flag, rustc, `Cargo.lock` hash, environment). A commit that
+    /// changes neither the template nor a zip (a README edit) is therefore the same release, and its deploy is
+    /// a no-op, while the manifest stored under the digest still says where the bytes came from.
     pub fn digest(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical_json()))
+        #[derive(Serialize)]
+        struct Identity<'a> {
+            schema: u32,
+            template_sha256: &'a str,
+            functions: BTreeMap<FunctionName, (&'a str, Architecture)>,
+        }
+        let identity = Identity {
+            schema: self.schema,
+            template_sha256: &self.template_sha256,
+            functions: self
+                .functions
+                .iter()
+                .map(|(n, a)| (*n, (a.zip_sha256.as_str(), a.architecture)))
+                .collect(),
+        };
+        hex::encode(Sha256::digest(
+            serde_json::to_vec(&identity).expect("an identity always serializes"),
+        ))
     }
 
     /// Where the manifest lives in the artifact bucket: `releases/<digest>.json`.
@@ -115,6 +136,30 @@ mod tests {
             template_sha256: "12".repeat(32),
             functions,
         }
+    }
+
+    #[test]
+    fn digest_ignores_provenance_but_not_content() {
+        let m = sample();
+        let mut rebuilt = m.clone();
+        rebuilt.git_revision = "another-commit".into();
+        rebuilt.git_dirty = !m.git_dirty;
+        rebuilt.rustc = "rustc 9.9.9".into();
+        assert_eq!(
+            rebuilt.digest(),
+            m.digest(),
+            "same bytes from another commit are the same release"
+        );
+        let mut changed = m.clone();
+        changed
+            .functions
+            .get_mut(&FunctionName::Query)
+            .unwrap()
+            .zip_sha256 = "cd".repeat(32);
+        assert_ne!(changed.digest(), m.digest());
+        let mut template = m.clone();
+        template.template_sha256 = "ef".repeat(32);
+        assert_ne!(template.digest(), m.digest());
     }
 
     #[test]
