@@ -165,6 +165,10 @@ pub struct AggregateView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthResponse {
     pub status: String,
+    /// The build tag baked into the query binary (`CQRS_BUILD_TAG` at compile time, `dev` without one), so a
+    /// hotswap can be seen through the API. Absent from older deployments, hence the default.
+    #[serde(default)]
+    pub build: String,
 }
 
 /// Every error response: `{"error":{"code","message"}}`.

@@ -13,6 +13,8 @@ use service::{Config, DynamoStore};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     service::telemetry::init_json_logs();
+    // Baked in at compile time (cargo rebuilds this crate when the variable changes); `GET /health` shows it.
+    service::http::set_build_tag(option_env!("CQRS_BUILD_TAG").unwrap_or("dev"));
     let config = Config::from_env(true)?;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let store = Arc::new(DynamoStore::new(

@@ -131,6 +131,22 @@ pub async fn handle_command<S: EventStore>(store: &S, request: Request) -> Respo
     dispatch(store, request, Function::Command).await
 }
 
+/// The build tag `GET /health` reports (`dev` until the query binary sets its own). It lets a deploy or a
+/// hotswap be verified through the API itself.
+static BUILD_TAG: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Sets the tag `GET /health` reports. The query binary calls it with its compile-time `CQRS_BUILD_TAG`:
+/// reading the variable there (not in this shared library) means a new tag rebuilds only the query function,
+/// so the command and projector zips stay byte-identical and a hotswap updates only what changed.
+pub fn set_build_tag(tag: &'static str) {
+    let _ = BUILD_TAG.set(tag);
+}
+
+/// The tag `GET /health` reports: the one set by [`set_build_tag`], or `dev`.
+pub fn build_tag() -> &'static str {
+    BUILD_TAG.get().copied().unwrap_or("dev")
+}
+
 /// The query function's handler: the GET routes, including `GET /health`.
 pub async fn handle_query<S: EventStore>(store: &S, request: Request) -> Response<Body> {
     dispatch(store, request, Function::Query).await
@@ -359,6 +375,7 @@ async fn handle<S: EventStore>(
             StatusCode::OK,
             &HealthResponse {
                 status: "ok".into(),
+                build: build_tag().into(),
             },
         )),
     }

@@ -219,7 +219,7 @@ async fn events_by_type_page_with_a_cursor_and_filter_by_time() {
 async fn health_is_ok() {
     assert_eq!(
         get(&MemoryStore::new(), "/health").await,
-        (200, json!({"status": "ok"}))
+        (200, json!({"status": "ok", "build": "dev"}))
     );
 }
 
