@@ -10,7 +10,10 @@ use deployer::ui::{Confirmation, RecordingUi};
 use stack::{Architecture, EnvKind, FunctionName};
 
 fn request(target_dir: &Path, kind: EnvKind) -> BuildRequest {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     BuildRequest {
         target_dir: target_dir.to_path_buf(),
         env: "test".into(),
@@ -33,7 +36,11 @@ fn package_copy(dir: &Path, source: &[u8], kind: EnvKind) -> deployer::Result<Re
         std::fs::write(&p, source).unwrap();
         binaries.insert(f, p);
     }
-    deployer::build::package(&request(&dir.join("target"), kind), &binaries, &RecordingUi::new(Confirmation::No))
+    deployer::build::package(
+        &request(&dir.join("target"), kind),
+        &binaries,
+        &RecordingUi::new(Confirmation::No),
+    )
 }
 
 #[test]
@@ -44,33 +51,61 @@ fn the_same_binary_gives_byte_identical_zips_and_the_same_digest() {
     std::thread::sleep(std::time::Duration::from_millis(1100)); // a different second for any timestamp to leak into
     let second = package_copy(b.path(), &binary, EnvKind::Local).unwrap();
     for f in FunctionName::ALL {
-        let (za, zb) = (std::fs::read(first.zip_path(f)).unwrap(), std::fs::read(second.zip_path(f)).unwrap());
+        let (za, zb) = (
+            std::fs::read(first.zip_path(f)).unwrap(),
+            std::fs::read(second.zip_path(f)).unwrap(),
+        );
         assert_eq!(za, zb, "{f}: zips are byte-identical");
         assert_eq!(first.manifest.functions[&f], second.manifest.functions[&f]);
-        assert_eq!(first.manifest.functions[&f].zip_sha256, deployer::package::sha256_hex(&za));
-        assert_eq!(first.manifest.functions[&f].s3_key, format!("functions/{f}/{}.zip", deployer::package::sha256_hex(&za)));
+        assert_eq!(
+            first.manifest.functions[&f].zip_sha256,
+            deployer::package::sha256_hex(&za)
+        );
+        assert_eq!(
+            first.manifest.functions[&f].s3_key,
+            format!("functions/{f}/{}.zip", deployer::package::sha256_hex(&za))
+        );
     }
-    assert_eq!(first.digest(), second.digest(), "same inputs, same release digest");
+    assert_eq!(
+        first.digest(),
+        second.digest(),
+        "same inputs, same release digest"
+    );
 }
 
 #[test]
 fn artifacts_follow_the_dist_layout() {
     let dir = tempfile::tempdir().unwrap();
-    let release = package_copy(dir.path(), &std::fs::read("/bin/true").unwrap(), EnvKind::Local).unwrap();
+    let release = package_copy(
+        dir.path(),
+        &std::fs::read("/bin/true").unwrap(),
+        EnvKind::Local,
+    )
+    .unwrap();
     let dist = dir.path().join("target/xtask/dist/test");
     assert_eq!(release.dist_dir, dist);
     for f in FunctionName::ALL {
         let bootstrap = dist.join(f.as_str()).join("bootstrap");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&bootstrap).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            std::fs::metadata(&bootstrap).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
         assert!(dist.join(f.as_str()).join(format!("{f}.zip")).exists());
     }
     let on_disk: deployer::manifest::ReleaseManifest =
         serde_json::from_slice(&std::fs::read(dist.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(on_disk, release.manifest);
     assert_eq!(on_disk.schema, 1);
-    assert_eq!(on_disk.cargo_lock_sha256.as_ref().map(String::len), Some(64));
-    assert_eq!(on_disk.git_revision.len(), 40, "built inside the git checkout");
+    assert_eq!(
+        on_disk.cargo_lock_sha256.as_ref().map(String::len),
+        Some(64)
+    );
+    assert_eq!(
+        on_disk.git_revision.len(),
+        40,
+        "built inside the git checkout"
+    );
 }
 
 /// The highest NUL-delimited `GLIBC_2.N` string (as the dynamic string table stores version names), found
@@ -80,8 +115,14 @@ fn max_version_string(bytes: &[u8]) -> GlibcVersion {
     for (i, w) in bytes.windows(9).enumerate() {
         if w == b"\0GLIBC_2." {
             let rest = &bytes[i + 9..];
-            let digits: String = rest.iter().take_while(|b| b.is_ascii_digit()).map(|b| *b as char).collect();
-            let terminated = rest.get(digits.len()).is_some_and(|b| *b == 0 || *b == b'.');
+            let digits: String = rest
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .map(|b| *b as char)
+                .collect();
+            let terminated = rest
+                .get(digits.len())
+                .is_some_and(|b| *b == 0 || *b == b'.');
             if let (true, Ok(minor)) = (terminated, digits.parse()) {
                 best = best.max(GlibcVersion(2, minor));
             }
@@ -93,7 +134,9 @@ fn max_version_string(bytes: &[u8]) -> GlibcVersion {
 #[test]
 fn the_glibc_floor_of_this_test_binary_is_read_from_its_version_needs() {
     let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    let floor = glibc_floor(&exe).unwrap().expect("the test binary links glibc dynamically");
+    let floor = glibc_floor(&exe)
+        .unwrap()
+        .expect("the test binary links glibc dynamically");
     assert_eq!(floor, max_version_string(&exe));
     assert!(floor >= GlibcVersion(2, 2));
 }
@@ -104,15 +147,26 @@ fn aws_packaging_refuses_a_binary_needing_a_newer_glibc_than_lambda() {
     let floor = glibc_floor(&binary).unwrap().unwrap();
     // Raise the requirement in place: rewrite the newest version name (same length) to GLIBC_2.99.
     let needle = format!("GLIBC_{floor}");
-    assert_eq!(needle.len(), 10, "a two-digit minor version, e.g. GLIBC_2.34");
-    let at = binary.windows(10).position(|w| w == needle.as_bytes()).unwrap();
+    assert_eq!(
+        needle.len(),
+        10,
+        "a two-digit minor version, e.g. GLIBC_2.34"
+    );
+    let at = binary
+        .windows(10)
+        .position(|w| w == needle.as_bytes())
+        .unwrap();
     binary[at..at + 10].copy_from_slice(b"GLIBC_2.99");
     assert_eq!(glibc_floor(&binary).unwrap(), Some(GlibcVersion(2, 99)));
 
     let dir = tempfile::tempdir().unwrap();
     let err = package_copy(dir.path(), &binary, EnvKind::Aws).unwrap_err();
     assert!(matches!(err, deployer::Error::InvalidInput(_)), "{err}");
-    assert!(err.to_string().contains("needs glibc 2.99, newer than the 2.34 of the Lambda runtime"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("needs glibc 2.99, newer than the 2.34 of the Lambda runtime"),
+        "{err}"
+    );
     // The same binary is fine for the local environment (it runs on this host).
     let dir = tempfile::tempdir().unwrap();
     assert!(package_copy(dir.path(), &binary, EnvKind::Local).is_ok());

@@ -6,10 +6,10 @@ mod deploy_common;
 
 use std::time::Instant;
 
+use deploy_common::{TestEnv, tables_yaml};
 use deployer::deploy::{DeployOptions, DeployRequest, DeployResult};
 use deployer::teardown::TeardownOptions;
 use deployer::ui::{Confirmation, RecordingUi};
-use deploy_common::{TestEnv, tables_yaml};
 use stack::FunctionName;
 
 #[tokio::test]
@@ -24,25 +24,61 @@ async fn full_deploy_creates_the_stack_then_the_same_deploy_is_up_to_date() {
     // The resources really exist.
     for f in FunctionName::ALL {
         let name = &plan.function(f).function_name;
-        let cfg = env.clients.lambda.get_function_configuration().function_name(name).send().await.unwrap();
+        let cfg = env
+            .clients
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(cfg.memory_size(), Some(256), "{name}");
     }
     assert!(env.table_exists(&plan.events_table.table_name).await);
     assert!(env.table_exists(&plan.projections_table.table_name).await);
-    assert_eq!(outcome.outputs.get("EventsTableName"), Some(&plan.events_table.table_name), "{:?}", outcome.outputs);
-    assert_eq!(outcome.outputs.get("ReleaseDigest"), Some(&outcome.release_digest));
+    assert_eq!(
+        outcome.outputs.get("EventsTableName"),
+        Some(&plan.events_table.table_name),
+        "{:?}",
+        outcome.outputs
+    );
+    assert_eq!(
+        outcome.outputs.get("ReleaseDigest"),
+        Some(&outcome.release_digest)
+    );
     // The zips and the manifest are in the artifact bucket under content-addressed keys.
     let uploads = outcome.uploads.as_ref().unwrap();
-    assert_eq!(uploads.uploaded.len(), 4, "three zips and the manifest: {uploads:?}");
+    assert_eq!(
+        uploads.uploaded.len(),
+        4,
+        "three zips and the manifest: {uploads:?}"
+    );
     let bucket = env.bucket(&plan);
-    let manifest = deployer::artifacts::read_manifest(&env.clients.s3, &bucket, &outcome.release_digest).await.unwrap();
+    let manifest =
+        deployer::artifacts::read_manifest(&env.clients.s3, &bucket, &outcome.release_digest)
+            .await
+            .unwrap();
     assert_eq!(manifest.digest(), outcome.release_digest);
     // The deployed code is the zip we built (Lambda reports base64 of its SHA-256).
-    let cmd = env.clients.lambda.get_function().function_name(&plan.function(FunctionName::Command).function_name).send().await.unwrap();
+    let cmd = env
+        .clients
+        .lambda
+        .get_function()
+        .function_name(&plan.function(FunctionName::Command).function_name)
+        .send()
+        .await
+        .unwrap();
     let zip_sha = &manifest.functions[&FunctionName::Command].zip_sha256;
-    assert_eq!(cmd.configuration().unwrap().code_sha256().unwrap(), deployer::promote::code_sha256_of_hex(zip_sha).unwrap());
+    assert_eq!(
+        cmd.configuration().unwrap().code_sha256().unwrap(),
+        deployer::promote::code_sha256_of_hex(zip_sha).unwrap()
+    );
     // Progress went through the UI.
-    assert!(ui.text().contains("creating: CREATE_COMPLETE"), "{}", ui.text());
+    assert!(
+        ui.text().contains("creating: CREATE_COMPLETE"),
+        "{}",
+        ui.text()
+    );
 
     // The same release again: "up to date", no change set, no upload.
     let started = Instant::now();
@@ -68,9 +104,22 @@ async fn changing_a_function_setting_updates_only_what_changed() {
     assert_eq!(outcome.result, DeployResult::Updated);
     assert_eq!(outcome.final_status, "UPDATE_COMPLETE");
     let preview = outcome.preview.as_ref().unwrap();
-    let command = preview.changes.iter().find(|c| c.logical_id == "CommandFunction").expect("the command function changes");
-    assert!(command.properties.contains(&"MemorySize".to_string()), "{preview}");
-    assert!(preview.changes.iter().all(|c| c.logical_id != "EventsTable"), "{preview}");
+    let command = preview
+        .changes
+        .iter()
+        .find(|c| c.logical_id == "CommandFunction")
+        .expect("the command function changes");
+    assert!(
+        command.properties.contains(&"MemorySize".to_string()),
+        "{preview}"
+    );
+    assert!(
+        preview
+            .changes
+            .iter()
+            .all(|c| c.logical_id != "EventsTable"),
+        "{preview}"
+    );
     let (plan, _) = env.load();
     let cfg = env
         .clients
@@ -81,14 +130,24 @@ async fn changing_a_function_setting_updates_only_what_changed() {
         .await
         .unwrap();
     assert_eq!(cfg.memory_size(), Some(512));
-    assert!(ui.text().contains("~ CommandFunction"), "the preview was printed:\n{}", ui.text());
+    assert!(
+        ui.text().contains("~ CommandFunction"),
+        "the preview was printed:\n{}",
+        ui.text()
+    );
 
     // New code only: the code keys change, the functions are modified through their parameters.
     let (outcome, ui) = env.deploy(b"v2", |_| {}).await;
     let outcome = outcome.unwrap_or_else(|e| panic!("code update failed: {e}\n{}", ui.text()));
     assert_eq!(outcome.result, DeployResult::Updated);
     let preview = outcome.preview.unwrap();
-    assert!(preview.parameters.iter().any(|p| p.name == "CommandCodeKey"), "{preview}");
+    assert!(
+        preview
+            .parameters
+            .iter()
+            .any(|p| p.name == "CommandCodeKey"),
+        "{preview}"
+    );
     assert_eq!(outcome.uploads.unwrap().uploaded.len(), 4);
 }
 
@@ -101,19 +160,41 @@ async fn a_table_key_change_is_refused_without_allow_data_loss() {
     // The projections table's key attribute renamed: a replacement of a protected table.
     let body = replace_projections_key(&template.body);
     let bucket = env.bucket(&plan);
-    let req = DeployRequest { plan: &plan, template_body: &body, release: &release, bucket: &bucket };
+    let req = DeployRequest {
+        plan: &plan,
+        template_body: &body,
+        release: &release,
+        bucket: &bucket,
+    };
     let ui = RecordingUi::new(Confirmation::Yes);
-    let err = deployer::deploy::deploy(&env.clients, req, &DeployOptions::for_plan(&plan), &ui).await.unwrap_err();
+    let err = deployer::deploy::deploy(&env.clients, req, &DeployOptions::for_plan(&plan), &ui)
+        .await
+        .unwrap_err();
     assert!(matches!(err, deployer::Error::Refused(_)), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("ProjectionsTable would change KeySchema"), "{msg}");
+    assert!(
+        msg.contains("ProjectionsTable would change KeySchema"),
+        "{msg}"
+    );
     assert!(msg.contains("--allow-data-loss"), "{msg}");
     // Nothing changed and the change set is gone.
-    let stack = deployer::stackops::describe(&env.clients.cfn, &env.stack_name).await.unwrap().unwrap();
+    let stack = deployer::stackops::describe(&env.clients.cfn, &env.stack_name)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(deployer::stackops::status_of(&stack), "CREATE_COMPLETE");
-    let sets = env.clients.cfn.list_change_sets().stack_name(&env.stack_name).send().await.unwrap();
+    let sets = env
+        .clients
+        .cfn
+        .list_change_sets()
+        .stack_name(&env.stack_name)
+        .send()
+        .await
+        .unwrap();
     assert!(
-        sets.summaries().iter().all(|s| s.execution_status().map(|e| e.as_str()) != Some("AVAILABLE")),
+        sets.summaries()
+            .iter()
+            .all(|s| s.execution_status().map(|e| e.as_str()) != Some("AVAILABLE")),
         "no change set is left to execute"
     );
 }
@@ -121,8 +202,14 @@ async fn a_table_key_change_is_refused_without_allow_data_loss() {
 fn replace_projections_key(body: &str) -> String {
     let doc: serde_yaml::Value = serde_yaml::from_str(body).unwrap();
     let table = &doc["Resources"]["ProjectionsTable"]["Properties"];
-    let old_key = table["KeySchema"][0]["AttributeName"].as_str().unwrap().to_string();
-    let out = body.replace(&format!("AttributeName: {old_key}"), "AttributeName: renamed_key");
+    let old_key = table["KeySchema"][0]["AttributeName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = body.replace(
+        &format!("AttributeName: {old_key}"),
+        "AttributeName: renamed_key",
+    );
     assert_ne!(out, body, "the key attribute appears in the template");
     out
 }
@@ -133,15 +220,25 @@ async fn without_a_terminal_and_without_yes_the_deploy_refuses() {
     let (plan, template) = env.load();
     let release = env.release(&plan, &template, b"");
     let bucket = env.bucket(&plan);
-    let req = DeployRequest { plan: &plan, template_body: &template.body, release: &release, bucket: &bucket };
+    let req = DeployRequest {
+        plan: &plan,
+        template_body: &template.body,
+        release: &release,
+        bucket: &bucket,
+    };
     let mut opts = DeployOptions::for_plan(&plan);
     opts.confirm = true;
     let ui = RecordingUi::new(Confirmation::NoTerminal);
-    let err = deployer::deploy::deploy(&env.clients, req, &opts, &ui).await.unwrap_err();
+    let err = deployer::deploy::deploy(&env.clients, req, &opts, &ui)
+        .await
+        .unwrap_err();
     assert!(matches!(err, deployer::Error::Refused(_)), "{err}");
     assert!(err.to_string().contains("pass --yes"), "{err}");
     assert_eq!(ui.questions().len(), 1);
-    assert!(!env.table_exists(&plan.events_table.table_name).await, "nothing was created");
+    assert!(
+        !env.table_exists(&plan.events_table.table_name).await,
+        "nothing was created"
+    );
 }
 
 #[tokio::test]
@@ -151,8 +248,14 @@ async fn teardown_without_retained_tables_removes_everything() {
     let (plan, _) = env.load();
     let bucket = env.bucket(&plan);
     let ui = RecordingUi::new(Confirmation::Yes);
-    let opts = TeardownOptions { delete_data: false, confirm: false, poll_interval: deployer::deploy::poll_interval(&plan) };
-    let outcome = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui).await.unwrap();
+    let opts = TeardownOptions {
+        delete_data: false,
+        confirm: false,
+        poll_interval: deployer::deploy::poll_interval(&plan),
+    };
+    let outcome = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui)
+        .await
+        .unwrap();
     assert!(outcome.stack_deleted);
     assert!(outcome.retained_tables.is_empty());
     assert_eq!(outcome.deleted_bucket.as_deref(), Some(bucket.as_str()));
@@ -161,9 +264,20 @@ async fn teardown_without_retained_tables_removes_everything() {
     assert!(!env.table_exists(&plan.projections_table.table_name).await);
     let functions = env.clients.lambda.list_functions().send().await.unwrap();
     assert!(functions.functions().is_empty(), "functions are gone");
-    assert!(env.clients.s3.head_bucket().bucket(&bucket).send().await.is_err(), "the artifact bucket is gone");
+    assert!(
+        env.clients
+            .s3
+            .head_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .is_err(),
+        "the artifact bucket is gone"
+    );
     // Tearing down again is harmless.
-    let again = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui).await.unwrap();
+    let again = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui)
+        .await
+        .unwrap();
     assert!(!again.stack_deleted);
 }
 
@@ -183,10 +297,22 @@ async fn teardown_keeps_retained_tables_and_a_redeploy_adopts_or_explains() {
         .unwrap();
     let bucket = env.bucket(&plan);
     let ui = RecordingUi::new(Confirmation::Yes);
-    let opts = TeardownOptions { delete_data: false, confirm: false, poll_interval: deployer::deploy::poll_interval(&plan) };
-    let outcome = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui).await.unwrap();
+    let opts = TeardownOptions {
+        delete_data: false,
+        confirm: false,
+        poll_interval: deployer::deploy::poll_interval(&plan),
+    };
+    let outcome = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui)
+        .await
+        .unwrap();
     assert!(outcome.stack_deleted);
-    assert_eq!(outcome.retained_tables, vec![plan.events_table.table_name.clone(), plan.projections_table.table_name.clone()]);
+    assert_eq!(
+        outcome.retained_tables,
+        vec![
+            plan.events_table.table_name.clone(),
+            plan.projections_table.table_name.clone()
+        ]
+    );
     assert!(outcome.to_string().contains("kept table"), "{outcome}");
     assert!(!env.stack_exists().await);
     assert!(env.table_exists(&plan.events_table.table_name).await);
@@ -196,38 +322,82 @@ async fn teardown_keeps_retained_tables_and_a_redeploy_adopts_or_explains() {
     let (result, ui) = env.deploy(b"", |_| {}).await;
     match result {
         Ok(outcome) => {
-            assert!(matches!(outcome.result, DeployResult::Updated | DeployResult::Created), "{}", ui.text());
-            let count = env.clients.dynamodb.scan().table_name(&plan.events_table.table_name).send().await.unwrap().count();
+            assert!(
+                matches!(
+                    outcome.result,
+                    DeployResult::Updated | DeployResult::Created
+                ),
+                "{}",
+                ui.text()
+            );
+            let count = env
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(&plan.events_table.table_name)
+                .send()
+                .await
+                .unwrap()
+                .count();
             assert_eq!(count, 1, "the retained event is still there");
         }
         Err(err) => {
-            assert!(matches!(err, deployer::Error::Refused(_)), "{err}\n{}", ui.text());
+            assert!(
+                matches!(err, deployer::Error::Refused(_)),
+                "{err}\n{}",
+                ui.text()
+            );
             let msg = err.to_string();
             assert!(msg.contains(&plan.events_table.table_name), "{msg}");
-            assert!(msg.contains("teardown --env local --delete-data --yes"), "{msg}");
+            assert!(
+                msg.contains("teardown --env local --delete-data --yes"),
+                "{msg}"
+            );
             // Following the message works: delete the data, deploy again.
-            let opts = TeardownOptions { delete_data: true, ..opts };
-            let down = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui).await.unwrap();
+            let opts = TeardownOptions {
+                delete_data: true,
+                ..opts
+            };
+            let down = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui)
+                .await
+                .unwrap();
             assert_eq!(down.deleted_tables.len(), 2);
             assert!(!env.table_exists(&plan.events_table.table_name).await);
             let (again, ui) = env.deploy(b"", |_| {}).await;
-            assert_eq!(again.unwrap_or_else(|e| panic!("{e}\n{}", ui.text())).result, DeployResult::Created);
+            assert_eq!(
+                again
+                    .unwrap_or_else(|e| panic!("{e}\n{}", ui.text()))
+                    .result,
+                DeployResult::Created
+            );
         }
     }
 }
 
 #[tokio::test]
 async fn delete_data_is_refused_when_the_config_protects_the_data() {
-    let env = TestEnv::start("protect", "tables:\n  events:\n    retain_on_delete: true\n    deletion_protection: true\n").await;
+    let env = TestEnv::start(
+        "protect",
+        "tables:\n  events:\n    retain_on_delete: true\n    deletion_protection: true\n",
+    )
+    .await;
     let (plan, _) = env.load();
     let ui = RecordingUi::new(Confirmation::Yes);
-    let opts = TeardownOptions { delete_data: true, confirm: false, poll_interval: deployer::deploy::poll_interval(&plan) };
-    let err = deployer::teardown::teardown(&env.clients, &plan, &env.bucket(&plan), &opts, &ui).await.unwrap_err();
+    let opts = TeardownOptions {
+        delete_data: true,
+        confirm: false,
+        poll_interval: deployer::deploy::poll_interval(&plan),
+    };
+    let err = deployer::teardown::teardown(&env.clients, &plan, &env.bucket(&plan), &opts, &ui)
+        .await
+        .unwrap_err();
     assert!(matches!(err, deployer::Error::Refused(_)), "{err}");
     assert!(err.to_string().contains("deletion_protection"), "{err}");
 }
 
-fn sample_event_item(plan: &stack::Plan) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+fn sample_event_item(
+    plan: &stack::Plan,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
     let _ = plan;
     use aws_sdk_dynamodb::types::AttributeValue as V;
     [

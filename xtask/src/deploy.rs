@@ -167,7 +167,10 @@ pub(crate) async fn connect(plan: &Plan) -> anyhow::Result<Connected> {
                     ep.log_path().display()
                 );
             } else {
-                eprintln!("local AWS endpoint: reusing the one running on 127.0.0.1:{}", ep.port());
+                eprintln!(
+                    "local AWS endpoint: reusing the one running on 127.0.0.1:{}",
+                    ep.port()
+                );
             }
             Some(ep.url())
         }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod exit;
 
+pub mod bench;
 pub mod build;
 pub mod deploy;
 pub mod diff;
@@ -19,7 +20,6 @@ pub mod smoke;
 pub mod status;
 pub mod teardown;
 pub mod validate;
-pub mod bench;
 
 /// Parses the command line, runs the task and returns its exit code.
 pub fn main() -> std::process::ExitCode {

@@ -23,7 +23,10 @@ pub struct TestEnv {
 
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 impl TestEnv {
@@ -31,10 +34,17 @@ impl TestEnv {
     /// keys merged over the defaults, e.g. a `tables:` block).
     pub async fn start(name: &str, extra: &str) -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
-        let moto = Endpoint::start_fresh(&dir.path().join("state")).await.expect("the local endpoint starts");
+        let moto = Endpoint::start_fresh(&dir.path().join("state"))
+            .await
+            .expect("the local endpoint starts");
         let clients = Clients::from_sdk_config(&moto.sdk_config().await);
         let stack_name = format!("t-{name}");
-        let env = TestEnv { moto, clients, dir, stack_name };
+        let env = TestEnv {
+            moto,
+            clients,
+            dir,
+            stack_name,
+        };
         env.write_config(extra);
         env
     }
@@ -47,7 +57,11 @@ impl TestEnv {
     pub fn write_config(&self, extra: &str) {
         let cfg = self.config_dir();
         std::fs::create_dir_all(&cfg).unwrap();
-        std::fs::copy(repo_root().join("config/defaults.yaml"), cfg.join("defaults.yaml")).unwrap();
+        std::fs::copy(
+            repo_root().join("config/defaults.yaml"),
+            cfg.join("defaults.yaml"),
+        )
+        .unwrap();
         let yaml = format!(
             "kind: local\nstack_name: {}\nregion: us-east-1\ntags:\n  environment: test\nlocal:\n  gateway_port: 3999\n  endpoint_port: {}\n{extra}",
             self.stack_name,
@@ -87,24 +101,42 @@ impl TestEnv {
     }
 
     /// Loads the config, packages a release and deploys it with `--yes` semantics.
-    pub async fn deploy(&self, variant: &[u8], opts: impl FnOnce(&mut DeployOptions)) -> (deployer::Result<DeployOutcome>, RecordingUi) {
+    pub async fn deploy(
+        &self,
+        variant: &[u8],
+        opts: impl FnOnce(&mut DeployOptions),
+    ) -> (deployer::Result<DeployOutcome>, RecordingUi) {
         let (plan, template) = self.load();
         let release = self.release(&plan, &template, variant);
         let mut options = DeployOptions::for_plan(&plan);
         opts(&mut options);
         let ui = RecordingUi::new(Confirmation::Yes);
         let bucket = self.bucket(&plan);
-        let req = DeployRequest { plan: &plan, template_body: &template.body, release: &release, bucket: &bucket };
+        let req = DeployRequest {
+            plan: &plan,
+            template_body: &template.body,
+            release: &release,
+            bucket: &bucket,
+        };
         let result = deployer::deploy::deploy(&self.clients, req, &options, &ui).await;
         (result, ui)
     }
 
     pub async fn table_exists(&self, name: &str) -> bool {
-        self.clients.dynamodb.describe_table().table_name(name).send().await.is_ok()
+        self.clients
+            .dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .is_ok()
     }
 
     pub async fn stack_exists(&self) -> bool {
-        deployer::stackops::describe(&self.clients.cfn, &self.stack_name).await.unwrap().is_some()
+        deployer::stackops::describe(&self.clients.cfn, &self.stack_name)
+            .await
+            .unwrap()
+            .is_some()
     }
 }
 
