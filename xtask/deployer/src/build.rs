@@ -161,9 +161,13 @@ pub fn package(
                 std::fs::create_dir_all(&dir)
                     .map_err(Error::io("creating the dist directory", &dir))?;
                 let bootstrap = dir.join("bootstrap");
-                std::fs::write(&bootstrap, &binary)
-                    .map_err(Error::io("writing bootstrap", &bootstrap))?;
-                set_executable(&bootstrap)?;
+                // Written beside and renamed over: the local engine may be running the old bootstrap, and
+                // writing into a running executable fails (ETXTBSY); a rename leaves its inode alone.
+                let fresh = dir.join("bootstrap.new");
+                std::fs::write(&fresh, &binary).map_err(Error::io("writing bootstrap", &fresh))?;
+                set_executable(&fresh)?;
+                std::fs::rename(&fresh, &bootstrap)
+                    .map_err(Error::io("replacing bootstrap", &bootstrap))?;
                 let zip = reproducible_zip(&binary).map_err(Error::io("zipping", &zip_file))?;
                 std::fs::write(&zip_file, &zip).map_err(Error::io("writing the zip", &zip_file))?;
                 let zip_sha256 = sha256_hex(&zip);
