@@ -88,9 +88,11 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
         .await
         .with_context(|| format!("deploying stack `{}`", plan.stack_name))?;
     // A full deploy ends any hotswap drift: the stack's parameters name the running code again.
-    if let Some(set_back) =
-        deployer::hotswap::reconcile(&env.clients, &plan, &bucket, &release.manifest).await?
-    {
+    let reconciled =
+        deployer::hotswap::reconcile(&env.clients, &plan, &bucket, &release.manifest).await?;
+    let code_unchanged =
+        matches!(outcome.result, deployer::deploy::DeployResult::UpToDate) && reconciled.is_none();
+    if let Some(set_back) = reconciled {
         deployer::ui::Ui::line(
             ui.as_ref(),
             &format!(
@@ -101,9 +103,18 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
         );
     }
     if let Some(endpoint_url) = &env.endpoint_url {
-        let gateway = start_local_engine(&plan, endpoint_url)
-            .await
-            .context("the stack is deployed, but the local engine did not start")?;
+        // Nothing changed and the engine answers: keep it serving rather than restart it.
+        let running = if code_unchanged {
+            crate::serve::running_gateway(&plan).await
+        } else {
+            None
+        };
+        let gateway = match running {
+            Some(url) => url,
+            None => start_local_engine(&plan, endpoint_url)
+                .await
+                .context("the stack is deployed, but the local engine did not start")?,
+        };
         outcome.api_url = Some(gateway);
     }
     match args.output {

@@ -87,6 +87,21 @@ pub fn dist_dir(plan: &Plan) -> PathBuf {
 /// Starts the local engine in the background for a deployed local stack (restarting a running one so new
 /// binaries are picked up), waits until `GET /health` answers through the query function, and returns the
 /// gateway's URL, `http://127.0.0.1:<port>`.
+/// The gateway URL of the engine already running for this environment, when it answers `/health`.
+/// An up-to-date deploy keeps that engine (no restart, no dropped connections) instead of starting a new one.
+pub async fn running_gateway(plan: &Plan) -> Option<String> {
+    let local = plan.local.as_ref()?;
+    let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
+    local_engine::daemon::running_pid(&paths)?;
+    let url = format!("http://127.0.0.1:{}", local.gateway_port);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let resp = client.get(format!("{url}/health")).send().await.ok()?;
+    resp.status().is_success().then_some(url)
+}
+
 pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result<String> {
     let local = plan
         .local
