@@ -64,13 +64,13 @@ async fn local(args: LocalArgs) -> anyhow::Result<ExitStatus> {
         );
     };
     let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
-    let tools = crate::cli::repo_root().join(".local/tools");
+    let cargo_lambda = cargo_lambda_for_bench().await;
     let report = local_engine::bench::run(
         &plan,
         &endpoint_url,
         &crate::serve::dist_dir(&plan),
         args.samples.max(1),
-        &tools,
+        &cargo_lambda,
     )
     .await
     .map_err(|e| {
@@ -81,6 +81,29 @@ async fn local(args: LocalArgs) -> anyhow::Result<ExitStatus> {
         crate::cli::OutputFormat::Text => print!("{report}"),
     }
     Ok(ExitStatus::Success)
+}
+
+/// The pinned cargo-lambda for the `cargo lambda watch` comparison, installed on first use where the deployer
+/// installs it for release builds (`<tools>/cargo-lambda`); an install failure skips the comparison, saying why.
+async fn cargo_lambda_for_bench() -> local_engine::bench::CargoLambda {
+    let root = crate::cli::repo_root();
+    let tools = deployer::build::tools_dir(&root);
+    let installed = tokio::task::spawn_blocking(move || {
+        let ui = deployer::ui::ConsoleUi::new(true);
+        deployer::build::ensure_cargo_lambda(&tools, &ui)
+    })
+    .await;
+    match installed {
+        Ok(Ok(venv)) => local_engine::bench::CargoLambda::Installed {
+            bin_dir: venv.join("bin"),
+            workspace: root,
+        },
+        Ok(Err(e)) => local_engine::bench::CargoLambda::Unavailable(format!(
+            "installing cargo-lambda {} failed: {e}",
+            deployer::build::CARGO_LAMBDA_VERSION
+        )),
+        Err(e) => local_engine::bench::CargoLambda::Unavailable(e.to_string()),
+    }
 }
 
 /// Deploys a small stack to its own fresh local endpoint, then times, per changed-function count, a full deploy

@@ -63,7 +63,7 @@ impl BuildRequest {
             cargo: std::env::var_os("CARGO")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| "cargo".into()),
-            tools_dir: repo_root.join(".local/tools"),
+            tools_dir: tools_dir(repo_root),
         })
     }
 }
@@ -280,6 +280,13 @@ fn cargo_lambda_build(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<Functi
             )
         })
         .collect())
+}
+
+/// Where pinned tools (cargo-lambda) are installed: `$XTASK_TOOLS_DIR`, else `<repo>/.local/tools` (ignored by git).
+pub fn tools_dir(repo_root: &Path) -> PathBuf {
+    std::env::var_os("XTASK_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root.join(".local/tools"))
 }
 
 /// Installs the pinned cargo-lambda into `<tools>/cargo-lambda` (a python venv) on first use; returns the venv.

@@ -3,8 +3,10 @@
 //! Measured in one run on the same machine: the latency of `GET /health` through the HTTP gateway against
 //! invoking the same query function through the host directly with the same event (the difference is the
 //! gateway's cost), and the projection lag (`POST /events` answered -> `GET /aggregates/{id}` shows it),
-//! which is dominated by the poller's interval and the plan's batching window. DynamoDB runs on moto here,
-//! so none of these figures says anything about DynamoDB's speed on AWS.
+//! which is dominated by the poller's interval and the plan's batching window. The same query binary, with the
+//! same environment and event, is also run behind `cargo lambda watch --only-lambda-apis` (cargo-lambda's own
+//! Runtime API emulator, reached through its HTTP invoke API) to compare the host with the tool Rust Lambda
+//! developers use. DynamoDB runs on moto here, so none of these figures says anything about DynamoDB's speed on AWS.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -63,8 +65,10 @@ pub struct LocalBench {
     pub projection_lag: Option<Latency>,
     /// Why the projection lag was not measured, if it was not.
     pub projection_note: Option<String>,
-    /// The `cargo lambda watch` comparison, or why it was skipped.
-    pub cargo_lambda: String,
+    /// The same event and binary behind `cargo lambda watch`, invoked over its HTTP invoke API.
+    pub cargo_lambda_watch: Option<Latency>,
+    /// What was compared (cargo-lambda version), or why the comparison was skipped.
+    pub cargo_lambda_note: String,
 }
 
 impl std::fmt::Display for LocalBench {
@@ -93,7 +97,13 @@ impl std::fmt::Display for LocalBench {
             (None, Some(n)) => writeln!(f, "  projection lag: not measured: {n}")?,
             _ => {}
         }
-        writeln!(f, "  cargo lambda watch: {}", self.cargo_lambda)
+        match &self.cargo_lambda_watch {
+            Some(l) => {
+                writeln!(f, "  same event, cargo lambda watch       {l}")?;
+                writeln!(f, "    ({})", self.cargo_lambda_note)
+            }
+            None => writeln!(f, "  cargo lambda watch: {}", self.cargo_lambda_note),
+        }
     }
 }
 
@@ -103,7 +113,7 @@ pub async fn run(
     endpoint_url: &str,
     dist: &Path,
     samples: usize,
-    tools_dir: &Path,
+    cargo_lambda: &CargoLambda,
 ) -> anyhow::Result<LocalBench> {
     let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
     let paths = crate::state::StatePaths::new(crate::state::state_dir(&plan.env));
@@ -115,7 +125,15 @@ pub async fn run(
         cfg.stream = None;
     }
     let engine = Engine::start(cfg).await?;
-    let result = measure(plan, &engine, daemon.is_some(), samples, tools_dir).await;
+    let result = measure(
+        plan,
+        &engine,
+        daemon.is_some(),
+        samples,
+        cargo_lambda,
+        &scratch,
+    )
+    .await;
     engine.stop().await;
     let _ = std::fs::remove_dir_all(&scratch);
     result
@@ -126,7 +144,8 @@ async fn measure(
     engine: &crate::EngineHandle,
     daemon: bool,
     samples: usize,
-    tools_dir: &Path,
+    cargo_lambda: &CargoLambda,
+    scratch: &Path,
 ) -> anyhow::Result<LocalBench> {
     let http = reqwest::Client::new();
     let url = engine.url().to_string();
@@ -224,29 +243,146 @@ async fn measure(
             break;
         }
     }
+    let (cargo_lambda_watch, cargo_lambda_note) = match cargo_lambda {
+        CargoLambda::Unavailable(why) => (None, format!("skipped: {why}")),
+        CargoLambda::Installed { bin_dir, workspace } => {
+            match watch_latency(&host, bin_dir, workspace, scratch, &event, samples).await {
+                Ok((latency, version)) => (
+                    Some(latency),
+                    format!(
+                        "{version}, --only-lambda-apis, running the same query binary with the same environment; \
+                         invoked over its HTTP invoke API, which the host row does not pay"
+                    ),
+                ),
+                Err(e) => (None, format!("failed: {e:#}")),
+            }
+        }
+    };
     Ok(LocalBench {
         gateway_health: Latency::of(gw),
         direct_invoke_health: Latency::of(direct),
         projection_lag: (!lags.is_empty() && note.is_none()).then(|| Latency::of(lags)),
         projection_note: note,
-        cargo_lambda: cargo_lambda_note(tools_dir),
+        cargo_lambda_watch,
+        cargo_lambda_note,
     })
 }
 
-fn cargo_lambda_note(tools_dir: &Path) -> String {
-    let candidates: Vec<PathBuf> = vec![
-        tools_dir.join("cargo-lambda/bin/cargo-lambda"),
-        tools_dir.join("cargo-lambda/bin/cargo-lambda3"),
-    ];
-    match candidates.iter().find(|p| p.exists()) {
-        None => format!(
-            "skipped: cargo-lambda is not installed in {} (the deployer installs it there for release builds)",
-            tools_dir.join("cargo-lambda").display()
-        ),
-        Some(p) => format!(
-            "skipped: cargo-lambda is installed ({}), but `cargo lambda watch` rebuilds the function from source with its own \
-             flags instead of running the built binary, and on this 2-core machine that rebuild would dominate the run",
-            p.display()
-        ),
+/// Where `cargo lambda` comes from for the comparison.
+#[derive(Debug, Clone)]
+pub enum CargoLambda {
+    /// `bin_dir` holds the `cargo-lambda` executable; `workspace` is the Cargo workspace it starts in.
+    Installed {
+        bin_dir: PathBuf,
+        workspace: PathBuf,
+    },
+    /// Why it could not be installed or found.
+    Unavailable(String),
+}
+
+/// Starts `cargo lambda watch --only-lambda-apis` (its Runtime API emulator without building anything) on a free
+/// port, runs the deployed query binary against it with the environment the host would give it, and times
+/// `samples` invocations of `event` through cargo-lambda's invoke API. Both processes die with this call.
+async fn watch_latency(
+    host: &crate::host::Host,
+    bin_dir: &Path,
+    workspace: &Path,
+    scratch: &Path,
+    event: &[u8],
+    samples: usize,
+) -> anyhow::Result<(Latency, String)> {
+    use anyhow::Context as _;
+    let exe = bin_dir.join("cargo-lambda");
+    let version = std::process::Command::new(&exe)
+        .args(["lambda", "--version"])
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let spec = host
+        .functions()
+        .find(|s| s.name == FunctionName::Query)
+        .context("the host has no query function")?
+        .clone();
+    let port = crate::endpoint::free_port()?;
+    std::fs::create_dir_all(scratch)?;
+    let log_path = scratch.join("cargo-lambda-watch.log");
+    let log = std::fs::File::create(&log_path)?;
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
+    let _watch = tokio::process::Command::new(&exe)
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "--ignore-changes",
+            "-A",
+            "127.0.0.1",
+            "-P",
+        ])
+        .arg(port.to_string())
+        .current_dir(workspace)
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} lambda watch", exe.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "cargo lambda watch did not listen on 127.0.0.1:{port} within 60 s; see {}",
+            log_path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // cargo-lambda routes a function's Runtime API under `/.rt/<name>`, and only accepts names of the
+    // workspace's binaries (`query`), not the deployed physical name.
+    let name = FunctionName::Query.as_str();
+    let runtime_api = format!("http://127.0.0.1:{port}/.rt/{name}");
+    let env = host
+        .process_env(FunctionName::Query, &runtime_api)
+        .context("the host has no query function")?;
+    let fn_log = std::fs::File::create(scratch.join("query-under-cargo-lambda.log"))?;
+    let _function = tokio::process::Command::new(&spec.binary)
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(fn_log.try_clone()?)
+        .stderr(fn_log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", spec.binary.display()))?;
+    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/{name}/invocations");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let invoke = || async {
+        let resp = http.post(&url).body(event.to_vec()).send().await?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        anyhow::ensure!(
+            status.is_success()
+                && serde_json::from_slice::<serde_json::Value>(&body)
+                    .is_ok_and(|v| v["statusCode"] == 200),
+            "cargo lambda invoke answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(())
+    };
+    for _ in 0..10 {
+        invoke().await?;
+    }
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        invoke().await?;
+        times.push(t.elapsed());
+    }
+    Ok((Latency::of(times), version))
 }

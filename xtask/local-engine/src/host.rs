@@ -145,6 +145,19 @@ impl Host {
         self.pools.get(&name).map(|p| p.log.path.clone())
     }
 
+    /// The environment a process of `name` gets (platform variables, then the deployed ones), with
+    /// `AWS_LAMBDA_RUNTIME_API` set to `runtime_api`: lets the benchmark run the same binary, configured the
+    /// same way, behind another Runtime API (`cargo lambda watch`).
+    pub fn process_env(
+        &self,
+        name: FunctionName,
+        runtime_api: &str,
+    ) -> Option<Vec<(String, String)>> {
+        self.pools
+            .get(&name)
+            .map(|p| p.process_env(&self.config, runtime_api))
+    }
+
     /// Number of live processes of a function (for tests and the benchmark).
     pub fn process_count(&self, name: FunctionName) -> usize {
         self.pools
@@ -460,7 +473,7 @@ impl Pool {
 
         let mut cmd = tokio::process::Command::new(&self.spec.binary);
         cmd.env_clear()
-            .envs(self.process_env(host, addr))
+            .envs(self.process_env(host, &addr.to_string()))
             .stdin(std::process::Stdio::null())
             .stdout(self.log.stdio().map_err(spawn_err)?)
             .stderr(self.log.stdio().map_err(spawn_err)?)
@@ -511,7 +524,9 @@ impl Pool {
         Ok(worker)
     }
 
-    fn process_env(&self, host: &HostConfig, runtime_api: SocketAddr) -> Vec<(String, String)> {
+    /// The environment a process of this function starts with; `runtime_api` is what the Lambda runtime
+    /// reads from `AWS_LAMBDA_RUNTIME_API` (`host:port`, optionally with a path prefix).
+    fn process_env(&self, host: &HostConfig, runtime_api: &str) -> Vec<(String, String)> {
         let spec = &self.spec;
         let task_root = spec
             .binary
