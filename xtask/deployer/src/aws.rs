@@ -35,6 +35,8 @@ pub struct Clients {
     pub apigw: aws_sdk_apigatewayv2::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sts: aws_sdk_sts::Client,
+    /// CloudWatch Logs, for `cargo xtask logs` ([`crate::logs`]).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub region: String,
 }
 
@@ -53,6 +55,7 @@ impl Clients {
             apigw: aws_sdk_apigatewayv2::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }

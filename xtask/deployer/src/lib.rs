@@ -7,7 +7,7 @@
 //! - [`artifacts`]: the artifact bucket the tool owns and content-addressed uploads.
 //! - [`deploy`]: no-op detection, change sets, the deploy preview and its data-loss guard ([`preview`]),
 //!   execution with live progress ([`stackops`], [`ui`]).
-//! - [`teardown`], [`status`], [`api`] (reading the HTTP API back), [`replay`].
+//! - [`teardown`], [`status`], [`api`] (reading the HTTP API back), [`replay`], [`logs`] (CloudWatch Logs).
 //!
 //! **Architecture Invariant:** this crate (with `local-engine`) is the only one that does AWS I/O. It prints
 //! nothing itself: every line for people goes through a [`ui::Ui`], so the CLI decides about terminals and
@@ -21,6 +21,7 @@ pub mod deploy;
 pub mod elf;
 pub mod error;
 pub mod hotswap;
+pub mod logs;
 pub mod manifest;
 pub mod package;
 pub mod preview;
