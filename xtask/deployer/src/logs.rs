@@ -244,8 +244,8 @@ async fn read_group(
         }
         // Pages are not ordered by timestamp across streams, so the tail is cut from what is sorted so far;
         // what is dropped here can never be among the last `tail` of the whole group. This bounds memory on a
-        // busy hour.
-        if let Some(n) = tail.filter(|n| lines.len() > 2 * n + 1000) {
+        // busy hour to about one page plus twice the tail.
+        if let Some(n) = tail.filter(|n| lines.len() > 2 * n) {
             keep_last(&mut lines, n);
         }
         match page.next_token() {
