@@ -246,7 +246,8 @@ pub async fn promote(
         release: &release,
         bucket: &dst_bucket,
     };
-    let outcome = deployer::deploy::deploy(&dst.clients, request, &options.deploy, &ui)
+    let deploy_options = crate::deploy::options_for(options.deploy.clone(), target, &dst);
+    let outcome = deployer::deploy::deploy(&dst.clients, request, &deploy_options, &ui)
         .await
         .with_context(|| {
             format!(

@@ -108,6 +108,7 @@ fn opts() -> DeployOptions {
         confirm: false,
         poll_interval: Duration::from_millis(1),
         apply_with_stack_calls: false,
+        read_back_api: false,
     }
 }
 
