@@ -70,8 +70,9 @@ fn xtask_bin() -> PathBuf {
     .clone()
 }
 
-/// `dev` -> `staging` across accounts and regions, plus `qa`, whose config names an account the credentials
-/// can never reach (no role, base credentials of moto's default account).
+/// `dev` -> `staging` across accounts and regions; `qa`, whose config names an account the credentials can
+/// never reach (no role, base credentials of moto's default account); `dr`, dev's stack name and account in
+/// another region, which would share dev's artifact bucket (`<stack>-artifacts-<account>`) across regions.
 fn write_config(dir: &Path) -> PathBuf {
     let cfg = dir.join("config");
     std::fs::create_dir_all(&cfg).unwrap();
@@ -101,6 +102,14 @@ fn write_config(dir: &Path) -> PathBuf {
             format!(
                 "kind: aws\nstack_name: xa-qa\naccount_id: \"{FOREIGN_ACCOUNT}\"\nregion: {TARGET_REGION}\n\
                  tags:\n  environment: qa\ndeploy:\n  promote_from: staging\n"
+            ),
+        ),
+        (
+            "dr",
+            format!(
+                "kind: aws\nstack_name: xa-dev\naccount_id: \"{SOURCE_ACCOUNT}\"\nregion: {TARGET_REGION}\n\
+                 role_arn: arn:aws:iam::{SOURCE_ACCOUNT}:role/xa-dev-deploy\ntags:\n  environment: dr\n\
+                 deploy:\n  promote_from: dev\n"
             ),
         ),
     ];
@@ -474,4 +483,19 @@ async fn a_release_is_promoted_into_another_account_and_region_bit_for_bit() {
     .await;
     assert!(!stack_exists(&foreign, "xa-qa").await);
     assert!(!stack_exists(&dst, "xa-qa").await);
+    // ... before anything was downloaded or materialized for it.
+    assert!(!deployer::build::dist_dir(&dir.join("cli-target"), "qa").exists());
+
+    // 7. A target that would share the source's bucket across regions is refused with the reason (on AWS the
+    //    deploy would fail later: Lambda reads code only from a bucket in its own region).
+    let (out, json) = promote_cli(dir, &moto, &config, "dev", "dr");
+    assert_eq!(out.status.code(), Some(3), "{json}\n{}", stderr(&out));
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "resolve to the same artifact bucket `{src_bucket}`"
+        )),
+        "{error}"
+    );
+    assert!(!stack_exists(&src_in_target_region, "xa-dev").await);
 }

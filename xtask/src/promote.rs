@@ -229,16 +229,29 @@ pub async fn promote(
     let manifest = manifest.expect("checked: the manifest exists");
     let digest = digest.expect("checked: a digest is recorded");
 
+    // The target's credentials and account are checked before anything is downloaded or written locally.
+    let dst = crate::deploy::connect(target).await?;
+    let dst_bucket = deployer::artifacts::bucket_name(target, dst.account.as_deref());
+    if let Some(refusal) = promotion::check_placement(
+        source,
+        src.account.as_deref(),
+        &src_bucket,
+        target,
+        dst.account.as_deref(),
+        &dst_bucket,
+    ) {
+        return Err(promotion::refused(&[refusal]).into());
+    }
+
     // The release is materialized where `cargo xtask build --env <to>` would have put it, so the deploy path,
-    // `status` and the local engine see an ordinary release of the target; nothing is rebuilt.
+    // `status` and the local engine see an ordinary release of the target; nothing is rebuilt. It is read with
+    // the source's credentials, in the source's region: the target's may not reach the source bucket.
     let dist_dir = deployer::build::dist_dir(&options.target_dir, &target.env);
     let release =
         promotion::fetch_release(&src.clients.s3, &src_bucket, &manifest, &dist_dir).await?;
 
     // The same deploy path as `cargo xtask deploy`: bucket, uploads of missing keys (the zips and the manifest,
     // so the target records it), change set, data-loss guard, confirmation, progress.
-    let dst = crate::deploy::connect(target).await?;
-    let dst_bucket = deployer::artifacts::bucket_name(target, dst.account.as_deref());
     let ui = ConsoleUi::new(options.yes);
     let request = DeployRequest {
         plan: target,

@@ -111,6 +111,22 @@ pub enum Refusal {
         smoked: Option<String>,
         deployed: String,
     },
+    /// Source and target are the same stack (same account, region and stack name): promotion would redeploy
+    /// the source over itself.
+    SameStack {
+        from: String,
+        to: String,
+        stack: String,
+    },
+    /// Source and target name the same artifact bucket (same account and stack name) in different regions. A
+    /// bucket lives in one region and Lambda reads function code only from a bucket in its own region.
+    SharedBucketAcrossRegions {
+        from: String,
+        to: String,
+        bucket: String,
+        from_region: String,
+        to_region: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -165,6 +181,20 @@ impl fmt::Display for Refusal {
                 smoked.as_deref().map(short).unwrap_or("(unknown)"),
                 short(deployed)
             ),
+            Refusal::SameStack { from, to, stack } => write!(
+                f,
+                "`{from}` and `{to}` are the same stack `{stack}` (same account and region): nothing to promote to; give `{to}` its own stack_name"
+            ),
+            Refusal::SharedBucketAcrossRegions {
+                from,
+                to,
+                bucket,
+                from_region,
+                to_region,
+            } => write!(
+                f,
+                "`{from}` ({from_region}) and `{to}` ({to_region}) resolve to the same artifact bucket `{bucket}` (same account and stack_name), but a bucket lives in one region and Lambda reads code only from its own region; give `{to}` its own stack_name"
+            ),
         }
     }
 }
@@ -186,6 +216,42 @@ pub fn check_order(source: &Plan, target: &Plan) -> Option<Refusal> {
             from: source.env.clone(),
             to: target.env.clone(),
             allowed: target.deploy.promote_from.clone(),
+        }
+    })
+}
+
+/// Where the target lands compared with the source, once both are connected (`*_account`: the account the
+/// credentials were verified in, `None` for `local`; `*_bucket`: the artifact bucket names). Only `aws` pairs
+/// are compared: each `local` environment is a world of its own (its own endpoint).
+pub fn check_placement(
+    source: &Plan,
+    source_account: Option<&str>,
+    source_bucket: &str,
+    target: &Plan,
+    target_account: Option<&str>,
+    target_bucket: &str,
+) -> Option<Refusal> {
+    use stack::EnvKind;
+    if source.kind != EnvKind::Aws || target.kind != EnvKind::Aws {
+        return None;
+    }
+    if source_account == target_account
+        && source.region == target.region
+        && source.stack_name == target.stack_name
+    {
+        return Some(Refusal::SameStack {
+            from: source.env.clone(),
+            to: target.env.clone(),
+            stack: target.stack_name.clone(),
+        });
+    }
+    (source_bucket == target_bucket && source.region != target.region).then(|| {
+        Refusal::SharedBucketAcrossRegions {
+            from: source.env.clone(),
+            to: target.env.clone(),
+            bucket: target_bucket.to_string(),
+            from_region: source.region.clone(),
+            to_region: target.region.clone(),
         }
     })
 }
@@ -749,6 +815,74 @@ mod tests {
     fn logical_ids_are_camel_case() {
         assert_eq!(logical("dev"), "Dev");
         assert_eq!(logical("eu-prod_2"), "EuProd2");
+    }
+
+    fn aws_plan(env: &str, stack_name: &str, region: &str) -> Plan {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut plan = stack::config::load(&dir, "dev").expect("config/dev.yaml loads");
+        plan.env = env.into();
+        plan.stack_name = stack_name.into();
+        plan.region = region.into();
+        plan
+    }
+
+    fn placement(source: &Plan, sa: &str, target: &Plan, ta: &str) -> Option<Refusal> {
+        let (sb, tb) = (
+            crate::artifacts::bucket_name(source, Some(sa)),
+            crate::artifacts::bucket_name(target, Some(ta)),
+        );
+        check_placement(source, Some(sa), &sb, target, Some(ta), &tb)
+    }
+
+    #[test]
+    fn a_target_in_another_account_or_region_or_stack_is_placed() {
+        let dev = aws_plan("dev", "cqrs-dev", "us-east-1");
+        let staging = aws_plan("staging", "cqrs-staging", "us-east-1");
+        let staging_west = aws_plan("staging", "cqrs-staging", "us-west-2");
+        let a = "111111111111";
+        let b = "222222222222";
+        assert_eq!(placement(&dev, a, &staging, a), None);
+        assert_eq!(placement(&dev, a, &staging_west, a), None);
+        assert_eq!(placement(&dev, a, &staging_west, b), None);
+        // The same stack name in another account, or in another region with its own bucket name, is fine.
+        let dev_named_alike = aws_plan("dev", "cqrs-staging", "us-east-1");
+        assert_eq!(placement(&dev_named_alike, a, &staging_west, b), None);
+    }
+
+    #[test]
+    fn a_target_that_is_the_source_or_shares_its_bucket_across_regions_is_refused() {
+        let a = "111111111111";
+        let src = aws_plan("dev", "cqrs", "us-east-1");
+        let same = aws_plan("staging", "cqrs", "us-east-1");
+        let r = placement(&src, a, &same, a).expect("the same stack is refused");
+        assert_eq!(
+            r.to_string(),
+            "`dev` and `staging` are the same stack `cqrs` (same account and region): nothing to promote to; give `staging` its own stack_name"
+        );
+        // Same account and stack name in another region: the bucket name `cqrs-artifacts-<account>` collides.
+        let west = aws_plan("staging", "cqrs", "us-west-2");
+        let r = placement(&src, a, &west, a).expect("a bucket shared across regions is refused");
+        assert!(
+            matches!(&r, Refusal::SharedBucketAcrossRegions { bucket, .. } if bucket == "cqrs-artifacts-111111111111"),
+            "{r:?}"
+        );
+        assert!(
+            r.to_string().contains("give `staging` its own stack_name"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn local_environments_are_never_compared() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let local = stack::config::load(&dir, "local").expect("config/local.yaml loads");
+        let mut other = local.clone();
+        other.env = "other".into();
+        let bucket = crate::artifacts::bucket_name(&local, None);
+        assert_eq!(
+            check_placement(&local, None, &bucket, &other, None, &bucket),
+            None
+        );
     }
 
     #[test]
