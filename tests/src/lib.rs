@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+pub mod cli;
 pub mod tools;
 
 /// The repository root.

@@ -4,141 +4,47 @@
 //! shows the drift; a full deploy of the same build reconciles it without uploading a zip again.
 //! Everything goes through the real CLI with free ports in a temporary copy of `config/`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
-
 use serde_json::Value;
+use tests::cli::{LocalEnv, stdout_json};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+/// `xtask <args> --output json` in `env` with `CQRS_BUILD_TAG` set to `tag` (or removed), as a user would;
+/// it must succeed.
+fn json(env: &LocalEnv, tag: Option<&str>, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let mut cmd = env.command(&all);
+    match tag {
+        Some(t) => cmd.env("CQRS_BUILD_TAG", t),
+        None => cmd.env_remove("CQRS_BUILD_TAG"),
+    };
+    let out = cmd.output().expect("xtask runs");
+    assert!(
+        out.status.success(),
+        "xtask {all:?} failed:\n{}",
+        tests::cli::output_text(&out)
+    );
+    stdout_json(&out, &format!("xtask {all:?}"))
 }
 
-/// Builds the xtask binary once (what `cargo xtask` runs) and returns its path.
-fn xtask_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--bin",
-                "xtask",
-                "--message-format=json",
-            ])
-            .current_dir(repo_root())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building xtask failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["target"]["name"] == "xtask" && v["target"]["kind"][0] == "bin")
-            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the xtask executable")
-    })
-    .clone()
-}
-
-/// A fresh local environment (config copy with free ports, empty state directory); torn down on drop.
-struct Env {
-    dir: tempfile::TempDir,
-    gateway_port: u16,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config");
-        std::fs::create_dir_all(&config).unwrap();
-        for entry in std::fs::read_dir(repo_root().join("config")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), config.join(entry.file_name())).unwrap();
-        }
-        let free = || local_engine::endpoint::free_port().unwrap();
-        let (gateway_port, endpoint_port) = (free(), free());
-        let local = config.join("local.yaml");
-        let mut yaml: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&local).unwrap()).unwrap();
-        yaml["local"]["gateway_port"] = gateway_port.into();
-        yaml["local"]["endpoint_port"] = endpoint_port.into();
-        std::fs::write(&local, serde_yaml::to_string(&yaml).unwrap()).unwrap();
-        Env { dir, gateway_port }
-    }
-
-    /// Runs `xtask <args>` with `CQRS_BUILD_TAG` set to `tag` (or removed), as a user would.
-    fn xtask(&self, tag: Option<&str>, args: &[&str]) -> Output {
-        let mut cmd = Command::new(xtask_binary());
-        cmd.args(args)
-            .env("XTASK_STATE_DIR", self.dir.path().join("state"))
-            .env("XTASK_CONFIG_DIR", self.dir.path().join("config"))
-            .env_remove("XTASK_ENV")
-            .stdin(std::process::Stdio::null());
-        match tag {
-            Some(t) => cmd.env("CQRS_BUILD_TAG", t),
-            None => cmd.env_remove("CQRS_BUILD_TAG"),
-        };
-        cmd.output().expect("xtask runs")
-    }
-
-    /// `xtask <args> --output json`, which must succeed, parsed.
-    fn json(&self, tag: Option<&str>, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["--output", "json"]);
-        let out = self.xtask(tag, &all);
-        assert!(
-            out.status.success(),
-            "xtask {all:?} failed:\n{}",
-            text(&out)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("xtask {all:?} printed no JSON ({e}):\n{}", text(&out)))
-    }
-
-    async fn health(&self) -> Value {
-        let resp = reqwest::get(format!("http://127.0.0.1:{}/health", self.gateway_port))
-            .await
-            .expect("the gateway answers");
-        assert_eq!(resp.status(), 200);
-        resp.json().await.unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.xtask(None, &["teardown", "--yes"]);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+async fn get_health(env: &LocalEnv) -> Value {
+    let resp = reqwest::get(format!("{}/health", env.url()))
+        .await
+        .expect("the gateway answers");
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
 }
 
 #[tokio::test]
 async fn a_hotswapped_query_function_answers_with_its_new_build_through_the_gateway() {
-    let env = Env::new();
-    env.json(None, &["deploy", "--yes"]);
-    let health = env.health().await;
+    let env = LocalEnv::new();
+    json(&env, None, &["deploy", "--yes"]);
+    let health = get_health(&env).await;
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["build"], "dev", "{health}");
 
     // A new build of the query function only: the tag is read by the query crate at compile time.
     let tag = format!("hotswap-{}", std::process::id());
-    let swap = env.json(Some(&tag), &["deploy", "--hotswap", "--yes"]);
+    let swap = json(&env, Some(&tag), &["deploy", "--hotswap", "--yes"]);
     assert_eq!(swap["up_to_date"], false, "{swap}");
     let swapped: Vec<&str> = swap["swapped"]
         .as_array()
@@ -153,18 +59,18 @@ async fn a_hotswapped_query_function_answers_with_its_new_build_through_the_gate
     );
 
     // The local engine was restarted on the new binary: the gateway shows the new behaviour.
-    let health = env.health().await;
+    let health = get_health(&env).await;
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["build"], tag.as_str(), "{health}");
 
-    let status = env.json(Some(&tag), &["status"]);
+    let status = json(&env, Some(&tag), &["status"]);
     assert!(
         status["drift"]["functions"]["query"].is_object(),
         "status shows the query function drifted: {status}"
     );
 
     // A full deploy of the same build reconciles the stack; the zips are already uploaded.
-    let full = env.json(Some(&tag), &["deploy", "--yes"]);
+    let full = json(&env, Some(&tag), &["deploy", "--yes"]);
     let uploaded: Vec<&str> = full["uploads"]["uploaded"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -173,12 +79,12 @@ async fn a_hotswapped_query_function_answers_with_its_new_build_through_the_gate
         uploaded.iter().all(|k| !k.ends_with(".zip")),
         "no zip is uploaded again: {full}"
     );
-    let status = env.json(Some(&tag), &["status"]);
+    let status = json(&env, Some(&tag), &["status"]);
     assert!(
         status["drift"].is_null(),
         "no drift after a full deploy: {status}"
     );
-    let health = env.health().await;
+    let health = get_health(&env).await;
     assert_eq!(
         health["build"],
         tag.as_str(),

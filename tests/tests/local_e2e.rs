@@ -6,134 +6,14 @@
 
 mod local_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use local_support::*;
 use serde_json::{Value, json};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the xtask binary once (what `cargo xtask` runs) and returns its path.
-fn xtask_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--bin",
-                "xtask",
-                "--message-format=json",
-            ])
-            .current_dir(repo_root())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building xtask failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["target"]["name"] == "xtask" && v["target"]["kind"][0] == "bin")
-            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the xtask executable")
-    })
-    .clone()
-}
-
-fn free_port() -> u16 {
-    local_engine::endpoint::free_port().unwrap()
-}
-
-/// A fresh environment: config copy with free ports, empty state directory. Tears down on drop.
-struct Env {
-    dir: tempfile::TempDir,
-    gateway_port: u16,
-    endpoint_port: u16,
-    torn_down: bool,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config");
-        std::fs::create_dir_all(&config).unwrap();
-        for entry in std::fs::read_dir(repo_root().join("config")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), config.join(entry.file_name())).unwrap();
-        }
-        let (gateway_port, endpoint_port) = (free_port(), free_port());
-        let local = config.join("local.yaml");
-        let mut yaml: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&local).unwrap()).unwrap();
-        yaml["local"]["gateway_port"] = gateway_port.into();
-        yaml["local"]["endpoint_port"] = endpoint_port.into();
-        std::fs::write(&local, serde_yaml::to_string(&yaml).unwrap()).unwrap();
-        Env {
-            dir,
-            gateway_port,
-            endpoint_port,
-            torn_down: false,
-        }
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn xtask(&self, args: &[&str]) -> Output {
-        Command::new(xtask_binary())
-            .args(args)
-            .env("XTASK_STATE_DIR", self.state())
-            .env("XTASK_CONFIG_DIR", self.dir.path().join("config"))
-            .env_remove("XTASK_ENV")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("xtask runs")
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.gateway_port)
-    }
-
-    fn pid(&self, file: &str) -> Option<u32> {
-        std::fs::read_to_string(self.state().join(file))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if !self.torn_down {
-            let _ = self.xtask(&["teardown", "--yes"]);
-        }
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use tests::cli::{LocalEnv, output_text as text};
+use tests::repo_root;
 
 fn git_head() -> String {
     let out = Command::new("git")
@@ -156,9 +36,9 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) 
 
 #[tokio::test]
 async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_nothing() {
-    let mut env = Env::new();
+    let mut env = LocalEnv::new();
     let head_before = git_head();
-    let deploy = env.xtask(&["deploy"]);
+    let deploy = env.run(&["deploy"]);
     assert!(deploy.status.success(), "deploy failed:\n{}", text(&deploy));
     let out = String::from_utf8_lossy(&deploy.stdout).to_string();
     assert!(
@@ -335,7 +215,7 @@ async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_noth
     // The release digest records the git revision, so the no-op holds only when nothing was committed in
     // between (always in CI; not always in a working tree shared with other work).
     let head_now = git_head();
-    let again = env.xtask(&["deploy", "--detailed-exitcode"]);
+    let again = env.run(&["deploy", "--detailed-exitcode"]);
     if head_now == head_before {
         assert_eq!(
             again.status.code(),
@@ -368,7 +248,7 @@ async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_noth
         pids.len() >= 3,
         "engine, endpoint and function processes: {pids:?}"
     );
-    let down = env.xtask(&["teardown", "--yes"]);
+    let down = env.run(&["teardown", "--yes"]);
     assert!(down.status.success(), "teardown failed:\n{}", text(&down));
     env.torn_down = true;
     for pid in pids {

@@ -20,37 +20,8 @@ use deployer::ui::{Confirmation, RecordingUi};
 use local_engine::endpoint::Endpoint;
 use stack::{FunctionName, Plan, RenderedTemplate};
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the `xtask` binary once per test binary and returns its path (running it directly avoids a cargo
-/// lock wait per command).
-fn xtask_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "xtask", "--message-format=json"])
-            .current_dir(repo_root())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building xtask failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["target"]["name"] == "xtask" && v["target"]["kind"][0] == "bin")
-            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the xtask executable")
-    })
-    .clone()
-}
+use tests::cli::xtask_binary as xtask_bin;
+use tests::repo_root;
 
 /// Three environments, each on its own fresh endpoint.
 struct Envs {

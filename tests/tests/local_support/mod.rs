@@ -16,30 +16,11 @@ pub fn probe_binary() -> PathBuf {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE
         .get_or_init(|| {
-            let out = std::process::Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "local-engine",
-                    "--example",
-                    "runtime_probe",
-                    "--message-format=json",
-                ])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .expect("cargo runs");
-            assert!(
-                out.status.success(),
-                "building the probe failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter(|v| v["target"]["name"] == "runtime_probe")
-                .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-                .expect("cargo reports the probe's executable")
+            tests::cli::cargo_executable(
+                &["-p", "local-engine", "--example", "runtime_probe"],
+                "runtime_probe",
+                "example",
+            )
         })
         .clone()
 }
