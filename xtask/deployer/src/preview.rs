@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use serde_yaml::Value;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -286,37 +286,31 @@ struct Resource {
     other: BTreeMap<String, Value>,
 }
 
+/// The resources of a template, read with [`stack::template::parse`]: short and long forms of the intrinsic
+/// functions compare equal, so a deployed template that comes back in another form diffs as unchanged.
 fn resources(body: &str) -> Result<BTreeMap<String, Resource>> {
-    let doc: Value = serde_yaml::from_str(body)
-        .map_err(|e| Error::InvalidInput(format!("the template is not valid YAML: {e}")))?;
+    let doc = stack::template::parse(body).map_err(|e| Error::InvalidInput(e.to_string()))?;
     let mut out = BTreeMap::new();
-    let Some(Value::Mapping(res)) = doc.get("Resources") else {
-        return Err(Error::InvalidInput(
-            "the template has no `Resources` mapping".into(),
-        ));
-    };
-    for (id, def) in res {
-        let id = id.as_str().unwrap_or_default().to_string();
+    for (id, def) in stack::template::resources(&doc) {
         let kind = def
             .get("Type")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let mut properties = BTreeMap::new();
-        if let Some(Value::Mapping(props)) = def.get("Properties") {
-            for (k, v) in props {
-                properties.insert(k.as_str().unwrap_or_default().to_string(), v.clone());
-            }
-        }
-        let mut other = BTreeMap::new();
-        if let Value::Mapping(m) = def {
-            for (k, v) in m {
-                let k = k.as_str().unwrap_or_default();
-                if k != "Type" && k != "Properties" {
-                    other.insert(k.to_string(), v.clone());
-                }
-            }
-        }
+        let properties = def
+            .get("Properties")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let other = def
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| *k != "Type" && *k != "Properties")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         out.insert(
             id,
             Resource {
@@ -329,17 +323,15 @@ fn resources(body: &str) -> Result<BTreeMap<String, Resource>> {
     Ok(out)
 }
 
-/// Whether `value` references parameter `name` (`!Ref`, `{Ref: ..}`, or `${name}` in a `!Sub`).
+/// Whether `value` references parameter `name`: `{"Ref": name}` or `${name}` in a `Fn::Sub` string (the
+/// long forms [`stack::template::parse`] gives).
 fn references(value: &Value, name: &str) -> bool {
     match value {
         Value::String(s) => s.contains(&format!("${{{name}}}")),
-        Value::Tagged(t) => {
-            (t.tag == "!Ref" && t.value.as_str() == Some(name)) || references(&t.value, name)
-        }
-        Value::Mapping(m) => m.iter().any(|(k, v)| {
-            (k.as_str() == Some("Ref") && v.as_str() == Some(name)) || references(v, name)
-        }),
-        Value::Sequence(s) => s.iter().any(|v| references(v, name)),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| (k == "Ref" && v.as_str() == Some(name)) || references(v, name)),
+        Value::Array(a) => a.iter().any(|v| references(v, name)),
         _ => false,
     }
 }
@@ -444,5 +436,17 @@ Resources:
                 "EventsTable would change KeySchema"
             ]
         );
+    }
+
+    #[test]
+    fn a_template_read_back_in_long_form_json_is_unchanged() {
+        // GetTemplate may return the deployed template as JSON with long-form functions.
+        let json = serde_json::to_string(&stack::template::parse(OLD).unwrap()).unwrap();
+        assert!(json.contains("\"Ref\""), "{json}");
+        let changes = template_diff(Some(&json), OLD, &params("a"), &params("a")).unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
+        let changes = template_diff(Some(&json), OLD, &params("a"), &params("b")).unwrap();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].properties, vec!["Code".to_string()]);
     }
 }
