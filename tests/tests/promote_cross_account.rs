@@ -26,6 +26,7 @@ use deployer::promote::{SmokeCheck, SmokeRecord};
 use deployer::ui::{Confirmation, RecordingUi};
 use local_engine::endpoint::Endpoint;
 use stack::{FunctionName, Plan};
+use tests::repo_root;
 
 const SOURCE_ACCOUNT: &str = "111111111111";
 const SOURCE_REGION: &str = "us-east-1";
@@ -38,37 +39,6 @@ const FOREIGN_ACCOUNT: &str = "333333333333";
 /// versioned glibc imports, so it passes the Lambda glibc-floor check that `package` applies to `aws` builds,
 /// as a cargo-lambda build would.
 const STATIC_ELF: &str = "/sbin/ldconfig";
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the `xtask` binary once per test binary and returns its path.
-fn xtask_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "xtask", "--message-format=json"])
-            .current_dir(repo_root())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            out.status.success(),
-            "building xtask failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["target"]["name"] == "xtask" && v["target"]["kind"][0] == "bin")
-            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reports the xtask executable")
-    })
-    .clone()
-}
 
 /// `dev` -> `staging` across accounts and regions; `qa`, whose config names an account the credentials can
 /// never reach (no role, base credentials of moto's default account); `dr`, dev's stack name and account in
@@ -169,7 +139,7 @@ fn promote_cli(
     from: &str,
     to: &str,
 ) -> (Output, serde_json::Value) {
-    let out = std::process::Command::new(xtask_bin())
+    let out = std::process::Command::new(tests::cli::xtask_binary())
         .args([
             "promote", "--from", from, "--to", to, "--yes", "--output", "json",
         ])
