@@ -390,6 +390,28 @@ pub async fn execute(
     let mut watcher;
     if opts.apply_with_stack_calls {
         stackops::delete_change_set(cfn, stack_name, &change_set.id).await?;
+        // What the change set was created with, for CreateStack / UpdateStack.
+        let parameters: Vec<Parameter> = input
+            .parameters
+            .iter()
+            .map(|(k, v)| {
+                Parameter::builder()
+                    .parameter_key(k)
+                    .parameter_value(v)
+                    .build()
+            })
+            .collect();
+        let tags: Vec<aws_sdk_cloudformation::types::Tag> = input
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_cloudformation::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+            })
+            .collect();
+        let capabilities = vec![Capability::CapabilityIam, Capability::CapabilityNamedIam];
         if creating {
             // The change set left an empty stack in REVIEW_IN_PROGRESS; it must go before CreateStack.
             cfn.delete_stack()
@@ -399,29 +421,13 @@ pub async fn execute(
                 .map_err(Error::aws(format!(
                     "removing the reviewed empty stack `{stack_name}`"
                 )))?;
-            let mut req = cfn
+            let out = cfn
                 .create_stack()
                 .stack_name(stack_name)
                 .template_body(input.template_body)
-                .capabilities(Capability::CapabilityIam)
-                .capabilities(Capability::CapabilityNamedIam);
-            for (k, v) in input.parameters {
-                req = req.parameters(
-                    Parameter::builder()
-                        .parameter_key(k)
-                        .parameter_value(v)
-                        .build(),
-                );
-            }
-            for (k, v) in input.tags {
-                req = req.tags(
-                    aws_sdk_cloudformation::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build(),
-                );
-            }
-            let out = req
+                .set_capabilities(Some(capabilities))
+                .set_parameters(Some(parameters))
+                .set_tags(Some(tags))
                 .send()
                 .await
                 .map_err(Error::aws(format!("creating stack `{stack_name}`")))?;
@@ -429,29 +435,13 @@ pub async fn execute(
             watcher = Watcher::fresh(&stack_id);
         } else {
             watcher = Watcher::new(cfn, &stack_id).await?;
-            let mut req = cfn
-                .update_stack()
+            cfn.update_stack()
                 .stack_name(stack_name)
                 .template_body(input.template_body)
-                .capabilities(Capability::CapabilityIam)
-                .capabilities(Capability::CapabilityNamedIam);
-            for (k, v) in input.parameters {
-                req = req.parameters(
-                    Parameter::builder()
-                        .parameter_key(k)
-                        .parameter_value(v)
-                        .build(),
-                );
-            }
-            for (k, v) in input.tags {
-                req = req.tags(
-                    aws_sdk_cloudformation::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build(),
-                );
-            }
-            req.send()
+                .set_capabilities(Some(capabilities))
+                .set_parameters(Some(parameters))
+                .set_tags(Some(tags))
+                .send()
                 .await
                 .map_err(Error::aws(format!("updating stack `{stack_name}`")))?;
         }
