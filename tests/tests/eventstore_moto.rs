@@ -3,14 +3,12 @@
 //! 400 KB item limit, idempotent retries across restarts, pagination past a 1 MB page, GSI queries,
 //! concurrent writers, and the projector with a poison event.
 //!
-//! One moto serves all tests of this binary (moto is slow to start): tests share it through a reference
-//! count, so it stops when the last running test drops its handle; every test uses its own tables.
+//! One moto serves all tests of this binary (`tests::moto::shared`); every test uses its own tables.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use domain::api::{AppendCommand, NewEvent};
 use domain::{Metadata, StoredEvent};
-use local_engine::endpoint::Endpoint;
 use serde_json::{Value, json};
 use service::append::{AppendError, append};
 use service::aws_sdk_dynamodb::Client;
@@ -19,30 +17,7 @@ use service::lambda_http::{Body, Response};
 use service::testing::{create_tables, request, stream_event, stream_record};
 use service::{Config, DynamoStore, EventStore};
 
-static SHARED: tokio::sync::Mutex<Weak<Moto>> = tokio::sync::Mutex::const_new(Weak::new());
-
-struct Moto {
-    endpoint: Endpoint,
-    _dir: tempfile::TempDir,
-}
-
-/// The shared moto (started when no running test holds it).
-async fn moto() -> Arc<Moto> {
-    let mut shared = SHARED.lock().await;
-    if let Some(m) = shared.upgrade() {
-        return m;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = Endpoint::start_fresh(dir.path())
-        .await
-        .expect("the local AWS endpoint starts");
-    let m = Arc::new(Moto {
-        endpoint,
-        _dir: dir,
-    });
-    *shared = Arc::downgrade(&m);
-    m
-}
+use tests::moto::{SharedMoto as Moto, shared as moto};
 
 /// A store on fresh tables named after the test; keep the `Arc` alive for the test's duration.
 async fn fresh_store(test: &str) -> (Arc<Moto>, DynamoStore) {

@@ -4,43 +4,16 @@
 //! merged by timestamp; a group that does not exist is "no logs yet"; a follow poll returns only new events,
 //! once. A last test runs the CLI for `dev` without AWS credentials (no network is touched) and checks the error.
 //!
-//! One moto serves all tests of this binary (moto is slow to start): tests share it through a reference count,
-//! so it stops when the last running test drops its handle; every test uses its own log groups.
+//! One moto serves all tests of this binary (`tests::moto::shared`); every test uses its own log groups.
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Weak};
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use deployer::logs::{LogGroup, Reader};
-use local_engine::endpoint::Endpoint;
 use stack::FunctionName;
 
-static SHARED: tokio::sync::Mutex<Weak<Moto>> = tokio::sync::Mutex::const_new(Weak::new());
-
-struct Moto {
-    endpoint: Endpoint,
-    _dir: tempfile::TempDir,
-}
-
-/// The shared moto (started when no running test holds it).
-async fn moto() -> Arc<Moto> {
-    let mut shared = SHARED.lock().await;
-    if let Some(m) = shared.upgrade() {
-        return m;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = Endpoint::start_fresh(dir.path())
-        .await
-        .expect("the local AWS endpoint starts");
-    let m = Arc::new(Moto {
-        endpoint,
-        _dir: dir,
-    });
-    *shared = Arc::downgrade(&m);
-    m
-}
+use tests::moto::{SharedMoto as Moto, shared as moto};
 
 /// The Logs client the tool builds (`Clients::from_sdk_config`), pointed at moto. A client per test: each
 /// #[tokio::test] has its own runtime and the client's connections belong to it.
@@ -246,32 +219,8 @@ async fn a_follow_poll_returns_only_new_events_once() {
     assert_eq!(reader.poll(&client).await.unwrap().lines, vec![]);
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the `xtask` binary and returns its path (running it directly avoids a cargo lock wait).
-fn xtask_bin() -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "xtask", "--message-format=json"])
-        .current_dir(repo_root())
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "building xtask failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"]["name"] == "xtask" && v["target"]["kind"][0] == "bin")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reports the xtask executable")
-}
+use tests::cli::xtask_binary as xtask_bin;
+use tests::repo_root;
 
 #[test]
 fn logs_for_an_aws_env_without_credentials_says_what_to_do() {
