@@ -1,6 +1,6 @@
 //! The local function host and HTTP gateway, with a real function process (the runtime probe built on
-//! `lambda_runtime`): Runtime API headers and environment, errors, timeouts, crashes, concurrency, logs,
-//! shutdown, and the API Gateway v2 mapping over real HTTP. No AWS endpoint is needed: the probe makes no
+//! `lambda_runtime`): Runtime API headers and environment, errors, timeouts, crashes, the memory size,
+//! concurrency, logs, shutdown, and the API Gateway v2 mapping over real HTTP. No AWS endpoint is needed: the probe makes no
 //! AWS calls, so the endpoint URL is only passed through to its environment.
 
 mod local_support;
@@ -189,6 +189,69 @@ async fn errors_timeouts_and_crashes_are_reported_and_processes_replaced() {
     let log = std::fs::read_to_string(host.log_path(FunctionName::Query).unwrap()).unwrap();
     assert!(log.contains("Task timed out after 1.00 seconds"), "{log}");
     assert!(log.contains("PROCESS_EXIT"), "{log}");
+    eng.stop().await;
+}
+
+#[tokio::test]
+async fn a_process_above_its_memory_size_is_killed_and_reported_like_lambda() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = probe_spec(FunctionName::Query, Duration::from_secs(10), &[]);
+    spec.memory_mb = 128;
+    let eng = Engine::start(probe_engine(
+        dir.path(),
+        FAKE_ENDPOINT,
+        vec![spec],
+        stack::default_routes(),
+    ))
+    .await
+    .expect("engine starts");
+    let host = eng.host();
+
+    // Within the memory size: answered, and the REPORT line says how much was used, as Lambda's does.
+    let small = host
+        .invoke(FunctionName::Query, body(json!({"allocateMb": 16})))
+        .await
+        .expect("16 MB fits in 128 MB");
+    let pid = pid_of(&small.body);
+
+    // Above it: the process is killed, the invocation fails with Runtime.OutOfMemory.
+    match host
+        .invoke(FunctionName::Query, body(json!({"allocateMb": 400})))
+        .await
+    {
+        Err(InvokeError::OutOfMemory { limit_mb, used_mb }) => {
+            assert_eq!(limit_mb, 128);
+            assert!(used_mb > 128, "{used_mb}");
+        }
+        other => panic!("expected out of memory, got {other:?}"),
+    }
+    assert!(
+        eventually(Duration::from_secs(3), async || (!alive(pid)).then_some(()))
+            .await
+            .is_some(),
+        "the process above its memory size is still alive"
+    );
+    // The function keeps working in a new process.
+    let after = host
+        .invoke(FunctionName::Query, body(json!({})))
+        .await
+        .expect("a new process answers");
+    assert!(after.cold_start);
+    assert_ne!(pid_of(&after.body), pid);
+
+    let log = std::fs::read_to_string(host.log_path(FunctionName::Query).unwrap()).unwrap();
+    let report = log
+        .lines()
+        .find(|l| l.starts_with(&format!("REPORT RequestId: {}", small.request_id)))
+        .unwrap_or_else(|| panic!("no REPORT line for the first invocation:\n{log}"));
+    let used: u64 = report
+        .split("Max Memory Used: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Max Memory Used in {report}"));
+    assert!((16..128).contains(&used), "{report}");
+    assert!(log.contains("Error Type: Runtime.OutOfMemory"), "{log}");
     eng.stop().await;
 }
 

@@ -23,7 +23,7 @@ pub const DIFFERENCES: &[&str] = &[
     "DynamoDB on moto is slow (transactions copy the table): never quote speed measured locally",
     "API Gateway is the local gateway built from the plan's routes: no JWT authorizer, throttling, custom domains or access logs",
     "the stream mapping is the local poller, built from the plan: same settings, but polling every 100 ms on one shard",
-    "function memory size is passed to the function but not enforced; timeouts are enforced (the process is killed)",
+    "timeouts and memory sizes are enforced (the process is killed; memory is its resident set sampled every 20 ms, where Lambda counts the whole sandbox), but CPU does not scale with memory as on Lambda",
     "functions run as processes of your user, not in a Firecracker sandbox; concurrency is at most 4 processes per function",
     "IAM is not enforced: a missing permission works locally and fails on AWS",
     "a reviewed change set is applied with CreateStack/UpdateStack on moto (it computes no outputs for executed change sets); AWS executes the change set itself",

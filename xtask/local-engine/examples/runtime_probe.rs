@@ -9,8 +9,9 @@
 //! - a DynamoDB stream event (has `Records`): records whose `aggregate_id` starts with `poison` fail
 //!   (`PROBE_MODE=partial` reports them as batch item failures instead of failing the batch), the others are
 //!   appended as JSON lines to `$PROBE_OUT` (with this process's pid);
-//! - anything else: `{"sleepMs": n}` sleeps, `{"fail": "msg"}` errors, `{"crash": true}` exits, and the reply
-//!   echoes the payload, the invocation context and the runtime environment.
+//! - anything else: `{"allocateMb": n}` fills n MB of memory and holds it for 300 ms, `{"sleepMs": n}` sleeps,
+//!   `{"fail": "msg"}` errors, `{"crash": true}` exits, and the reply echoes the payload, the invocation context
+//!   and the runtime environment.
 
 use std::io::Write;
 
@@ -33,6 +34,15 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
         return stream(records);
     }
+    let _held = match payload.get("allocateMb").and_then(Value::as_u64) {
+        Some(mb) => {
+            // Written, so the pages are resident; held while the host samples the process's memory.
+            let block = vec![7u8; (mb as usize) << 20];
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Some(block)
+        }
+        None => None,
+    };
     if let Some(ms) = payload.get("sleepMs").and_then(Value::as_u64) {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }

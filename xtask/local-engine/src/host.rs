@@ -90,6 +90,11 @@ pub enum InvokeError {
     /// The process exited while holding the invocation.
     #[error("function process exited ({0}) during the invocation")]
     Crashed(String),
+    /// The process's resident memory went above the function's memory size; it was killed, as Lambda does.
+    #[error(
+        "Runtime.OutOfMemory: the process used {used_mb} MB, more than the function's {limit_mb} MB; it was killed"
+    )]
+    OutOfMemory { limit_mb: u32, used_mb: u64 },
     /// The process reported an init error or never asked for work.
     #[error("function failed to initialise: {0}")]
     Init(String),
@@ -354,12 +359,17 @@ impl Pool {
         };
         self.log
             .line(&format!("START RequestId: {request_id} Version: $LATEST"));
-        // Phase 2: the process answers within the function's timeout.
+        // Phase 2: the process answers within the function's timeout and its memory size.
+        let pid = *worker.pid.lock().unwrap();
         let outcome = tokio::select! {
             r = result_rx => r.unwrap_or_else(|_| Err(InvokeError::Crashed("result channel closed".into()))),
             _ = tokio::time::sleep_until((started + self.spec.timeout).into()) => {
                 worker.kill();
                 Err(InvokeError::Timeout(self.spec.timeout))
+            }
+            used_mb = memory_exceeded(pid, self.spec.memory_mb) => {
+                worker.kill();
+                Err(InvokeError::OutOfMemory { limit_mb: self.spec.memory_mb, used_mb })
             }
         };
         let duration = started.elapsed();
@@ -370,6 +380,9 @@ impl Pool {
             duration.as_secs_f64() * 1000.0,
             self.spec.memory_mb
         );
+        if let Some(kb) = pid.and_then(|p| proc_status_kb(p, "VmHWM:")) {
+            report.push_str(&format!("\tMax Memory Used: {} MB", kb.div_ceil(1024)));
+        }
         if cold_start {
             report.push_str("\tCold start: yes");
         }
@@ -384,6 +397,9 @@ impl Pool {
             }
             Err(InvokeError::Crashed(why)) => self.log.line(&format!(
                 "{report}\tStatus: error\tError Type: Runtime.ExitError ({why})"
+            )),
+            Err(InvokeError::OutOfMemory { used_mb, .. }) => self.log.line(&format!(
+                "{report}\tStatus: error\tError Type: Runtime.OutOfMemory (resident {used_mb} MB)"
             )),
             _ => self.log.line(&report),
         }
@@ -575,6 +591,38 @@ impl Pool {
         }
         env.into_iter().collect()
     }
+}
+
+/// How often a running invocation's resident memory is sampled against the function's memory size.
+const MEMORY_SAMPLE: Duration = Duration::from_millis(20);
+
+/// Resolves, with the resident size in MB, once process `pid` holds more than `limit_mb` MB of resident memory
+/// (`VmRSS`, sampled every [`MEMORY_SAMPLE`]); never resolves where `/proc` cannot tell (not Linux, no pid).
+/// Lambda counts the whole sandbox; here a function is one process, so its resident set is the figure.
+async fn memory_exceeded(pid: Option<u32>, limit_mb: u32) -> u64 {
+    let Some(pid) = pid.filter(|p| proc_status_kb(*p, "VmRSS:").is_some()) else {
+        return std::future::pending().await;
+    };
+    let limit_kb = u64::from(limit_mb) * 1024;
+    loop {
+        if let Some(kb) = proc_status_kb(pid, "VmRSS:").filter(|kb| *kb > limit_kb) {
+            return kb.div_ceil(1024);
+        }
+        tokio::time::sleep(MEMORY_SAMPLE).await;
+    }
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS:` resident now, `VmHWM:` the peak), if readable.
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The Runtime API one process talks to.
