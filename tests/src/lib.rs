@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 pub mod cli;
 pub mod moto;
+pub mod release;
 pub mod tools;
 
 /// The repository root.
@@ -12,4 +13,14 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ is one level below the root")
         .to_path_buf()
+}
+
+/// The status code of `GET url`.
+pub async fn get_status(http: &reqwest::Client, url: String) -> u16 {
+    http.get(url)
+        .send()
+        .await
+        .expect("the server answers")
+        .status()
+        .as_u16()
 }

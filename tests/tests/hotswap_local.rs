@@ -5,11 +5,10 @@
 //! Releases are packaged from a small real ELF with per-function variants, so "change one function" is exact and
 //! nothing has to compile.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use deployer::aws::Clients;
-use deployer::build::{BuildRequest, Release};
+use deployer::build::Release;
 use deployer::deploy::{DeployOptions, DeployRequest, DeployResult};
 use deployer::ui::{Confirmation, RecordingUi};
 use local_engine::endpoint::Endpoint;
@@ -73,20 +72,17 @@ impl Env {
 
     /// Packages `/bin/true` plus a per-function variant as the three functions.
     fn release(&self, plan: &Plan, template: &RenderedTemplate, variants: [&[u8]; 3]) -> Release {
-        let mut req = BuildRequest::for_plan(plan, &repo_root(), &template.sha256).unwrap();
-        req.target_dir = self.dir.path().join("target");
-        let bins = self.dir.path().join("bins");
-        std::fs::create_dir_all(&bins).unwrap();
-        let mut binaries = BTreeMap::new();
-        for (f, variant) in FunctionName::ALL.into_iter().zip(variants) {
-            let mut bytes = std::fs::read("/bin/true").unwrap();
-            bytes.extend_from_slice(f.as_str().as_bytes());
-            bytes.extend_from_slice(variant);
-            let path = bins.join(f.as_str());
-            std::fs::write(&path, bytes).unwrap();
-            binaries.insert(f, path);
-        }
-        deployer::build::package(&req, &binaries, &RecordingUi::new(Confirmation::No)).unwrap()
+        tests::release::package(
+            plan,
+            &template.sha256,
+            self.dir.path(),
+            &self.dir.path().join("target"),
+            Path::new("/bin/true"),
+            |f| {
+                let i = FunctionName::ALL.iter().position(|g| *g == f).unwrap();
+                [f.as_str().as_bytes(), variants[i]].concat()
+            },
+        )
     }
 
     /// A full deploy (the CLI's path: deploy, then reconcile any hotswap drift).

@@ -132,11 +132,7 @@ async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_noth
         "{v}"
     );
     assert_eq!(
-        http.get(format!("{url}/no-such-route"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        tests::get_status(&http, format!("{url}/no-such-route")).await,
         404
     );
 
@@ -230,14 +226,7 @@ async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_noth
             text(&again)
         );
     }
-    assert!(
-        http.get(format!("{url}/health"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
+    assert!((200..300).contains(&tests::get_status(&http, format!("{url}/health")).await));
 
     // Teardown leaves no process and no listener.
     let engine = env.pid("engine.pid").expect("engine pid file");

@@ -422,38 +422,10 @@ async fn gateway_maps_http_to_payload_2_0_and_back() {
         fail.json::<Value>().await.unwrap(),
         json!({"message": "Internal Server Error"})
     );
-    assert_eq!(
-        http.get(format!("{url}/bad"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        500
-    );
-    assert_eq!(
-        http.get(format!("{url}/slow"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        504
-    );
-    assert_eq!(
-        http.get(format!("{url}/crash"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        500
-    );
+    assert_eq!(tests::get_status(&http, format!("{url}/bad")).await, 500);
+    assert_eq!(tests::get_status(&http, format!("{url}/slow")).await, 504);
+    assert_eq!(tests::get_status(&http, format!("{url}/crash")).await, 500);
     // ... and the function still answers afterwards.
-    assert_eq!(
-        http.get(format!("{url}/bare"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(tests::get_status(&http, format!("{url}/bare")).await, 200);
     eng.stop().await;
 }

@@ -12,7 +12,6 @@
 //! written with `put_smoke_record`, the function `cargo xtask smoke` records with (moto has no API Gateway to
 //! smoke-test through).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -20,7 +19,7 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region};
 use chrono::Utc;
 use deployer::aws::Clients;
-use deployer::build::{BuildRequest, Release};
+use deployer::build::Release;
 use deployer::deploy::{DeployOptions, DeployRequest, DeployResult};
 use deployer::promote::{SmokeCheck, SmokeRecord};
 use deployer::ui::{Confirmation, RecordingUi};
@@ -114,19 +113,14 @@ async fn clients_of(moto: &Endpoint, plan: &Plan) -> Clients {
 
 /// Packages the static ELF (plus the function's name, so the three zips differ) as the release of `plan`.
 fn release(dir: &Path, plan: &Plan, template_sha256: &str) -> Release {
-    let mut req = BuildRequest::for_plan(plan, &repo_root(), template_sha256).unwrap();
-    req.target_dir = dir.join("build");
-    let bins = dir.join("bins");
-    std::fs::create_dir_all(&bins).unwrap();
-    let mut binaries = BTreeMap::new();
-    for f in FunctionName::ALL {
-        let mut bytes = std::fs::read(STATIC_ELF).expect("a static executable to package");
-        bytes.extend_from_slice(f.as_str().as_bytes());
-        let path = bins.join(f.as_str());
-        std::fs::write(&path, bytes).unwrap();
-        binaries.insert(f, path);
-    }
-    deployer::build::package(&req, &binaries, &RecordingUi::new(Confirmation::No)).unwrap()
+    tests::release::package(
+        plan,
+        template_sha256,
+        dir,
+        &dir.join("build"),
+        Path::new(STATIC_ELF),
+        |f| f.as_str().as_bytes().to_vec(),
+    )
 }
 
 /// `xtask promote --from <from> --to <to> --yes --output json` with nothing from this machine's AWS setup: the

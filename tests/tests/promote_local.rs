@@ -9,11 +9,11 @@
 //! smoke command itself runs against real functions in `smoke_local.rs`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use deployer::aws::Clients;
-use deployer::build::{BuildRequest, Release};
+use deployer::build::Release;
 use deployer::deploy::{DeployOptions, DeployRequest, DeployResult};
 use deployer::promote::{SmokeCheck, SmokeRecord};
 use deployer::ui::{Confirmation, RecordingUi};
@@ -84,20 +84,14 @@ impl Envs {
 
     /// Packages `/bin/true` plus `variant` as the three functions of `env`.
     fn release(&self, plan: &Plan, template: &RenderedTemplate, variant: &[u8]) -> Release {
-        let mut req = BuildRequest::for_plan(plan, &repo_root(), &template.sha256).unwrap();
-        req.target_dir = self.dir.path().join("build");
-        let bins = self.dir.path().join("bins");
-        std::fs::create_dir_all(&bins).unwrap();
-        let mut binaries = BTreeMap::new();
-        for f in FunctionName::ALL {
-            let mut bytes = std::fs::read("/bin/true").unwrap();
-            bytes.extend_from_slice(variant);
-            bytes.extend_from_slice(f.as_str().as_bytes());
-            let path = bins.join(f.as_str());
-            std::fs::write(&path, bytes).unwrap();
-            binaries.insert(f, path);
-        }
-        deployer::build::package(&req, &binaries, &RecordingUi::new(Confirmation::No)).unwrap()
+        tests::release::package(
+            plan,
+            &template.sha256,
+            self.dir.path(),
+            &self.dir.path().join("build"),
+            Path::new("/bin/true"),
+            |f| [variant, f.as_str().as_bytes()].concat(),
+        )
     }
 
     /// A full deploy of a fresh build of `env`; returns the release.

@@ -4,15 +4,14 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use deployer::aws::Clients;
-use deployer::build::{BuildRequest, Release};
+use deployer::build::Release;
 use deployer::deploy::{DeployOptions, DeployOutcome, DeployRequest};
 use deployer::ui::{Confirmation, RecordingUi};
 use local_engine::endpoint::Endpoint;
-use stack::{FunctionName, Plan, RenderedTemplate};
+use stack::{Plan, RenderedTemplate};
 
 pub struct TestEnv {
     pub moto: Endpoint,
@@ -80,20 +79,14 @@ impl TestEnv {
 
     /// Packages `/bin/true` (plus `variant` bytes, to make a different build) as all three functions.
     pub fn release(&self, plan: &Plan, template: &RenderedTemplate, variant: &[u8]) -> Release {
-        let mut req = BuildRequest::for_plan(plan, &repo_root(), &template.sha256).unwrap();
-        req.target_dir = self.target_dir();
-        let bins = self.dir.path().join("bins");
-        std::fs::create_dir_all(&bins).unwrap();
-        let mut binaries = BTreeMap::new();
-        for f in FunctionName::ALL {
-            let mut bytes = std::fs::read("/bin/true").unwrap();
-            bytes.extend_from_slice(variant);
-            bytes.extend_from_slice(f.as_str().as_bytes());
-            let path = bins.join(f.as_str());
-            std::fs::write(&path, bytes).unwrap();
-            binaries.insert(f, path);
-        }
-        deployer::build::package(&req, &binaries, &RecordingUi::new(Confirmation::No)).unwrap()
+        tests::release::package(
+            plan,
+            &template.sha256,
+            self.dir.path(),
+            &self.target_dir(),
+            Path::new("/bin/true"),
+            |f| [variant, f.as_str().as_bytes()].concat(),
+        )
     }
 
     pub fn bucket(&self, plan: &Plan) -> String {
