@@ -1,5 +1,14 @@
 //! `cargo xtask bench`: benchmark figures printed on this machine (speed goals live here, never in tests).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use deployer::build::Release;
+use deployer::deploy::{DeployOptions, DeployRequest};
+use deployer::ui::{Confirmation, RecordingUi};
+use stack::FunctionName;
+
 use crate::exit::ExitStatus;
 
 /// Arguments of `cargo xtask bench`.
@@ -19,7 +28,18 @@ pub enum What {
     /// fresh local endpoint of its own (the figures are wall times on this machine).
     Hotswap(HotswapArgs),
     /// Full deploy, no-op deploy and teardown wall times on a fresh local endpoint of its own.
-    Deploy(crate::deploy::BenchArgs),
+    Deploy(DeployArgs),
+}
+
+/// Arguments of `cargo xtask bench deploy`.
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// Rounds (the median of each figure is printed).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Print JSON instead of text.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::cli::OutputFormat,
 }
 
 /// Arguments of `cargo xtask bench hotswap`.
@@ -50,7 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     match args.what {
         What::Local(a) => local(a).await,
         What::Hotswap(a) => hotswap(a).await,
-        What::Deploy(a) => crate::deploy::bench(a).await,
+        What::Deploy(a) => deploy(a).await,
     }
 }
 
@@ -106,90 +126,233 @@ async fn cargo_lambda_for_bench() -> local_engine::bench::CargoLambda {
     }
 }
 
+/// A throwaway stack for the deploy and hotswap benchmarks: its own fresh local endpoint, a `local` config
+/// named `bench` in a temporary directory (removed on drop, with the endpoint), and the checked plan.
+struct Sandbox {
+    tmp: PathBuf,
+    clients: deployer::aws::Clients,
+    plan: stack::Plan,
+    template: stack::RenderedTemplate,
+    bucket: String,
+    // Dropped after the fields above: the endpoint dies with the sandbox.
+    _moto: local_engine::endpoint::Endpoint,
+}
+
+impl Sandbox {
+    /// `stack_name` names the stack; `deploy_yaml` is the config's `deploy:` section, if any.
+    async fn start(stack_name: &str, deploy_yaml: &str) -> anyhow::Result<Sandbox> {
+        let tmp = std::env::temp_dir().join(format!("xtask-{stack_name}-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp)?;
+        let moto = local_engine::endpoint::Endpoint::start_fresh(&tmp.join("state")).await?;
+        let clients = deployer::aws::Clients::from_sdk_config(&moto.sdk_config().await);
+        let config = tmp.join("config");
+        std::fs::create_dir_all(&config)?;
+        std::fs::copy(
+            crate::cli::repo_root().join("config/defaults.yaml"),
+            config.join("defaults.yaml"),
+        )?;
+        let yaml = format!(
+            "kind: local\nstack_name: {stack_name}\nregion: us-east-1\nlocal:\n  gateway_port: {}\n  endpoint_port: {}\n{deploy_yaml}",
+            local_engine::endpoint::free_port()?,
+            moto.port()
+        );
+        std::fs::write(config.join("bench.yaml"), yaml)?;
+        let (plan, template) =
+            stack::load_checked(&config, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let bucket = deployer::artifacts::bucket_name(&plan, None);
+        Ok(Sandbox {
+            tmp,
+            clients,
+            plan,
+            template,
+            bucket,
+            _moto: moto,
+        })
+    }
+
+    /// Packages `binaries` as a release of the sandbox's plan, in a target directory of its own under the sandbox.
+    fn package(
+        &self,
+        target: &str,
+        binaries: &BTreeMap<FunctionName, PathBuf>,
+        ui: &dyn deployer::ui::Ui,
+    ) -> anyhow::Result<Release> {
+        let mut req = deployer::build::BuildRequest::for_plan(
+            &self.plan,
+            &crate::cli::repo_root(),
+            &self.template.sha256,
+        )?;
+        req.target_dir = self.tmp.join(target);
+        Ok(deployer::build::package(&req, binaries, ui)?)
+    }
+
+    /// The full deploy path of `cargo xtask deploy` for `release`.
+    async fn deploy(
+        &self,
+        release: &Release,
+        opts: &DeployOptions,
+        ui: &dyn deployer::ui::Ui,
+    ) -> anyhow::Result<deployer::deploy::DeployOutcome> {
+        let req = DeployRequest {
+            plan: &self.plan,
+            template_body: &self.template.body,
+            release,
+            bucket: &self.bucket,
+        };
+        Ok(deployer::deploy::deploy(&self.clients, req, opts, ui).await?)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// The binary of `f` from the last local build (`cargo xtask build` or `deploy`), else `/bin/true`: the
+/// benchmarks time deploys, not cargo.
+fn built_binary(f: FunctionName) -> PathBuf {
+    let built = deployer::build::dist_dir(
+        &deployer::build::default_target_dir(&crate::cli::repo_root()),
+        "local",
+    )
+    .join(f.as_str())
+    .join("bootstrap");
+    if built.exists() {
+        built
+    } else {
+        PathBuf::from("/bin/true")
+    }
+}
+
+/// `cargo xtask bench deploy`: on a fresh local endpoint of its own, times a full deploy (first create,
+/// uploads included), a no-op deploy of the same release (the "up to date" path) and a teardown, through the
+/// same deployer calls as `deploy`/`teardown`. The cargo build itself is not timed (it is cargo's, and a no-op
+/// build is cargo's no-op).
+async fn deploy(args: DeployArgs) -> anyhow::Result<ExitStatus> {
+    let sandbox = Sandbox::start("bench-deploy", "").await?;
+    let binaries = FunctionName::ALL
+        .into_iter()
+        .map(|f| (f, built_binary(f)))
+        .collect();
+    let ui = RecordingUi::new(Confirmation::Yes);
+    let release = sandbox.package("target", &binaries, &ui)?;
+    let opts = DeployOptions::for_plan(&sandbox.plan);
+    let teardown_opts = deployer::teardown::TeardownOptions {
+        delete_data: false,
+        confirm: false,
+        poll_interval: deployer::deploy::poll_interval(&sandbox.plan),
+    };
+    let (mut full, mut noop, mut down) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        let t = Instant::now();
+        let first = sandbox.deploy(&release, &opts, &ui).await?;
+        full.push(ms(t));
+        anyhow::ensure!(
+            first.result == deployer::deploy::DeployResult::Created,
+            "the first deploy must create the stack"
+        );
+        let t = Instant::now();
+        let again = sandbox.deploy(&release, &opts, &ui).await?;
+        noop.push(ms(t));
+        anyhow::ensure!(
+            again.result == deployer::deploy::DeployResult::UpToDate,
+            "the second deploy must be a no-op"
+        );
+        let t = Instant::now();
+        deployer::teardown::teardown(
+            &sandbox.clients,
+            &sandbox.plan,
+            &sandbox.bucket,
+            &teardown_opts,
+            &ui,
+        )
+        .await?;
+        down.push(ms(t));
+    }
+    drop(sandbox);
+    let zip_bytes: u64 = release
+        .manifest
+        .functions
+        .values()
+        .map(|a| a.zip_size)
+        .sum();
+    let (full_ms, noop_ms, down_ms) = (median(&mut full), median(&mut noop), median(&mut down));
+    match args.output {
+        crate::cli::OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({"rounds": args.rounds.max(1), "zip_bytes": zip_bytes, "full_deploy_ms": full_ms, "noop_deploy_ms": noop_ms, "teardown_ms": down_ms})
+        ),
+        crate::cli::OutputFormat::Text => {
+            println!(
+                "deploy on a fresh local endpoint (median of {} rounds, {zip_bytes} bytes of zips):",
+                args.rounds.max(1)
+            );
+            println!("  full deploy (create, uploads included)  {full_ms:>8.0} ms");
+            println!("  no-op deploy (up to date)               {noop_ms:>8.0} ms");
+            println!("  teardown (stack and artifact bucket)    {down_ms:>8.0} ms");
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
 /// Deploys a small stack to its own fresh local endpoint, then times, per changed-function count, a full deploy
 /// (change set + CloudFormation update) and a hotswap (UpdateFunctionCode + function_updated_v2 waiter) of a code
 /// change, both including the zip uploads. The binaries are the local build's when present (`cargo xtask build`),
 /// else `/bin/true`, with a few bytes appended per round so every round is a real code change.
 async fn hotswap(args: HotswapArgs) -> anyhow::Result<ExitStatus> {
-    use deployer::ui::{Confirmation, RecordingUi};
-    use stack::FunctionName;
-    let tmp = tempfile_dir()?;
-    let moto = local_engine::endpoint::Endpoint::start_fresh(&tmp.join("state")).await?;
-    let clients = deployer::aws::Clients::from_sdk_config(&moto.sdk_config().await);
-    let config = tmp.join("config");
-    std::fs::create_dir_all(&config)?;
-    std::fs::copy(
-        crate::cli::repo_root().join("config/defaults.yaml"),
-        config.join("defaults.yaml"),
-    )?;
-    let yaml = format!(
-        "kind: local\nstack_name: bench-hotswap\nregion: us-east-1\nlocal:\n  gateway_port: {}\n  endpoint_port: {}\ndeploy:\n  hotswap: true\n",
-        local_engine::endpoint::free_port()?,
-        moto.port()
-    );
-    std::fs::write(config.join("bench.yaml"), yaml)?;
-    let (plan, template) =
-        stack::load_checked(&config, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let bucket = deployer::artifacts::bucket_name(&plan, None);
-    let built = deployer::build::dist_dir(
-        &deployer::build::default_target_dir(&crate::cli::repo_root()),
-        "local",
-    );
+    let sandbox = Sandbox::start("bench-hotswap", "deploy:\n  hotswap: true\n").await?;
     let ui = RecordingUi::new(Confirmation::Yes);
     let mut round = 0u32;
     // A release where the first `changed` functions differ from the last one deployed.
     let mut versions = [0u32; 3];
-    let mut release = |changed: usize| -> anyhow::Result<deployer::build::Release> {
+    let mut release = |changed: usize| -> anyhow::Result<Release> {
         round += 1;
-        let mut req = deployer::build::BuildRequest::for_plan(
-            &plan,
-            &crate::cli::repo_root(),
-            &template.sha256,
-        )?;
-        req.target_dir = tmp.join(format!("target-{round}"));
-        let mut binaries = std::collections::BTreeMap::new();
+        let mut binaries = BTreeMap::new();
         for (i, f) in FunctionName::ALL.into_iter().enumerate() {
             if i < changed {
                 versions[i] = round;
             }
-            let src = built.join(f.as_str()).join("bootstrap");
-            let mut bytes = std::fs::read(&src).or_else(|_| std::fs::read("/bin/true"))?;
+            let mut bytes = std::fs::read(built_binary(f))?;
             bytes.extend_from_slice(format!("bench-{}-{}", f.as_str(), versions[i]).as_bytes());
-            let path = tmp.join(format!("bin-{round}-{}", f.as_str()));
+            let path = sandbox.tmp.join(format!("bin-{round}-{}", f.as_str()));
             std::fs::write(&path, bytes)?;
             binaries.insert(f, path);
         }
-        Ok(deployer::build::package(&req, &binaries, &ui)?)
+        sandbox.package(&format!("target-{round}"), &binaries, &ui)
     };
-    let opts = deployer::deploy::DeployOptions::for_plan(&plan);
-    let full = |r: deployer::build::Release| {
-        let (clients, plan, template, bucket, opts, ui) =
-            (&clients, &plan, &template, &bucket, &opts, &ui);
-        async move {
-            let req = deployer::deploy::DeployRequest {
-                plan,
-                template_body: &template.body,
-                release: &r,
-                bucket,
-            };
-            let started = std::time::Instant::now();
-            deployer::deploy::deploy(clients, req, opts, ui).await?;
-            deployer::hotswap::reconcile(clients, plan, bucket, &r.manifest).await?;
-            Ok::<_, anyhow::Error>(started.elapsed())
-        }
+    let opts = DeployOptions::for_plan(&sandbox.plan);
+    // A full deploy, then the stack's parameters catch up with any hotswap drift: timed together.
+    let full = async |r: Release| {
+        let started = Instant::now();
+        sandbox.deploy(&r, &opts, &ui).await?;
+        deployer::hotswap::reconcile(
+            &sandbox.clients,
+            &sandbox.plan,
+            &sandbox.bucket,
+            &r.manifest,
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(ms(started))
     };
     full(release(3)?).await?;
     let mut rows = Vec::new();
     for changed in [1usize, 3] {
         let (mut full_ms, mut swap_ms) = (Vec::new(), Vec::new());
         for _ in 0..args.rounds.max(1) {
-            full_ms.push(full(release(changed)?).await?.as_secs_f64() * 1000.0);
+            full_ms.push(full(release(changed)?).await?);
             let r = release(changed)?;
-            let started = std::time::Instant::now();
-            let outcome =
-                deployer::hotswap::hotswap(&clients, &plan, &template.body, &r, &bucket, &ui)
-                    .await?;
-            swap_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            let started = Instant::now();
+            let outcome = deployer::hotswap::hotswap(
+                &sandbox.clients,
+                &sandbox.plan,
+                &sandbox.template.body,
+                &r,
+                &sandbox.bucket,
+                &ui,
+            )
+            .await?;
+            swap_ms.push(ms(started));
             anyhow::ensure!(
                 outcome.swapped.len() == changed,
                 "expected {changed} swapped, got {}",
@@ -204,8 +367,7 @@ async fn hotswap(args: HotswapArgs) -> anyhow::Result<ExitStatus> {
             "rounds": full_ms.len(),
         }));
     }
-    drop(moto);
-    let _ = std::fs::remove_dir_all(&tmp);
+    drop(sandbox);
     match args.output {
         crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         crate::cli::OutputFormat::Text => {
@@ -225,14 +387,12 @@ async fn hotswap(args: HotswapArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+/// Milliseconds since `t`.
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
-}
-
-/// A fresh directory under the system temp dir for one bench run.
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("xtask-bench-hotswap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
