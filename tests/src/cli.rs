@@ -20,7 +20,7 @@ pub fn xtask_binary() -> PathBuf {
 /// `cargo build --quiet <args> --message-format=json` in the workspace; returns the executable cargo reports
 /// for the target `name` of `kind` (`bin`, `example`). Panics with cargo's stderr when the build fails.
 pub fn cargo_executable(args: &[&str], name: &str, kind: &str) -> PathBuf {
-    let out = Command::new(env!("CARGO"))
+    let out = deployer::cargo::command(env!("CARGO"))
         .arg("build")
         .arg("--quiet")
         .args(args)

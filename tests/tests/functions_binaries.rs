@@ -16,7 +16,7 @@ use stack::FunctionName;
 
 /// Builds the three function binaries (debug) and returns their paths by package name.
 fn function_binaries() -> BTreeMap<String, PathBuf> {
-    let out = std::process::Command::new(env!("CARGO"))
+    let out = deployer::cargo::command(env!("CARGO"))
         .args([
             "build",
             "--quiet",

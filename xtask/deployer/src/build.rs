@@ -60,9 +60,7 @@ impl BuildRequest {
             kind: plan.kind,
             architecture,
             template_sha256: template_sha256.to_string(),
-            cargo: std::env::var_os("CARGO")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| "cargo".into()),
+            cargo: crate::cargo::cargo_path(),
             tools_dir: tools_dir(repo_root),
         })
     }
@@ -222,9 +220,10 @@ pub fn check_floor(name: FunctionName, floor: Option<GlibcVersion>) -> Result<()
     }
 }
 
-fn cargo_build_host(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<FunctionName, PathBuf>> {
-    ui.line("building command, query and projector for the host (dev profile)");
-    let mut cmd = Command::new(&req.cargo);
+/// The `cargo build` of the three functions for the host, as [`build`] runs it for `local` environments (exposed
+/// so a test can prove that it and the xtask's own build never rebuild each other's dependencies).
+pub fn host_build_command(req: &BuildRequest) -> Command {
+    let mut cmd = crate::cargo::command(&req.cargo);
     cmd.current_dir(&req.repo_root).arg("build");
     for f in FunctionName::ALL {
         cmd.args(["-p", f.as_str()]);
@@ -232,6 +231,12 @@ fn cargo_build_host(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<Function
     if req.repo_root.join("Cargo.lock").exists() {
         cmd.arg("--locked");
     }
+    cmd
+}
+
+fn cargo_build_host(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<FunctionName, PathBuf>> {
+    ui.line("building command, query and projector for the host (dev profile)");
+    let mut cmd = host_build_command(req);
     // Our stdout may be a JSON document for CI: cargo's output goes to stderr.
     cmd.stdout(std::process::Stdio::null());
     run(&mut cmd, "cargo build")?;
@@ -255,7 +260,7 @@ fn cargo_lambda_build(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<Functi
         &std::env::var_os("PATH").unwrap_or_default(),
     )))
     .map_err(|e| Error::Tool(format!("building PATH for cargo-lambda: {e}")))?;
-    let mut cmd = Command::new(bin.join("cargo-lambda"));
+    let mut cmd = crate::cargo::command(bin.join("cargo-lambda"));
     cmd.current_dir(&req.repo_root)
         .env("PATH", path)
         .env("CARGO", &req.cargo)

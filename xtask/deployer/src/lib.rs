@@ -3,6 +3,7 @@
 //!
 //! - [`build`]: one cargo (or cargo-lambda) invocation, reproducible zips ([`package`]), the ELF glibc-floor
 //!   check ([`elf`]) and the release manifest ([`manifest`]).
+//! - [`cargo`]: every cargo the tool starts, with the environment a user's shell would give it.
 //! - [`aws`]: SDK clients from the standard chain, role assumption, account check, retry configuration.
 //! - [`artifacts`]: the artifact bucket the tool owns and content-addressed uploads.
 //! - [`deploy`]: no-op detection, change sets, the deploy preview and its data-loss guard ([`preview`]),
@@ -17,6 +18,7 @@ pub mod api;
 pub mod artifacts;
 pub mod aws;
 pub mod build;
+pub mod cargo;
 pub mod deploy;
 pub mod elf;
 pub mod error;
