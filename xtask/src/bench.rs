@@ -29,6 +29,9 @@ pub enum What {
     Hotswap(HotswapArgs),
     /// Full deploy, no-op deploy and teardown wall times on a fresh local endpoint of its own.
     Deploy(DeployArgs),
+    /// The user's view: whole `cargo xtask` processes as typed at a shell (deploy, no-op deploy, status,
+    /// teardown; `--cold` adds a fresh clone's first deploy), beside the in-process figures.
+    Cli(crate::bench_cli::Args),
 }
 
 /// Arguments of `cargo xtask bench deploy`.
@@ -71,6 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         What::Local(a) => local(a).await,
         What::Hotswap(a) => hotswap(a).await,
         What::Deploy(a) => deploy(a).await,
+        What::Cli(a) => crate::bench_cli::run(a).await,
     }
 }
 
@@ -225,11 +229,49 @@ fn built_binary(f: FunctionName) -> PathBuf {
     }
 }
 
-/// `cargo xtask bench deploy`: on a fresh local endpoint of its own, times a full deploy (first create,
-/// uploads included), a no-op deploy of the same release (the "up to date" path) and a teardown, through the
-/// same deployer calls as `deploy`/`teardown`. The cargo build itself is not timed (it is cargo's, and a no-op
-/// build is cargo's no-op).
+/// `cargo xtask bench deploy`: the in-process figures of [`deploy_figures`].
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitStatus> {
+    let rounds = args.rounds.max(1);
+    let figures = deploy_figures(rounds).await?;
+    match args.output {
+        crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string(&figures)?),
+        crate::cli::OutputFormat::Text => {
+            println!(
+                "deploy on a fresh local endpoint (median of {rounds} rounds, {} bytes of zips):",
+                figures.zip_bytes
+            );
+            println!(
+                "  full deploy (create, uploads included)  {:>8.0} ms",
+                figures.full_deploy_ms
+            );
+            println!(
+                "  no-op deploy (up to date)               {:>8.0} ms",
+                figures.noop_deploy_ms
+            );
+            println!(
+                "  teardown (stack and artifact bucket)    {:>8.0} ms",
+                figures.teardown_ms
+            );
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Median in-process wall times of the deploy path.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeployFigures {
+    pub rounds: usize,
+    pub zip_bytes: u64,
+    pub full_deploy_ms: f64,
+    pub noop_deploy_ms: f64,
+    pub teardown_ms: f64,
+}
+
+/// On a fresh local endpoint of its own, times a full deploy (first create, uploads included), a no-op deploy of
+/// the same release (the "up to date" path) and a teardown, through the same deployer calls as
+/// `deploy`/`teardown`, in this process. The cargo build itself is not timed (it is cargo's, and a no-op build is
+/// cargo's no-op).
+pub(crate) async fn deploy_figures(rounds: usize) -> anyhow::Result<DeployFigures> {
     let sandbox = Sandbox::start("bench-deploy", "").await?;
     let binaries = FunctionName::ALL
         .into_iter()
@@ -244,7 +286,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitStatus> {
         poll_interval: deployer::deploy::poll_interval(&sandbox.plan),
     };
     let (mut full, mut noop, mut down) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..args.rounds.max(1) {
+    for _ in 0..rounds.max(1) {
         let t = Instant::now();
         let first = sandbox.deploy(&release, &opts, &ui).await?;
         full.push(ms(t));
@@ -277,23 +319,13 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitStatus> {
         .values()
         .map(|a| a.zip_size)
         .sum();
-    let (full_ms, noop_ms, down_ms) = (median(&mut full), median(&mut noop), median(&mut down));
-    match args.output {
-        crate::cli::OutputFormat::Json => println!(
-            "{}",
-            serde_json::json!({"rounds": args.rounds.max(1), "zip_bytes": zip_bytes, "full_deploy_ms": full_ms, "noop_deploy_ms": noop_ms, "teardown_ms": down_ms})
-        ),
-        crate::cli::OutputFormat::Text => {
-            println!(
-                "deploy on a fresh local endpoint (median of {} rounds, {zip_bytes} bytes of zips):",
-                args.rounds.max(1)
-            );
-            println!("  full deploy (create, uploads included)  {full_ms:>8.0} ms");
-            println!("  no-op deploy (up to date)               {noop_ms:>8.0} ms");
-            println!("  teardown (stack and artifact bucket)    {down_ms:>8.0} ms");
-        }
-    }
-    Ok(ExitStatus::Success)
+    Ok(DeployFigures {
+        rounds: rounds.max(1),
+        zip_bytes,
+        full_deploy_ms: median(&mut full),
+        noop_deploy_ms: median(&mut noop),
+        teardown_ms: median(&mut down),
+    })
 }
 
 /// Deploys a small stack to its own fresh local endpoint, then times, per changed-function count, a full deploy

@@ -48,8 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, template) = load(&args.env)?;
     let ui = Arc::new(ConsoleUi::new(args.yes));
-    let env = connect(&plan).await?;
-    let release = build_release(&plan, &template, ui.clone()).await?;
+    let (env, release) = connect_and_build(&plan, &template, ui.clone()).await?;
     let mut opts = options_for(DeployOptions::for_plan(&plan), &plan, &env);
     opts.allow_data_loss = args.allow_data_loss;
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
@@ -228,6 +227,16 @@ pub(crate) fn options_for(
         options.read_back_api = false;
     }
     options
+}
+
+/// Connects to the environment and builds the release at the same time: on a first local deploy the moto
+/// install and start overlap the function build instead of waiting for it (both say what they do on stderr).
+pub(crate) async fn connect_and_build(
+    plan: &Plan,
+    template: &RenderedTemplate,
+    ui: Arc<ConsoleUi>,
+) -> anyhow::Result<(Connected, Release)> {
+    tokio::try_join!(connect(plan), build_release(plan, template, ui))
 }
 
 /// Builds and packages the functions for the plan (blocking work off the async runtime).

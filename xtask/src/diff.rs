@@ -7,7 +7,7 @@ use deployer::deploy::{DeployOptions, DeployRequest};
 use deployer::ui::ConsoleUi;
 
 use crate::cli::{EnvArgs, OutputFormat};
-use crate::deploy::{build_release, connect, load, report_errors};
+use crate::deploy::{connect_and_build, load, report_errors};
 use crate::exit::ExitStatus;
 
 /// Arguments of `cargo xtask diff`.
@@ -25,8 +25,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 
 async fn diff(args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, template) = load(&args.env)?;
-    let env = connect(&plan).await?;
-    let release = build_release(&plan, &template, Arc::new(ConsoleUi::new(false))).await?;
+    let (env, release) =
+        connect_and_build(&plan, &template, Arc::new(ConsoleUi::new(false))).await?;
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
     let req = DeployRequest {
         plan: &plan,
