@@ -448,7 +448,8 @@ async fn handle(State(state): State<Arc<GatewayState>>, req: Request<Body>) -> R
 ///   Lambda reports as `Function.ResponseSizeTooLarge`): 500 `{"message":"Internal Server Error"}`, the
 ///   HTTP API's answer to a failed Lambda integration ("Troubleshooting issues with HTTP API Lambda
 ///   integrations", `http-api-troubleshooting-lambda.html`). (A REST API would answer 502.)
-/// - A timeout: 504, as API Gateway answers when the integration does not answer in time.
+/// - A timeout of the function: 504 (the gateway's answer before this list was written; not checked
+///   against an HTTP API).
 pub fn lambda_failure(e: &InvokeError) -> (StatusCode, &'static str) {
     match e {
         InvokeError::RequestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "Request Too Long"),
