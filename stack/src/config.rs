@@ -285,6 +285,7 @@ struct RawStreamMapping {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     cors_origins: Option<Vec<String>>,
+    cors_max_age_seconds: Option<i64>,
     throttling: Option<RawThrottling>,
     jwt: Option<RawJwt>,
     stage_name: Option<String>,
@@ -954,6 +955,23 @@ impl Ctx {
                 );
             }
         }
+        // API Gateway's `CorsConfiguration.MaxAge` accepts 0 to 86400 seconds.
+        let max_age = match raw.cors_max_age_seconds {
+            None => Some(None),
+            Some(v) => self
+                .ranged("api.cors_max_age_seconds", Some(v), 0, 86400, " seconds")
+                .map(Some),
+        };
+        if max_age.is_none() {
+            ok = false;
+        }
+        if origins.is_empty() && matches!(max_age, Some(Some(_))) {
+            ok = false;
+            self.invalid(
+                "api.cors_max_age_seconds",
+                "is set but api.cors_origins is empty, so there is no CORS configuration to apply it to; list the allowed origins or remove the key".into(),
+            );
+        }
         let throttling = raw.throttling.unwrap_or_default();
         let burst = self.ranged(
             "api.throttling.burst_limit",
@@ -1034,9 +1052,24 @@ impl Ctx {
         if !ok {
             return None;
         }
+        let routes = default_routes();
+        let cors = (!origins.is_empty()).then(|| {
+            let mut methods: Vec<String> = routes
+                .iter()
+                .map(|r| r.method.as_str().to_string())
+                .collect();
+            methods.sort();
+            methods.dedup();
+            CorsPlan {
+                allow_origins: origins,
+                allow_methods: methods,
+                allow_headers: CORS_ALLOW_HEADERS.iter().map(|h| h.to_string()).collect(),
+                max_age_seconds: max_age.flatten(),
+            }
+        });
         Some(ApiPlan {
-            routes: default_routes(),
-            cors_origins: origins,
+            routes,
+            cors,
             throttling_burst_limit: burst?,
             throttling_rate_limit: rate?,
             jwt: jwt?,

@@ -218,13 +218,33 @@ impl Route {
 pub struct ApiPlan {
     /// The six routes of the service (see `default_routes`).
     pub routes: Vec<Route>,
-    pub cors_origins: Vec<String>,
+    /// The API's CORS configuration; `None` when `api.cors_origins` is empty (no CORS: API Gateway answers
+    /// no preflight and adds no CORS header).
+    pub cors: Option<CorsPlan>,
     pub throttling_burst_limit: u32,
     pub throttling_rate_limit: f64,
     pub jwt: Option<JwtAuthorizer>,
     /// Stage name (`$default` unless configured).
     pub stage_name: String,
 }
+
+/// The HTTP API's `CorsConfiguration`, exactly what the template declares and the local gateway enforces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorsPlan {
+    /// `api.cors_origins`: exact origins (`https://app.example.com`) or `*`.
+    pub allow_origins: Vec<String>,
+    /// The methods of the API's routes (`GET`, `POST`), sorted.
+    pub allow_methods: Vec<String>,
+    /// [`CORS_ALLOW_HEADERS`].
+    pub allow_headers: Vec<String>,
+    /// `api.cors_max_age_seconds`: how long a browser may cache a preflight answer; `None` sends no
+    /// `Access-Control-Max-Age`.
+    pub max_age_seconds: Option<u32>,
+}
+
+/// The request headers a browser may send cross-origin: what the service reads (`content-type`,
+/// `idempotency-key`) and what the JWT authorizer reads (`authorization`).
+pub const CORS_ALLOW_HEADERS: [&str; 3] = ["authorization", "content-type", "idempotency-key"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JwtAuthorizer {

@@ -202,7 +202,13 @@ fn view_model(plan: &Plan) -> Json {
         },
         "api": {
             "name": format!("{}-api", plan.stack_name),
-            "cors_origins": plan.api.cors_origins,
+            "cors": plan.api.cors.as_ref().map(|c| json!({
+                "allow_origins": c.allow_origins,
+                "allow_methods": c.allow_methods,
+                "allow_headers": c.allow_headers,
+                "has_max_age": c.max_age_seconds.is_some(),
+                "max_age_seconds": c.max_age_seconds,
+            })),
             "burst_limit": plan.api.throttling_burst_limit,
             "rate_limit": plan.api.throttling_rate_limit,
             "jwt": plan.api.jwt,

@@ -5,7 +5,7 @@
 
 mod local_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use local_engine::host::InvokeError;
 use local_engine::{Engine, EngineHandle};
@@ -148,7 +148,6 @@ async fn errors_timeouts_and_crashes_are_reported_and_processes_replaced() {
     );
 
     // A timeout kills the process; the next invocation gets a new one.
-    let started = Instant::now();
     match host
         .invoke(FunctionName::Query, body(json!({"sleepMs": 10_000})))
         .await
@@ -156,9 +155,8 @@ async fn errors_timeouts_and_crashes_are_reported_and_processes_replaced() {
         Err(InvokeError::Timeout(t)) => assert_eq!(t, Duration::from_secs(1)),
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
-        eventually(Duration::from_secs(3), async || (!alive(warm))
+        eventually(Duration::from_secs(30), async || (!alive(warm))
             .then_some(()))
         .await
         .is_some(),
@@ -226,9 +224,10 @@ async fn a_process_above_its_memory_size_is_killed_and_reported_like_lambda() {
         other => panic!("expected out of memory, got {other:?}"),
     }
     assert!(
-        eventually(Duration::from_secs(3), async || (!alive(pid)).then_some(()))
-            .await
-            .is_some(),
+        eventually(Duration::from_secs(30), async || (!alive(pid))
+            .then_some(()))
+        .await
+        .is_some(),
         "the process above its memory size is still alive"
     );
     // The function keeps working in a new process.
@@ -258,24 +257,24 @@ async fn a_process_above_its_memory_size_is_killed_and_reported_like_lambda() {
 #[tokio::test]
 async fn concurrent_invocations_run_in_separate_processes_and_stop_leaves_none() {
     let dir = tempfile::tempdir().unwrap();
-    let eng = engine(dir.path(), Duration::from_secs(10)).await;
+    let eng = engine(dir.path(), Duration::from_secs(30)).await;
     let host = eng.host();
-    // Warm up one process so the timing below is not dominated by process start.
-    host.invoke(FunctionName::Query, body(json!({})))
-        .await
-        .unwrap();
-    let started = Instant::now();
+    let meeting = tempfile::tempdir().unwrap();
+    let barrier = json!({"barrier": {"dir": meeting.path(), "count": 3}});
     let calls = (0..3).map(|_| {
-        let host = host.clone();
+        let (host, barrier) = (host.clone(), barrier.clone());
         async move {
-            host.invoke(FunctionName::Query, body(json!({"sleepMs": 800})))
+            host.invoke(FunctionName::Query, body(barrier))
                 .await
                 .unwrap()
         }
     });
-    let outs = futures_join(calls).await;
-    let elapsed = started.elapsed();
-    let mut pids: Vec<u32> = outs.iter().map(|o| pid_of(&o.body)).collect();
+    let outs: Vec<Value> = futures_join(calls)
+        .await
+        .iter()
+        .map(|o| serde_json::from_slice(&o.body).unwrap())
+        .collect();
+    let mut pids: Vec<u64> = outs.iter().map(|o| o["pid"].as_u64().unwrap()).collect();
     pids.sort_unstable();
     pids.dedup();
     assert_eq!(
@@ -283,9 +282,18 @@ async fn concurrent_invocations_run_in_separate_processes_and_stop_leaves_none()
         3,
         "each concurrent invocation had its own process"
     );
+    // They ran at the same time: each handler waited until all three were inside their handlers (a
+    // meeting the functions arrange themselves, so a slow machine changes how long it takes, not the
+    // verdict), and so every handler started before any of them ended.
     assert!(
-        elapsed < Duration::from_millis(2 * 800),
-        "ran concurrently: {elapsed:?}"
+        outs.iter().all(|o| o["barrierMet"] == true),
+        "the three invocations met inside their handlers: {outs:?}"
+    );
+    let last_start = outs.iter().map(|o| o["startedUs"].as_u64().unwrap()).max();
+    let first_end = outs.iter().map(|o| o["endedUs"].as_u64().unwrap()).min();
+    assert!(
+        last_start < first_end,
+        "the invocations overlapped: {outs:?}"
     );
     assert_eq!(host.process_count(FunctionName::Query), 3);
 

@@ -342,13 +342,7 @@ fn null_clears_a_default() {
         Some(5)
     );
     let dir = config_dir(&[("dev", &format!("{AWS}api:\n  cors_origins: null\n"))]);
-    assert!(
-        config::load(dir.path(), "dev")
-            .unwrap()
-            .api
-            .cors_origins
-            .is_empty()
-    );
+    assert!(config::load(dir.path(), "dev").unwrap().api.cors.is_none());
 }
 
 #[test]
@@ -500,6 +494,34 @@ fn cors_origins_must_be_origins() {
         "dev.yaml",
         "api.cors_origins.1",
         &["not an origin"],
+    );
+}
+
+#[test]
+fn cors_max_age_is_bounded_and_needs_origins() {
+    let (dir, err) = load_err(
+        "dev",
+        &format!(
+            "{AWS}api:\n  cors_origins: [\"https://ok.example.com\"]\n  cors_max_age_seconds: 90000\n"
+        ),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "api.cors_max_age_seconds",
+        &["out of range", "0 to 86400"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}api:\n  cors_origins: []\n  cors_max_age_seconds: 60\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "api.cors_max_age_seconds",
+        &["api.cors_origins is empty"],
     );
 }
 

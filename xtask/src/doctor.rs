@@ -17,17 +17,24 @@ pub struct Args {
     pub env: crate::cli::EnvArgs,
 }
 
-/// Where the local engine behaves differently from AWS.
+/// Every known way the local engine behaves differently from AWS. The README's "What differs locally from
+/// AWS" section lists the same sentences (a test keeps them equal).
 pub const DIFFERENCES: &[&str] = &[
-    "the AWS services are moto (in memory): restarting the endpoint loses all data; the engine says so when it notices",
-    "DynamoDB on moto is slow (transactions copy the table): never quote speed measured locally",
-    "API Gateway is the local gateway built from the plan's routes: no JWT authorizer, throttling, custom domains or access logs",
-    "the stream mapping is the local poller, built from the plan: same settings, but polling every 100 ms on one shard",
-    "timeouts and memory sizes are enforced (the process is killed; memory is its resident set sampled every 20 ms, where Lambda counts the whole sandbox), but CPU does not scale with memory as on Lambda",
-    "functions run as processes of your user, not in a Firecracker sandbox; concurrency is at most 4 processes per function",
-    "IAM is not enforced: a missing permission works locally and fails on AWS",
+    "the AWS services are moto, in memory: restarting the endpoint loses all data (the engine says so when it notices)",
+    "DynamoDB on moto is slow (a transaction copies the table): never quote DynamoDB speed measured locally",
+    "IAM is not enforced: functions get static test credentials, not their execution role, so a missing permission works locally and fails on AWS",
+    "API Gateway is the local gateway built from the plan's routes and CORS configuration; the JWT authorizer is not enforced (every route is open locally)",
+    "API Gateway's stage throttling (burst and rate limits) is not applied: no request is ever answered 429 locally",
+    "API Gateway's 30-second integration timeout is not applied: a function whose timeout is longer answers locally where API Gateway would have given up",
+    "custom domains, stage variables and API Gateway access logs do not exist locally",
+    "a request whose event is over Lambda's 6 MB answers 413 {\"message\":\"Request Too Long\"}, the answer recorded from API Gateway with a REST API; an HTTP API's exact answer is unverified",
+    "the stream mapping is the local poller, built from the plan: same settings, but one shard polled every 100 ms, and a batch over Lambda's 6 MB fails as an invocation instead of being sent in smaller batches",
+    "timeouts and memory sizes are enforced (the process is killed; memory is its resident set sampled every 20 ms on Linux, where Lambda counts the whole sandbox), but CPU does not scale with memory as on Lambda",
+    "functions run as processes of your user with your file system, not in a Firecracker sandbox with a read-only root and a 512 MB /tmp",
+    "concurrency is at most 4 processes per function (or the reserved concurrency, if lower); further invocations wait for a free process where Lambda would throttle them",
+    "X-Ray is not available: trace ids are handed to the functions but nothing is recorded",
     "a reviewed change set is applied with CreateStack/UpdateStack on moto (it computes no outputs for executed change sets); AWS executes the change set itself",
-    "CloudWatch alarms, point-in-time recovery and log retention are accepted but do nothing; logs go to .local/state/<env>/logs",
+    "CloudWatch alarms, point-in-time recovery and log retention are accepted but do nothing; logs go to .local/state/<env>/logs instead of CloudWatch Logs",
 ];
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {

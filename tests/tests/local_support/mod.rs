@@ -57,6 +57,7 @@ pub fn probe_engine(
         gateway_port: 0,
         routes,
         stage: "$default".into(),
+        cors: None,
         functions,
         stream: None::<StreamSettings>,
     }

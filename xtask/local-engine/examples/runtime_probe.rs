@@ -5,11 +5,16 @@
 //! the real functions or a deployed stack:
 //! - an API Gateway v2 event (has `requestContext`): the path decides (`/echo` returns the event,
 //!   `/bare` a bare JSON value, `/cookies` cookies and multi-value headers, `/binary` a base64 body,
-//!   `/fail` an error, `/slow` sleeps past any short timeout, `/crash` exits the process, `/bad` a malformed response);
+//!   `/fail` an error, `/slow` sleeps past any short timeout, `/crash` exits the process, `/bad` a malformed response,
+//!   `/big?bytes=n` a response of about n bytes; `/echo` answers with an `Access-Control-Allow-Origin` of its own,
+//!   which a gateway with CORS configured must drop);
 //! - a DynamoDB stream event (has `Records`): records whose `aggregate_id` starts with `poison` fail
 //!   (`PROBE_MODE=partial` reports them as batch item failures instead of failing the batch), the others are
 //!   appended as JSON lines to `$PROBE_OUT` (with this process's pid);
-//! - anything else: `{"allocateMb": n}` fills n MB of memory and holds it for 300 ms, `{"sleepMs": n}` sleeps,
+//! - anything else: `{"allocateMb": n}` fills n MB of memory and holds it for 300 ms, `{"sleepMs": n}` sleeps
+//!   (the reply carries the wall-clock instants the handler started and ended, `startedUs`/`endedUs`),
+//!   `{"barrier": {"dir": d, "count": n}}` registers in directory d and waits (up to 20 s) until n invocations
+//!   have registered, replying `barrierMet`: proof that n invocations were in their handlers at once,
 //!   `{"fail": "msg"}` errors, `{"crash": true}` exits, and the reply echoes the payload, the invocation context
 //!   and the runtime environment.
 
@@ -27,6 +32,7 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let started_us = epoch_us();
     let (payload, ctx) = event.into_parts();
     if payload.get("requestContext").is_some() {
         return http(payload).await;
@@ -41,6 +47,16 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             Some(block)
         }
+        None => None,
+    };
+    let barrier_met = match payload.get("barrier") {
+        Some(b) => Some(
+            barrier(
+                b["dir"].as_str().unwrap_or_default(),
+                b["count"].as_u64().unwrap_or(1) as usize,
+            )
+            .await?,
+        ),
         None => None,
     };
     if let Some(ms) = payload.get("sleepMs").and_then(Value::as_u64) {
@@ -69,7 +85,32 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Error> {
         "traceId": ctx.xray_trace_id,
         "pid": std::process::id(),
         "env": env,
+        "startedUs": started_us,
+        "endedUs": epoch_us(),
+        "barrierMet": barrier_met,
     }))
+}
+
+/// Registers this invocation in `dir` and waits until `count` have registered (or 20 s pass).
+async fn barrier(dir: &str, count: usize) -> Result<bool, Error> {
+    let me = format!("{dir}/{}", std::process::id());
+    std::fs::write(&me, b"")?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < until {
+        if std::fs::read_dir(dir)?.count() >= count {
+            return Ok(true);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(false)
+}
+
+/// Microseconds since the Unix epoch: comparable across the probe's processes.
+fn epoch_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
 }
 
 async fn http(event: Value) -> Result<Value, Error> {
@@ -94,9 +135,16 @@ async fn http(event: Value) -> Result<Value, Error> {
         }
         "/crash" => std::process::exit(7),
         "/bad" => json!({"statusCode": "teapot"}),
+        "/big" => {
+            let bytes = event["queryStringParameters"]["bytes"]
+                .as_str()
+                .and_then(|b| b.parse::<usize>().ok())
+                .unwrap_or(0);
+            json!({"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "x".repeat(bytes)})
+        }
         _ => json!({
             "statusCode": 200,
-            "headers": {"content-type": "application/json"},
+            "headers": {"content-type": "application/json", "access-control-allow-origin": "https://backend.example"},
             "body": serde_json::to_string(&json!({"event": event, "pid": std::process::id()}))?,
         }),
     })

@@ -174,6 +174,7 @@ async fn measure(
         account_id: crate::endpoint::LOCAL_ACCOUNT_ID.into(),
         api_id: "local".into(),
         stage: plan.api.stage_name.clone(),
+        cors: plan.api.cors.clone(),
     };
     let req = IncomingRequest {
         method: "GET".into(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stack::{FunctionName, Plan, Route, StreamMapping, outputs};
+use stack::{CorsPlan, FunctionName, Plan, Route, StreamMapping, outputs};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub gateway_port: u16,
     pub routes: Vec<Route>,
     pub stage: String,
+    /// The API's CORS configuration (`plan.api.cors`), applied by the gateway.
+    pub cors: Option<CorsPlan>,
     pub functions: Vec<FunctionSpec>,
     /// The stream poller; `None` runs without one.
     pub stream: Option<StreamSettings>,
@@ -79,6 +81,7 @@ impl EngineConfig {
             gateway_port: plan.local.as_ref().map(|l| l.gateway_port).unwrap_or(3030),
             routes: plan.api.routes.clone(),
             stage: plan.api.stage_name.clone(),
+            cors: plan.api.cors.clone(),
             functions,
             stream: Some(StreamSettings {
                 stream_arn,
@@ -161,6 +164,7 @@ impl Engine {
             account_id: cfg.account_id.clone(),
             api_id: "local".to_string(),
             stage: cfg.stage.clone(),
+            cors: cfg.cors.clone(),
         };
         let mut gw_shutdown = shutdown_rx.clone();
         let gw_host = host.clone();

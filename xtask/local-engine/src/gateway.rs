@@ -7,6 +7,18 @@
 //! body; `cookies` become `set-cookie`; base64 bodies are decoded). Gateway-level failures answer with API
 //! Gateway's own bodies (`{"message":"Not Found"}`, ...), not the service's error format, because that is
 //! what a client of the deployed API would see.
+//!
+//! Where the behaviour comes from (each rule below cites its source):
+//! - CORS: the plan's [`CorsPlan`] (the same data that renders the template's `CorsConfiguration`), applied
+//!   as the API Gateway developer guide describes for HTTP APIs ("Configure CORS for HTTP APIs",
+//!   `http-api-cors.html`): preflights are answered by the gateway even without an `OPTIONS` route, CORS
+//!   headers are returned only to requests that carry `Origin` (and, for a preflight,
+//!   `Access-Control-Request-Method`), and CORS headers returned by the integration are ignored.
+//! - Payload limits: API Gateway accepts 10 MB (HTTP API quotas, `http-api-quotas.html`); the function host
+//!   refuses what Lambda refuses (6 MB, see `host.rs`) and [`lambda_failure`] maps that to the answers a
+//!   client of API Gateway gets.
+//! - Bodies: the function always receives the exact bytes; text that is not valid UTF-8 is base64-encoded
+//!   (`isBase64Encoded: true`) like a binary body, never repaired.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,11 +32,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use stack::{FunctionName, Route};
+use stack::{CorsPlan, FunctionName, Route};
 
 use crate::host::{Host, InvokeError};
 
-/// API Gateway's payload limit for HTTP APIs.
+/// API Gateway's payload limit for HTTP APIs: 10 MB ("Quotas for configuring and running an HTTP API",
+/// `http-api-quotas.html`). Lambda's own 6 MB limit on the event is checked by the host.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// What the gateway needs to know about the API it imitates.
@@ -36,6 +49,8 @@ pub struct GatewayConfig {
     /// The `apiId` in request contexts (and in `domainName`).
     pub api_id: String,
     pub stage: String,
+    /// The API's CORS configuration from the plan; `None` answers no preflight and adds no CORS header.
+    pub cors: Option<CorsPlan>,
 }
 
 /// A matched route: which function, the route key and the path parameters.
@@ -164,13 +179,16 @@ pub fn to_event(
             .or_insert(v);
     }
     let content_type = headers.get("content-type").cloned().unwrap_or_default();
+    // A text body travels as a string only if it is valid UTF-8; anything else is base64-encoded so the
+    // function sees the exact bytes (a lossy conversion would turn them into U+FFFD, valid JSON that a
+    // handler would accept and store).
+    let text = is_text(&content_type)
+        .then(|| std::str::from_utf8(&req.body).ok())
+        .flatten();
     let (body, is_base64) = if req.body.is_empty() {
         (Value::Null, false)
-    } else if is_text(&content_type, &req.body) {
-        (
-            Value::String(String::from_utf8_lossy(&req.body).into_owned()),
-            false,
-        )
+    } else if let Some(text) = text {
+        (Value::String(text.to_string()), false)
     } else {
         (
             Value::String(base64::engine::general_purpose::STANDARD.encode(&req.body)),
@@ -348,25 +366,23 @@ async fn handle(State(state): State<Arc<GatewayState>>, req: Request<Body>) -> R
     let connect = req.extensions().get::<ConnectInfo<SocketAddr>>().cloned();
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
+    let origin = parts
+        .headers
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(cors) = &state.cfg.cors
+        && parts.method == Method::OPTIONS
+        && let Some(origin) = &origin
+        && parts.headers.contains_key("access-control-request-method")
+    {
+        // API Gateway answers a preflight itself, before routing and without an OPTIONS route.
+        return preflight(cors, origin);
+    }
     let route = match match_route(&state.cfg.routes, parts.method.as_str(), &path) {
         Ok(r) => r,
         Err(NoRoute::NotFound) => return gateway_error(StatusCode::NOT_FOUND, "Not Found"),
         Err(NoRoute::MethodNotAllowed(allowed)) => {
-            if parts.method == Method::OPTIONS {
-                // CORS preflight: answer it at the gateway like API Gateway's CORS support does.
-                let mut resp = StatusCode::NO_CONTENT.into_response();
-                let h = resp.headers_mut();
-                h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-                h.insert(
-                    "access-control-allow-methods",
-                    HeaderValue::from_str(&allowed.join(",")).expect("ascii"),
-                );
-                h.insert(
-                    "access-control-allow-headers",
-                    HeaderValue::from_static("*"),
-                );
-                return resp;
-            }
             let mut resp = gateway_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
             resp.headers_mut().insert(
                 "allow",
@@ -403,23 +419,103 @@ async fn handle(State(state): State<Arc<GatewayState>>, req: Request<Body>) -> R
     let payload = Bytes::from(serde_json::to_vec(&event).expect("json serialises"));
     match state.host.invoke(route.function, payload).await {
         Ok(out) => match from_result(&out.body) {
-            Ok(resp) => into_http(resp),
+            Ok(mut resp) => {
+                if let Some(cors) = &state.cfg.cors {
+                    apply_cors(cors, origin.as_deref(), &mut resp.headers);
+                }
+                into_http(resp)
+            }
             Err(why) => {
                 tracing::warn!(function = %route.function, "malformed Lambda response: {why}");
                 gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
         },
-        Err(InvokeError::Timeout(_)) => {
-            gateway_error(StatusCode::GATEWAY_TIMEOUT, "Service Unavailable")
-        }
-        Err(InvokeError::ShuttingDown) => {
-            gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
-        }
         Err(e) => {
             tracing::warn!(function = %route.function, "invocation failed: {e}");
-            gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            let (status, message) = lambda_failure(&e);
+            gateway_error(status, message)
         }
     }
+}
+
+/// What a client of an HTTP API sees when the Lambda invocation itself fails.
+///
+/// - A request whose event is over Lambda's 6 MB (`RequestEntityTooLargeException` from `Invoke`): 413
+///   `{"message":"Request Too Long"}`, the answer recorded from API Gateway in front of a Lambda proxy
+///   integration in koki-develop/lgtm-generator#10 (2021; a REST API: no record for an HTTP API was found,
+///   so the same answer is assumed).
+/// - Every other failure of the function (handler error, crash, out of memory, a response over 6 MB, which
+///   Lambda reports as `Function.ResponseSizeTooLarge`): 500 `{"message":"Internal Server Error"}`, the
+///   HTTP API's answer to a failed Lambda integration ("Troubleshooting issues with HTTP API Lambda
+///   integrations", `http-api-troubleshooting-lambda.html`). (A REST API would answer 502.)
+/// - A timeout of the function: 504 (the gateway's answer before this list was written; not checked
+///   against an HTTP API).
+pub fn lambda_failure(e: &InvokeError) -> (StatusCode, &'static str) {
+    match e {
+        InvokeError::RequestTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "Request Too Long"),
+        InvokeError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Service Unavailable"),
+        InvokeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+    }
+}
+
+/// The `Access-Control-Allow-Origin` value for `origin`, if the configuration allows it: `*` when every
+/// origin is allowed, otherwise the origin itself. `https://*` and `http://*` allow every origin of that
+/// scheme, as in API Gateway's `allowOrigins`.
+pub fn allowed_origin(cors: &CorsPlan, origin: &str) -> Option<String> {
+    if cors.allow_origins.iter().any(|o| o == "*") {
+        return Some("*".to_string());
+    }
+    cors.allow_origins
+        .iter()
+        .any(|allowed| match allowed.strip_suffix('*') {
+            Some(scheme) if scheme.ends_with("://") => origin.starts_with(scheme),
+            _ => allowed.eq_ignore_ascii_case(origin),
+        })
+        .then(|| origin.to_string())
+}
+
+/// The gateway's answer to a CORS preflight: 204, with the configured CORS headers when the origin is
+/// allowed and none when it is not (the browser then blocks the request).
+pub fn preflight(cors: &CorsPlan, origin: &str) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        "apigw-requestid",
+        HeaderValue::from_str(&request_id()).expect("ascii"),
+    );
+    let Some(allow) = allowed_origin(cors, origin) else {
+        return resp;
+    };
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    if allow != "*" {
+        put("vary", "Origin".into());
+    }
+    put("access-control-allow-origin", allow);
+    put("access-control-allow-methods", cors.allow_methods.join(","));
+    put("access-control-allow-headers", cors.allow_headers.join(","));
+    if let Some(age) = cors.max_age_seconds {
+        put("access-control-max-age", age.to_string());
+    }
+    resp
+}
+
+/// CORS on an integration's response: the function's own CORS headers are dropped (API Gateway ignores
+/// them when CORS is configured) and, for an allowed `Origin`, `Access-Control-Allow-Origin` (plus
+/// `Vary: Origin` when it names the origin) is added.
+pub fn apply_cors(cors: &CorsPlan, origin: Option<&str>, headers: &mut Vec<(String, String)>) {
+    headers.retain(|(k, _)| !k.starts_with("access-control-"));
+    let Some(allow) = origin.and_then(|o| allowed_origin(cors, o)) else {
+        return;
+    };
+    if allow != "*" {
+        headers.push(("vary".into(), "Origin".into()));
+    }
+    headers.push(("access-control-allow-origin".into(), allow));
 }
 
 fn into_http(resp: GatewayResponse) -> Response {
@@ -453,13 +549,12 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// API Gateway treats these content types as text; everything else is base64-encoded.
-fn is_text(content_type: &str, body: &[u8]) -> bool {
+/// Content types whose bodies API Gateway passes as text (when they are valid UTF-8); a body without a
+/// content type counts as text. Everything else is base64-encoded.
+fn is_text(content_type: &str) -> bool {
     let ct = content_type.to_ascii_lowercase();
-    if ct.is_empty() {
-        return std::str::from_utf8(body).is_ok();
-    }
-    ct.starts_with("text/")
+    ct.is_empty()
+        || ct.starts_with("text/")
         || ct.contains("json")
         || ct.contains("xml")
         || ct.contains("javascript")
@@ -513,6 +608,7 @@ mod tests {
             account_id: "123456789012".into(),
             api_id: "local".into(),
             stage: "$default".into(),
+            cors: None,
         }
     }
 
@@ -656,6 +752,70 @@ mod tests {
         assert_eq!(event["body"], "AJ//");
         let typed: ApiGatewayV2httpRequest = serde_json::from_value(event).unwrap();
         assert!(typed.is_base64_encoded);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_base64_encoded_never_repaired() {
+        let route = match_route(&cfg().routes, "POST", "/events").unwrap();
+        for ct in ["application/json", "text/plain; charset=utf-8", ""] {
+            let headers: Vec<(&str, &str)> = if ct.is_empty() {
+                vec![]
+            } else {
+                vec![("content-type", ct)]
+            };
+            let req = request("POST", "/events", "", &headers, b"{\"a\":\"\xff\"}");
+            let event = to_event(&cfg(), &req, &route, chrono::Utc::now());
+            assert_eq!(event["isBase64Encoded"], true, "{ct}");
+            assert_eq!(
+                base64::engine::general_purpose::STANDARD
+                    .decode(event["body"].as_str().unwrap())
+                    .unwrap(),
+                b"{\"a\":\"\xff\"}",
+                "{ct}"
+            );
+        }
+    }
+
+    #[test]
+    fn origins_match_like_api_gateway_allow_origins() {
+        let cors = |origins: &[&str]| CorsPlan {
+            allow_origins: origins.iter().map(|o| o.to_string()).collect(),
+            allow_methods: vec!["GET".into()],
+            allow_headers: vec![],
+            max_age_seconds: None,
+        };
+        let exact = cors(&["https://app.example.com"]);
+        assert_eq!(
+            allowed_origin(&exact, "https://app.example.com").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(allowed_origin(&exact, "https://app.example.com:8443"), None);
+        assert_eq!(allowed_origin(&exact, "http://app.example.com"), None);
+        let https = cors(&["https://*"]);
+        assert!(allowed_origin(&https, "https://any.example").is_some());
+        assert_eq!(allowed_origin(&https, "http://any.example"), None);
+        assert_eq!(
+            allowed_origin(&cors(&["*"]), "http://x.example").as_deref(),
+            Some("*")
+        );
+
+        // The integration's CORS headers never leak through; the allowed origin is added with Vary.
+        let mut headers = vec![
+            ("access-control-allow-origin".to_string(), "*".to_string()),
+            ("x-kept".to_string(), "1".to_string()),
+        ];
+        apply_cors(&exact, Some("https://app.example.com"), &mut headers);
+        assert_eq!(
+            headers,
+            vec![
+                ("x-kept".to_string(), "1".to_string()),
+                ("vary".to_string(), "Origin".to_string()),
+                (
+                    "access-control-allow-origin".to_string(),
+                    "https://app.example.com".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,6 +33,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of processes per function when the plan sets no reserved concurrency.
 pub const DEFAULT_POOL_SIZE: usize = 4;
+/// Lambda's limit on a synchronous invocation's event: 6 MB (the `Invoke` API reference: "For synchronous
+/// invocations, the maximum payload size is 6 MB"), enforced as 6 MiB: `Invoke` answers
+/// `RequestEntityTooLargeException: Request must be smaller than 6291456 bytes for the InvokeFunction
+/// operation`.
+pub const MAX_REQUEST_PAYLOAD: usize = 6 * 1024 * 1024;
+/// Lambda's limit on a function's response: 6 MiB + 100 bytes (`MaxPayloadSize` of AWS's Lambda Runtime
+/// Interface Emulator, `lambda/interop/model.go`; the figure in Lambda's `Function.ResponseSizeTooLarge`
+/// message).
+pub const MAX_RESPONSE_PAYLOAD: usize = 6 * 1024 * 1024 + 100;
 
 /// Everything needed to run one function's binary.
 #[derive(Debug, Clone)]
@@ -75,12 +84,18 @@ pub struct InvokeOutput {
 /// Why an invocation produced no response.
 ///
 /// ### Handling
-/// The gateway maps `FunctionError`, `Crashed` and `Init` to 500, `Timeout` to 504 and the rest to 503;
-/// the poller treats every variant as a failed batch.
+/// The gateway maps `RequestTooLarge` to 413, `Timeout` to 504, `ShuttingDown` to 503 and the rest to 500
+/// (`gateway::lambda_failure`); the poller treats every variant as a failed batch.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
     #[error("no function `{0}` is hosted")]
     UnknownFunction(FunctionName),
+    /// The event is over Lambda's synchronous payload limit; no process saw it (Lambda's
+    /// `RequestEntityTooLargeException`).
+    #[error(
+        "RequestEntityTooLargeException: the {size}-byte event is over Lambda's limit; request must be smaller than {limit} bytes for the InvokeFunction operation"
+    )]
+    RequestTooLarge { size: usize, limit: usize },
     /// The handler returned an error (`POST /runtime/invocation/{id}/error`).
     #[error("function returned an error: {error_type}: {body}")]
     FunctionError { error_type: String, body: String },
@@ -196,7 +211,14 @@ impl Host {
             .pools
             .get(&name)
             .ok_or(InvokeError::UnknownFunction(name))?;
-        pool.invoke(&self.config, payload.into()).await
+        let payload = payload.into();
+        if payload.len() > MAX_REQUEST_PAYLOAD {
+            return Err(InvokeError::RequestTooLarge {
+                size: payload.len(),
+                limit: MAX_REQUEST_PAYLOAD,
+            });
+        }
+        pool.invoke(&self.config, payload).await
     }
 
     /// Kills every function process and waits (bounded) until they are gone.
@@ -631,7 +653,9 @@ fn runtime_api(worker: Arc<Worker>) -> Router {
         .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
         .route(
             "/2018-06-01/runtime/invocation/{id}/response",
-            post(invocation_response),
+            // The body is read (and bounded) by the handler, which must see an oversized response to
+            // report it as Lambda does, instead of axum's default 2 MB limit refusing it first.
+            post(invocation_response).layer(DefaultBodyLimit::disable()),
         )
         .route(
             "/2018-06-01/runtime/invocation/{id}/error",
@@ -688,20 +712,56 @@ fn unknown_request(id: &str) -> Response {
 async fn invocation_response(
     State(worker): State<Arc<Worker>>,
     UrlPath(id): UrlPath<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    match take_inflight(&worker, &id) {
-        Some(tx) => {
-            let _ = tx.send(Ok(body));
-            (
-                StatusCode::ACCEPTED,
-                axum::Json(serde_json::json!({"status": "OK"})),
+    // Lambda refuses a response over its payload limit: the Runtime API answers the runtime 413
+    // (`RequestEntityTooLarge`) and the invocation fails with `Function.ResponseSizeTooLarge` (AWS's Lambda
+    // Runtime Interface Emulator, `rapi/handler/invocationresponse.go` and `interop/model.go`). The whole
+    // body is read, so the runtime's upload completes and it sees the 413 rather than a reset connection.
+    let mut kept = bytes::BytesMut::new();
+    let mut size = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        let Ok(chunk) = chunk else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "the response body could not be read",
             )
-                .into_response()
+                .into_response();
+        };
+        size += chunk.len();
+        if size <= MAX_RESPONSE_PAYLOAD {
+            kept.extend_from_slice(&chunk);
         }
-        None => unknown_request(&id),
     }
+    let Some(tx) = take_inflight(&worker, &id) else {
+        return unknown_request(&id);
+    };
+    if size > MAX_RESPONSE_PAYLOAD {
+        let message = format!(
+            "Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_PAYLOAD} bytes)."
+        );
+        let _ = tx.send(Err(InvokeError::FunctionError {
+            error_type: RESPONSE_TOO_LARGE.into(),
+            body: serde_json::json!({"errorType": RESPONSE_TOO_LARGE, "errorMessage": message})
+                .to_string(),
+        }));
+        let body = serde_json::json!({
+            "errorMessage": format!("Exceeded maximum allowed payload size ({MAX_RESPONSE_PAYLOAD} bytes)."),
+            "errorType": "RequestEntityTooLarge",
+        });
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+    }
+    let _ = tx.send(Ok(kept.freeze()));
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"status": "OK"})),
+    )
+        .into_response()
 }
+
+/// The error type Lambda gives an invocation whose response is over [`MAX_RESPONSE_PAYLOAD`].
+pub const RESPONSE_TOO_LARGE: &str = "Function.ResponseSizeTooLarge";
 
 async fn invocation_error(
     State(worker): State<Arc<Worker>>,
