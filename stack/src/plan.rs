@@ -11,6 +11,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// The managed policy every function role of `stack_name` carries as its permissions boundary. The CI
+/// bootstrap (`templates/oidc-roles.yaml.hbs`) creates it; the deploy role may create or change a role
+/// only with it attached.
+pub fn permissions_boundary_name(stack_name: &str) -> String {
+    format!("{stack_name}-function-boundary")
+}
+
 /// One environment's validated plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -36,6 +43,8 @@ pub struct Plan {
     pub api: ApiPlan,
     pub tags: BTreeMap<String, String>,
     pub alarms: bool,
+    /// The SNS topic every alarm notifies (alarm and OK); set exactly when `alarms` is on.
+    pub alarm_topic_arn: Option<String>,
     pub deploy: DeployPolicy,
     /// Present only for `local` environments.
     pub local: Option<LocalSettings>,

@@ -10,6 +10,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging, VersioningConfiguration,
 };
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 use stack::Plan;
 
@@ -216,13 +217,35 @@ pub async fn read_manifest(
 }
 
 /// Whether the bucket exists and carries our owner tag for this stack.
+///
+/// Only a missing bucket or a bucket without tags is "not ours"; any other failure (access denied above all)
+/// is an error naming the permission, so a deploy role missing `s3:ListBucket` or `s3:GetBucketTagging` does
+/// not make teardown silently leave the bucket behind.
 pub async fn is_ours(s3: &Client, bucket: &str, stack_name: &str) -> Result<bool> {
-    if s3.head_bucket().bucket(bucket).send().await.is_err() {
-        return Ok(false);
+    match s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => {}
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(false),
+        Err(err) => {
+            return Err(Error::aws(format!(
+                "checking the artifact bucket `{bucket}` (s3:ListBucket on arn:aws:s3:::{bucket}); \
+                 if access is denied, grant s3:ListBucket to the deploy role (templates/oidc-roles.yaml.hbs)"
+            ))(err));
+        }
     }
     let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
         Ok(t) => t,
-        Err(_) => return Ok(false),
+        Err(err)
+            if err.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("NoSuchTagSet") =>
+        {
+            return Ok(false);
+        }
+        Err(err) => {
+            return Err(Error::aws(format!(
+                "reading the tags of the artifact bucket `{bucket}` (s3:GetBucketTagging on arn:aws:s3:::{bucket}); \
+                 if access is denied, grant s3:GetBucketTagging to the deploy role (templates/oidc-roles.yaml.hbs)"
+            ))(err));
+        }
     };
     Ok(tags
         .tag_set()
