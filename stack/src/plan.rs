@@ -18,6 +18,11 @@ pub fn permissions_boundary_name(stack_name: &str) -> String {
     format!("{stack_name}-function-boundary")
 }
 
+/// The log group of the HTTP API stage's access logs.
+pub fn access_log_group_name(stack_name: &str) -> String {
+    format!("/aws/apigateway/{stack_name}-access")
+}
+
 /// One environment's validated plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -282,6 +287,12 @@ pub fn default_routes() -> Vec<Route> {
 }
 
 impl Plan {
+    /// Whether the dead-letter queue and the log groups are retained with the tables: on AWS, when the event
+    /// log is (what the projector gave up on and what the functions logged are the evidence after a teardown).
+    pub fn retains_operational_resources(&self) -> bool {
+        self.kind == EnvKind::Aws && self.events_table.retain_on_delete
+    }
+
     pub fn function(&self, name: FunctionName) -> &FunctionPlan {
         self.functions
             .iter()

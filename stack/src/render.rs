@@ -189,9 +189,7 @@ fn view_model(plan: &Plan) -> Json {
         "alarms": is_aws && plan.alarms,
         "alarm_topic_arn": plan.alarm_topic_arn,
         "permissions_boundary": crate::plan::permissions_boundary_name(&plan.stack_name),
-        // The dead-letter queue and the log groups are kept with the tables: what the projector gave up on and
-        // what the functions logged are the evidence needed after deleting the stack of a retained event log.
-        "operational_deletion_policy": if plan.events_table.retain_on_delete { "Retain" } else { "Delete" },
+        "operational_deletion_policy": if plan.retains_operational_resources() { "Retain" } else { "Delete" },
         "tags": tags,
         "events_table": table(&plan.events_table),
         "projections_table": table(&plan.projections_table),
@@ -214,7 +212,7 @@ fn view_model(plan: &Plan) -> Json {
             "jwt": plan.api.jwt,
             "stage_name": plan.api.stage_name,
             "stage_path": stage_path,
-            "access_log_group_name": format!("/aws/apigateway/{}-access", plan.stack_name),
+            "access_log_group_name": crate::plan::access_log_group_name(&plan.stack_name),
             "access_log_retention_days": plan.functions.iter().map(|f| f.log_retention_days).max().unwrap_or(14),
             "integrations": integrations,
             "routes": routes,

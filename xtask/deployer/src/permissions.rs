@@ -32,6 +32,10 @@ pub enum Target {
     HttpApis,
     /// The stack's Lambda log groups.
     FunctionLogGroups,
+    /// Every log group of the stack: the functions' and the API's access log.
+    LogGroups,
+    /// The stack's dead-letter queue.
+    Queue,
     /// The deploy role itself (the tool assumes `role_arn`).
     DeployRole,
 }
@@ -67,228 +71,59 @@ use Target::*;
 
 /// Every operation of the tool. Keep it sorted by service; the tidy test in `tests/tests/iam_contract.rs`
 /// fails when a call in `xtask/deployer/src` is missing here.
+#[rustfmt::skip]
 pub const CALLS: &[Call] = &[
     // Credentials.
-    call(
-        "get_caller_identity",
-        "sts:GetCallerIdentity",
-        Any,
-        "every command (account check)",
-    ),
-    call(
-        "AssumeRoleProvider",
-        "sts:AssumeRole",
-        DeployRole,
-        "every command (assumes role_arn)",
-    ),
+    call("get_caller_identity", "sts:GetCallerIdentity", Any, "every command (account check)"),
+    call("AssumeRoleProvider", "sts:AssumeRole", DeployRole, "every command (assumes role_arn)"),
     // CloudFormation.
-    call(
-        "describe_stacks",
-        "cloudformation:DescribeStacks",
-        Stack,
-        "deploy, status, teardown, hotswap",
-    ),
-    call(
-        "get_template",
-        "cloudformation:GetTemplate",
-        Stack,
-        "deploy (no-op detection), hotswap",
-    ),
-    call(
-        "create_change_set",
-        "cloudformation:CreateChangeSet",
-        Stack,
-        "deploy, promote",
-    ),
-    call(
-        "describe_change_set",
-        "cloudformation:DescribeChangeSet",
-        Stack,
-        "deploy, promote",
-    ),
-    call(
-        "execute_change_set",
-        "cloudformation:ExecuteChangeSet",
-        Stack,
-        "deploy, promote",
-    ),
-    call(
-        "delete_change_set",
-        "cloudformation:DeleteChangeSet",
-        Stack,
-        "deploy (no changes, refused)",
-    ),
-    call(
-        "describe_stack_events",
-        "cloudformation:DescribeStackEvents",
-        Stack,
-        "deploy, teardown (progress)",
-    ),
-    call(
-        "describe_stack_resource",
-        "cloudformation:DescribeStackResource",
-        Stack,
-        "deploy, status (reads the API back)",
-    ),
-    call(
-        "create_stack",
-        "cloudformation:CreateStack",
-        Stack,
-        "deploy (first create)",
-    ),
-    call(
-        "update_stack",
-        "cloudformation:UpdateStack",
-        Stack,
-        "deploy",
-    ),
-    call(
-        "delete_stack",
-        "cloudformation:DeleteStack",
-        Stack,
-        "teardown, deploy (failed first create)",
-    ),
+    call("describe_stacks", "cloudformation:DescribeStacks", Stack, "deploy, status, teardown, hotswap"),
+    call("get_template", "cloudformation:GetTemplate", Stack, "deploy (no-op detection), hotswap"),
+    call("create_change_set", "cloudformation:CreateChangeSet", Stack, "deploy, promote"),
+    call("describe_change_set", "cloudformation:DescribeChangeSet", Stack, "deploy, promote"),
+    call("execute_change_set", "cloudformation:ExecuteChangeSet", Stack, "deploy, promote"),
+    call("delete_change_set", "cloudformation:DeleteChangeSet", Stack, "deploy (no changes, refused)"),
+    call("describe_stack_events", "cloudformation:DescribeStackEvents", Stack, "deploy, teardown (progress)"),
+    call("describe_stack_resource", "cloudformation:DescribeStackResource", Stack, "deploy, status (reads the API back)"),
+    call("create_stack", "cloudformation:CreateStack", Stack, "deploy (first create)"),
+    call("update_stack", "cloudformation:UpdateStack", Stack, "deploy"),
+    call("delete_stack", "cloudformation:DeleteStack", Stack, "teardown, deploy (failed first create)"),
     // S3: the artifact bucket.
-    call(
-        "head_bucket",
-        "s3:ListBucket",
-        ArtifactBucket,
-        "deploy, teardown",
-    ),
-    call(
-        "create_bucket",
-        "s3:CreateBucket",
-        ArtifactBucket,
-        "deploy (first)",
-    ),
-    call(
-        "put_bucket_tagging",
-        "s3:PutBucketTagging",
-        ArtifactBucket,
-        "deploy (first)",
-    ),
-    call(
-        "put_bucket_versioning",
-        "s3:PutBucketVersioning",
-        ArtifactBucket,
-        "deploy",
-    ),
-    call(
-        "put_bucket_encryption",
-        "s3:PutEncryptionConfiguration",
-        ArtifactBucket,
-        "deploy",
-    ),
-    call(
-        "put_public_access_block",
-        "s3:PutBucketPublicAccessBlock",
-        ArtifactBucket,
-        "deploy",
-    ),
-    call(
-        "get_bucket_tagging",
-        "s3:GetBucketTagging",
-        ArtifactBucket,
-        "teardown (is the bucket ours)",
-    ),
-    call(
-        "list_object_versions",
-        "s3:ListBucketVersions",
-        ArtifactBucket,
-        "teardown",
-    ),
-    call(
-        "delete_bucket",
-        "s3:DeleteBucket",
-        ArtifactBucket,
-        "teardown",
-    ),
-    call(
-        "head_object",
-        "s3:GetObject",
-        ArtifactObjects,
-        "deploy, promote",
-    ),
-    call(
-        "get_object",
-        "s3:GetObject",
-        ArtifactObjects,
-        "promote, hotswap, status",
-    ),
-    call(
-        "put_object",
-        "s3:PutObject",
-        ArtifactObjects,
-        "deploy, promote, smoke, hotswap",
-    ),
-    call(
-        "delete_object",
-        "s3:DeleteObject",
-        ArtifactObjects,
-        "deploy (clears hotswap drift)",
-    ),
-    call(
-        "delete_objects",
-        "s3:DeleteObject",
-        ArtifactObjects,
-        "teardown",
-    ),
-    call(
-        "delete_objects",
-        "s3:DeleteObjectVersion",
-        ArtifactObjects,
-        "teardown",
-    ),
+    call("head_bucket", "s3:ListBucket", ArtifactBucket, "deploy, teardown"),
+    call("create_bucket", "s3:CreateBucket", ArtifactBucket, "deploy (first)"),
+    call("put_bucket_tagging", "s3:PutBucketTagging", ArtifactBucket, "deploy (first)"),
+    call("put_bucket_versioning", "s3:PutBucketVersioning", ArtifactBucket, "deploy"),
+    call("put_bucket_encryption", "s3:PutEncryptionConfiguration", ArtifactBucket, "deploy"),
+    call("put_public_access_block", "s3:PutBucketPublicAccessBlock", ArtifactBucket, "deploy"),
+    call("get_bucket_tagging", "s3:GetBucketTagging", ArtifactBucket, "teardown (is the bucket ours)"),
+    call("list_object_versions", "s3:ListBucketVersions", ArtifactBucket, "teardown"),
+    call("delete_bucket", "s3:DeleteBucket", ArtifactBucket, "teardown"),
+    call("head_object", "s3:GetObject", ArtifactObjects, "deploy, promote"),
+    call("get_object", "s3:GetObject", ArtifactObjects, "promote, hotswap, status"),
+    call("put_object", "s3:PutObject", ArtifactObjects, "deploy, promote, smoke, hotswap"),
+    call("delete_object", "s3:DeleteObject", ArtifactObjects, "deploy (clears hotswap drift)"),
+    call("delete_objects", "s3:DeleteObject", ArtifactObjects, "teardown"),
+    call("delete_objects", "s3:DeleteObjectVersion", ArtifactObjects, "teardown"),
     // DynamoDB: retained tables, replay.
-    call(
-        "describe_table",
-        "dynamodb:DescribeTable",
-        Tables,
-        "deploy (retained tables), teardown",
-    ),
-    call(
-        "delete_table",
-        "dynamodb:DeleteTable",
-        Tables,
-        "teardown --delete-data",
-    ),
-    call(
-        "wait_until_table_not_exists",
-        "dynamodb:DescribeTable",
-        Tables,
-        "teardown --delete-data",
-    ),
+    call("describe_table", "dynamodb:DescribeTable", Tables, "deploy (retained tables), teardown"),
+    call("delete_table", "dynamodb:DeleteTable", Tables, "teardown --delete-data"),
+    call("wait_until_table_not_exists", "dynamodb:DescribeTable", Tables, "teardown --delete-data"),
     call("scan", "dynamodb:Scan", Tables, "replay (lists aggregates)"),
     // Lambda.
-    call(
-        "get_function_configuration",
-        "lambda:GetFunctionConfiguration",
-        Functions,
-        "promote, deploy (CodeSha256)",
-    ),
-    call(
-        "update_function_code",
-        "lambda:UpdateFunctionCode",
-        Functions,
-        "hotswap",
-    ),
-    call(
-        "wait_until_function_updated_v2",
-        "lambda:GetFunction",
-        Functions,
-        "hotswap",
-    ),
+    call("get_function_configuration", "lambda:GetFunctionConfiguration", Functions, "promote, deploy (CodeSha256)"),
+    call("update_function_code", "lambda:UpdateFunctionCode", Functions, "hotswap"),
+    call("wait_until_function_updated_v2", "lambda:GetFunction", Functions, "hotswap"),
     // API Gateway v2 (read back after deploy). IAM names API Gateway actions by HTTP verb.
     call("get_api", "apigateway:GET", HttpApis, "deploy, status"),
     call("get_stages", "apigateway:GET", HttpApis, "deploy, status"),
     call("get_routes", "apigateway:GET", HttpApis, "deploy, status"),
     // CloudWatch Logs.
-    call(
-        "filter_log_events",
-        "logs:FilterLogEvents",
-        FunctionLogGroups,
-        "logs",
-    ),
+    call("filter_log_events", "logs:FilterLogEvents", FunctionLogGroups, "logs"),
+    call("describe_log_groups", "logs:DescribeLogGroups", Any, "deploy (retained log groups)"),
+    call("delete_log_group", "logs:DeleteLogGroup", LogGroups, "teardown --delete-data (retained log groups)"),
+    // SQS.
+    call("get_queue_url", "sqs:GetQueueUrl", Queue, "deploy, teardown --delete-data (retained dead-letter queue)"),
+    call("delete_queue", "sqs:DeleteQueue", Queue, "teardown --delete-data (retained dead-letter queue)"),
 ];
 
 /// What replay does through `service::DynamoStore` (the projector's own store code, so no SDK call of this crate
@@ -323,6 +158,17 @@ impl Target {
                     format!("arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{stack}-{f}:*")
                 })
                 .collect(),
+            LogGroups => {
+                let mut arns = FunctionLogGroups.arns(plan, account, bucket);
+                arns.push(format!(
+                    "arn:aws:logs:{region}:{account}:log-group:{}:*",
+                    stack::access_log_group_name(stack)
+                ));
+                arns
+            }
+            Queue => vec![format!(
+                "arn:aws:sqs:{region}:{account}:{stack}-projector-dlq"
+            )],
             DeployRole => plan.role_arn.iter().cloned().collect(),
         }
     }
