@@ -230,6 +230,7 @@ struct RawConfig {
     api: Option<RawApi>,
     tags: Option<BTreeMap<String, String>>,
     alarms: Option<bool>,
+    alarm_topic_arn: Option<String>,
     deploy: Option<RawDeploy>,
     local: Option<RawLocal>,
 }
@@ -665,6 +666,22 @@ impl Ctx {
         if alarms && kind == Some(EnvKind::Local) {
             self.invalid("alarms", "the local endpoint has no CloudWatch alarms; set `alarms: false` for a local environment".into());
         }
+        let alarm_topic_arn = raw.alarm_topic_arn;
+        match (&alarm_topic_arn, alarms) {
+            (None, true) if kind == Some(EnvKind::Aws) => self.invalid(
+                "alarm_topic_arn",
+                "missing; alarms that notify nobody are not alarms: set the ARN of the SNS topic they notify (arn:aws:sns:<region>:<account>:<topic>) or set `alarms: false`".into(),
+            ),
+            (Some(arn), false) => self.invalid(
+                "alarm_topic_arn",
+                format!("`{arn}` is set but `alarms` is false; set `alarms: true` or remove the key"),
+            ),
+            (Some(arn), true) if !is_sns_topic_arn(arn) => self.invalid(
+                "alarm_topic_arn",
+                format!("`{arn}` is not an SNS topic ARN; expected arn:aws:sns:<region>:<12-digit account>:<topic name>"),
+            ),
+            _ => {}
+        }
         let deploy = self.deploy(raw.deploy.unwrap_or_default(), env, known_envs);
         let local = match (kind, raw.local) {
             (Some(EnvKind::Local), Some(l)) => self.local(l),
@@ -728,6 +745,7 @@ impl Ctx {
             api: api?,
             tags: raw.tags.unwrap_or_default(),
             alarms,
+            alarm_topic_arn,
             deploy: deploy?,
             local,
         })
@@ -1162,6 +1180,18 @@ fn is_region(r: &str) -> bool {
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
         && !parts[parts.len() - 1].is_empty()
+}
+
+/// `arn:<partition>:sns:<region>:<12 digits>:<name>`.
+fn is_sns_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "sns", region, account, name]
+        if partition.starts_with("aws")
+            && !region.is_empty()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
 }
 
 #[cfg(test)]

@@ -11,6 +11,18 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// The managed policy every function role of `stack_name` carries as its permissions boundary. The CI
+/// bootstrap (`templates/oidc-roles.yaml.hbs`) creates it; the deploy role may create or change a role
+/// only with it attached.
+pub fn permissions_boundary_name(stack_name: &str) -> String {
+    format!("{stack_name}-function-boundary")
+}
+
+/// The log group of the HTTP API stage's access logs.
+pub fn access_log_group_name(stack_name: &str) -> String {
+    format!("/aws/apigateway/{stack_name}-access")
+}
+
 /// One environment's validated plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -36,6 +48,8 @@ pub struct Plan {
     pub api: ApiPlan,
     pub tags: BTreeMap<String, String>,
     pub alarms: bool,
+    /// The SNS topic every alarm notifies (alarm and OK); set exactly when `alarms` is on.
+    pub alarm_topic_arn: Option<String>,
     pub deploy: DeployPolicy,
     /// Present only for `local` environments.
     pub local: Option<LocalSettings>,
@@ -293,6 +307,12 @@ pub fn default_routes() -> Vec<Route> {
 }
 
 impl Plan {
+    /// Whether the dead-letter queue and the log groups are retained with the tables: on AWS, when the event
+    /// log is (what the projector gave up on and what the functions logged are the evidence after a teardown).
+    pub fn retains_operational_resources(&self) -> bool {
+        self.kind == EnvKind::Aws && self.events_table.retain_on_delete
+    }
+
     pub fn function(&self, name: FunctionName) -> &FunctionPlan {
         self.functions
             .iter()

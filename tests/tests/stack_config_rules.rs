@@ -667,6 +667,40 @@ fn local_environments_have_no_alarms() {
 }
 
 #[test]
+fn alarms_need_a_topic_to_notify() {
+    let (dir, err) = load_err("dev", &format!("{AWS}alarms: true\n"));
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "alarm_topic_arn",
+        &["missing", "SNS topic"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}alarms: true\nalarm_topic_arn: arn:aws:sqs:eu-west-1:111111111111:q\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "alarm_topic_arn",
+        &["not an SNS topic ARN"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}alarm_topic_arn: arn:aws:sns:eu-west-1:111111111111:t\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "alarm_topic_arn",
+        &["`alarms` is false"],
+    );
+}
+
+#[test]
 fn local_section_belongs_to_local_environments_only() {
     let (dir, err) = load_err("local", "kind: local\nregion: us-east-1\n");
     assert_problem(dir.path(), &err, "local.yaml", "local", &["gateway_port"]);

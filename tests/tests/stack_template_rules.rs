@@ -137,7 +137,8 @@ fn a_wildcard_resource_is_caught() {
 
 #[test]
 fn an_action_the_function_does_not_need_is_caught() {
-    let vs = violations("dev", "- dynamodb:Scan", "- dynamodb:DeleteTable");
+    // The first GetItem of the template is the query role's (the command role has none).
+    let vs = violations("dev", "- dynamodb:GetItem", "- dynamodb:DeleteTable");
     assert_violation(
         &vs,
         "QueryRole",
@@ -166,10 +167,50 @@ fn another_functions_resource_is_caught() {
 fn not_action_is_caught() {
     let vs = violations(
         "dev",
-        "              - Effect: Allow\n                Action:\n                  - dynamodb:ConditionCheckItem",
-        "              - Effect: Allow\n                NotAction:\n                  - dynamodb:ConditionCheckItem",
+        "              - Effect: Allow\n                Action:\n                  - dynamodb:PutItem",
+        "              - Effect: Allow\n                NotAction:\n                  - dynamodb:PutItem",
     );
     assert_violation(&vs, "CommandRole", "functions.command", "NotAction");
+}
+
+#[test]
+fn a_function_role_without_the_permissions_boundary_is_caught() {
+    let vs = violations(
+        "dev",
+        "      PermissionsBoundary:",
+        "      Description: no boundary\n      X-PermissionsBoundary:",
+    );
+    assert_violation(
+        &vs,
+        "CommandRole",
+        "functions.command",
+        "permissions boundary",
+    );
+}
+
+#[test]
+fn an_alarm_that_notifies_nobody_is_caught() {
+    let vs = violations(
+        "prod",
+        "      AlarmActions:\n",
+        "      InsufficientDataActions:\n",
+    );
+    assert_violation(
+        &vs,
+        "ProjectorIteratorAgeAlarm",
+        "alarm_topic_arn",
+        "notify the configured topic",
+    );
+}
+
+#[test]
+fn a_stage_without_access_logs_is_caught() {
+    let vs = violations(
+        "dev",
+        "      AccessLogSettings:\n",
+        "      X-AccessLogSettings:\n",
+    );
+    assert_violation(&vs, "HttpApiStage", "api", "access logs");
 }
 
 #[test]

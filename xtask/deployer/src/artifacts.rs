@@ -10,6 +10,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
     Tag, Tagging, VersioningConfiguration,
 };
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 use stack::Plan;
 
@@ -216,13 +217,35 @@ pub async fn read_manifest(
 }
 
 /// Whether the bucket exists and carries our owner tag for this stack.
+///
+/// Only a missing bucket or a bucket without tags is "not ours"; any other failure (access denied above all)
+/// is an error naming the permission, so a deploy role missing `s3:ListBucket` or `s3:GetBucketTagging` does
+/// not make teardown silently leave the bucket behind.
 pub async fn is_ours(s3: &Client, bucket: &str, stack_name: &str) -> Result<bool> {
-    if s3.head_bucket().bucket(bucket).send().await.is_err() {
-        return Ok(false);
+    match s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => {}
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(false),
+        Err(err) => {
+            return Err(Error::aws(format!(
+                "checking the artifact bucket `{bucket}` (s3:ListBucket on arn:aws:s3:::{bucket}); \
+                 if access is denied, grant s3:ListBucket to the deploy role (templates/oidc-roles.yaml.hbs)"
+            ))(err));
+        }
     }
     let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
         Ok(t) => t,
-        Err(_) => return Ok(false),
+        Err(err)
+            if err.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("NoSuchTagSet") =>
+        {
+            return Ok(false);
+        }
+        Err(err) => {
+            return Err(Error::aws(format!(
+                "reading the tags of the artifact bucket `{bucket}` (s3:GetBucketTagging on arn:aws:s3:::{bucket}); \
+                 if access is denied, grant s3:GetBucketTagging to the deploy role (templates/oidc-roles.yaml.hbs)"
+            ))(err));
+        }
     };
     Ok(tags
         .tag_set()
@@ -294,4 +317,94 @@ pub async fn empty_and_delete(s3: &Client, bucket: &str) -> Result<usize> {
             "deleting the artifact bucket `{bucket}`"
         )))?;
     Ok(deleted)
+}
+
+/// `is_ours` on the answers only AWS gives (moto grants everything): a denied permission is an error naming
+/// it, never "not ours" (which made teardown leave the bucket behind silently).
+#[cfg(test)]
+mod tests {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_credential_types::Credentials;
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn answer(method: &str, uri: &str, status: u16, body: &str) -> ReplayEvent {
+        ReplayEvent::new(
+            http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(SdkBody::empty())
+                .unwrap(),
+            http::Response::builder()
+                .status(status)
+                .header("content-type", "application/xml")
+                .body(SdkBody::from(body.to_string()))
+                .unwrap(),
+        )
+    }
+
+    fn error(code: &str) -> String {
+        format!("<Error><Code>{code}</Code><Message>{code}</Message></Error>")
+    }
+
+    const HEAD: &str = "https://b.s3.us-east-1.amazonaws.com/";
+    const TAGS: &str = "https://b.s3.us-east-1.amazonaws.com/?tagging";
+
+    async fn is_ours_with(events: Vec<ReplayEvent>) -> Result<bool> {
+        let replay = StaticReplayClient::new(events);
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
+            .http_client(replay)
+            .load()
+            .await;
+        let s3 = crate::aws::Clients::from_sdk_config(&sdk).s3;
+        is_ours(&s3, "b", "cqrs-dev").await
+    }
+
+    #[tokio::test]
+    async fn a_missing_bucket_or_one_without_tags_is_not_ours() {
+        assert!(
+            !is_ours_with(vec![answer("HEAD", HEAD, 404, "")])
+                .await
+                .unwrap()
+        );
+        let no_tags = vec![
+            answer("HEAD", HEAD, 200, ""),
+            answer("GET", TAGS, 404, &error("NoSuchTagSet")),
+        ];
+        assert!(!is_ours_with(no_tags).await.unwrap());
+        let tagged = vec![
+            answer("HEAD", HEAD, 200, ""),
+            answer(
+                "GET",
+                TAGS,
+                200,
+                &format!(
+                    "<Tagging><TagSet><Tag><Key>{OWNER_TAG}</Key><Value>cqrs-dev</Value></Tag></TagSet></Tagging>"
+                ),
+            ),
+        ];
+        assert!(is_ours_with(tagged).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn access_denied_is_an_error_naming_the_permission() {
+        let err = is_ours_with(vec![answer("HEAD", HEAD, 403, "")])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s3:ListBucket"), "{err}");
+        let err = is_ours_with(vec![
+            answer("HEAD", HEAD, 200, ""),
+            answer("GET", TAGS, 403, &error("AccessDenied")),
+        ])
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("s3:GetBucketTagging"), "{err}");
+        assert!(err.contains("AccessDenied"), "{err}");
+    }
 }

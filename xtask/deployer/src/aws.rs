@@ -37,6 +37,8 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     /// CloudWatch Logs, for `cargo xtask logs` ([`crate::logs`]).
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// SQS, to find a dead-letter queue retained by a teardown.
+    pub sqs: aws_sdk_sqs::Client,
     pub region: String,
 }
 
@@ -56,6 +58,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }

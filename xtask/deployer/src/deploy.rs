@@ -508,7 +508,8 @@ fn change_set_name(digest: &str) -> String {
     format!("xtask-{}-{millis}", short(digest))
 }
 
-/// Tables of this plan that exist although the stack does not: left by a teardown that retained them.
+/// Tables of this plan that exist although the stack does not: left by a teardown that retained them; with
+/// them the retained dead-letter queue and log groups.
 async fn retained_tables(
     clients: &Clients,
     plan: &Plan,
@@ -534,6 +535,44 @@ async fn retained_tables(
             ));
         }
     }
+    // The dead-letter queue and the log groups are retained with the events table: adopt them too, or the
+    // create that follows the import fails on names that already exist.
+    if plan.retains_operational_resources() {
+        for (logical, name) in crate::teardown::retained_log_groups(plan) {
+            let page = clients
+                .logs
+                .describe_log_groups()
+                .log_group_name_prefix(&name)
+                .send()
+                .await
+                .map_err(Error::aws(format!(
+                    "looking for the retained log group {name} (logs:DescribeLogGroups)"
+                )))?;
+            if page
+                .log_groups()
+                .iter()
+                .any(|g| g.log_group_name() == Some(name.as_str()))
+            {
+                found.push((
+                    logical,
+                    "AWS::Logs::LogGroup".into(),
+                    "LogGroupName".into(),
+                    name,
+                ));
+            }
+        }
+        let queue = format!("{}-projector-dlq", plan.stack_name);
+        if let Ok(out) = clients.sqs.get_queue_url().queue_name(&queue).send().await
+            && let Some(url) = out.queue_url()
+        {
+            found.push((
+                "ProjectorDeadLetterQueue".into(),
+                "AWS::SQS::Queue".into(),
+                "QueueUrl".into(),
+                url.to_string(),
+            ));
+        }
+    }
     Ok(found)
 }
 
@@ -551,8 +590,8 @@ async fn import_retained(
     let plan = req.plan;
     let names: Vec<&str> = imports.iter().map(|i| i.3.as_str()).collect();
     let steps = format!(
-        "tables {} exist from an earlier teardown that retained them, and the stack `{}` does not;\n\
-         to keep their data, import them: `aws cloudformation create-change-set --change-set-type IMPORT --stack-name {} ...` with only the tables in the template, then deploy again;\n\
+        "retained resources {} exist from an earlier teardown that retained them, and the stack `{}` does not;\n\
+         to keep their data, import them: `aws cloudformation create-change-set --change-set-type IMPORT --stack-name {} ...` with only them in the template, then deploy again;\n\
          to start empty instead, run `cargo xtask teardown --env {} --delete-data --yes` (deletes them) and deploy again",
         names.join(" and "),
         plan.stack_name,
@@ -564,7 +603,7 @@ async fn import_retained(
         &imports.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(),
     )?;
     ui.line(&format!(
-        "adopting retained tables {} into a new stack `{}` (import)",
+        "adopting retained resources {} into a new stack `{}` (import)",
         names.join(", "),
         plan.stack_name
     ));

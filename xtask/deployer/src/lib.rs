@@ -8,6 +8,7 @@
 //! - [`artifacts`]: the artifact bucket the tool owns and content-addressed uploads.
 //! - [`deploy`]: no-op detection, change sets, the deploy preview and its data-loss guard ([`preview`]),
 //!   execution with live progress ([`stackops`], [`ui`]).
+//! - [`permissions`]: every AWS operation the tool makes, its IAM action and target (checked against the deploy role).
 //! - [`teardown`], [`status`], [`api`] (reading the HTTP API back), [`replay`], [`logs`] (CloudWatch Logs).
 //!
 //! **Architecture Invariant:** this crate (with `local-engine`) is the only one that does AWS I/O. It prints
@@ -26,6 +27,7 @@ pub mod hotswap;
 pub mod logs;
 pub mod manifest;
 pub mod package;
+pub mod permissions;
 pub mod preview;
 pub mod promote;
 pub mod replay;

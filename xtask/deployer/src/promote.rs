@@ -622,6 +622,8 @@ struct OidcRole {
     role_path: String,
     github_environment: String,
     artifact_bucket: String,
+    /// The managed policy every function role of the stack must carry (`stack::permissions_boundary_name`).
+    permissions_boundary: String,
     /// The role of the environment this one promotes from (it assumes that role to read the release).
     promote_from: Option<OidcPeer>,
     /// The roles of the environments that promote from this one (this role trusts them).
@@ -690,6 +692,19 @@ pub fn render_oidc_roles(
                 me.account_id
             )));
         }
+        // The deploy role may pass `role/<stack>-*` roles to Lambda; were it named so itself, it could run
+        // code as itself, outside the permissions boundary.
+        if role_name.starts_with(&format!("{}-", plan.stack_name)) {
+            return Err(Error::InvalidInput(format!(
+                "{}: role_arn `{}` is named like the stack's own roles (`{}-*`), which the deploy role may pass to \
+                 Lambda; name the deploy role differently (e.g. arn:aws:iam::{account_id}:role/{}-deploy-{})",
+                plan.config_path.display(),
+                me.role_arn,
+                plan.stack_name,
+                plan.app,
+                plan.env
+            )));
+        }
         let promote_from = match plan.deploy.promote_from.as_deref() {
             None => None,
             Some(src) => {
@@ -717,6 +732,7 @@ pub fn render_oidc_roles(
             role_path,
             github_environment: github_environment(&plan.env),
             artifact_bucket: e.artifact_bucket.clone(),
+            permissions_boundary: stack::permissions_boundary_name(&plan.stack_name),
             promote_from,
             promoters,
         });

@@ -151,6 +151,10 @@ pub async fn teardown(
         }
     }
 
+    if opts.delete_data && plan.retains_operational_resources() {
+        delete_operational_resources(clients, plan, ui).await?;
+    }
+
     let mut deleted_bucket = None;
     if artifacts::is_ours(&clients.s3, bucket, &plan.stack_name).await? {
         let n = artifacts::empty_and_delete(&clients.s3, bucket).await?;
@@ -168,4 +172,64 @@ pub async fn teardown(
         deleted_bucket,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// The log groups retained with the tables (`Plan::retains_operational_resources`), as (logical id, name).
+pub fn retained_log_groups(plan: &Plan) -> Vec<(String, String)> {
+    let mut groups: Vec<(String, String)> = plan
+        .functions
+        .iter()
+        .map(|f| {
+            (
+                format!("{}LogGroup", f.name.logical_prefix()),
+                format!("/aws/lambda/{}", f.function_name),
+            )
+        })
+        .collect();
+    groups.push((
+        "HttpApiAccessLogGroup".into(),
+        stack::access_log_group_name(&plan.stack_name),
+    ));
+    groups
+}
+
+/// `--delete-data` deletes what the stack retained besides the tables (the dead-letter queue and the log
+/// groups), so the next deploy starts empty instead of failing on names that already exist.
+async fn delete_operational_resources(clients: &Clients, plan: &Plan, ui: &dyn Ui) -> Result<()> {
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
+    for (_, name) in retained_log_groups(plan) {
+        match clients
+            .logs
+            .delete_log_group()
+            .log_group_name(&name)
+            .send()
+            .await
+        {
+            Ok(_) => ui.line(&format!("deleted retained log group {name}")),
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code())
+                    == Some("ResourceNotFoundException") => {}
+            Err(e) => {
+                return Err(Error::aws(format!(
+                    "deleting retained log group {name} (logs:DeleteLogGroup)"
+                ))(e));
+            }
+        }
+    }
+    let queue = format!("{}-projector-dlq", plan.stack_name);
+    if let Ok(out) = clients.sqs.get_queue_url().queue_name(&queue).send().await
+        && let Some(url) = out.queue_url()
+    {
+        clients
+            .sqs
+            .delete_queue()
+            .queue_url(url)
+            .send()
+            .await
+            .map_err(Error::aws(format!(
+                "deleting retained queue {queue} (sqs:DeleteQueue)"
+            )))?;
+        ui.line(&format!("deleted retained dead-letter queue {queue}"));
+    }
+    Ok(())
 }
