@@ -44,6 +44,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         failed |= required && !ok;
     };
 
+    let linux = local_engine::process::supported();
+    check(
+        linux,
+        true,
+        "platform",
+        if linux {
+            "Linux with /proc (the engine identifies the processes it starts, and who holds its ports, there)".into()
+        } else {
+            "the local engine needs Linux: it identifies the processes it starts (pid and start time) and the \
+             holders of its ports through /proc; use a Linux machine, VM or container"
+                .into()
+        },
+    );
     let python = version_of("python3", &["--version"]);
     check(
         python.is_some(),
@@ -135,6 +148,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
                             plan.config_path.display()
                         ),
                     );
+                }
+                for (what, file) in [
+                    ("engine pid file", paths.engine_pid()),
+                    (
+                        "endpoint pid file",
+                        local_engine::endpoint::Endpoint::pid_file(&paths.root),
+                    ),
+                ] {
+                    if let local_engine::process::Recorded::Stale { reason, .. } =
+                        local_engine::process::read_pid_file(&file)
+                    {
+                        check(
+                            false,
+                            false,
+                            what,
+                            format!(
+                                "{} is stale: {reason}; `cargo xtask teardown` removes it without signalling anything",
+                                file.display()
+                            ),
+                        );
+                    }
                 }
                 let engine_pid = local_engine::daemon::running_pid(&paths);
                 let gateway_url = format!("http://127.0.0.1:{}", local.gateway_port);
