@@ -200,10 +200,24 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
         }
         if started.elapsed() > READY_TIMEOUT {
             stop_background(plan).await?;
+            let log = std::fs::read(paths.engine_log()).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..])
+                .trim()
+                .to_string();
+            let holder = if local_engine::daemon::serves_port(&paths, local.gateway_port).is_none()
+                && std::net::TcpListener::bind(("127.0.0.1", local.gateway_port)).is_err()
+            {
+                " (the port is held by another program, not the engine)".to_string()
+            } else {
+                String::new()
+            };
             return Err(local_engine::daemon::DaemonError::NotReady {
+                pid,
                 url: format!("{url}/health"),
                 secs: READY_TIMEOUT.as_secs(),
+                holder,
                 log: paths.engine_log(),
+                tail,
             }
             .into());
         }

@@ -26,11 +26,17 @@ pub enum DaemonError {
         exe: PathBuf,
         source: std::io::Error,
     },
-    #[error("the local engine did not answer on {url} within {secs} s; see its log at {log}")]
+    #[error(
+        "the local engine (pid {pid}) did not answer on {url} within {secs} s{holder}; see its log at {log}:\n{tail}"
+    )]
     NotReady {
+        pid: u32,
         url: String,
         secs: u64,
+        /// Says so when another program answered on the port meanwhile.
+        holder: String,
         log: PathBuf,
+        tail: String,
     },
     #[error("the local engine exited during start-up ({status}); see its log at {log}:\n{tail}")]
     Exited {
