@@ -118,7 +118,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
             Some(local) => {
                 let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
                 let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
-                let endpoint_up = answers(&format!("{endpoint_url}/moto-api/")).await;
+                // Only the moto this tool started counts (its pid file matches and it holds the port).
+                let endpoint_up =
+                    local_engine::endpoint::Endpoint::running(&paths.root, local.endpoint_port)
+                        .await
+                        .is_some();
                 let port_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
                 if endpoint_up {
                     check(
@@ -170,7 +174,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
                         );
                     }
                 }
-                let engine_pid = local_engine::daemon::running_pid(&paths);
+                let engine_pid = local_engine::daemon::serves_port(&paths, local.gateway_port);
                 let gateway_url = format!("http://127.0.0.1:{}", local.gateway_port);
                 if let Some(pid) = engine_pid {
                     let healthy = answers(&format!("{gateway_url}/health")).await;

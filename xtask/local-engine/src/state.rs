@@ -41,8 +41,8 @@ pub fn build_root() -> PathBuf {
 pub enum RootError {
     #[error(
         "this xtask binary was built from {built} but runs in {running}: with a shared CARGO_TARGET_DIR two clones share one target/debug/xtask, \
-         and this one carries the other clone's code; refusing to act on either. Touch {running}/xtask/src/main.rs and run `cargo xtask ...` again \
-         (cargo then rebuilds the binary from this checkout), or give each clone its own CARGO_TARGET_DIR"
+         and this one carries the other clone's code, so it refuses to run. Run `cargo xtask ...` in {running} \
+         (cargo rebuilds the binary from this checkout first), or give each clone its own CARGO_TARGET_DIR"
     )]
     Mismatch { built: PathBuf, running: PathBuf },
     #[error(
