@@ -132,13 +132,12 @@ impl LocalEnv {
         self.command(args).output().expect("xtask runs")
     }
 
-    /// The pid recorded in `<state>/<file>`, if any.
+    /// The pid recorded in `<state>/<file>` (a pid file of `local_engine::process`), if any.
     pub fn pid(&self, file: &str) -> Option<u32> {
-        std::fs::read_to_string(self.state_dir().join(file))
-            .ok()?
-            .trim()
-            .parse()
+        let bytes = std::fs::read(self.state_dir().join(file)).ok()?;
+        serde_json::from_slice::<local_engine::process::PidRecord>(&bytes)
             .ok()
+            .map(|r| r.pid)
     }
 }
 

@@ -95,12 +95,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// The repository root: the parent of this crate's directory.
+/// The checkout the tool acts on, resolved at run time (`cargo xtask` runs in it), not the one the binary
+/// was compiled in: see [`local_engine::state::resolve_repo_root`], which `main` checks before anything else.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the repository root")
-        .to_path_buf()
+    local_engine::state::repo_root()
 }
 
 fn default_config_dir() -> PathBuf {

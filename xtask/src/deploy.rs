@@ -48,6 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, template) = load(&args.env)?;
     let ui = Arc::new(ConsoleUi::new(args.yes));
+    crate::serve::check_gateway_port(&plan)?;
     let (env, release) = connect_and_build(&plan, &template, ui.clone()).await?;
     let mut opts = options_for(DeployOptions::for_plan(&plan), &plan, &env);
     opts.allow_data_loss = args.allow_data_loss;
@@ -193,6 +194,23 @@ pub(crate) async fn connect(plan: &Plan) -> anyhow::Result<Connected> {
         ))),
         (EnvKind::Aws, _) => None,
     };
+    connect_to(plan, endpoint_url).await
+}
+
+/// Connects to an environment's local endpoint only if the one this tool started runs; never starts one.
+/// `None` means nothing can be deployed there (`status` and `teardown` then say so).
+pub(crate) async fn connect_if_running(plan: &Plan) -> anyhow::Result<Option<Connected>> {
+    let Some(local) = &plan.local else {
+        return connect(plan).await.map(Some);
+    };
+    match local_engine::endpoint::Endpoint::running(&state_dir(plan), local.endpoint_port).await {
+        Some(ep) => connect_to(plan, Some(ep.url())).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Clients for the plan, pointed at `endpoint_url` for a local environment.
+async fn connect_to(plan: &Plan, endpoint_url: Option<String>) -> anyhow::Result<Connected> {
     // `deployer::aws::connect` step by step, to learn the endpoint the standard chain resolved.
     let sdk = deployer::aws::sdk_config(plan, endpoint_url.as_deref()).await?;
     let endpoint_override = match plan.kind {

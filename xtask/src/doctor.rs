@@ -51,6 +51,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         failed |= required && !ok;
     };
 
+    let linux = local_engine::process::supported();
+    check(
+        linux,
+        true,
+        "platform",
+        if linux {
+            "Linux with /proc (the engine identifies the processes it starts, and who holds its ports, there)".into()
+        } else {
+            "the local engine needs Linux: it identifies the processes it starts (pid and start time) and the \
+             holders of its ports through /proc; use a Linux machine, VM or container"
+                .into()
+        },
+    );
     let python = version_of("python3", &["--version"]);
     check(
         python.is_some(),
@@ -112,7 +125,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
             Some(local) => {
                 let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
                 let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
-                let endpoint_up = answers(&format!("{endpoint_url}/moto-api/")).await;
+                // Only the moto this tool started counts (its pid file matches and it holds the port).
+                let endpoint_up =
+                    local_engine::endpoint::Endpoint::running(&paths.root, local.endpoint_port)
+                        .await
+                        .is_some();
                 let port_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
                 if endpoint_up {
                     check(
@@ -143,7 +160,28 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
                         ),
                     );
                 }
-                let engine_pid = local_engine::daemon::running_pid(&paths);
+                for (what, file) in [
+                    ("engine pid file", paths.engine_pid()),
+                    (
+                        "endpoint pid file",
+                        local_engine::endpoint::Endpoint::pid_file(&paths.root),
+                    ),
+                ] {
+                    if let local_engine::process::Recorded::Stale { reason, .. } =
+                        local_engine::process::read_pid_file(&file)
+                    {
+                        check(
+                            false,
+                            false,
+                            what,
+                            format!(
+                                "{} is stale: {reason}; `cargo xtask teardown` removes it without signalling anything",
+                                file.display()
+                            ),
+                        );
+                    }
+                }
+                let engine_pid = local_engine::daemon::serves_port(&paths, local.gateway_port);
                 let gateway_url = format!("http://127.0.0.1:{}", local.gateway_port);
                 if let Some(pid) = engine_pid {
                     let healthy = answers(&format!("{gateway_url}/health")).await;

@@ -25,6 +25,12 @@ pub mod validate;
 /// Parses the command line, runs the task and returns its exit code.
 pub fn main() -> std::process::ExitCode {
     use clap::Parser;
+    // Before anything reads a path: with a shared CARGO_TARGET_DIR, this binary may have been built from
+    // another clone than the one it runs in, and would otherwise act on (start, stop) that clone's engine.
+    if let Err(e) = local_engine::state::resolve_repo_root() {
+        eprintln!("error: {e}");
+        return exit::ExitStatus::Refused.into();
+    }
     let cli = cli::Cli::parse();
     cli::init_tracing(cli.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()

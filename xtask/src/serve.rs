@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use local_engine::process::Stopped;
 use local_engine::state::StatePaths;
 use local_engine::{Engine, EngineConfig};
 use stack::Plan;
@@ -84,15 +85,13 @@ pub fn dist_dir(plan: &Plan) -> PathBuf {
     )
 }
 
-/// Starts the local engine in the background for a deployed local stack (restarting a running one so new
-/// binaries are picked up), waits until `GET /health` answers through the query function, and returns the
-/// gateway's URL, `http://127.0.0.1:<port>`.
 /// The gateway URL of the engine already running for this environment, when it answers `/health`.
 /// An up-to-date deploy keeps that engine (no restart, no dropped connections) instead of starting a new one.
+/// The engine must be the one this tool started and hold the gateway port itself.
 pub async fn running_gateway(plan: &Plan) -> Option<String> {
     let local = plan.local.as_ref()?;
     let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
-    local_engine::daemon::running_pid(&paths)?;
+    local_engine::daemon::serves_port(&paths, local.gateway_port)?;
     let url = format!("http://127.0.0.1:{}", local.gateway_port);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -102,6 +101,31 @@ pub async fn running_gateway(plan: &Plan) -> Option<String> {
     resp.status().is_success().then_some(url)
 }
 
+/// Refuses a gateway port held by another program than this environment's engine, so a deploy fails before
+/// it builds anything rather than after (and never reports another server's answers as the engine's).
+pub fn check_gateway_port(plan: &Plan) -> anyhow::Result<()> {
+    let Some(local) = &plan.local else {
+        return Ok(());
+    };
+    let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
+    if local_engine::daemon::serves_port(&paths, local.gateway_port).is_some()
+        || std::net::TcpListener::bind(("127.0.0.1", local.gateway_port)).is_ok()
+    {
+        return Ok(());
+    }
+    Err(anyhow::Error::new(crate::deploy::InvalidInput(format!(
+        "the gateway port 127.0.0.1:{port} is in use by another program, not by the local engine of `{env}`; \
+         stop that program (`ss -ltnp 'sport = :{port}'` shows it) or set local.gateway_port in {config}",
+        port = local.gateway_port,
+        env = plan.env,
+        config = plan.config_path.display()
+    ))))
+}
+
+/// Starts the local engine in the background for a deployed local stack (restarting a running one so new
+/// binaries are picked up), waits until `GET /health` answers through the query function *from the engine
+/// just started* (its process group holds the gateway port), and returns the gateway's URL,
+/// `http://127.0.0.1:<port>`.
 pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result<String> {
     let local = plan
         .local
@@ -110,8 +134,9 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
     let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
     if local_engine::daemon::running_pid(&paths).is_some() {
         eprintln!("local engine: restarting it to serve the new release");
-        stop_background(plan).await?;
     }
+    stop_background(plan).await?;
+    check_gateway_port(plan)?;
     let exe = current_exe()?;
     let config_dir = plan
         .config_path
@@ -141,7 +166,9 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
         .timeout(Duration::from_secs(10))
         .build()?;
     loop {
-        if let Ok(resp) = client.get(format!("{url}/health")).send().await
+        // A 200 from another program on the port is not readiness: the listener must be the engine's.
+        if local_engine::daemon::serves_port(&paths, local.gateway_port) == Some(pid)
+            && let Ok(resp) = client.get(format!("{url}/health")).send().await
             && resp.status().is_success()
         {
             eprintln!(
@@ -173,10 +200,24 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
         }
         if started.elapsed() > READY_TIMEOUT {
             stop_background(plan).await?;
+            let log = std::fs::read(paths.engine_log()).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..])
+                .trim()
+                .to_string();
+            let holder = if local_engine::daemon::serves_port(&paths, local.gateway_port).is_none()
+                && std::net::TcpListener::bind(("127.0.0.1", local.gateway_port)).is_err()
+            {
+                " (the port is held by another program, not the engine)".to_string()
+            } else {
+                String::new()
+            };
             return Err(local_engine::daemon::DaemonError::NotReady {
+                pid,
                 url: format!("{url}/health"),
                 secs: READY_TIMEOUT.as_secs(),
+                holder,
                 log: paths.engine_log(),
+                tail,
             }
             .into());
         }
@@ -196,16 +237,18 @@ fn current_exe() -> anyhow::Result<PathBuf> {
 }
 
 /// Stops the background engine of this environment (SIGTERM, then SIGKILL of its process group), leaving
-/// no function process behind. Doing nothing when none runs is not an error.
-pub async fn stop_background(plan: &Plan) -> anyhow::Result<()> {
+/// no function process behind. Doing nothing when none runs is not an error; a stale pid file (naming a
+/// process the tool did not start) is reported and removed, and nothing is signalled.
+pub async fn stop_background(plan: &Plan) -> anyhow::Result<Stopped> {
     let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
     let stopped = tokio::task::spawn_blocking(move || {
         local_engine::daemon::stop(&paths, Duration::from_secs(10))
     })
     .await
     .context("stopping the local engine")?;
-    if stopped {
-        eprintln!("local engine: stopped");
+    match &stopped {
+        Stopped::NotRunning => {}
+        Stopped::Stopped { .. } | Stopped::Stale { .. } => eprintln!("local engine: {stopped}"),
     }
-    Ok(())
+    Ok(stopped)
 }

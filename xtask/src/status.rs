@@ -2,7 +2,7 @@
 //! the local build, and the stack's outputs and API endpoint.
 
 use crate::cli::{EnvArgs, OutputFormat};
-use crate::deploy::{connect, load, report_errors};
+use crate::deploy::{connect_if_running, load, report_errors};
 use crate::exit::ExitStatus;
 
 /// Arguments of `cargo xtask status`.
@@ -20,9 +20,34 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 
 async fn status(args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, _template) = load(&args.env)?;
-    let env = connect(&plan).await?;
     let target = deployer::build::default_target_dir(&crate::cli::repo_root());
     let local = deployer::build::load_local_manifest(&target, &plan.env);
+    // Locally, no endpoint of ours running means nothing is deployed: say so instead of starting one.
+    let Some(env) = connect_if_running(&plan).await? else {
+        eprintln!(
+            "the local AWS endpoint of `{}` is not running (`cargo xtask deploy` starts it)",
+            plan.env
+        );
+        let report = deployer::status::StatusReport {
+            env: plan.env.clone(),
+            stack_name: plan.stack_name.clone(),
+            status: None,
+            last_updated: None,
+            deployed_digest: None,
+            deployed_code_keys: Default::default(),
+            local_digest: local.as_ref().map(|m| m.digest()),
+            in_sync: None,
+            outputs: Default::default(),
+            api: None,
+            api_url: None,
+            drift: None,
+        };
+        match args.output {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            OutputFormat::Text => print!("{report}"),
+        }
+        return Ok(ExitStatus::Success);
+    };
     let mut report = deployer::status::status(&env.clients, &plan, local.as_ref()).await?;
     if let (Some(local), Some(_)) = (&plan.local, &report.status) {
         report.api_url = Some(format!("http://127.0.0.1:{}", local.gateway_port));

@@ -1,15 +1,17 @@
 //! `cargo xtask teardown`: delete the stack; keep retained tables unless `--delete-data`; remove the artifact
-//! bucket the tool created. For `local`, the local engine stops first and the local endpoint last.
+//! bucket the tool created. For `local`, the local engine stops first and the local endpoint last; when no
+//! endpoint of this tool runs, nothing is deployed and none is started just to find that out.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use deployer::teardown::TeardownOptions;
 use deployer::ui::ConsoleUi;
+use local_engine::process::Stopped;
 use stack::EnvKind;
 
 use crate::cli::{EnvArgs, OutputFormat};
-use crate::deploy::{connect, load, report_errors, state_dir};
+use crate::deploy::{connect_if_running, load, report_errors, state_dir};
 use crate::exit::ExitStatus;
 
 /// Arguments of `cargo xtask teardown`.
@@ -40,7 +42,31 @@ async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
             .await
             .context("stopping the local engine")?;
     }
-    let env = connect(&plan).await?;
+    // Locally, no endpoint of ours running means nothing is deployed: say so instead of starting one.
+    let Some(env) = connect_if_running(&plan).await? else {
+        let stopped = local_engine::endpoint::Endpoint::stop_background(&state_dir(&plan));
+        if let Stopped::Stale { .. } = stopped {
+            eprintln!("local AWS endpoint: {stopped}");
+        }
+        eprintln!(
+            "nothing is deployed: the local AWS endpoint of `{}` is not running (it keeps the stack in memory)",
+            plan.env
+        );
+        let outcome = deployer::teardown::TeardownOutcome {
+            env: plan.env.clone(),
+            stack_name: plan.stack_name.clone(),
+            stack_deleted: false,
+            retained_tables: Vec::new(),
+            deleted_tables: Vec::new(),
+            deleted_bucket: None,
+            elapsed_ms: 0,
+        };
+        match args.output {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+            OutputFormat::Text => print!("{outcome}"),
+        }
+        return Ok(ExitStatus::Success);
+    };
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
     let opts = TeardownOptions {
         delete_data: args.delete_data,
@@ -51,8 +77,10 @@ async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
         .await
         .with_context(|| format!("tearing down stack `{}`", plan.stack_name))?;
     if plan.kind == EnvKind::Local {
-        local_engine::endpoint::Endpoint::stop_background(&state_dir(&plan))
-            .context("stopping the local AWS endpoint")?;
+        let stopped = local_engine::endpoint::Endpoint::stop_background(&state_dir(&plan));
+        if let Stopped::Stale { .. } = stopped {
+            eprintln!("local AWS endpoint: {stopped}");
+        }
     }
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
@@ -63,5 +91,5 @@ async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
 
 /// Stops the local function host, gateway and poller (the local engine's `serve` module owns this).
 async fn stop_local_engine(plan: &stack::Plan) -> anyhow::Result<()> {
-    crate::serve::stop_background(plan).await
+    crate::serve::stop_background(plan).await.map(|_| ())
 }

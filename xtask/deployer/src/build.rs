@@ -84,7 +84,7 @@ impl Release {
     }
 
     pub fn manifest_path(&self) -> PathBuf {
-        self.dist_dir.join("manifest.json")
+        manifest_path(&self.dist_dir)
     }
 }
 
@@ -106,10 +106,31 @@ pub fn zip_path(dist_dir: &Path, function: FunctionName) -> PathBuf {
         .join(format!("{}.zip", function.as_str()))
 }
 
+/// `<dist dir>/<function>/bootstrap`: the built binary the zip holds, which the local engine runs.
+pub fn bootstrap_path(dist_dir: &Path, function: FunctionName) -> PathBuf {
+    dist_dir.join(function.as_str()).join("bootstrap")
+}
+
+/// `<dist dir>/manifest.json`: the release manifest of the build in `dist_dir`.
+pub fn manifest_path(dist_dir: &Path) -> PathBuf {
+    dist_dir.join("manifest.json")
+}
+
+/// The release manifest of the build in `dist_dir`; the error names the file and what is wrong with it.
+pub fn read_manifest(dist_dir: &Path) -> Result<ReleaseManifest> {
+    let path = manifest_path(dist_dir);
+    let bytes = std::fs::read(&path).map_err(Error::io("reading the release manifest", &path))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::InvalidInput(format!(
+            "{}: not a release manifest of this version ({e}); rebuild with `cargo xtask build`",
+            path.display()
+        ))
+    })
+}
+
 /// The manifest of the last local build of `env`, if any.
 pub fn load_local_manifest(target_dir: &Path, env: &str) -> Option<ReleaseManifest> {
-    let bytes = std::fs::read(dist_dir(target_dir, env).join("manifest.json")).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    read_manifest(&dist_dir(target_dir, env)).ok()
 }
 
 /// Builds the three function binaries with one cargo invocation and packages them (blocking).
@@ -158,7 +179,7 @@ pub fn package(
             None => {
                 std::fs::create_dir_all(&dir)
                     .map_err(Error::io("creating the dist directory", &dir))?;
-                let bootstrap = dir.join("bootstrap");
+                let bootstrap = bootstrap_path(&dist, name);
                 // Written beside and renamed over: the local engine may be running the old bootstrap, and
                 // writing into a running executable fails (ETXTBSY); a rename leaves its inode alone.
                 let fresh = dir.join("bootstrap.new");
@@ -200,7 +221,7 @@ pub fn package(
         functions,
     };
     std::fs::create_dir_all(&dist).map_err(Error::io("creating the dist directory", &dist))?;
-    let path = dist.join("manifest.json");
+    let path = manifest_path(&dist);
     let pretty = serde_json::to_vec_pretty(&manifest).expect("a manifest always serializes");
     std::fs::write(&path, pretty).map_err(Error::io("writing the release manifest", &path))?;
     Ok(Release {

@@ -2,14 +2,16 @@
 //! `teardown`.
 //!
 //! Why a separate process: `cargo xtask deploy` must return while the API keeps serving. The engine runs in
-//! its own session (`setsid`) so a terminal's Ctrl-C aimed at the deploy does not reach it, writes its
-//! output to a log under the state directory, and kills its function processes when it gets SIGTERM.
-//! Stopping escalates to SIGKILL of the whole session's process group so nothing is left behind.
+//! its own process group so a terminal's Ctrl-C aimed at the deploy does not reach it, writes its output to a
+//! log under the state directory, and kills its function processes when it gets SIGTERM. Stopping escalates
+//! to SIGKILL of the whole process group so nothing is left behind. Pid files, identity checks and signals
+//! are [`crate::process`]'s.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::process;
 use crate::state::StatePaths;
 
 /// Errors of the daemon helpers.
@@ -24,11 +26,17 @@ pub enum DaemonError {
         exe: PathBuf,
         source: std::io::Error,
     },
-    #[error("the local engine did not answer on {url} within {secs} s; see its log at {log}")]
+    #[error(
+        "the local engine (pid {pid}) did not answer on {url} within {secs} s{holder}; see its log at {log}:\n{tail}"
+    )]
     NotReady {
+        pid: u32,
         url: String,
         secs: u64,
+        /// Says so when another program answered on the port meanwhile.
+        holder: String,
         log: PathBuf,
+        tail: String,
     },
     #[error("the local engine exited during start-up ({status}); see its log at {log}:\n{tail}")]
     Exited {
@@ -43,8 +51,8 @@ pub enum DaemonError {
     },
 }
 
-/// Starts `exe args...` detached, in its own session, with stdout/stderr appended to the engine log, and
-/// records its pid. Returns the pid.
+/// Starts `exe args...` detached (its own process group, see [`process::detach`]), with stdout/stderr
+/// appended to the engine log, and records it in the pid file. Returns the pid.
 pub fn spawn_detached(paths: &StatePaths, exe: &Path, args: &[String]) -> Result<u32, DaemonError> {
     std::fs::create_dir_all(&paths.root).map_err(|source| DaemonError::State {
         path: paths.root.clone(),
@@ -62,104 +70,59 @@ pub fn spawn_detached(paths: &StatePaths, exe: &Path, args: &[String]) -> Result
         path: paths.engine_log(),
         source,
     })?;
-    // `setsid` (util-linux) execs the program as the leader of a new session, so its pid is the engine's
-    // pid and its process group holds the engine and every function process it starts.
-    let mut cmd = Command::new("setsid");
-    cmd.arg(exe)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err);
-    let child = cmd.spawn().map_err(|source| DaemonError::Spawn {
-        exe: exe.to_path_buf(),
-        source,
-    })?;
-    let pid = child.id();
-    crate::state::write_atomic(&paths.engine_pid(), pid.to_string().as_bytes()).map_err(
-        |source| DaemonError::State {
-            path: paths.engine_pid(),
+    // The engine leads a new process group: its pid is the group id, and the group holds the engine and
+    // every function process it starts, so a stop can take them all.
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(err);
+    let child = process::detach(&mut cmd)
+        .spawn()
+        .map_err(|source| DaemonError::Spawn {
+            exe: exe.to_path_buf(),
             source,
-        },
-    )?;
+        })?;
+    let pid = child.id();
+    // Written while the child is ours and unreaped, so the recorded start time is the engine's.
+    let written = process::write_pid_file(&paths.engine_pid(), pid, &exe.display().to_string());
     // The child is reaped by nobody if we exit first; that is fine for a daemon (init adopts it). While we
     // live, a thread reaps it so a crash during start-up shows as "exited" rather than a zombie.
     std::thread::spawn(move || {
         let mut child = child;
         let _ = child.wait();
     });
+    written.map_err(|source| {
+        let _ = process::signal_group(pid, rustix::process::Signal::KILL);
+        DaemonError::State {
+            path: paths.engine_pid(),
+            source,
+        }
+    })?;
     Ok(pid)
 }
 
-/// The pid of the background engine, if its pid file names a live process.
+/// What the engine's pid file says (running, exited, stale or absent).
+pub fn recorded(paths: &StatePaths) -> process::Recorded {
+    process::read_pid_file(&paths.engine_pid())
+}
+
+/// The pid of the background engine, if its pid file names the engine the tool started and it runs.
 pub fn running_pid(paths: &StatePaths) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(paths.engine_pid())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    is_alive(pid).then_some(pid)
-}
-
-/// Whether a process exists and is not a zombie.
-pub fn is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the field after the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z"),
-        Err(_) => false,
+    match recorded(paths) {
+        process::Recorded::Running(r) => Some(r.pid),
+        _ => None,
     }
 }
 
-/// Stops the background engine: SIGTERM, wait up to `grace`, then SIGKILL to its whole process group.
-/// Returns whether an engine was running.
-pub fn stop(paths: &StatePaths, grace: Duration) -> bool {
-    let Some(pid) = running_pid(paths) else {
-        let _ = std::fs::remove_file(paths.engine_pid());
-        return false;
-    };
-    signal(&pid.to_string(), "TERM");
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && is_alive(pid) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The engine kills its function processes on SIGTERM; if it did not exit in time, kill its process
-    // group (it is a session leader, so the group id is its pid) to leave nothing behind.
-    signal(&format!("-{pid}"), "KILL");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline && is_alive(pid) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = std::fs::remove_file(paths.engine_pid());
-    true
+/// Whether the gateway on `port` is served by the background engine this state directory records (not by
+/// another program that happens to answer there).
+pub fn serves_port(paths: &StatePaths, port: u16) -> Option<u32> {
+    running_pid(paths).filter(|&pid| process::group_listens_on(pid, port))
 }
 
-/// Pids of the processes in a process group (the engine's functions, for tests and `doctor`).
-pub fn group_members(pgid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .is_some_and(|stat| {
-                    stat.rsplit_once(')')
-                        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
-                        .is_some_and(|f| {
-                            f.first() != Some(&"Z")
-                                && f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
-                        })
-                })
-        })
-        .collect()
-}
+pub use crate::process::{group_members, is_alive};
 
-fn signal(target: &str, sig: &str) {
-    let _ = Command::new("kill")
-        .args([format!("-{sig}"), "--".to_string(), target.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// Stops the background engine: SIGTERM, up to `grace`, then SIGKILL of its whole process group, so no
+/// function process is left behind. A pid file that does not name the engine the tool started (a reboot,
+/// pid reuse) is reported and removed, and nothing is signalled.
+pub fn stop(paths: &StatePaths, grace: Duration) -> process::Stopped {
+    process::stop(&paths.engine_pid(), grace, true)
 }

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use stack::{Plan, outputs};
 
@@ -93,12 +92,13 @@ pub async fn stack_outputs(
         .collect())
 }
 
-/// Where the deployer puts one environment's build: `<target>/xtask/dist/<env>`.
+/// Where the deployer puts one environment's build: `<target>/xtask/dist/<env>` of the checkout the tool runs
+/// in (the deployer's layout, not a copy of it).
 pub fn dist_dir(env: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::state::repo_root().join("target"));
-    target.join("xtask").join("dist").join(env)
+    deployer::build::dist_dir(
+        &deployer::build::default_target_dir(&crate::state::repo_root()),
+        env,
+    )
 }
 
 /// The function specs of a deployed local stack, verified against the release manifest in `dist`.
@@ -109,14 +109,11 @@ pub async fn function_specs(
     dist: &Path,
     outputs: &BTreeMap<String, String>,
 ) -> Result<Vec<FunctionSpec>, DeployedError> {
-    let manifest_path = dist.join("manifest.json");
-    let manifest: serde_json::Value = std::fs::read(&manifest_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|detail| DeployedError::Manifest {
-            path: manifest_path.clone(),
-            detail,
-        })?;
+    let manifest_path = deployer::build::manifest_path(dist);
+    let manifest = deployer::build::read_manifest(dist).map_err(|e| DeployedError::Manifest {
+        path: manifest_path.clone(),
+        detail: e.to_string(),
+    })?;
     let lambda = aws_sdk_lambda::Client::new(sdk);
     let mut specs = Vec::new();
     for fplan in &plan.functions {
@@ -125,27 +122,23 @@ pub async fn function_specs(
             .get(&outputs::function_name(name))
             .cloned()
             .unwrap_or_else(|| fplan.function_name.clone());
-        let entry = &manifest["functions"][name.as_str()];
-        let field = |key: &str| {
-            entry[key]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| DeployedError::Manifest {
-                    path: manifest_path.clone(),
-                    detail: format!("no functions.{name}.{key}"),
-                })
-        };
-        let (binary_sha, zip_sha) = (field("binary_sha256")?, field("zip_sha256")?);
-        let binary = dist.join(name.as_str()).join("bootstrap");
+        let artifact = manifest
+            .functions
+            .get(&name)
+            .ok_or_else(|| DeployedError::Manifest {
+                path: manifest_path.clone(),
+                detail: format!("no function `{name}` in it"),
+            })?;
+        let binary = deployer::build::bootstrap_path(dist, name);
         let found = sha256_file(&binary).map_err(|e| DeployedError::Binary {
             path: binary.clone(),
             detail: e.to_string(),
         })?;
-        if found != binary_sha {
+        if found != artifact.binary_sha256 {
             return Err(DeployedError::Mismatch {
                 function: name.to_string(),
                 what: "the binary's SHA-256",
-                expected: binary_sha,
+                expected: artifact.binary_sha256.clone(),
                 found,
             });
         }
@@ -159,9 +152,8 @@ pub async fn function_specs(
                 endpoint: endpoint.to_string(),
                 detail: aws_sdk_lambda::error::DisplayErrorContext(e).to_string(),
             })?;
-        let expected_code = hex::decode(&zip_sha)
-            .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
-            .unwrap_or_default();
+        let expected_code =
+            deployer::promote::code_sha256_of_hex(&artifact.zip_sha256).unwrap_or_default();
         let code = cfg.code_sha256.clone().unwrap_or_default();
         if code != expected_code {
             return Err(DeployedError::Mismatch {

@@ -4,8 +4,12 @@
 //! Two lifetimes exist because two kinds of caller exist:
 //! - [`Endpoint::start_fresh`] gives a test its own moto on a free port; the process dies with the handle,
 //!   so every test run starts from empty state (moto keeps everything in memory and grows over a long run).
-//! - [`Endpoint::ensure_running`] is what `cargo xtask deploy` uses: a background moto whose pid and log live
-//!   under the state directory, reused by later commands until [`Endpoint::stop_background`].
+//! - [`Endpoint::ensure_running`] is what `cargo xtask deploy` uses: a background moto whose pid file and log
+//!   live under the state directory, reused by later commands until [`Endpoint::stop_background`];
+//!   [`Endpoint::running`] finds it without ever starting one (`status`, `teardown`).
+//!
+//! Either way the endpoint is ready only when moto answers *from the process just started* (it holds the
+//! listening socket), so another program on the port is never taken for it.
 //!
 //! The install is guarded by a file lock so that test binaries running in parallel install it once.
 
@@ -17,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+
+use crate::process::{self, Recorded};
 
 /// The moto version this project is tested against (see DEVELOPERS.md for its known gaps).
 pub const MOTO_VERSION: &str = "5.2.5";
@@ -54,11 +60,14 @@ pub enum EndpointError {
         secs: u64,
         log: PathBuf,
     },
-    /// The configured port is taken by something that is not a moto server.
+    /// The configured port is taken by a program this tool did not start (possibly a moto of the user's).
     #[error(
-        "port {port} on 127.0.0.1 is in use by another program; free it or set local.endpoint_port in the config"
+        "port {port} on 127.0.0.1 is in use by {holder}; free it or set local.endpoint_port in the config"
     )]
-    PortTaken { port: u16 },
+    PortTaken { port: u16, holder: String },
+    /// The server this tool started exited before it answered; its log says why.
+    #[error("the local AWS endpoint exited during start-up ({status}); see its log at {log}")]
+    Exited { status: String, log: PathBuf },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -94,76 +103,120 @@ impl Endpoint {
         for _ in 0..5 {
             let port = free_port()?;
             let log = state_dir.join(format!("moto-{port}.log"));
-            let child = spawn_moto(&moto, port, &log, false)?;
+            let mut child = spawn_moto(&moto, port, &log, false)?;
+            let pid = child.id();
+            let ready =
+                wait_until_ours(port, &log, &mut child, |p| process::listens_on(pid, p)).await;
             let mut endpoint = Endpoint {
                 port,
                 child: Some(child),
                 log,
             };
-            match endpoint.wait_until_answering().await {
-                Ok(()) if endpoint.child_alive() => return Ok(endpoint),
-                Ok(()) => endpoint.kill_child(),
-                Err(e) => last_err = Some(e),
+            match ready {
+                Ok(()) => return Ok(endpoint),
+                Err(e) => {
+                    endpoint.kill_child();
+                    last_err = Some(e);
+                }
             }
         }
-        Err(last_err.unwrap_or(EndpointError::PortTaken { port: 0 }))
-    }
-
-    /// True while the owned server process has not exited.
-    fn child_alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        Err(last_err.unwrap_or(EndpointError::PortTaken {
+            port: 0,
+            holder: "other programs".into(),
+        }))
     }
 
     /// Returns the background endpoint of this state directory, starting it on `port` if it is not running.
     /// The process outlives this call; stop it with [`Endpoint::stop_background`].
     /// Returns `(endpoint, started)`: `started` is true when a new (empty) moto had to be started.
+    ///
+    /// A moto is reused only when the pid file names the process this tool started and that process holds
+    /// the port: another program (even another moto) answering there is never mistaken for ours.
     pub async fn ensure_running(
         state_dir: &Path,
         port: u16,
     ) -> Result<(Endpoint, bool), EndpointError> {
         fs::create_dir_all(state_dir).map_err(io(format!("creating {}", state_dir.display())))?;
+        if let Some(endpoint) = Endpoint::running(state_dir, port).await {
+            return Ok((endpoint, false));
+        }
         let log = state_dir.join("endpoint.log");
-        let url = url_of(port);
-        if answers_as_moto(&url).await {
-            return Ok((
-                Endpoint {
-                    port,
-                    child: None,
-                    log,
-                },
-                false,
-            ));
+        let pid_file = pid_file(state_dir);
+        match process::read_pid_file(&pid_file) {
+            Recorded::Running(record) => {
+                // Ours, but not serving this port (local.endpoint_port changed, or it hangs): replace it.
+                eprintln!(
+                    "local endpoint: the moto this tool started (pid {}) does not serve port {port}; stopping it",
+                    record.pid
+                );
+                process::stop(&pid_file, Duration::from_secs(5), true);
+            }
+            Recorded::Stale { .. } => {
+                let stopped = process::stop(&pid_file, Duration::from_secs(5), true);
+                eprintln!("local endpoint: {stopped}");
+            }
+            Recorded::Exited(_) => {
+                let _ = fs::remove_file(&pid_file);
+            }
+            Recorded::Absent => {}
         }
         if TcpListener::bind(("127.0.0.1", port)).is_err() {
-            return Err(EndpointError::PortTaken { port });
+            let holder = if answers_as_moto(&url_of(port)).await {
+                format!(
+                    "a moto server this tool did not start (no pid file in {} names it)",
+                    state_dir.display()
+                )
+            } else {
+                "another program".to_string()
+            };
+            return Err(EndpointError::PortTaken { port, holder });
         }
         let moto = ensure_installed().await?;
-        let child = spawn_moto(&moto, port, &log, true)?;
-        fs::write(state_dir.join("endpoint.pid"), child.id().to_string())
+        let mut child = spawn_moto(&moto, port, &log, true)?;
+        let pid = child.id();
+        process::write_pid_file(&pid_file, pid, &moto.display().to_string())
             .map_err(io("writing the endpoint pid file"))?;
-        // The child is detached (its own session); dropping the handle does not stop it.
+        // The server leads its own process group; a listener in that group is ours.
+        let ready = wait_until_ours(port, &log, &mut child, |p| {
+            process::group_listens_on(pid, p)
+        })
+        .await;
+        if let Err(e) = ready {
+            process::stop(&pid_file, Duration::from_secs(2), true);
+            let _ = child.wait();
+            return Err(e);
+        }
+        // The child is detached (its own process group); dropping the handle does not stop it.
         drop(child);
-        let endpoint = Endpoint {
-            port,
-            child: None,
-            log,
-        };
-        endpoint.wait_until_answering().await?;
-        Ok((endpoint, true))
+        Ok((
+            Endpoint {
+                port,
+                child: None,
+                log,
+            },
+            true,
+        ))
     }
 
-    /// Stops the background endpoint of this state directory, if any. Returns whether one was running.
-    pub fn stop_background(state_dir: &Path) -> Result<bool, EndpointError> {
-        let pid_file = state_dir.join("endpoint.pid");
-        let Ok(pid) = fs::read_to_string(&pid_file) else {
-            return Ok(false);
+    /// The background endpoint of this state directory, if the process its pid file names runs, holds
+    /// `port` and answers as moto. Never starts anything (`status` and `teardown` use it).
+    pub async fn running(state_dir: &Path, port: u16) -> Option<Endpoint> {
+        let Recorded::Running(record) = process::read_pid_file(&pid_file(state_dir)) else {
+            return None;
         };
-        let pid = pid.trim().to_string();
-        let stopped = terminate(&pid);
-        let _ = fs::remove_file(&pid_file);
-        Ok(stopped)
+        (process::group_listens_on(record.pid, port) && answers_as_moto(&url_of(port)).await).then(
+            || Endpoint {
+                port,
+                child: None,
+                log: state_dir.join("endpoint.log"),
+            },
+        )
+    }
+
+    /// Stops the background endpoint of this state directory, if its pid file names the process this tool
+    /// started; a stale pid file is removed without signalling anything (see [`process::stop`]).
+    pub fn stop_background(state_dir: &Path) -> process::Stopped {
+        process::stop(&pid_file(state_dir), Duration::from_secs(5), true)
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -185,25 +238,14 @@ impl Endpoint {
         sdk_config_for(&self.url()).await
     }
 
+    /// The endpoint's pid file in a state directory.
+    pub fn pid_file(state_dir: &Path) -> PathBuf {
+        pid_file(state_dir)
+    }
+
     /// Stops an owned endpoint now (same as dropping it).
     pub fn stop(mut self) {
         self.kill_child();
-    }
-
-    async fn wait_until_answering(&self) -> Result<(), EndpointError> {
-        let url = self.url();
-        let started = Instant::now();
-        while started.elapsed() < START_TIMEOUT {
-            if answers_as_moto(&url).await {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(EndpointError::NotAnswering {
-            url,
-            secs: START_TIMEOUT.as_secs(),
-            log: self.log.clone(),
-        })
     }
 
     fn kill_child(&mut self) {
@@ -220,11 +262,17 @@ impl Drop for Endpoint {
     }
 }
 
-/// An SDK config pointed at a local endpoint URL, with the local region and dummy credentials.
+/// An SDK config pointed at a local endpoint URL, with the default local region and dummy credentials.
 pub async fn sdk_config_for(url: &str) -> SdkConfig {
+    sdk_config_in(url, LOCAL_REGION).await
+}
+
+/// An SDK config pointed at a local endpoint URL in `region` (the plan's: moto keeps each region's
+/// resources apart, so the engine must read the region the stack was deployed to), with dummy credentials.
+pub async fn sdk_config_in(url: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(url)
-        .region(Region::new(LOCAL_REGION))
+        .region(Region::new(region.to_string()))
         .credentials_provider(Credentials::new(
             "local",
             "local",
@@ -236,10 +284,10 @@ pub async fn sdk_config_for(url: &str) -> SdkConfig {
         .await
 }
 
-/// The project-local directory of installed tools and state: `$XTASK_STATE_DIR`'s parent conventions aside,
-/// this is `<repo>/.local`.
+/// The project-local directory of installed tools and state, `<repo>/.local` of the checkout the tool runs
+/// in (resolved at run time, see [`crate::state::repo_root`]).
 pub fn local_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local")
+    crate::state::repo_root().join(".local")
 }
 
 /// The virtual environment holding moto: `$XTASK_VENV_DIR` or `<repo>/.local/venv`.
@@ -338,15 +386,12 @@ fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
 fn spawn_moto(moto: &Path, port: u16, log: &Path, detached: bool) -> Result<Child, EndpointError> {
     let out = File::create(log).map_err(io(format!("creating {}", log.display())))?;
     let err = out.try_clone().map_err(io("cloning the log handle"))?;
-    let mut cmd = if detached {
-        // `setsid` puts the server in its own session so it survives the deploy command that started it
-        // and is not killed by a terminal's Ctrl-C aimed at that command.
-        let mut c = Command::new("setsid");
-        c.arg(moto);
-        c
-    } else {
-        Command::new(moto)
-    };
+    let mut cmd = Command::new(moto);
+    if detached {
+        // Its own process group: it survives the deploy command that started it and a terminal's Ctrl-C
+        // aimed at that command does not reach it.
+        process::detach(&mut cmd);
+    }
     cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(out)
@@ -410,26 +455,35 @@ pub fn free_port() -> Result<u16, EndpointError> {
     Ok(port)
 }
 
-/// Sends SIGTERM, waits up to 5 s, then SIGKILL. Returns whether the process existed.
-fn terminate(pid: &str) -> bool {
-    let alive = |pid: &str| {
-        Command::new("kill")
-            .args(["-0", pid])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !alive(pid) {
-        return false;
-    }
-    let _ = Command::new("kill").args(["-TERM", pid]).status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if !alive(pid) {
-            return true;
+fn pid_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("endpoint.pid")
+}
+
+/// Waits until the server on `port` answers as moto from a listener `ours` recognises (the child just
+/// started, not another program on the port), while the child lives.
+async fn wait_until_ours(
+    port: u16,
+    log: &Path,
+    child: &mut Child,
+    ours: impl Fn(u16) -> bool,
+) -> Result<(), EndpointError> {
+    let url = url_of(port);
+    let started = Instant::now();
+    while started.elapsed() < START_TIMEOUT {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(EndpointError::Exited {
+                status: status.to_string(),
+                log: log.to_path_buf(),
+            });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if ours(port) && answers_as_moto(&url).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill").args(["-KILL", pid]).status();
-    true
+    Err(EndpointError::NotAnswering {
+        url,
+        secs: START_TIMEOUT.as_secs(),
+        log: log.to_path_buf(),
+    })
 }

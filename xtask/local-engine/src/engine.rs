@@ -58,7 +58,7 @@ impl EngineConfig {
         state_dir: &Path,
         dist: &Path,
     ) -> Result<EngineConfig, DeployedError> {
-        let sdk = crate::endpoint::sdk_config_for(endpoint_url).await;
+        let sdk = crate::endpoint::sdk_config_in(endpoint_url, &plan.region).await;
         let outs = deployed::stack_outputs(&sdk, &plan.stack_name, endpoint_url).await?;
         let functions = deployed::function_specs(&sdk, plan, endpoint_url, dist, &outs).await?;
         let stream_arn = match outs.get(outputs::EVENTS_STREAM_ARN) {
@@ -179,7 +179,7 @@ impl Engine {
 
         let mut poller_stats = None;
         if let Some(stream) = &cfg.stream {
-            let sdk = crate::endpoint::sdk_config_for(&cfg.endpoint_url).await;
+            let sdk = crate::endpoint::sdk_config_in(&cfg.endpoint_url, &cfg.region).await;
             let function_arn = host
                 .functions()
                 .find(|f| f.name == stream.function)

@@ -246,13 +246,12 @@ impl Host {
             pool.closed.store(true, Ordering::SeqCst);
             for w in pool.all.lock().unwrap().values() {
                 w.kill();
-                if let Some(pid) = *w.pid.lock().unwrap() {
-                    // The monitor task may never run again if the runtime is going away: kill the pid
-                    // directly as well (SIGKILL through the kill(1) utility; no unsafe code here).
-                    let _ = std::process::Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .stderr(std::process::Stdio::null())
-                        .status();
+                // The monitor task may never run again if the runtime is going away: kill the pid directly
+                // as well, but only while the monitor has not reaped it (a reaped pid may be reused).
+                if !w.is_dead()
+                    && let Some(pid) = *w.pid.lock().unwrap()
+                {
+                    let _ = crate::process::signal(pid, rustix::process::Signal::KILL);
                 }
             }
         }

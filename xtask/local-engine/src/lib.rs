@@ -3,7 +3,8 @@
 //! The local AWS endpoint ([`endpoint`]) holds the stack's resources; the function host ([`host`]), the HTTP
 //! gateway ([`gateway`]) and the stream poller ([`poller`]) stand in for Lambda, API Gateway and the event
 //! source mapping, which the endpoint cannot run. [`engine`] starts the three together, [`deployed`] reads
-//! what was deployed so the engine serves exactly that, and [`daemon`] runs the engine in the background.
+//! what was deployed so the engine serves exactly that, [`daemon`] runs the engine in the background,
+//! and [`process`] is the one place that starts, identifies and signals the processes the tool leaves running.
 
 pub mod bench;
 pub mod daemon;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod gateway;
 pub mod host;
 pub mod poller;
+pub mod process;
 pub mod state;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineHandle, StreamSettings};

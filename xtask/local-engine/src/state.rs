@@ -4,6 +4,7 @@
 //! `$XTASK_STATE_DIR` (tests point it at a temporary directory) replaces `<repo>/.local/state/<env>`.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The state directory of an environment: `$XTASK_STATE_DIR`, else `<repo>/.local/state/<env>`.
 pub fn state_dir(env: &str) -> PathBuf {
@@ -13,13 +14,85 @@ pub fn state_dir(env: &str) -> PathBuf {
     }
 }
 
-/// The repository root (this crate lives in `xtask/local-engine`).
+/// The checkout the tool acts on, resolved at run time (see [`resolve_repo_root`]). Where that fails, the
+/// checkout this binary was built from: `cargo xtask` refuses to run before anything calls this (its `main`
+/// checks [`resolve_repo_root`] first), so the fallback only serves library users such as tests.
 pub fn repo_root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| resolve_repo_root().unwrap_or_else(|_| build_root()))
+        .clone()
+}
+
+/// The checkout this binary was compiled from (this crate lives in `<root>/xtask/local-engine`).
+pub fn build_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
         .expect("local-engine lives two levels below the repository root")
         .to_path_buf()
+}
+
+/// Why the tool refuses to pick a checkout.
+///
+/// ### Handling
+/// Both are fatal for `cargo xtask` (exit 3, refused): acting on the wrong checkout would start or stop
+/// another clone's engine. The message says how to run the tool on the intended checkout.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error(
+        "this xtask binary was built from {built} but runs in {running}: with a shared CARGO_TARGET_DIR two clones share one target/debug/xtask, \
+         and this one carries the other clone's code, so it refuses to run. Run `cargo xtask ...` in {running} \
+         (cargo rebuilds the binary from this checkout first), or give each clone its own CARGO_TARGET_DIR"
+    )]
+    Mismatch { built: PathBuf, running: PathBuf },
+    #[error(
+        "{start} is not inside a checkout of this repository (no Cargo.toml with a [workspace] holding the `xtask` member above it); \
+         run `cargo xtask ...` from inside the checkout"
+    )]
+    NotInCheckout { start: PathBuf },
+}
+
+/// Resolves the checkout the tool was invoked from, and refuses one other than the binary was built from.
+///
+/// `cargo run` (so `cargo xtask`) sets `CARGO_MANIFEST_DIR` to the running package's directory,
+/// `<root>/xtask`; a binary started another way walks up from the current directory. Either way the root is
+/// the nearest directory above whose `Cargo.toml` is a workspace with the `xtask` member.
+pub fn resolve_repo_root() -> Result<PathBuf, RootError> {
+    let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .and_then(|d| find_checkout(&d));
+    let running = match from_cargo {
+        Some(root) => root,
+        None => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            find_checkout(&cwd).ok_or(RootError::NotInCheckout { start: cwd })?
+        }
+    };
+    let built = build_root();
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(&running, &built) {
+        Ok(running)
+    } else {
+        Err(RootError::Mismatch { built, running })
+    }
+}
+
+/// The nearest directory at or above `start` that holds this workspace: a `Cargo.toml` declaring
+/// `[workspace]` with an `xtask` member, and the `xtask` package beside it.
+pub fn find_checkout(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| {
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+            manifest.contains("[workspace]")
+                && manifest.contains("\"xtask\"")
+                && dir.join("xtask").join("Cargo.toml").is_file()
+        })
+        .map(Path::to_path_buf)
 }
 
 /// Paths of the engine's files inside one state directory.
@@ -65,4 +138,42 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, contents)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkout_is_found_from_any_directory_inside_it() {
+        let root = build_root();
+        assert_eq!(find_checkout(&root), Some(root.clone()));
+        assert_eq!(
+            find_checkout(&root.join("xtask/local-engine/src")),
+            Some(root.clone())
+        );
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(find_checkout(elsewhere.path()), None);
+        // Under `cargo test` the package dir is set, so the running checkout is the one this was built from.
+        assert_eq!(resolve_repo_root().unwrap(), root);
+    }
+
+    #[test]
+    fn another_clone_is_recognised_as_a_checkout() {
+        let clone = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(clone.path().join("xtask")).unwrap();
+        std::fs::write(
+            clone.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"xtask\"]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            clone.path().join("xtask/Cargo.toml"),
+            "[package]\nname = \"xtask\"\n",
+        )
+        .unwrap();
+        let deep = clone.path().join("config");
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(find_checkout(&deep).as_deref(), Some(clone.path()));
+    }
 }
