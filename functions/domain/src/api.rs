@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{Metadata, StoredEvent};
-use crate::validate::{MAX_BATCH_EVENTS, MAX_VERSION, validate_id};
+use crate::validate::{MAX_BATCH_EVENTS, MAX_VERSION, validate_event_data, validate_id};
 
 /// `POST /events`: the seed's request, plus optional `expectedVersion` and `commandId`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,12 +303,13 @@ fn validate_command(cmd: &AppendCommand) -> Result<(), String> {
         ));
     }
     for (i, e) in cmd.events.iter().enumerate() {
-        let field = if cmd.events.len() == 1 {
-            "eventType".to_string()
+        let prefix = if cmd.events.len() == 1 {
+            String::new()
         } else {
-            format!("events[{i}].eventType")
+            format!("events[{i}].")
         };
-        validate_id(&field, &e.event_type)?;
+        validate_id(&format!("{prefix}eventType"), &e.event_type)?;
+        validate_event_data(&format!("{prefix}eventData"), &e.event_data)?;
     }
     if let Some(v) = cmd.expected_version.filter(|v| *v > MAX_VERSION) {
         return Err(format!(
