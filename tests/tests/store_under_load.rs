@@ -260,19 +260,34 @@ async fn unguarded_writers(http: &reqwest::Client, url: &str, id: &str) {
         acks.extend(a);
         refused.extend(r);
     }
-    // Without `expectedVersion` the append retries a lost race itself: every request is acknowledged.
+    // Without `expectedVersion` the append retries a lost race itself, so only the function's timeout can
+    // leave a request unanswered (504: an ambiguous outcome, stored at most once, which the log check
+    // below holds). Most must be acknowledged, or the run proves little.
+    for (marker, answer) in &refused {
+        assert!(
+            answer.starts_with("Ok((504") || answer.starts_with("Ok((503"),
+            "{marker}: an unguarded append may only time out, got {answer}"
+        );
+    }
     assert!(
-        refused.is_empty(),
-        "{} of {} unguarded appends were not acknowledged, e.g. {:?}",
-        refused.len(),
+        acks.len() * 2 >= WRITERS * ROUNDS,
+        "only {} of {} unguarded appends were acknowledged, e.g. {:?}",
+        acks.len(),
         WRITERS * ROUNDS,
         refused.first()
     );
     let log = assert_log_holds(http, url, id, &acks).await;
-    assert_eq!(
-        log.len(),
-        1 + WRITERS * ROUNDS,
-        "{id}: creation + every append"
+    assert!(
+        (1 + acks.len()..=1 + WRITERS * ROUNDS).contains(&log.len()),
+        "{id}: creation + every acknowledged append + at most each timed-out one: {} events",
+        log.len()
+    );
+    eprintln!(
+        "unguarded: {} of {} acknowledged, {} timed out, {} stored",
+        acks.len(),
+        WRITERS * ROUNDS,
+        refused.len(),
+        log.len() - 1
     );
 }
 
@@ -281,10 +296,12 @@ async fn guarded_writers(http: &reqwest::Client, url: &str, id: &str) {
     let conflicts = Arc::new(AtomicUsize::new(0));
     let mut writers = JoinSet::new();
     for w in 0..WRITERS {
-        let (http, target, conflicts) = (
+        let (http, target, conflicts, url, id) = (
             http.clone(),
             format!("{url}/aggregates/{id}/events"),
             conflicts.clone(),
+            url.to_string(),
+            id.to_string(),
         );
         writers.spawn(async move {
             let mut acks = Vec::new();
@@ -316,6 +333,18 @@ async fn guarded_writers(http: &reqwest::Client, url: &str, id: &str) {
                                 .as_u64()
                                 .unwrap_or_else(|| panic!("409 without currentVersion: {answer}"));
                         }
+                        503 | 504 => {
+                            // Timed out: the write may have landed. Look before retrying, so a retry
+                            // never stores the append twice; a landed one is unacknowledged, not lost.
+                            let log = all_events(&http, &url, &id).await;
+                            expected = log.len() as u64;
+                            if log
+                                .iter()
+                                .any(|e| e["eventData"]["marker"] == marker.as_str())
+                            {
+                                break;
+                            }
+                        }
                         other => panic!("{marker}: {other} {answer}"),
                     }
                 }
@@ -328,6 +357,7 @@ async fn guarded_writers(http: &reqwest::Client, url: &str, id: &str) {
         acks.extend(done.unwrap());
     }
     let log = assert_log_holds(http, url, id, &acks).await;
+    // Every round landed exactly once, acknowledged or (after a timeout) found in the log.
     assert_eq!(log.len(), 1 + WRITERS * GUARDED_ROUNDS);
     eprintln!(
         "guarded: {} appends, {} conflicts retried",
