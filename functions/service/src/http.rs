@@ -10,7 +10,7 @@ use domain::api::{
     parse_append_to_aggregate,
 };
 use domain::event::normalize_timestamp;
-use domain::validate::{parse_limit, validate_id};
+use domain::validate::{MAX_VERSION, parse_limit, validate_id};
 use domain::{Aggregate, DomainError, Metadata, User};
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::request::RequestContext;
@@ -254,11 +254,15 @@ async fn handle<S: EventStore>(
             let params = query_params(request);
             let after = match param(&params, "after") {
                 None => 0,
-                Some(s) => s.parse::<u64>().map_err(|_| {
-                    ApiError::InvalidRequest(format!(
-                        "`after` must be a non-negative integer version, got `{s}`"
-                    ))
-                })?,
+                Some(s) => s
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|v| *v <= MAX_VERSION)
+                    .ok_or_else(|| {
+                        ApiError::InvalidRequest(format!(
+                            "`after` must be an integer version from 0 to {MAX_VERSION}, got `{s}`"
+                        ))
+                    })?,
             };
             let limit = parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?;
             let (events, more) = store

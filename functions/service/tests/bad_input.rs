@@ -131,8 +131,8 @@ async fn empty_aggregate_id_is_400() {
 }
 
 #[tokio::test]
-async fn aggregate_id_over_256_bytes_is_400() {
-    let id = "é".repeat(129); // 258 bytes, 129 characters
+async fn aggregate_id_over_256_characters_is_400() {
+    let id = "é".repeat(257); // 257 characters: the OpenAPI `maxLength` counts characters, not bytes
     refused(
         post_json(
             "/events",
@@ -296,13 +296,47 @@ async fn stale_expected_version_is_409_with_current_version() {
 }
 
 #[tokio::test]
-async fn batch_of_101_events_is_413() {
+async fn batch_of_101_events_is_400() {
+    // The schema's `maxItems: 100`: a request the schema refuses is an invalid request.
     let mut events = vec![json!({"eventType": "user_created", "eventData": {}})];
     events.extend((0..100).map(|i| json!({"eventType": "user_updated", "eventData": {"n": i}})));
     refused(
         post_json("/aggregates/u2/events", json!({ "events": events })),
-        413,
-        "too_large",
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn null_expected_version_is_400() {
+    refused(
+        post_json("/events", json!({"aggregateId": "u1", "eventType": "user_updated", "eventData": {}, "expectedVersion": null})),
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn empty_event_type_is_400() {
+    refused(
+        post_json(
+            "/events",
+            json!({"aggregateId": "u1", "eventType": "", "eventData": {}}),
+        ),
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn after_beyond_the_largest_version_is_400() {
+    refused(
+        request("GET", "/aggregates/u1/events?after=9007199254740992", None),
+        400,
+        "invalid_request",
     )
     .await;
 }

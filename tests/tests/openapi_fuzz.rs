@@ -1,0 +1,112 @@
+//! The OpenAPI document is the contract, and a schema-driven fuzzer holds the server to it: schemathesis
+//! (pinned, installed on first use like cfn-lint) generates requests from `functions/openapi.yaml`, valid and
+//! invalid, and sends them through the gateway of a real local deploy (the same stack, functions and
+//! DynamoDB emulator a user runs). Any finding fails the test: a 5xx, a status or body the document does
+//! not declare, a schema-invalid request accepted, or a schema-valid one refused as invalid.
+//!
+//! The run is bounded (a fixed number of examples per operation, a fixed seed so a finding reproduces, a
+//! wall-clock limit) so it fits the suite on a loaded 2-core machine.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tests::cli::{LocalEnv, output_text};
+
+/// Examples per operation and phase; ~1,000 requests in all with the stateful phase.
+const MAX_EXAMPLES: &str = "25";
+/// The seed: the same requests on every run, so a finding in CI reproduces on a laptop.
+const SEED: &str = "1";
+/// Generous for 2 busy cores; a run takes about a minute.
+const WALL_CLOCK_LIMIT: Duration = Duration::from_secs(600);
+
+/// Which statuses answer which kind of request (the rest of schemathesis's defaults is stricter).
+const CONFIG: &str = r#"
+[checks.positive_data_acceptance]
+# A schema-valid request may still meet the state of the log (404 no such aggregate, 409 version conflict),
+# a size limit of the store (413) or a rule of the domain (422: unknown event type, an event the state does
+# not allow). It is never a 400: whatever the schema allows, the server parses.
+expected-statuses = ["2xx", "404", "409", "413", "422"]
+
+[checks.negative_data_rejection]
+# A request the schema refuses is refused: 400 invalid_request from the functions, 404/405/413/415 from
+# the gateway or the router when the path, method, size or media type itself is wrong.
+expected-statuses = ["400", "404", "405", "413", "415"]
+
+[[operations]]
+include-operation-id = "listEventsByType"
+# Two rules span values and cannot be written in a schema: `cursor` is only ever a `nextCursor` the
+# server issued, and `from` must not be after `to`. Both are documented as 400 on this operation.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400"]
+"#;
+
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+response_schema_conformance,negative_data_rejection,positive_data_acceptance";
+
+#[test]
+fn the_deployed_api_keeps_its_openapi_contract_under_schema_driven_fuzzing() {
+    let st = tests::tools::schemathesis();
+    let env = LocalEnv::new();
+    let deploy = env.run(&["deploy", "--yes"]);
+    assert!(
+        deploy.status.success(),
+        "deploy failed:\n{}",
+        output_text(&deploy)
+    );
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("schemathesis.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let schema = tests::repo_root().join("functions/openapi.yaml");
+
+    let mut cmd = Command::new(&st);
+    cmd.arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(&schema)
+        .args(["--url", &env.url()])
+        .args(["--checks", CHECKS])
+        .args(["--max-examples", MAX_EXAMPLES])
+        .args(["--seed", SEED])
+        // No example database: what a run tries depends on the seed alone, not on earlier runs.
+        .args(["--generation-database", "none"])
+        .args(["--workers", "2"])
+        .args(["--request-timeout", "30"])
+        .arg("--no-color")
+        .current_dir(work.path())
+        .stdin(Stdio::null())
+        // Files, not pipes: a run with findings prints more than a pipe holds before it is read.
+        .stdout(std::fs::File::create(work.path().join("out.txt")).unwrap())
+        .stderr(std::fs::File::create(work.path().join("err.txt")).unwrap());
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("schemathesis starts");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > WALL_CLOCK_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("schemathesis did not finish within {WALL_CLOCK_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = std::fs::read_to_string(work.path().join("out.txt")).unwrap_or_default();
+    let err = std::fs::read_to_string(work.path().join("err.txt")).unwrap_or_default();
+    let summary = out
+        .lines()
+        .filter(|l| l.contains("generated") || l.contains(" in ") && l.contains("=="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!(
+        "schemathesis finished in {:.1?} ({status}):\n{summary}",
+        started.elapsed()
+    );
+    assert!(
+        status.success(),
+        "schemathesis found requests the server answers against its OpenAPI document \
+         (reproduce with the curl lines below, or run this test again: the seed is fixed):\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("generated"),
+        "schemathesis ran no test case:\n{out}\n{err}"
+    );
+}

