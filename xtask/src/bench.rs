@@ -29,6 +29,10 @@ pub enum What {
     Hotswap(HotswapArgs),
     /// Full deploy, no-op deploy and teardown wall times on a fresh local endpoint of its own.
     Deploy(DeployArgs),
+    /// Edit to live: `cargo xtask dev` spawned as a user runs it vs `cargo lambda watch`, timed from saving a
+    /// behaviour change of one function to the first answer showing it. Edits functions/query/src/main.rs and
+    /// restores it afterwards.
+    Dev(crate::bench_dev::Args),
 }
 
 /// Arguments of `cargo xtask bench deploy`.
@@ -71,6 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         What::Local(a) => local(a).await,
         What::Hotswap(a) => hotswap(a).await,
         What::Deploy(a) => deploy(a).await,
+        What::Dev(a) => crate::bench_dev::run(a).await,
     }
 }
 

@@ -7,8 +7,10 @@ pub mod cli;
 pub mod exit;
 
 pub mod bench;
+pub mod bench_dev;
 pub mod build;
 pub mod deploy;
+pub mod dev;
 pub mod diff;
 pub mod doctor;
 pub mod logs;

@@ -3,9 +3,11 @@
 //! The local AWS endpoint ([`endpoint`]) holds the stack's resources; the function host ([`host`]), the HTTP
 //! gateway ([`gateway`]) and the stream poller ([`poller`]) stand in for Lambda, API Gateway and the event
 //! source mapping, which the endpoint cannot run. [`engine`] starts the three together, [`deployed`] reads
-//! what was deployed so the engine serves exactly that, and [`daemon`] runs the engine in the background.
+//! what was deployed so the engine serves exactly that, and [`daemon`] runs the engine in the background;
+//! [`control`] lets a hotswap reload the changed functions of a running engine.
 
 pub mod bench;
+pub mod control;
 pub mod daemon;
 pub mod deployed;
 pub mod endpoint;
