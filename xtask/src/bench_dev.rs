@@ -288,6 +288,14 @@ async fn dev_side(source: &Restore, rounds: usize) -> anyhow::Result<Vec<f64>> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let _ = dev.child.kill().await;
+    // Kept for reading what `dev` printed (the scratch directory goes with the environment).
+    let kept = std::env::temp_dir().join("xtask-bench-dev.log");
+    if std::fs::copy(&dev.log, &kept).is_ok() {
+        eprintln!(
+            "bench dev: what `cargo xtask dev` printed: {}",
+            kept.display()
+        );
+    }
     drop(scratch);
     Ok(times)
 }
