@@ -32,6 +32,10 @@ pub enum What {
     /// The user's view: whole `cargo xtask` processes as typed at a shell (deploy, no-op deploy, status,
     /// teardown; `--cold` adds a fresh clone's first deploy), beside the in-process figures.
     Cli(crate::bench_cli::Args),
+    /// Edit to live: `cargo xtask dev` spawned as a user runs it vs `cargo lambda watch`, timed from saving a
+    /// behaviour change of one function to the first answer showing it. Edits functions/query/src/main.rs and
+    /// restores it afterwards.
+    Dev(crate::bench_dev::Args),
 }
 
 /// Arguments of `cargo xtask bench deploy`.
@@ -75,6 +79,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         What::Hotswap(a) => hotswap(a).await,
         What::Deploy(a) => deploy(a).await,
         What::Cli(a) => crate::bench_cli::run(a).await,
+        What::Dev(a) => crate::bench_dev::run(a).await,
     }
 }
 

@@ -52,6 +52,10 @@ pub enum Command {
     Build(crate::build::Args),
     /// Build, upload and deploy the stack through a change set (local engine when no --env).
     Deploy(crate::deploy::Args),
+    /// Deploy locally if needed, then watch functions/, config/ and templates/ and apply each change: changed
+    /// functions are rebuilt and swapped into the running local engine (the data stays), config and template
+    /// changes go through the deploy path. Ctrl-C stops watching; the engine keeps serving until `teardown`.
+    Dev(crate::dev::Args),
     /// Delete the stack (and, for local, stop the host and the endpoint).
     Teardown(crate::teardown::Args),
     /// Preview what a deploy would change (the change set is deleted afterwards).
@@ -82,6 +86,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Validate(a) => crate::validate::run(a).await,
         Command::Build(a) => crate::build::run(a).await,
         Command::Deploy(a) => crate::deploy::run(a).await,
+        Command::Dev(a) => crate::dev::run(a).await,
         Command::Teardown(a) => crate::teardown::run(a).await,
         Command::Diff(a) => crate::diff::run(a).await,
         Command::Status(a) => crate::status::run(a).await,

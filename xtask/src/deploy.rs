@@ -5,7 +5,7 @@
 //! This module also holds the small helpers the other stack commands share (loading the checked plan,
 //! connecting, mapping deployer errors to exit codes).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -46,10 +46,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 }
 
 async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
+    deploy_in(&crate::cli::repo_root(), args).await
+}
+
+/// `deploy` of the functions in the workspace at `root` (`cargo xtask dev --workspace` builds a scratch copy).
+pub(crate) async fn deploy_in(root: &Path, args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, template) = load(&args.env)?;
     let ui = Arc::new(ConsoleUi::new(args.yes));
     crate::serve::check_gateway_port(&plan)?;
-    let (env, release) = connect_and_build(&plan, &template, ui.clone()).await?;
+    let (env, release) = connect_and_build(root, &plan, &template, ui.clone()).await?;
     let mut opts = options_for(DeployOptions::for_plan(&plan), &plan, &env);
     opts.allow_data_loss = args.allow_data_loss;
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
@@ -64,9 +69,9 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
         )
         .await?;
         if let (Some(endpoint_url), false) = (&env.endpoint_url, outcome.up_to_date) {
-            start_local_engine(&plan, endpoint_url)
+            crate::serve::reload_or_restart(&plan, endpoint_url)
                 .await
-                .context("restarting the local engine on the new code")?;
+                .context("reloading the local engine on the new code")?;
         }
         match args.output {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
@@ -250,11 +255,12 @@ pub(crate) fn options_for(
 /// Connects to the environment and builds the release at the same time: on a first local deploy the moto
 /// install and start overlap the function build instead of waiting for it (both say what they do on stderr).
 pub(crate) async fn connect_and_build(
+    root: &Path,
     plan: &Plan,
     template: &RenderedTemplate,
     ui: Arc<ConsoleUi>,
 ) -> anyhow::Result<(Connected, Release)> {
-    tokio::try_join!(connect(plan), build_release(plan, template, ui))
+    tokio::try_join!(connect(plan), build_release_in(root, plan, template, ui))
 }
 
 /// Builds and packages the functions for the plan (blocking work off the async runtime).
@@ -263,7 +269,17 @@ pub(crate) async fn build_release(
     template: &RenderedTemplate,
     ui: Arc<ConsoleUi>,
 ) -> anyhow::Result<Release> {
-    let req = BuildRequest::for_plan(plan, &crate::cli::repo_root(), &template.sha256)?;
+    build_release_in(&crate::cli::repo_root(), plan, template, ui).await
+}
+
+/// [`build_release`] of the functions in the workspace at `root`.
+pub(crate) async fn build_release_in(
+    root: &Path,
+    plan: &Plan,
+    template: &RenderedTemplate,
+    ui: Arc<dyn deployer::ui::Ui>,
+) -> anyhow::Result<Release> {
+    let req = BuildRequest::for_plan(plan, root, &template.sha256)?;
     let release =
         tokio::task::spawn_blocking(move || deployer::build::build(&req, ui.as_ref())).await??;
     Ok(release)

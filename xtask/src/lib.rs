@@ -8,8 +8,10 @@ pub mod exit;
 
 pub mod bench;
 pub mod bench_cli;
+pub mod bench_dev;
 pub mod build;
 pub mod deploy;
+pub mod dev;
 pub mod diff;
 pub mod doctor;
 pub mod logs;

@@ -59,6 +59,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     let engine = Engine::start(cfg)
         .await
         .context("starting the local engine")?;
+    // Hotswaps (`deploy --hotswap`, `dev`) ask through this socket for the changed functions to be reloaded.
+    let source = local_engine::control::DeployedSource {
+        plan: plan.clone(),
+        endpoint_url: endpoint_url.clone(),
+        state_dir: state_dir.clone(),
+        dist: dist.clone(),
+    };
+    let _control = match local_engine::control::ControlServer::start(engine.host(), source) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            eprintln!(
+                "local engine: no control socket at {} ({e}); a hotswap restarts the engine instead",
+                local_engine::control::socket_path(&state_dir).display()
+            );
+            None
+        }
+    };
     eprintln!(
         "local engine: gateway {} -> functions from {}; endpoint {endpoint_url}; logs in {}",
         engine.url(),
@@ -225,9 +242,42 @@ pub async fn start_background(plan: &Plan, endpoint_url: &str) -> anyhow::Result
     }
 }
 
+/// How a running engine took new function code.
+#[derive(Debug)]
+pub enum Applied {
+    /// The engine reloaded the changed functions in place; the other functions kept their processes.
+    Reloaded(local_engine::control::ReloadReport),
+    /// The engine was (re)started on the new release (none ran, or it could not reload).
+    Restarted,
+}
+
+/// After a hotswap: asks the running engine to reload the functions whose code changed (the data stays in the
+/// local AWS endpoint, the gateway keeps its port and connections, unchanged functions keep their warm
+/// processes). Starts or restarts the engine instead when none runs or it cannot reload, saying why.
+pub async fn reload_or_restart(
+    plan: &Plan,
+    endpoint_url: &str,
+) -> anyhow::Result<(String, Applied)> {
+    let state = local_engine::state::state_dir(&plan.env);
+    if local_engine::daemon::running_pid(&StatePaths::new(&state)).is_some() {
+        match local_engine::control::request_reload(&state).await {
+            Ok(report) => {
+                let port = plan.local.as_ref().map(|l| l.gateway_port).unwrap_or(3030);
+                return Ok((
+                    format!("http://127.0.0.1:{port}"),
+                    Applied::Reloaded(report),
+                ));
+            }
+            Err(e) => eprintln!("local engine: {e}; restarting it on the new release"),
+        }
+    }
+    let url = start_background(plan, endpoint_url).await?;
+    Ok((url, Applied::Restarted))
+}
+
 /// This executable. When it was rebuilt while running (a build in the same target directory replaced it),
 /// Linux reports `<path> (deleted)`; the new binary at the same path is the one to start.
-fn current_exe() -> anyhow::Result<PathBuf> {
+pub(crate) fn current_exe() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the xtask executable")?;
     let text = exe.to_string_lossy();
     match text.strip_suffix(" (deleted)") {

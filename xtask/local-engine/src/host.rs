@@ -144,6 +144,7 @@ impl Host {
                     all: Mutex::new(HashMap::new()),
                     next_id: AtomicU64::new(1),
                     closed: AtomicBool::new(false),
+                    generation: AtomicU64::new(0),
                 };
                 (pool.spec.name, Arc::new(pool))
             })
@@ -199,6 +200,26 @@ impl Host {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Retires every process of `name` so the next invocation starts the binary now on disk (a hotswap
+    /// replaced it by rename): idle processes are killed now, busy ones when their invocation ends, so no
+    /// request is cut off. The other functions' processes are left alone. Returns whether `name` is hosted.
+    pub fn recycle(&self, name: FunctionName) -> bool {
+        let Some(pool) = self.pools.get(&name) else {
+            return false;
+        };
+        pool.generation.fetch_add(1, Ordering::SeqCst);
+        let idle: Vec<Arc<Worker>> = std::mem::take(&mut *pool.idle.lock().unwrap());
+        for w in &idle {
+            pool.retire(w);
+        }
+        pool.log.line(&format!(
+            "RELOAD {} process(es) retired; the next invocation starts {}",
+            idle.len(),
+            pool.spec.binary.display()
+        ));
+        true
     }
 
     /// Invokes a function synchronously (`RequestResponse`) with a JSON payload.
@@ -273,6 +294,8 @@ struct Pool {
     all: Mutex<HashMap<u64, Arc<Worker>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// Bumped by [`Host::recycle`]; a process of an older generation is retired instead of reused.
+    generation: AtomicU64,
 }
 
 /// One pending invocation, handed to a process by its `next` endpoint.
@@ -287,6 +310,8 @@ struct Invocation {
 /// One running function process and its private Runtime API listener.
 struct Worker {
     id: u64,
+    /// The pool's generation when this process started.
+    generation: u64,
     timeout: Duration,
     arn: String,
     tx: mpsc::Sender<Invocation>,
@@ -448,15 +473,28 @@ impl Pool {
     fn take_idle(&self) -> Option<Arc<Worker>> {
         let mut idle = self.idle.lock().unwrap();
         while let Some(w) = idle.pop() {
-            if !w.is_dead() {
+            if !w.is_dead() && w.generation == self.generation.load(Ordering::SeqCst) {
                 return Some(w);
             }
+            self.retire_popped(w);
         }
         None
     }
 
+    /// Retires a worker popped from the idle list (the lock is held by the caller, so no re-lock here).
+    fn retire_popped(&self, worker: Arc<Worker>) {
+        worker.kill();
+        self.all.lock().unwrap().remove(&worker.id);
+        if let Some(server) = worker.server.lock().unwrap().take() {
+            server.abort();
+        }
+    }
+
     fn give_back(&self, worker: Arc<Worker>) {
-        if worker.is_dead() || self.closed.load(Ordering::SeqCst) {
+        if worker.is_dead()
+            || self.closed.load(Ordering::SeqCst)
+            || worker.generation != self.generation.load(Ordering::SeqCst)
+        {
             self.retire(&worker);
         } else {
             self.idle.lock().unwrap().push(worker);
@@ -492,6 +530,7 @@ impl Pool {
         );
         let worker = Arc::new(Worker {
             id,
+            generation: self.generation.load(Ordering::SeqCst),
             timeout: self.spec.timeout,
             arn,
             tx,

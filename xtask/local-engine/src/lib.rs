@@ -4,9 +4,11 @@
 //! gateway ([`gateway`]) and the stream poller ([`poller`]) stand in for Lambda, API Gateway and the event
 //! source mapping, which the endpoint cannot run. [`engine`] starts the three together, [`deployed`] reads
 //! what was deployed so the engine serves exactly that, [`daemon`] runs the engine in the background,
-//! and [`process`] is the one place that starts, identifies and signals the processes the tool leaves running.
+//! [`control`] lets a hotswap reload the changed functions of a running engine, and [`process`] is the one
+//! place that starts, identifies and signals the processes the tool leaves running.
 
 pub mod bench;
+pub mod control;
 pub mod daemon;
 pub mod deployed;
 pub mod endpoint;

@@ -1,0 +1,254 @@
+//! `xtask dev` end to end through the real CLI, as a user runs it: it deploys, then a source edit of the query
+//! function (its `/health` build tag) is rebuilt and swapped into the running engine, visible through the API,
+//! while data written before the swap stays readable and the command function keeps its process; a compile error
+//! is printed and the previous version keeps serving; Ctrl-C (SIGINT) stops watching and leaves the engine
+//! serving until `teardown`.
+//!
+//! `dev` watches and builds a scratch copy of the workspace (`--workspace`, sharing this build's target
+//! directory), so the test edits sources freely and the repository's own files are never touched.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tests::cli::{LocalEnv, output_text, xtask_binary};
+use tests::repo_root;
+
+/// Copies the workspace's sources (not `target/`, `.git/`, `.local/`) into `dst`.
+fn copy_workspace(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if matches!(name.to_str(), Some("target" | ".git" | ".local")) {
+            continue;
+        }
+        let to = dst.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_workspace(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+/// `dev` running in the background, its stderr collected line by line.
+struct Dev {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Dev {
+    fn start(env: &LocalEnv, workspace: &Path) -> Dev {
+        // The target directory of this build (`<target>/debug/xtask`): the scratch copy builds into it.
+        let target = xtask_binary()
+            .ancestors()
+            .nth(2)
+            .expect("the xtask binary lives in <target>/debug")
+            .to_path_buf();
+        let mut child = env
+            .command(&["dev", "--workspace", workspace.to_str().unwrap()])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("CQRS_BUILD_TAG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("xtask dev starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut all = sink.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        Dev { child, stderr }
+    }
+
+    fn output(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until `dev` has printed `needle` `count` times in all; panics with its output after `limit`.
+    fn wait_for(&mut self, needle: &str, count: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.output().matches(needle).count() >= count {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "dev exited ({status}) before printing `{needle}`:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dev did not print `{needle}` within {limit:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn health(http: &reqwest::Client, url: &str) -> Value {
+    let resp = http
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn events_of(http: &reqwest::Client, url: &str, id: &str) -> (u16, String) {
+    let resp = http
+        .get(format!("{url}/aggregates/{id}/events"))
+        .send()
+        .await
+        .expect("the gateway answers");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+/// Pids of the engine's processes running `<function>/bootstrap`.
+fn function_pids(env: &LocalEnv, function: &str) -> Vec<u32> {
+    let engine = env.pid("engine.pid").expect("the engine's pid file");
+    let suffix = format!("{function}/bootstrap");
+    let mut pids: Vec<u32> = local_engine::daemon::group_members(engine)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .map(|exe| {
+                    let exe = exe.to_string_lossy().replace(" (deleted)", "");
+                    exe.ends_with(&suffix)
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn edit(path: &PathBuf, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} contains `{from}`", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[tokio::test]
+async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ctrl_c() {
+    let mut env = LocalEnv::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let workspace = scratch.path().join("workspace");
+    copy_workspace(&repo_root(), &workspace);
+    let http = reqwest::Client::new();
+    let url = env.url();
+
+    let mut dev = Dev::start(&env, &workspace);
+    // The first run compiles the scratch copy's own crates (the dependencies are shared with this build).
+    dev.wait_for("watching", 1, Duration::from_secs(900));
+    assert_eq!(health(&http, &url).await["build"], "dev");
+
+    // Data written before the swap, through both functions that touch the tables.
+    let id = format!("dev-loop-{}", std::process::id());
+    let resp = http
+        .post(format!("{url}/events"))
+        .json(&json!({"aggregateId": id, "eventType": "user_created", "eventData": {"name": "Ada", "email": "ada@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    let (status, before) = events_of(&http, &url, &id).await;
+    assert_eq!(status, 200, "{before}");
+    assert!(before.contains("user_created"), "{before}");
+    let command_pids = function_pids(&env, "command");
+    assert!(!command_pids.is_empty(), "a warm command process");
+
+    // A behaviour-changing edit of one function.
+    let main_rs = workspace.join("functions/query/src/main.rs");
+    let tag = format!("edited-{}", std::process::id());
+    edit(
+        &main_rs,
+        "unwrap_or(\"dev\")",
+        &format!("unwrap_or(\"{tag}\")"),
+    );
+    dev.wait_for("rebuilt and swapped", 1, Duration::from_secs(600));
+    let out = dev.output();
+    assert!(
+        out.contains("query rebuilt and swapped") && out.contains("command, projector unchanged"),
+        "only the query function is swapped:\n{out}"
+    );
+    assert_eq!(health(&http, &url).await["build"], tag.as_str(), "{out}");
+    let (status, after) = events_of(&http, &url, &id).await;
+    assert_eq!((status, &after), (200, &before), "data survives the swap");
+    assert_eq!(
+        function_pids(&env, "command"),
+        command_pids,
+        "the unchanged command function keeps its process"
+    );
+
+    // A compile error: shown, and the swapped-in version keeps serving.
+    std::fs::write(
+        &main_rs,
+        std::fs::read_to_string(&main_rs).unwrap() + "\nfn broken() -> u32 { \"not a number\" }\n",
+    )
+    .unwrap();
+    dev.wait_for("build failed", 1, Duration::from_secs(600));
+    let out = dev.output();
+    assert!(
+        out.contains("error[E0308]"),
+        "cargo's error is shown:\n{out}"
+    );
+    assert_eq!(health(&http, &url).await["build"], tag.as_str(), "{out}");
+
+    // Ctrl-C stops watching; the engine keeps serving.
+    let int = std::process::Command::new("kill")
+        .args(["-INT", &dev.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = dev.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dev did not stop on SIGINT:\n{}",
+            dev.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Let the reader thread drain the last lines.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(status.success(), "dev exits 0 on Ctrl-C:\n{}", dev.output());
+    assert!(
+        dev.output().contains("stopped watching"),
+        "{}",
+        dev.output()
+    );
+    assert_eq!(health(&http, &url).await["build"], tag.as_str());
+    let (status, still) = events_of(&http, &url, &id).await;
+    assert_eq!((status, &still), (200, &before));
+
+    let down = env.run(&["teardown", "--yes"]);
+    assert!(down.status.success(), "{}", output_text(&down));
+    env.torn_down = true;
+}

@@ -1,0 +1,248 @@
+//! The background engine's control channel: a Unix socket in the state directory through which
+//! `deploy --hotswap` and `cargo xtask dev` ask a running engine to pick up new function code without a restart.
+//!
+//! Why a reload instead of a restart: a restart drops the gateway's connections, kills every warm function
+//! process and costs seconds; a reload re-reads what was deployed (the same checks as a start: binaries
+//! against the release manifest, `CodeSha256` against the endpoint), then retires only the processes of the
+//! functions whose binary changed ([`Host::recycle`]). The data never moves: it lives in the local AWS endpoint.
+//! Why a socket and not a signal: the caller needs the answer (what was reloaded, or why the engine cannot),
+//! and a socket inside the state directory can only belong to the engine of that directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stack::{FunctionName, Plan};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::deployed::sha256_file;
+use crate::host::{FunctionSpec, Host};
+
+/// How long a caller waits for the engine's answer (reading the deployed stack and hashing the binaries).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The socket of the engine serving `state_dir`.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("engine.sock")
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// Functions whose binary changed: their processes were retired, the next invocation runs the new code.
+    pub reloaded: Vec<FunctionName>,
+    /// Functions whose binary is the one already served: their processes were kept.
+    pub unchanged: Vec<FunctionName>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+enum Reply {
+    Reloaded(ReloadReport),
+    Failed { message: String },
+}
+
+/// Errors of [`request_reload`].
+///
+/// ### Handling
+/// `Unreachable`: no engine listens (none runs, or an engine from before the control channel); the caller
+/// restarts the engine instead. `Failed`: the engine answered that it cannot reload (the deployed stack and the
+/// build disagree, or more than code changed); the caller restarts it, which reports the same problem if it
+/// persists.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no local engine answers on {path}: {detail}")]
+    Unreachable { path: PathBuf, detail: String },
+    #[error("the local engine cannot reload: {0}")]
+    Failed(String),
+}
+
+/// Asks the engine serving `state_dir` to reload the functions whose code changed, and waits for its answer.
+pub async fn request_reload(state_dir: &Path) -> Result<ReloadReport, ControlError> {
+    let path = socket_path(state_dir);
+    let unreachable = |detail: String| ControlError::Unreachable {
+        path: path.clone(),
+        detail,
+    };
+    let exchange = async {
+        let mut stream = UnixStream::connect(&path)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        stream
+            .write_all(b"reload\n")
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut answer = String::new();
+        BufReader::new(stream)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        match serde_json::from_str::<Reply>(&answer) {
+            Ok(Reply::Reloaded(report)) => Ok(report),
+            Ok(Reply::Failed { message }) => Err(ControlError::Failed(message)),
+            Err(e) => Err(unreachable(format!("unreadable answer `{answer}`: {e}"))),
+        }
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, exchange)
+        .await
+        .map_err(|_| unreachable(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())))?
+}
+
+/// What the engine serves of one function: its binary's SHA-256 and the settings a process starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Served {
+    binary_sha256: String,
+    settings: String,
+}
+
+impl Served {
+    fn of(spec: &FunctionSpec) -> std::io::Result<Served> {
+        Ok(Served {
+            binary_sha256: sha256_file(&spec.binary)?,
+            // Everything but the code: a change here is a configuration change, which needs a restart.
+            settings: format!(
+                "{} {} {:?} {} {:?} {}",
+                spec.function_name,
+                spec.binary.display(),
+                spec.environment,
+                spec.memory_mb,
+                spec.timeout,
+                spec.max_processes
+            ),
+        })
+    }
+}
+
+/// Where the engine re-reads the deployed stack from: the same inputs as [`crate::EngineConfig::from_deployed`].
+#[derive(Debug, Clone)]
+pub struct DeployedSource {
+    pub plan: Plan,
+    pub endpoint_url: String,
+    pub state_dir: PathBuf,
+    pub dist: PathBuf,
+}
+
+/// The engine side: listens on the socket until dropped (the socket file is removed then).
+pub struct ControlServer {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ControlServer {
+    /// Binds `<state_dir>/engine.sock` (replacing a stale one) and answers reload requests for `host`.
+    pub fn start(host: Arc<Host>, source: DeployedSource) -> std::io::Result<ControlServer> {
+        let served = host
+            .functions()
+            .map(|spec| Ok((spec.name, Served::of(spec)?)))
+            .collect::<std::io::Result<BTreeMap<_, _>>>()?;
+        let path = socket_path(&source.state_dir);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        let reloader = Arc::new(Reloader {
+            host,
+            served: Mutex::new(served),
+            source,
+            busy: tokio::sync::Mutex::new(()),
+        });
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let reloader = reloader.clone();
+                tokio::spawn(async move {
+                    let _ = answer(stream, &reloader).await;
+                });
+            }
+        });
+        Ok(ControlServer { path, task })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct Reloader {
+    host: Arc<Host>,
+    served: Mutex<BTreeMap<FunctionName, Served>>,
+    source: DeployedSource,
+    /// One reload at a time: two callers must not interleave their comparisons.
+    busy: tokio::sync::Mutex<()>,
+}
+
+async fn answer(stream: UnixStream, reloader: &Reloader) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut request = String::new();
+    BufReader::new(read).read_line(&mut request).await?;
+    let reply = match request.trim() {
+        "reload" => match reloader.reload().await {
+            Ok(report) => Reply::Reloaded(report),
+            Err(message) => Reply::Failed { message },
+        },
+        other => Reply::Failed {
+            message: format!("unknown request `{other}` (expected `reload`)"),
+        },
+    };
+    let mut line = serde_json::to_vec(&reply).expect("a reply serializes");
+    line.push(b'\n');
+    write.write_all(&line).await
+}
+
+impl Reloader {
+    async fn reload(&self) -> Result<ReloadReport, String> {
+        let _one = self.busy.lock().await;
+        let src = &self.source;
+        let cfg = crate::EngineConfig::from_deployed(
+            &src.plan,
+            &src.endpoint_url,
+            &src.state_dir,
+            &src.dist,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut next = BTreeMap::new();
+        for spec in &cfg.functions {
+            let now = Served::of(spec).map_err(|e| format!("{}: {e}", spec.binary.display()))?;
+            next.insert(spec.name, now);
+        }
+        let mut served = self.served.lock().unwrap();
+        let mut report = ReloadReport {
+            reloaded: Vec::new(),
+            unchanged: Vec::new(),
+        };
+        for (name, now) in &next {
+            match served.get(name) {
+                Some(before) if before.settings != now.settings => {
+                    return Err(format!(
+                        "the configuration of `{name}` changed (environment, memory, timeout or concurrency), not only its code; restart the engine"
+                    ));
+                }
+                Some(before) if before.binary_sha256 == now.binary_sha256 => {
+                    report.unchanged.push(*name)
+                }
+                Some(_) => report.reloaded.push(*name),
+                None => {
+                    return Err(format!(
+                        "function `{name}` is deployed but not hosted; restart the engine"
+                    ));
+                }
+            }
+        }
+        for name in &report.reloaded {
+            self.host.recycle(*name);
+        }
+        *served = next;
+        Ok(report)
+    }
+}
