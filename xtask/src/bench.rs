@@ -242,6 +242,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitStatus> {
         delete_data: false,
         confirm: false,
         poll_interval: deployer::deploy::poll_interval(&sandbox.plan),
+        wait_timeout: deployer::stackops::DEFAULT_WAIT_TIMEOUT,
     };
     let (mut full, mut noop, mut down) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {
