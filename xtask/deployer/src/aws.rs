@@ -68,7 +68,8 @@ impl Clients {
 /// `profile` picks a named profile of `~/.aws/config` (an SSO profile, say). The account check applies either way.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {
-    /// `--profile`: the named profile to take credentials (and, unless the plan sets one, nothing else) from.
+    /// `--profile`: the named profile of the shared config files to take credentials from, ahead of any in the
+    /// environment.
     pub profile: Option<String>,
     /// `--no-assume-role`: use the caller's credentials as they are, without assuming `role_arn`.
     pub own_credentials: bool,
@@ -101,7 +102,13 @@ pub async fn sdk_config_with(
             "local-endpoint",
         ));
     } else if let Some(profile) = &access.profile {
-        loader = loader.profile_name(profile);
+        // As with the AWS CLI's `--profile`: the named profile's credentials win over any in the environment
+        // (the standard chain would try environment variables first).
+        loader = loader.profile_name(profile).credentials_provider(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build(),
+        );
     }
     let base = loader.load().await;
     let Some(role) = plan
