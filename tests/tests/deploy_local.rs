@@ -252,6 +252,7 @@ async fn teardown_without_retained_tables_removes_everything() {
         delete_data: false,
         confirm: false,
         poll_interval: deployer::deploy::poll_interval(&plan),
+        wait_timeout: deployer::stackops::DEFAULT_WAIT_TIMEOUT,
     };
     let outcome = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui)
         .await
@@ -301,6 +302,7 @@ async fn teardown_keeps_retained_tables_and_a_redeploy_adopts_or_explains() {
         delete_data: false,
         confirm: false,
         poll_interval: deployer::deploy::poll_interval(&plan),
+        wait_timeout: deployer::stackops::DEFAULT_WAIT_TIMEOUT,
     };
     let outcome = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui)
         .await
@@ -387,6 +389,7 @@ async fn delete_data_is_refused_when_the_config_protects_the_data() {
         delete_data: true,
         confirm: false,
         poll_interval: deployer::deploy::poll_interval(&plan),
+        wait_timeout: deployer::stackops::DEFAULT_WAIT_TIMEOUT,
     };
     let err = deployer::teardown::teardown(&env.clients, &plan, &env.bucket(&plan), &opts, &ui)
         .await

@@ -1,6 +1,6 @@
 //! Promotion into another AWS account and region, through the real `cargo xtask promote` binary, against the
 //! local AWS endpoint. moto keeps one world per account: the credentials STS returns for a role in account
-//! 222222222222 make every later request land in 222222222222. So `dev` (account 111111111111, us-east-1) and
+//! 222222222222 make every later request land in 222222222222. So `dev` (account 444455556666, us-east-1) and
 //! `staging` (account 222222222222, us-west-2) are two `kind: aws` environments with their own deploy roles, and
 //! the promotion has to do what it does on AWS: read the source's release with the source's role, copy the exact
 //! zips into the target account's own bucket in the target region, deploy there, and verify `CodeSha256`.
@@ -27,7 +27,7 @@ use local_engine::endpoint::Endpoint;
 use stack::{FunctionName, Plan};
 use tests::repo_root;
 
-const SOURCE_ACCOUNT: &str = "111111111111";
+const SOURCE_ACCOUNT: &str = "444455556666";
 const SOURCE_REGION: &str = "us-east-1";
 const TARGET_ACCOUNT: &str = "222222222222";
 const TARGET_REGION: &str = "us-west-2";
@@ -233,7 +233,7 @@ async fn a_release_is_promoted_into_another_account_and_region_bit_for_bit() {
     let dst_in_source_region =
         clients_as(&moto, staging.role_arn.as_deref().unwrap(), SOURCE_REGION).await;
 
-    // 1. Deploy dev in account 111111111111 through the deploy path. The change set is executed, as on AWS;
+    // 1. Deploy dev in account 444455556666 through the deploy path. The change set is executed, as on AWS;
     //    only the API read-back is off (moto's CloudFormation creates no API Gateway v2).
     let release = release(dir, &dev, &dev_template.sha256);
     let digest = release.digest();

@@ -289,6 +289,7 @@ pub(crate) async fn deploy_figures(rounds: usize) -> anyhow::Result<DeployFigure
         delete_data: false,
         confirm: false,
         poll_interval: deployer::deploy::poll_interval(&sandbox.plan),
+        wait_timeout: deployer::stackops::DEFAULT_WAIT_TIMEOUT,
     };
     let (mut full, mut noop, mut down) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {

@@ -17,6 +17,8 @@ pub struct Cli {
     /// Print debug logs of the tool itself (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    #[command(flatten)]
+    pub access: AccessArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -30,6 +32,43 @@ pub struct EnvArgs {
     /// Directory holding the per-environment YAML files.
     #[arg(long, default_value_os_t = default_config_dir(), env = "XTASK_CONFIG_DIR")]
     pub config_dir: PathBuf,
+}
+
+/// Whose AWS credentials an `aws` environment is reached with (every command; ignored for `local`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AccessArgs {
+    /// Take AWS credentials from this named profile of ~/.aws/config (an SSO profile, say) instead of the
+    /// standard chain's default (AWS_PROFILE, environment variables, ...).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Deploy as yourself: use the credentials as they are instead of assuming the config's `role_arn` (the CI
+    /// role, which trusts only GitHub). The credentials must still belong to the config's `account_id`.
+    #[arg(long, global = true)]
+    pub no_assume_role: bool,
+}
+
+impl From<&AccessArgs> for deployer::aws::Access {
+    fn from(a: &AccessArgs) -> Self {
+        deployer::aws::Access {
+            profile: a.profile.clone(),
+            own_credentials: a.no_assume_role,
+        }
+    }
+}
+
+/// How long `deploy`, `promote` and `teardown` wait for CloudFormation.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct WaitArgs {
+    /// Give up waiting for a CloudFormation operation after this many minutes, naming the stack and its state
+    /// (the operation itself goes on).
+    #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "XTASK_WAIT_TIMEOUT")]
+    pub wait_timeout: u64,
+}
+
+impl WaitArgs {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.wait_timeout * 60)
+    }
 }
 
 /// How a command prints its result.
@@ -81,6 +120,7 @@ pub enum Command {
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+    crate::deploy::set_access((&cli.access).into());
     match cli.command {
         Command::Render(a) => crate::render::run(a).await,
         Command::Validate(a) => crate::validate::run(a).await,

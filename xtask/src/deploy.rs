@@ -39,6 +39,13 @@ pub struct Args {
     /// the config says `deploy.hotswap: false` (prod).
     #[arg(long)]
     pub hotswap: bool,
+    /// Deploy the release `cargo xtask build --env <env>` left in `<target>/xtask/dist/<env>` instead of building
+    /// (CI: build once, deploy that). Refused when it was built for another environment or template, or when a
+    /// zip no longer matches its manifest.
+    #[arg(long)]
+    pub prebuilt: bool,
+    #[command(flatten)]
+    pub wait: crate::cli::WaitArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
@@ -52,11 +59,17 @@ async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
 /// `deploy` of the functions in the workspace at `root` (`cargo xtask dev --workspace` builds a scratch copy).
 pub(crate) async fn deploy_in(root: &Path, args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, template) = load(&args.env)?;
+    refuse_placeholders(&plan)?;
     let ui = Arc::new(ConsoleUi::new(args.yes));
     crate::serve::check_gateway_port(&plan)?;
-    let (env, release) = connect_and_build(root, &plan, &template, ui.clone()).await?;
+    let (env, release) = if args.prebuilt {
+        (connect(&plan).await?, prebuilt_release(&plan, &template)?)
+    } else {
+        connect_and_build(root, &plan, &template, ui.clone()).await?
+    };
     let mut opts = options_for(DeployOptions::for_plan(&plan), &plan, &env);
     opts.allow_data_loss = args.allow_data_loss;
+    opts.wait_timeout = args.wait.duration();
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
     if args.hotswap {
         let outcome = deployer::hotswap::hotswap(
@@ -149,9 +162,38 @@ pub(crate) fn load(env: &EnvArgs) -> anyhow::Result<(Plan, RenderedTemplate)> {
         .map_err(|e| anyhow::Error::new(InvalidInput(e.to_string())))
 }
 
+/// Refuses an `aws` environment whose config still holds the shipped example values (account, role, JWT
+/// issuer, CORS origins), before anything is built or sent. Exit 2, as for any config that must be edited: no
+/// flag overrides it, and `validate` lists the same values as warnings.
+pub(crate) fn refuse_placeholders(plan: &Plan) -> anyhow::Result<()> {
+    let found = stack::placeholders::placeholders(plan);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = found.iter().map(|p| format!("  - {p}")).collect();
+    Err(anyhow::Error::new(InvalidInput(format!(
+        "refusing to deploy `{}`: its config still holds the shipped example values; nothing was built or sent to AWS; replace them:\n{}",
+        plan.env,
+        list.join("\n")
+    ))))
+}
+
 /// The state directory of an environment: `$XTASK_STATE_DIR`, or `<repo>/.local/state/<env>`.
 pub(crate) fn state_dir(plan: &Plan) -> PathBuf {
     local_engine::state::state_dir(&plan.env)
+}
+
+/// The `--profile` / `--no-assume-role` of this run, set once by `cli::dispatch` before any command runs. It
+/// is process-wide because every command reaches AWS through [`connect`], including promotion's two
+/// environments, and the options are global ones on the command line.
+static ACCESS: std::sync::OnceLock<deployer::aws::Access> = std::sync::OnceLock::new();
+
+pub(crate) fn set_access(access: deployer::aws::Access) {
+    let _ = ACCESS.set(access);
+}
+
+fn access() -> deployer::aws::Access {
+    ACCESS.get().cloned().unwrap_or_default()
 }
 
 /// Clients for an environment, and the local endpoint's URL for `local`.
@@ -217,13 +259,27 @@ pub(crate) async fn connect_if_running(plan: &Plan) -> anyhow::Result<Option<Con
 /// Clients for the plan, pointed at `endpoint_url` for a local environment.
 async fn connect_to(plan: &Plan, endpoint_url: Option<String>) -> anyhow::Result<Connected> {
     // `deployer::aws::connect` step by step, to learn the endpoint the standard chain resolved.
-    let sdk = deployer::aws::sdk_config(plan, endpoint_url.as_deref()).await?;
+    let access = access();
+    let sdk = deployer::aws::sdk_config_with(plan, endpoint_url.as_deref(), &access).await?;
     let endpoint_override = match plan.kind {
         EnvKind::Aws => sdk.endpoint_url().map(str::to_string),
         EnvKind::Local => None,
     };
     let clients = deployer::aws::Clients::from_sdk_config(&sdk);
-    let account = deployer::aws::verify_account(&clients, plan).await?;
+    let identity = deployer::aws::verify_identity(&clients, plan).await?;
+    if let (Some(id), true) = (&identity, access.own_credentials) {
+        eprintln!(
+            "using your own credentials for `{}`: {} (account {}){}",
+            plan.env,
+            id.arn,
+            id.account,
+            match &plan.role_arn {
+                Some(role) => format!("; `{role}` is not assumed (--no-assume-role)"),
+                None => String::new(),
+            }
+        );
+    }
+    let account = identity.map(|i| i.account);
     Ok(Connected {
         clients,
         account,
@@ -283,6 +339,47 @@ pub(crate) async fn build_release_in(
     let release =
         tokio::task::spawn_blocking(move || deployer::build::build(&req, ui.as_ref())).await??;
     Ok(release)
+}
+
+/// The release the last `cargo xtask build --env <env>` left in the target directory, checked against the
+/// plan: built for this environment and this exact template, every zip still the one its manifest names.
+fn prebuilt_release(plan: &Plan, template: &RenderedTemplate) -> anyhow::Result<Release> {
+    let target_dir = deployer::build::default_target_dir(&crate::cli::repo_root());
+    let dist_dir = deployer::build::dist_dir(&target_dir, &plan.env);
+    let invalid = |m: String| anyhow::Error::new(InvalidInput(m));
+    let rebuild = format!("run `cargo xtask build --env {}` first", plan.env);
+    let manifest =
+        deployer::build::load_local_manifest(&target_dir, &plan.env).ok_or_else(|| {
+            invalid(format!(
+                "--prebuilt: no release built for `{}` in {}; {rebuild}",
+                plan.env,
+                dist_dir.display()
+            ))
+        })?;
+    if manifest.env != plan.env || manifest.template_sha256 != template.sha256 {
+        return Err(invalid(format!(
+            "--prebuilt: the release in {} was built for `{}` with template sha256 {}, but {} renders {}; {rebuild}",
+            dist_dir.display(),
+            manifest.env,
+            manifest.template_sha256,
+            plan.config_path.display(),
+            template.sha256
+        )));
+    }
+    for f in stack::FunctionName::ALL {
+        let zip = deployer::build::zip_path(&dist_dir, f);
+        let matches = match (manifest.functions.get(&f), std::fs::read(&zip)) {
+            (Some(a), Ok(bytes)) => deployer::package::sha256_hex(&bytes) == a.zip_sha256,
+            _ => false,
+        };
+        if !matches {
+            return Err(invalid(format!(
+                "--prebuilt: {} is missing or differs from the release manifest; {rebuild}",
+                zip.display()
+            )));
+        }
+    }
+    Ok(Release { manifest, dist_dir })
 }
 
 /// An input error raised in the CLI layer (exit 2).

@@ -138,6 +138,8 @@ fn deploy_args(env: &EnvArgs) -> crate::deploy::Args {
         output: OutputFormat::Text,
         detailed_exitcode: false,
         hotswap: false,
+        prebuilt: false,
+        wait: crate::cli::WaitArgs { wait_timeout: 60 },
     }
 }
 

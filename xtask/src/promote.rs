@@ -35,6 +35,8 @@ pub struct Args {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub wait: crate::cli::WaitArgs,
     /// Directory holding the per-environment YAML files.
     #[arg(long, default_value_os_t = crate::cli::repo_root().join("config"), env = "XTASK_CONFIG_DIR")]
     pub config_dir: PathBuf,
@@ -69,8 +71,10 @@ async fn promote_cmd(args: Args) -> anyhow::Result<PromotionReport> {
     };
     let (source, _) = crate::deploy::load(&env_args(&from))?;
     let (target, template) = crate::deploy::load(&env_args(&to))?;
+    crate::deploy::refuse_placeholders(&target)?;
     let mut deploy = deployer::deploy::DeployOptions::for_plan(&target);
     deploy.allow_data_loss = args.allow_data_loss;
+    deploy.wait_timeout = args.wait.duration();
     let target_dir = deployer::build::default_target_dir(&crate::cli::repo_root());
     let options = Options {
         deploy,

@@ -4,8 +4,14 @@
 //! build the read model, and checks that a stale `expectedVersion` is refused with 409 `version_conflict`. Every
 //! request and response body is a `domain::api` type, the very types the functions serve, so a change of the API
 //! breaks this client at compile time rather than in production. Nothing is cleaned up: an event log is
-//! append-only, and deleting what the smoke test wrote would hide exactly the problems it is there to find (the
-//! aggregate ids start with `smoke-` so they are easy to tell apart).
+//! append-only, and deleting what the smoke test wrote would hide exactly the problems it is there to find. Its
+//! aggregates are easy to tell apart: `smoke-<env>-<UTC time>-<random>`, e.g. `smoke-dev-20261130T012233Z-1a2b3c4d`
+//! (see [`aggregate_id`]).
+//!
+//! An environment whose routes are behind a JWT authorizer (`api.jwt`) needs a token: `smoke` reads it from the
+//! `XTASK_SMOKE_TOKEN` environment variable (never from a flag, whose value would land in shell history and
+//! process listings), sends it as `Authorization: Bearer <token>` on every request, and refuses to start without
+//! it.
 //!
 //! The result is printed and stored in the environment's artifact bucket at `smoke/<env>.json`, together with
 //! the release digest the stack runs, so `cargo xtask promote` can require a passing smoke test of exactly the
@@ -25,6 +31,9 @@ use stack::{EnvKind, Plan};
 
 use crate::cli::OutputFormat;
 use crate::exit::ExitStatus;
+
+/// The environment variable holding the bearer token for JWT-protected environments.
+pub const TOKEN_VAR: &str = "XTASK_SMOKE_TOKEN";
 
 /// How long the smoke test waits for the read model to catch up by default.
 pub const DEFAULT_PROJECTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,6 +64,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         url: args.url.clone(),
         projection_timeout: Duration::from_secs(args.projection_timeout),
         record: !args.no_record,
+        token: std::env::var(TOKEN_VAR)
+            .ok()
+            .filter(|t| !t.trim().is_empty()),
     };
     let result = async {
         let (plan, _) = crate::deploy::load(&args.env)?;
@@ -79,6 +91,8 @@ pub struct SmokeOptions {
     pub projection_timeout: Duration,
     /// Store the record at `smoke/<env>.json` in the artifact bucket.
     pub record: bool,
+    /// The bearer token sent on every request (from [`TOKEN_VAR`]); required where the plan has `api.jwt`.
+    pub token: Option<String>,
 }
 
 impl Default for SmokeOptions {
@@ -87,6 +101,7 @@ impl Default for SmokeOptions {
             url: None,
             projection_timeout: DEFAULT_PROJECTION_TIMEOUT,
             record: true,
+            token: None,
         }
     }
 }
@@ -94,6 +109,7 @@ impl Default for SmokeOptions {
 /// Runs the smoke test against `plan`'s deployed API and (unless told otherwise) records the result. A failed
 /// check is a result (`passed: false`), not an error; errors are for not reaching the stack or the bucket.
 pub async fn smoke(plan: &Plan, options: &SmokeOptions) -> anyhow::Result<SmokeRecord> {
+    require_token(plan, options.token.as_deref())?;
     let connected = crate::deploy::connect(plan).await?;
     let (clients, account) = (&connected.clients, connected.account.clone());
     let stack = deployer::stackops::describe(&clients.cfn, &plan.stack_name).await?;
@@ -121,7 +137,14 @@ pub async fn smoke(plan: &Plan, options: &SmokeOptions) -> anyhow::Result<SmokeR
                 ))
             })?,
     };
-    let record = run_checks(&plan.env, &url, release_digest, options.projection_timeout).await;
+    let record = run_checks(
+        &plan.env,
+        &url,
+        release_digest,
+        options.projection_timeout,
+        options.token.as_deref(),
+    )
+    .await;
     if options.record {
         let bucket = deployer::artifacts::bucket_name(plan, account.as_deref());
         deployer::promote::put_smoke_record(&clients.s3, &bucket, &record).await?;
@@ -129,17 +152,56 @@ pub async fn smoke(plan: &Plan, options: &SmokeOptions) -> anyhow::Result<SmokeR
     Ok(record)
 }
 
-/// The checks themselves, against `base_url`. Stops at the first failed check: later ones depend on it.
+/// Refuses (exit 2) an `aws` environment behind a JWT authorizer when no token was given: every request but
+/// `/health` would answer 401, after the environment was already deployed.
+pub fn require_token(plan: &Plan, token: Option<&str>) -> anyhow::Result<()> {
+    if let Some(t) = token
+        && bearer(t).is_none()
+    {
+        return Err(anyhow::Error::new(crate::deploy::InvalidInput(format!(
+            "{TOKEN_VAR} does not hold a usable token (it contains a line break or another control character); set it to the token alone"
+        ))));
+    }
+    match (&plan.api.jwt, plan.kind, token) {
+        (Some(jwt), EnvKind::Aws, None) => {
+            Err(anyhow::Error::new(crate::deploy::InvalidInput(format!(
+                "`{}` serves its API behind a JWT authorizer ({}: api.jwt), so the smoke test needs a token: set {TOKEN_VAR} to a token issued by {} for the audience {} (an environment variable, never a flag: a flag's value lands in shell history) and run `cargo xtask smoke --env {}` again",
+                plan.env,
+                plan.config_path.display(),
+                jwt.issuer,
+                jwt.audience.join(" or "),
+                plan.env
+            ))))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The id of a smoke test's aggregate: `smoke-<env>-<UTC time>-<8 hex>`, recognisable in the event log and
+/// in order of the runs; the random part keeps two runs in the same second apart.
+pub fn aggregate_id(env: &str, at: chrono::DateTime<Utc>) -> String {
+    // The last 8 hex digits of a UUIDv7 are random bits.
+    let random = uuid::Uuid::now_v7().simple().to_string();
+    format!(
+        "smoke-{env}-{}-{}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        &random[random.len() - 8..]
+    )
+}
+
+/// The checks themselves, against `base_url`, with `token` as the bearer token of every request. Stops at the
+/// first failed check: later ones depend on it.
 pub async fn run_checks(
     env: &str,
     base_url: &str,
     release_digest: Option<String>,
     projection_timeout: Duration,
+    token: Option<&str>,
 ) -> SmokeRecord {
     let started_at = Utc::now();
     let started = Instant::now();
-    let client = Client::new(base_url);
-    let aggregate_id = format!("smoke-{}", uuid::Uuid::now_v7());
+    let client = Client::new(base_url, token);
+    let aggregate_id = aggregate_id(env, started_at);
     let mut checks = Vec::new();
     let steps: [(&str, Step); 5] = [
         ("health", Step::Health),
@@ -300,9 +362,14 @@ struct Client {
 }
 
 impl Client {
-    fn new(base: &str) -> Self {
+    fn new(base: &str, token: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = token.and_then(bearer) {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
+            .default_headers(headers)
             .build()
             .expect("an HTTP client builds");
         Client {
@@ -357,6 +424,14 @@ impl Client {
     }
 }
 
+/// `Bearer <token>`, marked sensitive so it is never logged; `None` when the token cannot be a header value.
+fn bearer(token: &str) -> Option<reqwest::header::HeaderValue> {
+    let mut value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim())).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 async fn decode<T: DeserializeOwned>(
     method: &str,
     path: &str,
@@ -389,4 +464,114 @@ async fn decode<T: DeserializeOwned>(
             String::from_utf8_lossy(&bytes)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    fn plan(env: &str) -> Plan {
+        stack::config::load(&crate::cli::repo_root().join("config"), env).unwrap()
+    }
+
+    /// Serves one request on a free port: returns the request head it received, answers 503.
+    async fn one_request_server() -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"error":{"code":"unavailable","message":"test server"}}"#;
+            let resp = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (url, handle)
+    }
+
+    #[tokio::test]
+    async fn the_token_is_sent_as_a_bearer_token() {
+        let (url, server) = one_request_server().await;
+        let record = run_checks(
+            "prod",
+            &url,
+            None,
+            Duration::from_secs(1),
+            Some("tok.en-1\n"),
+        )
+        .await;
+        let head = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            head.starts_with("get /health ")
+                && head.contains("\r\nauthorization: bearer tok.en-1\r\n"),
+            "{head}"
+        );
+        // The server's answer is reported, and nothing after the failed check ran.
+        assert!(!record.passed);
+        assert_eq!(record.checks.len(), 1);
+        assert!(
+            record.checks[0].detail.contains("503 unavailable"),
+            "{:?}",
+            record.checks
+        );
+    }
+
+    #[tokio::test]
+    async fn no_token_sends_no_authorization_header() {
+        let (url, server) = one_request_server().await;
+        let _ = run_checks("dev", &url, None, Duration::from_secs(1), None).await;
+        let head = server.await.unwrap().to_ascii_lowercase();
+        assert!(!head.contains("authorization"), "{head}");
+    }
+
+    #[test]
+    fn a_jwt_environment_without_a_token_is_refused_with_what_to_set() {
+        let prod = plan("prod");
+        let err = require_token(&prod, None).unwrap_err();
+        assert_eq!(
+            crate::deploy::exit_status_of(&err),
+            ExitStatus::InvalidInput
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("config/prod.yaml: api.jwt"), "{msg}");
+        assert!(msg.contains("set XTASK_SMOKE_TOKEN to a token issued by https://auth.example.com/ for the audience cqrs-api"), "{msg}");
+        require_token(&prod, Some("t")).unwrap();
+        // A token that cannot be a header value is refused before any request.
+        let err = require_token(&prod, Some("a\u{7}b")).unwrap_err();
+        assert!(
+            err.to_string().contains("does not hold a usable token"),
+            "{err}"
+        );
+        // No authorizer, no token needed.
+        require_token(&plan("dev"), None).unwrap();
+        require_token(&plan("local"), None).unwrap();
+    }
+
+    #[test]
+    fn smoke_aggregates_are_recognisable() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-30T01:22:33Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let id = aggregate_id("staging", at);
+        assert!(id.starts_with("smoke-staging-20261130T012233Z-"), "{id}");
+        assert_eq!(
+            id.len(),
+            "smoke-staging-20261130T012233Z-".len() + 8,
+            "{id}"
+        );
+        assert!(domain::validate::validate_id("aggregateId", &id).is_ok());
+        assert_ne!(id, aggregate_id("staging", at));
+    }
 }

@@ -28,6 +28,8 @@ pub struct Args {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub wait: crate::cli::WaitArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
@@ -72,6 +74,7 @@ async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
         delete_data: args.delete_data,
         confirm: plan.kind == EnvKind::Aws,
         poll_interval: deployer::deploy::poll_interval(&plan),
+        wait_timeout: args.wait.duration(),
     };
     let outcome = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, ui.as_ref())
         .await

@@ -1,6 +1,6 @@
 //! SDK clients for one environment: credentials and region from the standard chain (profiles, environment,
-//! `AWS_ENDPOINT_URL`), the configured role assumed when there is one, and the account checked against the
-//! config before anything is touched.
+//! `AWS_ENDPOINT_URL`), the configured role assumed when there is one (unless a person deploys with their own
+//! credentials, [`Access`]), and the account checked against the config before anything is touched.
 //!
 //! Throttling and eventual consistency are handled by the SDK's standard retry mode (exponential backoff with
 //! jitter, a retry token bucket), never by sleeps of our own.
@@ -64,9 +64,32 @@ impl Clients {
     }
 }
 
+/// Whose credentials a command uses for an `aws` environment.
+///
+/// By default the standard chain's credentials (environment, `AWS_PROFILE`, SSO, ...) assume the config's
+/// `role_arn`, as CI does. A person deploys with their own identity instead: `own_credentials` skips the role,
+/// `profile` picks a named profile of `~/.aws/config` (an SSO profile, say). The account check applies either way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// `--profile`: the named profile of the shared config files to take credentials from, ahead of any in the
+    /// environment.
+    pub profile: Option<String>,
+    /// `--no-assume-role`: use the caller's credentials as they are, without assuming `role_arn`.
+    pub own_credentials: bool,
+}
+
 /// Loads the SDK config for a plan: standard chain, the plan's region, our retry config, the endpoint override
 /// (the local endpoint's URL for `local`; dummy credentials there, as nothing checks them), then the role.
 pub async fn sdk_config(plan: &Plan, endpoint_url: Option<&str>) -> Result<SdkConfig> {
+    sdk_config_with(plan, endpoint_url, &Access::default()).await
+}
+
+/// [`sdk_config`] with explicit [`Access`]: a profile, and whether to assume `role_arn`.
+pub async fn sdk_config_with(
+    plan: &Plan,
+    endpoint_url: Option<&str>,
+    access: &Access,
+) -> Result<SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(plan.region.clone()))
         .retry_config(retry_config());
@@ -81,12 +104,20 @@ pub async fn sdk_config(plan: &Plan, endpoint_url: Option<&str>) -> Result<SdkCo
             None,
             "local-endpoint",
         ));
+    } else if let Some(profile) = &access.profile {
+        // As with the AWS CLI's `--profile`: the named profile's credentials win over any in the environment
+        // (the standard chain would try environment variables first).
+        loader = loader.profile_name(profile).credentials_provider(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build(),
+        );
     }
     let base = loader.load().await;
     let Some(role) = plan
         .role_arn
         .as_deref()
-        .filter(|_| plan.kind == EnvKind::Aws)
+        .filter(|_| plan.kind == EnvKind::Aws && !access.own_credentials)
     else {
         return Ok(base);
     };
@@ -109,9 +140,22 @@ pub async fn connect(plan: &Plan, endpoint_url: Option<&str>) -> Result<(Clients
     Ok((clients, account))
 }
 
+/// Who the credentials belong to (`sts:GetCallerIdentity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub account: String,
+    /// The caller's ARN, e.g. `arn:aws:sts::<account>:assumed-role/<role>/<session>`.
+    pub arn: String,
+}
+
 /// For AWS environments, checks that the credentials belong to the configured account and returns it;
 /// `local` is not checked (returns `None`).
 pub async fn verify_account(clients: &Clients, plan: &Plan) -> Result<Option<String>> {
+    Ok(verify_identity(clients, plan).await?.map(|i| i.account))
+}
+
+/// [`verify_account`], returning the whole identity (the CLI names it when a person deploys as themselves).
+pub async fn verify_identity(clients: &Clients, plan: &Plan) -> Result<Option<Identity>> {
     if plan.kind == EnvKind::Local {
         return Ok(None);
     }
@@ -120,13 +164,17 @@ pub async fn verify_account(clients: &Clients, plan: &Plan) -> Result<Option<Str
         .get_caller_identity()
         .send()
         .await
-        .map_err(Error::aws("checking the AWS credentials (sts:GetCallerIdentity); configure credentials (AWS_PROFILE, environment or SSO) and retry"))?;
+        .map_err(Error::aws("checking the AWS credentials (sts:GetCallerIdentity); configure credentials (AWS_PROFILE or --profile, environment, or `aws sso login`) and retry"))?;
     let actual = identity.account().unwrap_or_default().to_string();
     match plan.account_id.as_deref() {
         Some(expected) if expected != actual => Err(Error::Refused(format!(
-            "the credentials belong to account {actual}, but {} is for account {expected}; switch credentials (AWS_PROFILE) or fix `account_id`",
+            "the credentials ({}) belong to account {actual}, but {} is for account {expected}; switch credentials (--profile or AWS_PROFILE) or fix `account_id`",
+            identity.arn().unwrap_or("unknown caller"),
             plan.config_path.display()
         ))),
-        _ => Ok(Some(actual)),
+        _ => Ok(Some(Identity {
+            account: actual,
+            arn: identity.arn().unwrap_or_default().to_string(),
+        })),
     }
 }

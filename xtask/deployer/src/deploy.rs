@@ -1,5 +1,7 @@
-//! One deploy, start to finish: no-op detection, artifact upload, change set, preview and guards,
-//! confirmation, execution with progress, recovery from a failed first create, outputs.
+//! One deploy, start to finish: no-op detection, the stack states that need a person (refused with the exact
+//! recovery command instead of a change set CloudFormation would reject), artifact upload, adoption of retained
+//! tables, change set, preview and guards, confirmation, execution with progress, one retry of a first create
+//! that failed for a transient reason, outputs. Every wait has an overall deadline (`wait_timeout`).
 //!
 //! The same function deploys to AWS and to the local endpoint; only the clients differ.
 
@@ -16,7 +18,7 @@ use crate::aws::Clients;
 use crate::build::Release;
 use crate::error::{Error, Result};
 use crate::preview::{self, Preview};
-use crate::stackops::{self, ChangeSetInput, Watcher};
+use crate::stackops::{self, ChangeSetInput, Polling, Watcher};
 use crate::ui::{Confirmation, Ui};
 
 /// How a deploy behaves.
@@ -28,6 +30,8 @@ pub struct DeployOptions {
     pub confirm: bool,
     /// How often to poll change sets and stack events.
     pub poll_interval: Duration,
+    /// The overall limit of each wait on CloudFormation (change set, execution, deletion); `--wait-timeout`.
+    pub wait_timeout: Duration,
     /// Apply a reviewed change set with `CreateStack`/`UpdateStack` (same template and parameters) instead of
     /// `ExecuteChangeSet`. Only for the local endpoint: moto does not compute stack outputs when it executes a
     /// change set (its `execute_change_set` never rebuilds the output map), and the local engine reads them.
@@ -45,8 +49,17 @@ impl DeployOptions {
             allow_data_loss: false,
             confirm: plan.kind == EnvKind::Aws,
             poll_interval: poll_interval(plan),
+            wait_timeout: stackops::DEFAULT_WAIT_TIMEOUT,
             apply_with_stack_calls: plan.kind == EnvKind::Local,
             read_back_api: plan.kind == EnvKind::Aws,
+        }
+    }
+
+    /// The polling interval and the overall deadline of every wait.
+    pub fn polling(&self) -> Polling {
+        Polling {
+            interval: self.poll_interval,
+            timeout: self.wait_timeout,
         }
     }
 }
@@ -190,15 +203,8 @@ pub async fn deploy(
         match status.as_str() {
             "ROLLBACK_COMPLETE" => {
                 ui.line(&format!("notice: stack `{stack_name}` is in ROLLBACK_COMPLETE from a failed first create; it holds nothing, deleting it before creating it again"));
-                stackops::delete_and_wait(&clients.cfn, &id, ui, opts.poll_interval).await?;
+                stackops::delete_and_wait(&clients.cfn, &id, ui, opts.polling()).await?;
                 existing = None;
-            }
-            "UPDATE_ROLLBACK_FAILED" => {
-                return Err(Error::StackFailed(stackops::continue_rollback_hint(
-                    stack_name,
-                    &clients.region,
-                    &[],
-                )));
             }
             // A stack created by a change set that was never executed: creating again reuses it.
             "REVIEW_IN_PROGRESS" => existing = None,
@@ -209,17 +215,28 @@ pub async fn deploy(
                 )));
             }
             "DELETE_COMPLETE" => existing = None,
+            s if stackops::recovery_step(stack_name, None, None, s, &[]).is_some() => {
+                // CloudFormation would reject a change set here (or apply it to a broken stack): say what
+                // happened and the command that gets the stack out of this state.
+                let events = stackops::last_operation_events(&clients.cfn, &id).await?;
+                let step = stackops::recovery_step(
+                    stack_name,
+                    Some(&clients.region),
+                    Some(&plan.env),
+                    s,
+                    &events,
+                )
+                .unwrap_or_default();
+                return Err(Error::StackFailed(format!(
+                    "{}\n{step}",
+                    stackops::failure_report(stack_name, s, &events)
+                )));
+            }
             _ => {}
         }
     }
 
-    // 3. A first create after a teardown that retained the tables: adopt them, or say what to do.
-    let mut imports = Vec::new();
-    if existing.is_none() {
-        imports = retained_tables(clients, plan).await?;
-    }
-
-    // 4. Artifacts.
+    // 3. Artifacts.
     artifacts::ensure_bucket(&clients.s3, req.bucket, &clients.region, stack_name).await?;
     let uploads = artifacts::upload_release(&clients.s3, req.bucket, req.release).await?;
     ui.line(&format!(
@@ -229,14 +246,18 @@ pub async fn deploy(
         req.bucket
     ));
 
-    if !imports.is_empty() {
-        import_retained(clients, req, &params, &imports, opts, ui).await?;
-        existing = stackops::describe(&clients.cfn, stack_name).await?;
-    }
-
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // 4. A first create after a teardown that retained the tables (or after a failed create, which retains
+        //    them too): adopt them, or say what to do. Looked up again before each attempt.
+        if existing.is_none() {
+            let imports = retained_tables(clients, plan).await?;
+            if !imports.is_empty() {
+                import_retained(clients, req, &params, &imports, opts, ui).await?;
+                existing = stackops::describe(&clients.cfn, stack_name).await?;
+            }
+        }
         let creating = existing.is_none();
         let (old_body, old_params) = match &existing {
             Some(stack) => (
@@ -261,7 +282,7 @@ pub async fn deploy(
             imports: Vec::new(),
         };
         let change_set =
-            stackops::create_change_set(&clients.cfn, input.clone(), opts.poll_interval).await?;
+            stackops::create_change_set(&clients.cfn, input.clone(), opts.polling()).await?;
         let diff =
             preview::template_diff(old_body.as_deref(), req.template_body, &old_params, &params)?;
         let preview = Preview {
@@ -317,6 +338,7 @@ pub async fn deploy(
         match after_failure(
             stack_name,
             &clients.region,
+            &plan.env,
             &status,
             &events,
             creating,
@@ -325,9 +347,9 @@ pub async fn deploy(
             AfterFailure::RetryCreate(report) => {
                 ui.line(&report);
                 ui.line(&format!(
-                    "notice: the first create of `{stack_name}` rolled back and left an empty stack in ROLLBACK_COMPLETE; deleting it and retrying once"
+                    "notice: the first create of `{stack_name}` failed for a transient reason and left an empty stack in ROLLBACK_COMPLETE; deleting it and retrying once"
                 ));
-                stackops::delete_and_wait(&clients.cfn, &stack_id, ui, opts.poll_interval).await?;
+                stackops::delete_and_wait(&clients.cfn, &stack_id, ui, opts.polling()).await?;
                 existing = None;
             }
             AfterFailure::Fail(err) => return Err(err),
@@ -462,7 +484,7 @@ pub async fn execute(
             cfn,
             ui,
             if creating { "creating" } else { "updating" },
-            opts.poll_interval,
+            opts.polling(),
         )
         .await?;
     Ok((status, watcher.events, stack_id))
@@ -471,32 +493,45 @@ pub async fn execute(
 /// What to do after an execution that did not succeed.
 #[derive(Debug)]
 pub enum AfterFailure {
-    /// A first create rolled back (`ROLLBACK_COMPLETE`): the stack is empty; delete it and try once more.
-    /// Holds the failure report to print first.
+    /// A first create rolled back (`ROLLBACK_COMPLETE`) for a transient reason: the stack is empty; delete it
+    /// and try once more. Holds the failure report to print first.
     RetryCreate(String),
-    /// Give up with this error (root cause first; the recovery step for `UPDATE_ROLLBACK_FAILED`).
+    /// Give up with this error (root cause first, then the recovery step where the stack needs one).
     Fail(Error),
 }
 
+/// Decides what follows a failed execution: a first create that rolled back is retried once, and only when its
+/// root cause is transient ([`stackops::is_transient`]); every state that needs a person gets its recovery step.
 pub fn after_failure(
     stack_name: &str,
     region: &str,
+    env: &str,
     status: &str,
     events: &[stackops::EventLine],
     creating: bool,
     attempt: u32,
 ) -> AfterFailure {
     let report = stackops::failure_report(stack_name, status, events);
-    if status == "ROLLBACK_COMPLETE" && creating && attempt == 1 {
-        return AfterFailure::RetryCreate(report);
-    }
-    if status == "UPDATE_ROLLBACK_FAILED" {
+    if status == "ROLLBACK_COMPLETE" && creating {
+        let transient = stackops::root_cause(events)
+            .and_then(|e| e.reason.as_deref())
+            .is_some_and(stackops::is_transient);
+        if transient && attempt == 1 {
+            return AfterFailure::RetryCreate(report);
+        }
+        let why = if transient {
+            "it failed again after one retry"
+        } else {
+            "the cause is not transient, so it was not retried"
+        };
         return AfterFailure::Fail(Error::StackFailed(format!(
-            "{report}\n{}",
-            stackops::continue_rollback_hint(stack_name, region, events)
+            "{report}\n{why}: fix the cause, then run `cargo xtask deploy --env {env}` again (it deletes the empty stack left in ROLLBACK_COMPLETE and creates it anew)"
         )));
     }
-    AfterFailure::Fail(Error::StackFailed(report))
+    match stackops::recovery_step(stack_name, Some(region), Some(env), status, events) {
+        Some(step) => AfterFailure::Fail(Error::StackFailed(format!("{report}\n{step}"))),
+        None => AfterFailure::Fail(Error::StackFailed(report)),
+    }
 }
 
 /// `xtask-<digest prefix>-<unix millis>`: unique, and says which release it carries.
@@ -508,8 +543,10 @@ fn change_set_name(digest: &str) -> String {
     format!("xtask-{}-{millis}", short(digest))
 }
 
-/// Tables of this plan that exist although the stack does not: left by a teardown that retained them; with
-/// them the retained dead-letter queue and log groups.
+/// Tables of this plan that exist although the stack does not: left by a teardown that retained them, or by a
+/// failed first create (its rollback keeps `Retain` tables too); with them the retained dead-letter queue and log
+/// groups. Only "not found" means absent: any other error (access denied, say) is reported, so a table is never
+/// created twice by mistake.
 async fn retained_tables(
     clients: &Clients,
     plan: &Plan,
@@ -519,14 +556,29 @@ async fn retained_tables(
         ("EventsTable", &plan.events_table),
         ("ProjectionsTable", &plan.projections_table),
     ] {
-        if clients
+        let exists = match clients
             .dynamodb
             .describe_table()
             .table_name(&table.table_name)
             .send()
             .await
-            .is_ok()
         {
+            Ok(_) => true,
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                false
+            }
+            Err(err) => {
+                return Err(Error::aws(format!(
+                    "looking for the retained table `{}` (dynamodb:DescribeTable)",
+                    table.table_name
+                ))(err));
+            }
+        };
+        if exists {
             found.push((
                 logical.to_string(),
                 "AWS::DynamoDB::Table".to_string(),
@@ -621,7 +673,7 @@ async fn import_retained(
             tags: &plan.tags,
             imports: imports.to_vec(),
         },
-        opts.poll_interval,
+        opts.polling(),
     )
     .await
     {
@@ -643,7 +695,7 @@ async fn import_retained(
         )));
     }
     let status = watcher
-        .wait(&clients.cfn, ui, "importing", opts.poll_interval)
+        .wait(&clients.cfn, ui, "importing", opts.polling())
         .await?;
     if !stackops::is_success(&status) {
         return Err(Error::Refused(format!(
@@ -696,7 +748,7 @@ pub async fn diff(
             tags: &req.plan.tags,
             imports: Vec::new(),
         },
-        opts.poll_interval,
+        opts.polling(),
     )
     .await?;
     stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;

@@ -119,11 +119,53 @@ pub struct ChangeSetInput<'a> {
     pub imports: Vec<(String, String, String, String)>,
 }
 
+/// How long a deploy, import or teardown waits for CloudFormation by default before giving up on following it
+/// (`--wait-timeout`). A first create with an HTTP API and two tables takes minutes; an hour means "stuck".
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// How long to poll and when to give up: every wait on CloudFormation has an overall deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Polling {
+    pub interval: Duration,
+    /// The whole wait, from its first poll; exceeding it is an error naming the stack and its state.
+    pub timeout: Duration,
+}
+
+/// The error when a wait's deadline passes: which stack, in which state, and what to do. CloudFormation goes on
+/// by itself; nothing is cancelled.
+pub fn wait_timed_out(what: &str, stack: &str, state: &str, timeout: Duration) -> Error {
+    let stack = name_of(stack);
+    Error::StackFailed(format!(
+        "gave up waiting after {} (the wait limit; raise it with --wait-timeout): {what} stack `{stack}` is still {state}; \
+         CloudFormation carries on by itself: follow it with `aws cloudformation describe-stack-events --stack-name {stack}` \
+         and run the command again once the stack has settled",
+        human_duration(timeout)
+    ))
+}
+
+/// The stack name in a stack ARN (`arn:...:stack/<name>/<uuid>`), or the input when it is a name already.
+pub fn name_of(stack: &str) -> &str {
+    stack
+        .strip_prefix("arn:")
+        .and_then(|r| r.split_once(":stack/"))
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or(stack)
+}
+
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 && secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
 /// Creates a change set and waits (polling) until the service has computed it.
 pub async fn create_change_set(
     cfn: &Client,
     input: ChangeSetInput<'_>,
-    poll: Duration,
+    poll: Polling,
 ) -> Result<ChangeSet> {
     let mut req = cfn
         .create_change_set()
@@ -159,6 +201,7 @@ pub async fn create_change_set(
         input.name, input.stack
     )))?;
     let id = created.id().unwrap_or(&input.name).to_string();
+    let started = Instant::now();
     loop {
         let mut changes: Vec<Change> = Vec::new();
         let mut next: Option<String> = None;
@@ -213,7 +256,17 @@ pub async fn create_change_set(
                     input.name
                 )));
             }
-            _ => tokio::time::sleep(poll).await,
+            other => {
+                if started.elapsed() >= poll.timeout {
+                    return Err(wait_timed_out(
+                        &format!("change set `{}` of", input.name),
+                        input.stack,
+                        other.as_ref().map_or("pending", |s| s.as_str()),
+                        poll.timeout,
+                    ));
+                }
+                tokio::time::sleep(poll.interval).await
+            }
         }
     }
 }
@@ -378,13 +431,13 @@ impl Watcher {
     }
 
     /// Polls status and events until the status is final; returns it. A stack that no longer exists is
-    /// `DELETE_COMPLETE`.
+    /// `DELETE_COMPLETE`. Past `poll.timeout` it gives up with [`wait_timed_out`].
     pub async fn wait(
         &mut self,
         cfn: &Client,
         ui: &dyn Ui,
         what: &str,
-        poll: Duration,
+        poll: Polling,
     ) -> Result<String> {
         let started = Instant::now();
         ui.progress_start(what);
@@ -406,7 +459,10 @@ impl Watcher {
             if is_terminal(&status) {
                 break Ok(status);
             }
-            tokio::time::sleep(poll).await;
+            if started.elapsed() >= poll.timeout {
+                break Err(wait_timed_out(what, &self.stack_id, &status, poll.timeout));
+            }
+            tokio::time::sleep(poll.interval).await;
         };
         ui.progress_finish();
         if let Ok(status) = &result {
@@ -419,6 +475,36 @@ impl Watcher {
     }
 }
 
+/// The root cause of a failed operation: its first `*_FAILED` event with a reason (or without, if none has one).
+pub fn root_cause(events: &[EventLine]) -> Option<&EventLine> {
+    let mut failed = events.iter().filter(|e| e.status.ends_with("_FAILED"));
+    let first = failed.clone().next();
+    failed.find(|e| e.reason.is_some()).or(first)
+}
+
+/// Whether a failure's reason says it may pass by itself (throttling, a service's internal error, an IAM role
+/// not yet visible to Lambda), so that trying the same create again is worth it. Anything else (a bad property,
+/// a name already taken, a quota) fails the same way again and needs a person.
+pub fn is_transient(reason: &str) -> bool {
+    const MARKERS: [&str; 12] = [
+        "throttl",
+        "rate exceeded",
+        "too many requests",
+        "toomanyrequests",
+        "requestlimitexceeded",
+        "internal failure",
+        "internalfailure",
+        "internal error",
+        "service unavailable",
+        "serviceunavailable",
+        "try again later",
+        // Lambda sees a new IAM role only after it has propagated.
+        "cannot be assumed by lambda",
+    ];
+    let reason = reason.to_ascii_lowercase();
+    MARKERS.iter().any(|m| reason.contains(m))
+}
+
 /// The failure report: the root cause (the first `*_FAILED` event with a reason) first, then the other
 /// failures, oldest first.
 pub fn failure_report(stack: &str, status: &str, events: &[EventLine]) -> String {
@@ -426,11 +512,7 @@ pub fn failure_report(stack: &str, status: &str, events: &[EventLine]) -> String
         .iter()
         .filter(|e| e.status.ends_with("_FAILED"))
         .collect();
-    let root = failed
-        .iter()
-        .find(|e| e.reason.is_some())
-        .or(failed.first())
-        .copied();
+    let root = root_cause(events);
     let mut out = format!("stack `{stack}` ended in {status}");
     match root {
         Some(r) => {
@@ -462,34 +544,130 @@ pub fn failure_report(stack: &str, status: &str, events: &[EventLine]) -> String
     out
 }
 
-/// The exact command that gets a stack out of `UPDATE_ROLLBACK_FAILED`.
-pub fn continue_rollback_hint(stack: &str, region: &str, events: &[EventLine]) -> String {
-    let mut skip: Vec<&str> = events
-        .iter()
-        .filter(|e| e.status == "UPDATE_FAILED" && e.resource_type != "AWS::CloudFormation::Stack")
-        .map(|e| e.logical_id.as_str())
-        .collect();
-    skip.sort();
-    skip.dedup();
-    let mut out = format!(
-        "the stack is in UPDATE_ROLLBACK_FAILED and needs a person: fix the cause above, then run\n  aws cloudformation continue-update-rollback --stack-name {stack} --region {region}"
-    );
-    if !skip.is_empty() {
-        out.push_str(&format!(
-            "\nif a resource cannot be rolled back, skip it (it is then left as is):\n  aws cloudformation continue-update-rollback --stack-name {stack} --region {region} --resources-to-skip {}",
-            skip.join(" ")
-        ));
+/// The events of the stack's latest operation (newest page first, back to the event that started it), oldest
+/// first: what a recovery step names when the stack was found in a failed state rather than watched into it.
+pub async fn last_operation_events(cfn: &Client, stack_id: &str) -> Result<Vec<EventLine>> {
+    let mut found: Vec<EventLine> = Vec::new();
+    let mut next: Option<String> = None;
+    // A few pages cover any operation of this stack's size; the loop is bounded all the same.
+    for _ in 0..10 {
+        let page = cfn
+            .describe_stack_events()
+            .stack_name(stack_id)
+            .set_next_token(next.clone())
+            .send()
+            .await
+            .map_err(Error::aws(format!("reading events of `{stack_id}`")))?;
+        for e in page.stack_events() {
+            let line = event_line(e);
+            let started = line.resource_type == "AWS::CloudFormation::Stack"
+                && matches!(
+                    line.status.as_str(),
+                    "CREATE_IN_PROGRESS"
+                        | "UPDATE_IN_PROGRESS"
+                        | "DELETE_IN_PROGRESS"
+                        | "IMPORT_IN_PROGRESS"
+                );
+            found.push(line);
+            if started {
+                found.reverse();
+                return Ok(found);
+            }
+        }
+        next = page.next_token().map(String::from);
+        if next.is_none() {
+            break;
+        }
     }
-    out.push_str("\nthen run `cargo xtask deploy` again");
-    out
+    found.reverse();
+    Ok(found)
 }
 
-/// Deletes a stack (retaining the given logical ids if a previous delete failed on them) and follows it.
+/// The exact recovery step for a stack state in which CloudFormation accepts no change set (or in which one
+/// would fail), or `None` when a deploy can go on. `env` names the environment for the `cargo xtask` command
+/// to run afterwards; `region` defaults to the one in `stack` when that is an ARN; `events` are the failed
+/// operation's events (for the resources to name).
+pub fn recovery_step(
+    stack: &str,
+    region: Option<&str>,
+    env: Option<&str>,
+    status: &str,
+    events: &[EventLine],
+) -> Option<String> {
+    let region = region.or_else(|| region_of(stack));
+    let target = match region {
+        Some(r) => format!("--stack-name {stack} --region {r}"),
+        None => format!("--stack-name {stack}"),
+    };
+    let env_arg = env.map(|e| format!(" --env {e}")).unwrap_or_default();
+    let then_deploy = format!("then run `cargo xtask deploy{env_arg}` again");
+    let failed = |state: &str| -> Vec<&str> {
+        let mut ids: Vec<&str> = events
+            .iter()
+            .filter(|e| e.status == state && e.resource_type != "AWS::CloudFormation::Stack")
+            .map(|e| e.logical_id.as_str())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let step = match status {
+        "UPDATE_ROLLBACK_FAILED" => {
+            let skip = failed("UPDATE_FAILED");
+            let mut out = format!(
+                "the stack is in UPDATE_ROLLBACK_FAILED and needs a person: fix the cause above, then run\n  aws cloudformation continue-update-rollback {target}"
+            );
+            if !skip.is_empty() {
+                out.push_str(&format!(
+                    "\nif a resource cannot be rolled back, skip it (it is then left as is):\n  aws cloudformation continue-update-rollback {target} --resources-to-skip {}",
+                    skip.join(" ")
+                ));
+            }
+            out.push('\n');
+            out.push_str(&then_deploy);
+            out
+        }
+        "ROLLBACK_FAILED" => format!(
+            "the first create failed and so did its rollback; the stack can only be deleted: fix the cause above, then run\n  aws cloudformation delete-stack {target}\n{then_deploy}"
+        ),
+        "DELETE_FAILED" => {
+            let stuck = failed("DELETE_FAILED");
+            let mut out = format!(
+                "the stack could not be deleted: fix the cause above and run `cargo xtask teardown{env_arg}` again"
+            );
+            if !stuck.is_empty() {
+                out.push_str(&format!(
+                    ", or delete the stack but keep what could not be deleted (remove it by hand later):\n  aws cloudformation delete-stack {target} --retain-resources {}",
+                    stuck.join(" ")
+                ));
+            }
+            out
+        }
+        "CREATE_FAILED" | "UPDATE_FAILED" => format!(
+            "the stack is in {status} with rollback disabled (not by this tool); roll it back first:\n  aws cloudformation rollback-stack {target}\n{then_deploy}"
+        ),
+        "IMPORT_ROLLBACK_FAILED" | "IMPORT_ROLLBACK_COMPLETE" => format!(
+            "adopting the retained tables into the stack failed ({status}); the tables are untouched (imported tables are retained). Fix the cause above, then delete the stack that holds nothing else:\n  aws cloudformation delete-stack {target}\n{then_deploy} (it imports the tables again)"
+        ),
+        _ => return None,
+    };
+    Some(step)
+}
+
+/// The region of a stack ARN (`arn:aws:cloudformation:<region>:...`); `None` for a plain name.
+fn region_of(stack: &str) -> Option<&str> {
+    stack
+        .strip_prefix("arn:")
+        .and_then(|r| r.split(':').nth(2))
+        .filter(|r| !r.is_empty())
+}
+
+/// Deletes a stack and follows it; a delete that fails ends with the report and the recovery step.
 pub async fn delete_and_wait(
     cfn: &Client,
     stack_id: &str,
     ui: &dyn Ui,
-    poll: Duration,
+    poll: Polling,
 ) -> Result<String> {
     let mut watcher = Watcher::new(cfn, stack_id).await?;
     cfn.delete_stack()
@@ -504,11 +682,12 @@ pub async fn delete_and_wait(
             if status == "DELETE_COMPLETE" {
                 Ok(status)
             } else {
-                Err(Error::StackFailed(failure_report(
-                    stack_id,
-                    &status,
-                    &watcher.events,
-                )))
+                let mut report = failure_report(stack_id, &status, &watcher.events);
+                if let Some(step) = recovery_step(stack_id, None, None, &status, &watcher.events) {
+                    report.push('\n');
+                    report.push_str(&step);
+                }
+                Err(Error::StackFailed(report))
             }
         })
 }

@@ -20,6 +20,8 @@ pub struct TeardownOptions {
     /// Whether to ask (type the stack name) before deleting.
     pub confirm: bool,
     pub poll_interval: Duration,
+    /// The overall limit of the wait for the stack's deletion (`--wait-timeout`).
+    pub wait_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,7 +109,11 @@ pub async fn teardown(
     let mut stack_deleted = false;
     if let Some(stack) = stackops::describe(&clients.cfn, &plan.stack_name).await? {
         let id = stack.stack_id().unwrap_or(&plan.stack_name).to_string();
-        stackops::delete_and_wait(&clients.cfn, &id, ui, opts.poll_interval).await?;
+        let polling = stackops::Polling {
+            interval: opts.poll_interval,
+            timeout: opts.wait_timeout,
+        };
+        stackops::delete_and_wait(&clients.cfn, &id, ui, polling).await?;
         stack_deleted = true;
     }
 

@@ -1,6 +1,6 @@
 //! Failure paths the local endpoint cannot produce, replayed from recorded CloudFormation HTTP exchanges
 //! (`StaticReplayClient`): per-resource failures reported root cause first, a rolled-back first create that is
-//! deleted and retried, `UPDATE_ROLLBACK_FAILED` with its recovery command, throttling retried by the SDK, and a
+//! retried only for a transient cause, `UPDATE_ROLLBACK_FAILED` with its recovery command, throttling retried by the SDK, and a
 //! change set that would replace the events table refused. Each test asserts the exact requests sent and what
 //! was printed.
 
@@ -107,6 +107,7 @@ fn opts() -> DeployOptions {
         allow_data_loss: false,
         confirm: false,
         poll_interval: Duration::from_millis(1),
+        wait_timeout: Duration::from_secs(60),
         apply_with_stack_calls: false,
         read_back_api: false,
     }
@@ -161,7 +162,7 @@ fn execute_prelude(status_before: &str) -> Vec<ReplayEvent> {
 }
 
 #[tokio::test]
-async fn a_failed_create_reports_the_root_cause_first_and_is_retried_once() {
+async fn a_failed_create_reports_the_root_cause_first_and_is_retried_only_for_a_transient_cause() {
     let mut recorded = execute_prelude("REVIEW_IN_PROGRESS");
     recorded.extend([
         exchange(
@@ -267,12 +268,13 @@ async fn a_failed_create_reports_the_root_cause_first_and_is_retried_once() {
         "{printed}"
     );
 
-    // First attempt of a create: retry after deleting; the report leads with the root cause.
-    let AfterFailure::RetryCreate(report) =
-        deployer::deploy::after_failure(STACK, "us-east-1", &status, &events, true, 1)
+    // A name already taken fails the same way again: not retried, and the report leads with the root cause.
+    let AfterFailure::Fail(err) =
+        deployer::deploy::after_failure(STACK, "us-east-1", "dev", &status, &events, true, 1)
     else {
-        panic!("a rolled-back first create is retried")
+        panic!("a create that failed for good is not retried")
     };
+    let report = err.to_string();
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines[0], "stack `cqrs-dev` ended in ROLLBACK_COMPLETE");
     assert_eq!(
@@ -284,15 +286,40 @@ async fn a_failed_create_reports_the_root_cause_first_and_is_retried_once() {
         lines[3].contains("CommandFunction") && lines[3].contains("Resource creation cancelled"),
         "{report}"
     );
-    // The second attempt is not retried again.
+    assert_eq!(
+        lines[4],
+        "the cause is not transient, so it was not retried: fix the cause, then run `cargo xtask deploy --env dev` again (it deletes the empty stack left in ROLLBACK_COMPLETE and creates it anew)"
+    );
+
+    // The same rollback caused by throttling is retried once, and only once.
+    let throttled: Vec<stackops::EventLine> = events
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            if e.logical_id == "EventsTable" && e.status == "CREATE_FAILED" {
+                e.reason = Some("Rate exceeded (Service: DynamoDb, Status Code: 400)".into());
+            }
+            e
+        })
+        .collect();
+    let AfterFailure::RetryCreate(report) =
+        deployer::deploy::after_failure(STACK, "us-east-1", "dev", &status, &throttled, true, 1)
+    else {
+        panic!("a throttled first create is retried")
+    };
+    assert!(
+        report.contains(
+            "root cause: EventsTable (AWS::DynamoDB::Table) CREATE_FAILED: Rate exceeded"
+        ),
+        "{report}"
+    );
     let AfterFailure::Fail(err) =
-        deployer::deploy::after_failure(STACK, "us-east-1", &status, &events, true, 2)
+        deployer::deploy::after_failure(STACK, "us-east-1", "dev", &status, &throttled, true, 2)
     else {
         panic!("only one retry")
     };
     assert!(
-        err.to_string()
-            .starts_with("stack `cqrs-dev` ended in ROLLBACK_COMPLETE\nroot cause: EventsTable"),
+        err.to_string().ends_with("it failed again after one retry: fix the cause, then run `cargo xtask deploy --env dev` again (it deletes the empty stack left in ROLLBACK_COMPLETE and creates it anew)"),
         "{err}"
     );
 }
@@ -307,7 +334,11 @@ async fn the_rolled_back_stack_is_deleted_before_the_retry() {
     ]);
     let clients = clients(&replay).await;
     let ui = RecordingUi::new(Confirmation::Yes);
-    let status = stackops::delete_and_wait(&clients.cfn, STACK_ID, &ui, Duration::from_millis(1))
+    let polling = stackops::Polling {
+        interval: Duration::from_millis(1),
+        timeout: Duration::from_secs(60),
+    };
+    let status = stackops::delete_and_wait(&clients.cfn, STACK_ID, &ui, polling)
         .await
         .unwrap();
     assert_eq!(status, "DELETE_COMPLETE");
@@ -372,7 +403,7 @@ async fn update_rollback_failed_prints_the_exact_recovery_command() {
     .unwrap();
     replay.assert_requests_match(&[]);
     let AfterFailure::Fail(err) =
-        deployer::deploy::after_failure(STACK, "us-east-1", &status, &events, false, 1)
+        deployer::deploy::after_failure(STACK, "us-east-1", "dev", &status, &events, false, 1)
     else {
         panic!("not retried")
     };
@@ -385,6 +416,10 @@ async fn update_rollback_failed_prints_the_exact_recovery_command() {
     assert!(msg.contains("\n  aws cloudformation continue-update-rollback --stack-name cqrs-dev --region us-east-1\n"), "{msg}");
     assert!(
         msg.contains("--resources-to-skip CommandFunction QueryFunction"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("\nthen run `cargo xtask deploy --env dev` again"),
         "{msg}"
     );
 }
@@ -459,7 +494,10 @@ async fn a_change_set_replacing_the_events_table_is_refused_and_deleted() {
             tags: &tags,
             imports: vec![],
         },
-        Duration::from_millis(1),
+        stackops::Polling {
+            interval: Duration::from_millis(1),
+            timeout: Duration::from_secs(60),
+        },
     )
     .await
     .unwrap();
