@@ -29,6 +29,9 @@ pub enum What {
     Hotswap(HotswapArgs),
     /// Full deploy, no-op deploy and teardown wall times on a fresh local endpoint of its own.
     Deploy(DeployArgs),
+    /// The release build of an AWS deploy (cargo-lambda): each binary's size, zip size, glibc floor and
+    /// process start-to-ready time (spawn -> first Runtime API poll).
+    Release(crate::bench_release::Args),
 }
 
 /// Arguments of `cargo xtask bench deploy`.
@@ -71,6 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         What::Local(a) => local(a).await,
         What::Hotswap(a) => hotswap(a).await,
         What::Deploy(a) => deploy(a).await,
+        What::Release(a) => crate::bench_release::run(a).await,
     }
 }
 

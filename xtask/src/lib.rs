@@ -7,6 +7,7 @@ pub mod cli;
 pub mod exit;
 
 pub mod bench;
+pub mod bench_release;
 pub mod build;
 pub mod deploy;
 pub mod diff;

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod gateway;
 pub mod host;
 pub mod poller;
+pub mod startup;
 pub mod state;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineHandle, StreamSettings};
