@@ -400,3 +400,109 @@ fn the_invocation_scanner_reads_continued_and_piped_lines() {
         vec![vec!["promote", "--from", "dev", "--to", "staging", "--yes"]]
     );
 }
+
+/// The directories `.ci/run` builds and installs into (target dir, venv, tools, zig cache), as `~/...` paths:
+/// what `bash .ci/run --print-env` prints for a fresh `$HOME` with none of its variables set.
+fn ci_run_directories() -> Vec<(String, String)> {
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join(".ci/run"))
+        .arg("--print-env")
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "`bash .ci/run --print-env` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let home = home.path().to_str().unwrap().to_string();
+    let dirs: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let (name, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("`.ci/run --print-env` printed `{line}`, not KEY=value"));
+            let under_home = value.strip_prefix(&home).unwrap_or_else(|| {
+                panic!("`.ci/run` puts {name} at {value}, outside $HOME: the workflow could not name it")
+            });
+            (name.to_string(), format!("~{under_home}"))
+        })
+        .collect();
+    for name in ["CARGO_TARGET_DIR", "XTASK_VENV_DIR", "XTASK_TOOLS_DIR"] {
+        assert!(
+            dirs.iter().any(|(n, _)| n == name),
+            "`.ci/run --print-env` does not print {name}: {dirs:?}"
+        );
+    }
+    dirs
+}
+
+/// The `path:` entries of a job's actions/cache steps.
+fn cached_paths(job: &Value) -> Vec<String> {
+    uses_of(job, "actions/cache")
+        .iter()
+        .flat_map(|s| {
+            s["with"]["path"]
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.trim().trim_end_matches('/').to_string())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn covers(cached: &str, dir: &str) -> bool {
+    dir == cached || dir.starts_with(&format!("{cached}/"))
+}
+
+#[test]
+fn every_job_caches_the_directories_ci_run_builds_and_installs_into() {
+    let dirs = ci_run_directories();
+    let workflow = load_workflow();
+    let mut checked = 0;
+    for (id, job) in jobs(&workflow) {
+        let scripts = run_scripts(&job);
+        let runs_cargo = scripts
+            .iter()
+            .any(|s| s.contains("cargo ") || s.trim() == "bash .ci/run");
+        if !runs_cargo {
+            continue;
+        }
+        checked += 1;
+        let cached = cached_paths(&job);
+        for (name, dir) in &dirs {
+            assert!(
+                cached.iter().any(|c| covers(c, dir)),
+                "job `{id}` does not cache {dir} ({name} of .ci/run), so every run of it builds or installs that cold; cached: {cached:?}"
+            );
+        }
+        assert!(
+            cached.iter().any(|c| c == "~/.cargo/registry"),
+            "job `{id}` must cache ~/.cargo/registry (the downloaded crates)"
+        );
+        for c in &cached {
+            assert!(
+                c.starts_with("~/.cargo/")
+                    || dirs.iter().any(|(_, d)| covers(c, d) || covers(d, c)),
+                "job `{id}` caches `{c}`, which nothing in CI writes (.ci/run builds into {dirs:?})"
+            );
+        }
+        // A job that runs `cargo xtask` itself (not through .ci/run) must first take .ci/run's directories.
+        let first_env = scripts
+            .iter()
+            .position(|s| s.contains("bash .ci/run --print-env >> \"$GITHUB_ENV\""));
+        let first_xtask = scripts.iter().position(|s| s.contains("cargo xtask"));
+        if let Some(x) = first_xtask {
+            assert!(
+                first_env.is_some_and(|e| e < x),
+                "job `{id}` runs `cargo xtask` without first appending `bash .ci/run --print-env` to $GITHUB_ENV: it would build into the clone's `target`, which is not cached"
+            );
+        }
+    }
+    assert!(checked >= 2, "the workflow has jobs that run cargo");
+}

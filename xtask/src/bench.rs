@@ -36,6 +36,9 @@ pub enum What {
     /// behaviour change of one function to the first answer showing it. Edits functions/query/src/main.rs and
     /// restores it afterwards.
     Dev(crate::bench_dev::Args),
+    /// The release build of an AWS deploy (cargo-lambda): each binary's size, zip size, glibc floor and
+    /// process start-to-ready time (spawn -> first Runtime API poll).
+    Release(crate::bench_release::Args),
 }
 
 /// Arguments of `cargo xtask bench deploy`.
@@ -80,6 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         What::Deploy(a) => deploy(a).await,
         What::Cli(a) => crate::bench_cli::run(a).await,
         What::Dev(a) => crate::bench_dev::run(a).await,
+        What::Release(a) => crate::bench_release::run(a).await,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod exit;
 pub mod bench;
 pub mod bench_cli;
 pub mod bench_dev;
+pub mod bench_release;
 pub mod build;
 pub mod deploy;
 pub mod dev;

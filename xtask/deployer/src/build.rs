@@ -326,15 +326,29 @@ pub fn tools_dir(repo_root: &Path) -> PathBuf {
 pub fn ensure_cargo_lambda(tools_dir: &Path, ui: &dyn Ui) -> Result<PathBuf> {
     let venv = tools_dir.join("cargo-lambda");
     let stamp = venv.join(format!(".cargo-lambda-{CARGO_LAMBDA_VERSION}"));
-    if stamp.exists() && venv.join("bin/cargo-lambda").exists() {
+    let installed = || stamp.exists() && venv.join("bin/cargo-lambda").exists();
+    if installed() {
+        return Ok(venv);
+    }
+    std::fs::create_dir_all(tools_dir)
+        .map_err(Error::io("creating the tools directory", tools_dir))?;
+    // Test binaries (and a benchmark) may get here at once: the first installs, the others wait, then find it.
+    let lock_path = tools_dir.join(".cargo-lambda.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(Error::io("opening the install lock", &lock_path))?;
+    lock.lock()
+        .map_err(Error::io("taking the install lock", &lock_path))?;
+    if installed() {
         return Ok(venv);
     }
     ui.line(&format!(
         "installing cargo-lambda {CARGO_LAMBDA_VERSION} into {} (first use only)",
         venv.display()
     ));
-    std::fs::create_dir_all(tools_dir)
-        .map_err(Error::io("creating the tools directory", tools_dir))?;
     run(
         Command::new("python3").arg("-m").arg("venv").arg(&venv),
         "python3 -m venv",

@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod host;
 pub mod poller;
 pub mod process;
+pub mod startup;
 pub mod state;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineHandle, StreamSettings};

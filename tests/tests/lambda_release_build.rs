@@ -1,0 +1,166 @@
+//! The real AWS build, in the suite: the three functions built with the pinned cargo-lambda for the Lambda
+//! target (release profile, `x86_64-unknown-linux-gnu.2.26`) through the deployer's own `build::build`, exactly
+//! as `cargo xtask deploy --env <aws env>` builds them. It checks what AWS depends on and no other test can:
+//! the zips of the real release binaries are byte-identical from one packaging to the next (so the content
+//! address and `CodeSha256` name the code), every binary's glibc floor, read from its ELF version needs, is one
+//! Lambda's runtime has, and each zip stays under the size budget. The sizes are printed (`--nocapture`).
+//!
+//! The build goes to the workspace target dir (`target/lambda/...`, cached by CI with the rest of the target
+//! dir) and cargo-lambda to the tools dir, so after the first run the build is cargo's no-op.
+//!
+//! A second test reads the functions' dependency graph (`cargo tree`, offline) and checks it links one HTTP/TLS
+//! stack and one crypto library: the size budget depends on it, and a default feature of a new dependency
+//! can quietly bring the second stack back.
+
+use std::collections::BTreeSet;
+
+use deployer::build::{BuildRequest, Release, dist_dir};
+use deployer::elf::{GlibcVersion, LAMBDA_GLIBC, glibc_floor};
+use deployer::ui::{Confirmation, RecordingUi};
+use stack::{Architecture, EnvKind, FunctionName};
+
+/// Each zip must stay below this: it is what every deploy uploads and every cold start downloads.
+const ZIP_BUDGET_BYTES: u64 = 3 * 1024 * 1024;
+
+fn request(env: &str) -> BuildRequest {
+    let repo = tests::repo_root();
+    BuildRequest {
+        target_dir: deployer::build::default_target_dir(&repo),
+        env: env.into(),
+        kind: EnvKind::Aws,
+        architecture: Architecture::X86_64,
+        template_sha256: "0".repeat(64),
+        cargo: env!("CARGO").into(),
+        tools_dir: deployer::build::tools_dir(&repo),
+        repo_root: repo,
+    }
+}
+
+/// Builds and packages into `<target>/xtask/dist/<env>`, starting from an empty dist dir so the packaging
+/// really zips (it keeps an unchanged function's previous zip otherwise).
+fn build_fresh(env: &str) -> Release {
+    let req = request(env);
+    let dist = dist_dir(&req.target_dir, env);
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).unwrap();
+    }
+    let ui = RecordingUi::new(Confirmation::No);
+    deployer::build::build(&req, &ui).unwrap_or_else(|e| panic!("the release build failed: {e}"))
+}
+
+#[test]
+fn the_lambda_release_build_gives_reproducible_small_zips_that_run_on_lambdas_glibc() {
+    let first = build_fresh("lambda-release-a");
+    let second = build_fresh("lambda-release-b");
+    for f in FunctionName::ALL {
+        let (za, zb) = (
+            std::fs::read(first.zip_path(f)).unwrap(),
+            std::fs::read(second.zip_path(f)).unwrap(),
+        );
+        assert!(za == zb, "{f}: two packagings of the release build differ");
+        let artifact = &first.manifest.functions[&f];
+        assert_eq!(artifact, &second.manifest.functions[&f]);
+        assert_eq!(artifact.zip_sha256, deployer::package::sha256_hex(&za));
+
+        let binary = std::fs::read(first.dist_dir.join(f.as_str()).join("bootstrap")).unwrap();
+        let floor = glibc_floor(&binary)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{f}: the Lambda build links glibc dynamically"));
+        assert!(
+            floor <= GlibcVersion(2, 34) && floor <= LAMBDA_GLIBC,
+            "{f}: needs glibc {floor}, newer than Lambda's {LAMBDA_GLIBC}"
+        );
+        assert_eq!(
+            artifact.glibc_floor.as_deref(),
+            Some(floor.to_string().as_str())
+        );
+        println!(
+            "{f:<10} zip {:>9} bytes  binary {:>9} bytes  glibc {floor}",
+            za.len(),
+            binary.len()
+        );
+        assert!(
+            artifact.zip_size < ZIP_BUDGET_BYTES,
+            "{f}: the zip is {} bytes, over the {ZIP_BUDGET_BYTES}-byte budget; find what grew with \
+             `cargo tree -p {f} -e normal` and `cargo xtask bench release` (see docs/benchmarks.md)",
+            artifact.zip_size
+        );
+    }
+    assert_eq!(first.digest(), second.digest());
+}
+
+/// `(name, version)` of every package in the normal (run-time) dependency graph of the three functions, resolved
+/// for the Lambda target with the features a build of just those three gets.
+fn function_dependencies() -> BTreeSet<(String, String)> {
+    let mut cmd = deployer::cargo::command(env!("CARGO"));
+    cmd.current_dir(tests::repo_root()).args([
+        "tree",
+        "--offline",
+        "--locked",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--target",
+        "x86_64-unknown-linux-gnu",
+    ]);
+    for f in FunctionName::ALL {
+        cmd.args(["-p", f.as_str()]);
+    }
+    let out = cmd.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next()?;
+            let version = words.next()?.strip_prefix('v')?;
+            Some((name.to_string(), version.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_functions_link_one_http_tls_stack_and_one_crypto_library() {
+    let deps = function_dependencies();
+    let versions = |name: &str| -> Vec<&str> {
+        deps.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert!(
+        versions("command").len() == 1 && versions("aws-sdk-dynamodb").len() == 1,
+        "cargo tree output not understood: {deps:?}"
+    );
+    for name in ["hyper", "rustls", "hyper-rustls", "h2", "http"] {
+        assert!(
+            versions(name).len() <= 1,
+            "the functions link {name} {:?}: two HTTP/TLS stacks (a legacy `rustls` feature of an AWS SDK crate?)",
+            versions(name)
+        );
+    }
+    for (name, legacy) in [
+        ("hyper", "0."),
+        ("rustls", "0.21"),
+        ("hyper-rustls", "0.24"),
+    ] {
+        assert!(
+            !versions(name).iter().any(|v| v.starts_with(legacy)),
+            "the functions still link {name} {legacy}x (the SDK's legacy client): {:?}",
+            versions(name)
+        );
+    }
+    let crypto: Vec<&str> = ["ring", "aws-lc-rs", "aws-lc-sys", "openssl"]
+        .into_iter()
+        .filter(|c| !versions(c).is_empty())
+        .collect();
+    assert!(
+        crypto == ["ring"] || crypto == ["aws-lc-rs", "aws-lc-sys"],
+        "the functions must link exactly one crypto library, found {crypto:?}"
+    );
+}

@@ -1,0 +1,161 @@
+//! `cargo xtask bench release`: what each release binary costs on Lambda before it does any work — its size
+//! (binary and zip, what is uploaded and what the runtime loads) and its process start-to-ready time (spawn to
+//! the first `GET /runtime/invocation/next`, the end of Lambda's init phase), side by side.
+//!
+//! The release is built exactly as an AWS deploy builds it (`deployer::build::build`, cargo-lambda, release
+//! profile, `.2.26` glibc target), into its own dist directory; a warm build is cargo's no-op. Start-up is
+//! measured on this machine through the local engine's environment for a function (`local_engine::startup`),
+//! so the figures compare binaries with each other, not with Lambda's own init times.
+
+use std::time::Duration;
+
+use deployer::build::BuildRequest;
+use local_engine::host::{FunctionSpec, Host, HostConfig};
+use serde::Serialize;
+use stack::{Architecture, EnvKind, FunctionName};
+
+use crate::exit::ExitStatus;
+
+/// Arguments of `cargo xtask bench release`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Process starts per function (the median, min and max are printed).
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// Print JSON instead of text.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::cli::OutputFormat,
+}
+
+/// One function's row.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub function: FunctionName,
+    pub binary_bytes: u64,
+    pub zip_bytes: u64,
+    pub glibc_floor: Option<String>,
+    pub ready_ms_median: f64,
+    pub ready_ms_min: f64,
+    pub ready_ms_max: f64,
+    pub rounds: usize,
+}
+
+/// The dist directory name of the benchmark's release (`<target>/xtask/dist/<this>`), apart from any
+/// environment's.
+const BENCH_ENV: &str = "bench-release";
+
+pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    let root = crate::cli::repo_root();
+    let req = BuildRequest {
+        target_dir: deployer::build::default_target_dir(&root),
+        env: BENCH_ENV.into(),
+        kind: EnvKind::Aws,
+        architecture: Architecture::X86_64,
+        template_sha256: "0".repeat(64),
+        cargo: deployer::cargo::cargo_path(),
+        tools_dir: deployer::build::tools_dir(&root),
+        repo_root: root,
+    };
+    let started = std::time::Instant::now();
+    let release = tokio::task::spawn_blocking(move || {
+        // Progress goes to stderr: stdout may be the JSON document.
+        let ui = deployer::ui::ConsoleUi::new(true);
+        deployer::build::build(&req, &ui)
+    })
+    .await??;
+    let build_time = started.elapsed();
+
+    let scratch = tempfile_dir()?;
+    let specs = FunctionName::ALL
+        .into_iter()
+        .map(|name| FunctionSpec {
+            name,
+            function_name: format!("bench-{name}"),
+            binary: release.dist_dir.join(name.as_str()).join("bootstrap"),
+            // What the functions read at start-up; nothing is called before the first invocation.
+            environment: [
+                ("EVENTS_TABLE", "bench-events"),
+                ("PROJECTIONS_TABLE", "bench-projections"),
+                ("RUST_LOG", "info"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            memory_mb: 128,
+            timeout: Duration::from_secs(3),
+            max_processes: 1,
+        })
+        .collect();
+    let host = Host::new(
+        HostConfig {
+            // Nothing listens there: a function that called AWS during init would fail, not be timed.
+            endpoint_url: "http://127.0.0.1:9".into(),
+            region: "us-east-1".into(),
+            account_id: local_engine::endpoint::LOCAL_ACCOUNT_ID.into(),
+            log_dir: scratch.join("logs"),
+        },
+        specs,
+    )?;
+    let rounds = args.rounds.max(1);
+    let mut rows = Vec::new();
+    for name in FunctionName::ALL {
+        let artifact = &release.manifest.functions[&name];
+        let binary = release.dist_dir.join(name.as_str()).join("bootstrap");
+        let mut times: Vec<f64> = local_engine::startup::time_to_ready(&host, name, rounds)
+            .await?
+            .into_iter()
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        rows.push(Row {
+            function: name,
+            binary_bytes: std::fs::metadata(&binary)?.len(),
+            zip_bytes: artifact.zip_size,
+            glibc_floor: artifact.glibc_floor.clone(),
+            ready_ms_median: times[times.len() / 2],
+            ready_ms_min: times[0],
+            ready_ms_max: times[times.len() - 1],
+            rounds,
+        });
+    }
+    drop(host);
+    let _ = std::fs::remove_dir_all(&scratch);
+    match args.output {
+        crate::cli::OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "build_seconds": build_time.as_secs_f64(),
+                "functions": rows,
+            }))?
+        ),
+        crate::cli::OutputFormat::Text => {
+            println!(
+                "release build (cargo-lambda, x86_64 .2.26, release profile): {:.1} s (a warm build is cargo's no-op)",
+                build_time.as_secs_f64()
+            );
+            println!(
+                "  function      binary        zip  glibc   start-to-ready (spawn -> first /next, {rounds} starts)"
+            );
+            for r in &rows {
+                println!(
+                    "  {:<10} {:>9} {:>10}  {:<6} median {:6.2} ms  min {:6.2} ms  max {:6.2} ms",
+                    r.function.as_str(),
+                    r.binary_bytes,
+                    r.zip_bytes,
+                    r.glibc_floor.as_deref().unwrap_or("none"),
+                    r.ready_ms_median,
+                    r.ready_ms_min,
+                    r.ready_ms_max
+                );
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// A fresh scratch directory for the host's log files.
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("xtask-bench-release-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
