@@ -11,6 +11,8 @@ use stack::FunctionName;
 
 use crate::exit::ExitStatus;
 
+mod store;
+
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,6 +31,9 @@ pub enum What {
     Hotswap(HotswapArgs),
     /// Full deploy, no-op deploy and teardown wall times on a fresh local endpoint of its own.
     Deploy(DeployArgs),
+    /// Event store cost: DynamoDB requests and capacity units per append at 10, 1,000 and 10,000 events
+    /// of history, per batch append and per projected batch, on a fresh local endpoint of its own.
+    Store(store::StoreArgs),
 }
 
 /// Arguments of `cargo xtask bench deploy`.
@@ -71,6 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         What::Local(a) => local(a).await,
         What::Hotswap(a) => hotswap(a).await,
         What::Deploy(a) => deploy(a).await,
+        What::Store(a) => store::run(a).await,
     }
 }
 

@@ -3,8 +3,9 @@
 
 /// Longest accepted id (aggregate id, command id, event type), in bytes.
 pub const MAX_ID_BYTES: usize = 256;
-/// Most events one append may carry: the TransactWriteItems limit.
-pub const MAX_BATCH_EVENTS: usize = 100;
+/// Most events one append may carry: TransactWriteItems takes 100 items, and an append also writes the
+/// aggregate's head item and, with a `commandId`, its command record (98 + 2 = 100).
+pub const MAX_BATCH_EVENTS: usize = 98;
 /// DynamoDB's item size limit (400 KB).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// DynamoDB's transaction size limit (4 MB).
