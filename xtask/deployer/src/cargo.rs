@@ -94,10 +94,7 @@ mod tests {
             .filter(|(_, v)| v.is_none())
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .collect();
-        assert!(
-            removed.iter().any(|k| k == "CARGO_MANIFEST_DIR"),
-            "{removed:?}"
-        );
+        assert!(removed.iter().any(|k| k == "CARGO_MANIFEST_DIR"), "{removed:?}");
         assert!(removed.iter().any(|k| k == "CARGO_PKG_NAME"), "{removed:?}");
     }
 }
