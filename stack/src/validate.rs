@@ -99,6 +99,7 @@ pub fn allowed_permissions(
     match function {
         FunctionName::Command => (
             &[
+                "dynamodb:BatchGetItem",
                 "dynamodb:ConditionCheckItem",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
