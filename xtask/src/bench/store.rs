@@ -121,21 +121,67 @@ async fn append(store: &DynamoStore, cmd: &AppendCommand) -> anyhow::Result<()> 
         .map_err(|e| anyhow::anyhow!("appending to `{}`: {e}", cmd.aggregate_id))
 }
 
-/// Grows `aggregate` to `n` events with 98-event batches.
+/// Gives `aggregate` a history of `n` events. Appending 10,000 events through the API would take moto
+/// very long (its TransactWriteItems deep-copies the whole table), so all but the last event are written
+/// with BatchWriteItem and the last one through the store's own append transaction with the head folded
+/// from all of them: the same items the API would have written.
 async fn seed(store: &DynamoStore, aggregate: &str, n: u64) -> anyhow::Result<()> {
-    let mut have = 0;
-    while have < n {
-        let mut events = Vec::new();
-        if have == 0 {
-            events.push(("user_created", 0));
+    use service::aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let events: Vec<domain::StoredEvent> = (1..=n)
+        .map(|v| domain::StoredEvent {
+            aggregate_id: aggregate.to_string(),
+            version: v,
+            event_id: uuid::Uuid::now_v7().to_string(),
+            event_type: if v == 1 {
+                "user_created"
+            } else {
+                "user_updated"
+            }
+            .to_string(),
+            event_data: payload(v),
+            timestamp: domain::now_timestamp(),
+            command_id: None,
+            metadata: domain::Metadata::default(),
+        })
+        .collect();
+    let table = &store.config.events_table;
+    for chunk in events[..events.len() - 1].chunks(25) {
+        let mut requests = Vec::new();
+        for e in chunk {
+            let put = PutRequest::builder()
+                .set_item(Some(service::serde_dynamo::to_item(e)?))
+                .build()?;
+            requests.push(WriteRequest::builder().put_request(put).build());
         }
-        while events.len() < 98 && have + (events.len() as u64) < n {
-            events.push(("user_updated", have + events.len() as u64));
+        let mut pending = Some(requests);
+        while let Some(items) = pending.take().filter(|r| !r.is_empty()) {
+            let out = store
+                .client
+                .batch_write_item()
+                .request_items(table, items)
+                .send()
+                .await?;
+            pending = out.unprocessed_items.and_then(|mut u| u.remove(table));
         }
-        let written = events.len() as u64;
-        append(store, &command(aggregate, events, None)).await?;
-        have += written;
     }
+    let state: domain::User = domain::replay(
+        events
+            .iter()
+            .map(|e| (e.event_type.as_str(), &e.event_data)),
+    )?;
+    let last = events.last().cloned().expect("n >= 1");
+    store
+        .append(&service::store::AppendWrite {
+            aggregate_id: aggregate.to_string(),
+            events: vec![last],
+            head: service::store::Head {
+                version: n,
+                state: domain::Aggregate::state(&state),
+            },
+            previous_head: None,
+            command: None,
+        })
+        .await?;
     Ok(())
 }
 
