@@ -250,27 +250,29 @@ async fn measure(
         .interceptor(meter.clone())
         .build();
     let client = Client::from_conf(conf);
-    let config = Config {
-        events_table: "bench-events".into(),
-        projections_table: "bench-projections".into(),
+    // One table pair per aggregate size: moto's TransactWriteItems deep-copies every table it touches, so a
+    // shared table would make every measured write slow (DynamoDB's cost does not depend on the table).
+    let tables = |name: &str| Config {
+        events_table: format!("bench-{name}-events"),
+        projections_table: format!("bench-{name}-projections"),
     };
-    create_tables(&client, &config.events_table, &config.projections_table)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the benchmark tables: {e}"))?;
-    let store = DynamoStore::new(client, config);
+    let mut stores = Vec::new();
+    for name in ["h10", "h1000", "h10000", "projection"] {
+        let config = tables(name);
+        create_tables(&client, &config.events_table, &config.projections_table)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the benchmark tables: {e}"))?;
+        stores.push(DynamoStore::new(client.clone(), config));
+    }
     let mut figures = Vec::new();
 
-    for history in [10u64, 1_000, 10_000] {
+    for (history, store) in [10u64, 1_000, 10_000].into_iter().zip(&stores) {
         let id = format!("history-{history}");
         eprintln!("seeding `{id}` with {history} events");
-        seed(&store, &id, history).await?;
+        seed(store, &id, history).await?;
         meter.reset();
         for r in 0..rounds {
-            append(
-                &store,
-                &command(&id, vec![("user_updated", r as u64)], None),
-            )
-            .await?;
+            append(store, &command(&id, vec![("user_updated", r as u64)], None)).await?;
         }
         figures.push(figure("single-event append", Some(history), &meter, rounds));
         meter.reset();
@@ -280,7 +282,7 @@ async fn measure(
                 vec![("user_updated", r as u64)],
                 Some(format!("c-{r}")),
             );
-            append(&store, &cmd).await?;
+            append(store, &cmd).await?;
         }
         figures.push(figure(
             "single-event append with commandId",
@@ -288,14 +290,22 @@ async fn measure(
             &meter,
             rounds,
         ));
+        eprintln!(
+            "{}",
+            figures[figures.len() - 2..]
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
-
+    let store = &stores[2];
     meter.reset();
     for r in 0..rounds {
         let events = (0..98)
             .map(|i| ("user_updated", (r * 98 + i) as u64))
             .collect();
-        append(&store, &command("history-10000", events, None)).await?;
+        append(store, &command("history-10000", events, None)).await?;
     }
     figures.push(figure(
         "98-event batch append",
@@ -304,23 +314,25 @@ async fn measure(
         rounds,
     ));
 
+    eprintln!("{:?}", figures.last());
+    let store = &stores[3];
     // Projection: read models that are current, then one batch of new events.
     let one = vec!["projected-1".to_string()];
     let ten: Vec<String> = (0..10).map(|i| format!("projected-10-{i}")).collect();
     for a in one.iter().chain(&ten) {
-        append(&store, &command(a, vec![("user_created", 0)], None)).await?;
+        append(store, &command(a, vec![("user_created", 0)], None)).await?;
     }
-    project(&store, &meter, "set-up", &one, 0).await?;
-    project(&store, &meter, "set-up", &ten, 0).await?;
+    project(store, &meter, "set-up", &one, 0).await?;
+    project(store, &meter, "set-up", &ten, 0).await?;
     let events = (1..=98).map(|n| ("user_updated", n)).collect();
-    append(&store, &command("projected-1", events, None)).await?;
+    append(store, &command("projected-1", events, None)).await?;
     for a in &ten {
         let events = (1..=10).map(|n| ("user_updated", n)).collect();
-        append(&store, &command(a, events, None)).await?;
+        append(store, &command(a, events, None)).await?;
     }
     figures.push(
         project(
-            &store,
+            store,
             &meter,
             "projected batch: 98 records of 1 aggregate",
             &one,
@@ -330,7 +342,7 @@ async fn measure(
     );
     figures.push(
         project(
-            &store,
+            store,
             &meter,
             "projected batch: 100 records of 10 aggregates",
             &ten,
