@@ -945,6 +945,7 @@ impl Ctx {
             None => None,
         };
         Some(StreamMapping {
+            filter_patterns: vec![crate::plan::EVENTS_ONLY_FILTER.to_string()],
             batch_size: batch?,
             maximum_batching_window_seconds: window?,
             maximum_retry_attempts: retries?,

@@ -175,9 +175,20 @@ pub enum StartingPosition {
     Latest,
 }
 
+/// The stream mapping's event filter: only inserted items that have an `event_type`, i.e. events. The
+/// append's head and command records (no `event_type`), head updates (MODIFY) and TTL deletions of command
+/// records (REMOVE) never reach the projector. The AWS mapping renders it as `FilterCriteria`; the local
+/// poller applies the same pattern.
+pub const EVENTS_ONLY_FILTER: &str =
+    r#"{"eventName":["INSERT"],"dynamodb":{"NewImage":{"event_type":{"S":[{"exists":true}]}}}}"#;
+
 /// Settings of the events-stream -> projector mapping (validated: safe values only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamMapping {
+    /// Lambda event filter patterns (JSON); a record is delivered when it matches any. Always
+    /// [`EVENTS_ONLY_FILTER`] from the config.
+    #[serde(default)]
+    pub filter_patterns: Vec<String>,
     pub batch_size: u32,
     pub maximum_batching_window_seconds: u32,
     /// Bounded: 0..=10000 (never -1).

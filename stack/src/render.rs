@@ -196,6 +196,7 @@ fn view_model(plan: &Plan) -> Json {
         "functions": functions,
         "dlq_name": format!("{}-projector-dlq", plan.stack_name),
         "stream_mapping": {
+            "filter_patterns": sm.filter_patterns,
             "batch_size": sm.batch_size,
             "maximum_batching_window_seconds": sm.maximum_batching_window_seconds,
             "maximum_retry_attempts": sm.maximum_retry_attempts,

@@ -100,6 +100,8 @@ pub fn allowed_permissions(
     match function {
         FunctionName::Command => (
             &[
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:Query",
                 "logs:CreateLogStream",

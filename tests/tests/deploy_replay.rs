@@ -104,6 +104,7 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
         projections_table: config.projections_table.clone(),
         aggregate: None,
         segments: 4,
+        force: false,
         concurrency: 4,
     };
     let ui = RecordingUi::new(Confirmation::Yes);
@@ -201,5 +202,96 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
     assert_eq!(outcome.aggregates_replayed, 2, "{outcome}");
     assert_eq!(read_model(&store, "p1").await.unwrap().version, 1);
     assert_eq!(read_model(&store, "u1").await.unwrap().version, 1);
+    moto.stop();
+}
+
+/// `--force` repairs a read model that is at the log's version but holds a wrong state (what a projector
+/// bug leaves behind), conditionally on the read model it read: a writer that read the wrong one before the
+/// repair (a projector mid-batch) loses its conditional write afterwards instead of overwriting the repair.
+#[tokio::test]
+async fn replay_force_repairs_current_but_wrong_read_models_conditionally() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Endpoint::start_fresh(dir.path())
+        .await
+        .expect("the local AWS endpoint starts");
+    let client = Client::new(&moto.sdk_config().await);
+    let config = Config {
+        events_table: "force-events".into(),
+        projections_table: "force-projections".into(),
+    };
+    create_tables(&client, &config.events_table, &config.projections_table)
+        .await
+        .unwrap();
+    let store = DynamoStore::new(client.clone(), config.clone());
+    append(
+        &store,
+        "u1",
+        vec![
+            ("user_created", json!({"name": "Ann"})),
+            ("user_updated", json!({"age": 3})),
+        ],
+    )
+    .await;
+    append(&store, "u2", vec![("user_created", json!({"name": "Bob"}))]).await;
+    let wrong = ReadModel {
+        aggregate_id: "u1".into(),
+        version: 2,
+        state: json!({"user": {"name": "wrong"}}),
+        updated_at: "2026-01-01T00:00:00.000Z".into(),
+    };
+    store.put_read_model(&wrong, None).await.unwrap();
+    let (version, right) = consistent_view(&store, "u1").await;
+    assert_eq!(version, 2);
+
+    let request = ReplayRequest {
+        events_table: config.events_table.clone(),
+        projections_table: config.projections_table.clone(),
+        aggregate: None,
+        segments: 2,
+        concurrency: 2,
+        force: false,
+    };
+    let ui = RecordingUi::new(Confirmation::Yes);
+    // Without --force a current read model is left alone, even a wrong one.
+    let outcome = replay(&client, &request, &ui).await.unwrap();
+    assert_eq!(
+        (outcome.aggregates_replayed, outcome.aggregates_skipped),
+        (1, 1),
+        "{outcome}"
+    );
+    assert_eq!(read_model(&store, "u1").await.unwrap(), wrong);
+
+    let forced = ReplayRequest {
+        force: true,
+        ..request.clone()
+    };
+    let outcome = replay(&client, &forced, &ui).await.unwrap();
+    assert_eq!(
+        (outcome.aggregates_replayed, outcome.aggregates_skipped),
+        (1, 1),
+        "only the wrong one is rewritten: {outcome}"
+    );
+    let repaired = read_model(&store, "u1").await.unwrap();
+    assert_eq!((repaired.version, &repaired.state), (2, &right));
+
+    // A writer that read the wrong read model before the repair loses: the condition is on what it read.
+    let late = ReadModel {
+        version: 3,
+        state: json!({"user": {"name": "wrong", "late": true}}),
+        ..wrong.clone()
+    };
+    assert!(matches!(
+        store.put_read_model(&late, Some(&wrong)).await,
+        Err(service::StoreError::Conflict)
+    ));
+    assert_eq!(read_model(&store, "u1").await.unwrap(), repaired);
+
+    // Forcing again finds nothing to repair.
+    let outcome = replay(&client, &forced, &ui).await.unwrap();
+    assert_eq!(
+        (outcome.aggregates_replayed, outcome.aggregates_skipped),
+        (0, 2),
+        "{outcome}"
+    );
     moto.stop();
 }

@@ -1,5 +1,5 @@
 //! The event store, the HTTP handlers and the projector against the local AWS endpoint (moto, started
-//! through `local_engine::endpoint`, the code the tool uses): conflicts, batches of 100 and 101 events, the
+//! through `local_engine::endpoint`, the code the tool uses): conflicts, batches of 98 and 99 events, the
 //! 400 KB item limit, idempotent retries across restarts, pagination past a 1 MB page, GSI queries,
 //! concurrent writers, and the projector with a poison event.
 //!
@@ -123,29 +123,30 @@ async fn stale_expected_version_is_a_conflict_with_the_current_version() {
 }
 
 #[tokio::test]
-async fn a_batch_of_100_events_is_one_atomic_append_and_101_is_refused() {
+async fn a_batch_of_98_events_is_one_atomic_append_and_99_is_refused() {
+    // 98 events + the head + the command record = TransactWriteItems' 100 items.
     let (_moto, store) = fresh_store("batch").await;
     let mut events = vec![("user_created", json!({}))];
-    events.extend((0..99).map(|i| ("user_updated", json!({ "n": i }))));
+    events.extend((0..97).map(|i| ("user_updated", json!({ "n": i }))));
     let out = append(
         &store,
-        &command("b100", events.clone(), Some(0), None),
+        &command("b100", events.clone(), Some(0), Some("batch-98")),
         Metadata::default(),
     )
     .await
     .unwrap();
     assert_eq!(
         out.events.iter().map(|e| e.version).collect::<Vec<_>>(),
-        (1..=100).collect::<Vec<_>>()
+        (1..=98).collect::<Vec<_>>()
     );
     let stored = all_events(&store, "b100").await;
-    assert_eq!(stored.len(), 100);
+    assert_eq!(stored.len(), 98);
     assert_eq!(
         stored.iter().map(|e| e.version).collect::<Vec<_>>(),
-        (1..=100).collect::<Vec<_>>()
+        (1..=98).collect::<Vec<_>>()
     );
 
-    events.push(("user_updated", json!({"n": 99})));
+    events.push(("user_updated", json!({"n": 98})));
     let err = append(
         &store,
         &command("b101", events, Some(0), None),
@@ -525,4 +526,242 @@ async fn the_projector_builds_read_models_and_fails_only_the_poison_aggregate() 
         poisoned["version"], 1,
         "progress before the poison event is kept"
     );
+}
+
+/// A store on fresh tables whose client counts its requests.
+async fn metered_store(test: &str) -> (Arc<Moto>, DynamoStore, service::testing::DynamoMeter) {
+    let (moto, store) = fresh_store(test).await;
+    let meter = service::testing::DynamoMeter::default();
+    let config =
+        service::aws_sdk_dynamodb::config::Builder::from(&moto.endpoint.sdk_config().await)
+            .interceptor(meter.clone())
+            .build();
+    let metered = DynamoStore::new(Client::from_conf(config), store.config.clone());
+    (moto, metered, meter)
+}
+
+/// Grows `aggregate` to `n` events with 98-event batches (the seeding is not measured).
+async fn grow(store: &DynamoStore, aggregate: &str, n: usize) {
+    let mut have = all_events(store, aggregate).await.len();
+    while have < n {
+        let mut events = Vec::new();
+        if have == 0 {
+            events.push(("user_created", json!({"name": "Ann"})));
+        }
+        while events.len() < 98 && have + events.len() < n {
+            events.push(("user_updated", json!({"n": have + events.len()})));
+        }
+        let written = events.len();
+        append(
+            store,
+            &command(aggregate, events, None, None),
+            Metadata::default(),
+        )
+        .await
+        .unwrap();
+        have += written;
+    }
+}
+
+#[tokio::test]
+async fn an_append_makes_two_requests_whatever_the_history() {
+    let (_moto, store, meter) = metered_store("requests").await;
+    for (aggregate, history) in [("short", 1), ("long", 300)] {
+        grow(&store, aggregate, history).await;
+        for command_id in [None, Some(format!("{aggregate}-c"))] {
+            meter.reset();
+            let cmd = command(
+                aggregate,
+                vec![("user_updated", json!({"k": "v"}))],
+                None,
+                command_id.as_deref(),
+            );
+            let out = append(&store, &cmd, Metadata::default()).await.unwrap();
+            assert!(!out.deduplicated);
+            let ops: Vec<(String, u64)> = meter
+                .by_operation()
+                .into_iter()
+                .map(|(op, u)| (op, u.requests))
+                .collect();
+            let read = if command_id.is_some() {
+                "BatchGetItem"
+            } else {
+                "GetItem"
+            };
+            assert_eq!(
+                ops,
+                [(read.to_string(), 1), ("TransactWriteItems".to_string(), 1)],
+                "{aggregate} ({history} events), commandId {command_id:?}"
+            );
+        }
+        // A retry of the command is one read and no write.
+        meter.reset();
+        let retry = command(
+            aggregate,
+            vec![("user_updated", json!({"k": "v"}))],
+            None,
+            Some(&format!("{aggregate}-c")),
+        );
+        assert!(
+            append(&store, &retry, Metadata::default())
+                .await
+                .unwrap()
+                .deduplicated
+        );
+        assert_eq!(meter.total().requests, 1);
+    }
+    assert_eq!(all_events(&store, "long").await.len(), 302);
+}
+
+#[tokio::test]
+async fn a_command_id_reused_with_another_body_is_refused_and_concurrent_duplicates_are_stored_once()
+ {
+    let (_moto, store) = fresh_store("dupes").await;
+    let store = Arc::new(store);
+    let create = command(
+        "u1",
+        vec![("user_created", json!({"name": "Ann"}))],
+        None,
+        Some("c1"),
+    );
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, create) = (Arc::clone(&store), create.clone());
+            tokio::spawn(async move { append(store.as_ref(), &create, Metadata::default()).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().expect("every duplicate succeeds"));
+    }
+    assert!(results.iter().all(|r| r.events == results[0].events));
+    assert_eq!(results.iter().filter(|r| !r.deduplicated).count(), 1);
+    assert_eq!(all_events(&store, "u1").await.len(), 1);
+
+    let other = command(
+        "u1",
+        vec![("user_created", json!({"name": "Bob"}))],
+        None,
+        Some("c1"),
+    );
+    let err = append(store.as_ref(), &other, Metadata::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::IdempotencyConflict(_)),
+        "{err:?}"
+    );
+    assert_eq!(all_events(&store, "u1").await.len(), 1);
+}
+
+/// The real stream of the table carries the head and the command record next to the events; the mapping's
+/// filter (applied here as the local poller applies it) lets exactly the events through, and the GSI and
+/// every event reader see only events.
+#[tokio::test]
+async fn only_events_pass_the_stream_filter_and_reach_readers() {
+    let (moto, store) = fresh_store("sparse").await;
+    for (t, command_id) in [("user_created", "c1"), ("user_updated", "c2")] {
+        append(
+            &store,
+            &command("u1", vec![(t, json!({"x": 1}))], None, Some(command_id)),
+            Metadata::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let sdk = moto.endpoint.sdk_config().await;
+    let stream_arn = store
+        .client
+        .describe_table()
+        .table_name(&store.config.events_table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .unwrap();
+    let records = read_stream(&sdk, &stream_arn).await;
+    let pattern: Value = serde_json::from_str(stack::EVENTS_ONLY_FILTER).unwrap();
+    let (passed, dropped): (Vec<Value>, Vec<Value>) = records
+        .iter()
+        .map(|r| local_engine::poller::record_json(r, "us-east-1", &stream_arn))
+        .partition(|r| local_engine::poller::matches_filter(&pattern, r));
+    let versions = |rs: &[Value]| -> Vec<String> {
+        rs.iter()
+            .map(|r| {
+                r["dynamodb"]["Keys"]["version"]["N"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(versions(&passed), ["1", "2"]);
+    let dropped = versions(&dropped);
+    assert_eq!(
+        dropped.iter().filter(|v| *v == "0").count(),
+        2,
+        "head insert + modify: {dropped:?}"
+    );
+    assert_eq!(
+        dropped.iter().filter(|v| v.starts_with('-')).count(),
+        2,
+        "two command records"
+    );
+
+    assert_eq!(all_events(&store, "u1").await.len(), 2);
+    let (status, page) = decode(
+        service::http::handle_query(&store, request("GET", "/aggregates/u1/events", None)).await,
+    );
+    assert_eq!((status, page["events"].as_array().unwrap().len()), (200, 2));
+    for t in ["user_created", "user_updated"] {
+        let (_, page) = decode(
+            service::http::handle_query(&store, request("GET", &format!("/events?type={t}"), None))
+                .await,
+        );
+        assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+    }
+}
+
+async fn read_stream(
+    sdk: &aws_config::SdkConfig,
+    stream_arn: &str,
+) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
+    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+    let shards = streams
+        .describe_stream()
+        .stream_arn(stream_arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .and_then(|d| d.shards)
+        .unwrap_or_default();
+    let mut records = Vec::new();
+    for shard in shards {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(shard.shard_id.unwrap())
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        while let Some(it) = iterator.take() {
+            let out = streams
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .unwrap();
+            let batch = out.records.unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            records.extend(batch);
+            iterator = out.next_shard_iterator;
+        }
+    }
+    records
 }

@@ -109,6 +109,7 @@ async fn put(f: &Fixture, id: &str, version: u32) {
 
 fn mapping(bisect: bool, retries: u32) -> StreamMapping {
     StreamMapping {
+        filter_patterns: vec![stack::plan::EVENTS_ONLY_FILTER.to_string()],
         batch_size: 10,
         maximum_batching_window_seconds: 0,
         maximum_retry_attempts: retries,

@@ -11,6 +11,8 @@ use stack::FunctionName;
 
 use crate::exit::ExitStatus;
 
+mod store;
+
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,6 +41,9 @@ pub enum What {
     /// The release build of an AWS deploy (cargo-lambda): each binary's size, zip size, glibc floor and
     /// process start-to-ready time (spawn -> first Runtime API poll).
     Release(crate::bench_release::Args),
+    /// Event store cost: DynamoDB requests and capacity units per append at 10, 1,000 and 10,000 events
+    /// of history, per batch append and per projected batch, on a fresh local endpoint of its own.
+    Store(store::StoreArgs),
 }
 
 /// Arguments of `cargo xtask bench deploy`.
@@ -84,6 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         What::Cli(a) => crate::bench_cli::run(a).await,
         What::Dev(a) => crate::bench_dev::run(a).await,
         What::Release(a) => crate::bench_release::run(a).await,
+        What::Store(a) => store::run(a).await,
     }
 }
 

@@ -20,6 +20,11 @@ pub struct Args {
     /// Aggregates replayed at the same time.
     #[arg(long, default_value_t = deployer::replay::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
+    /// Also rewrite read models that are at the replayed version but hold another state (repairs a read
+    /// model left wrong by a projector bug). Each rewrite is conditional on the read model just read, so it
+    /// is safe while traffic continues.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -39,6 +44,7 @@ async fn replay(args: Args) -> anyhow::Result<ExitStatus> {
         aggregate: args.aggregate.clone(),
         segments: args.segments,
         concurrency: args.concurrency,
+        force: args.force,
     };
     // The console UI hides its progress bar when stderr is not a terminal.
     let ui = ConsoleUi::new(true);

@@ -1,8 +1,11 @@
 //! The `Aggregate` trait: how a stream of events folds into state, and the rules that decide whether a new
 //! event may be appended.
 //!
-//! Rules live in `check`, never in `apply`: `apply` must accept every event that `check` allowed, so that
-//! replay (query side, `?consistent=true`) and the projector reach the same state from the same log.
+//! Facts are folded, decisions are checked (cqrs-es: rules in `handle`, none in `apply`). Rules live in
+//! `check` and judge only *new* events ([`Aggregate::step`]); stored events are facts and are folded with
+//! [`Aggregate::fold`], which never consults the rules. Tightening a rule therefore never turns an old,
+//! valid log into a "corrupt" one: the append's head, the projector, replay and `?consistent=true` all
+//! rebuild state with `fold`.
 
 use serde_json::{Map, Value};
 
@@ -61,23 +64,115 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     /// instead of replaying the whole log).
     fn restore(state: &Value) -> Result<Self, String>;
 
-    /// Parses, checks and applies one event: the single step shared by the command side (deciding),
-    /// replay and the projector.
+    /// Decides: parses, checks and applies one *new* event. Only the command side calls it.
     fn step(&mut self, event_type: &str, data: &Map<String, Value>) -> Result<(), DomainError> {
         let event = Self::parse_event(event_type, data)?;
         self.check(&event)?;
         self.apply(event);
         Ok(())
     }
+
+    /// Folds one *stored* event: parses and applies it without the rules, because it is a fact that was
+    /// accepted when it was written. Fails only when the event cannot be read at all (unknown type).
+    fn fold(&mut self, event_type: &str, data: &Map<String, Value>) -> Result<(), DomainError> {
+        let event = Self::parse_event(event_type, data)?;
+        self.apply(event);
+        Ok(())
+    }
 }
 
-/// Replays a sequence of `(event_type, event_data)` into a fresh aggregate.
+/// Rebuilds an aggregate from its stored `(event_type, event_data)` log with [`Aggregate::fold`] (no rules).
 pub fn replay<'a, A: Aggregate>(
     events: impl IntoIterator<Item = (&'a str, &'a Map<String, Value>)>,
 ) -> Result<A, DomainError> {
     let mut aggregate = A::default();
     for (event_type, data) in events {
-        aggregate.step(event_type, data)?;
+        aggregate.fold(event_type, data)?;
     }
     Ok(aggregate)
+}
+
+#[cfg(test)]
+mod tests {
+    //! given/when/then with a test-only aggregate whose rule is a type parameter, so that a log written
+    //! under a looser rule can be loaded under a tighter one.
+    use super::*;
+
+    /// Counts `incremented` events; the rule: the count may not exceed `MAX`.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    struct Counter<const MAX: u64> {
+        count: u64,
+    }
+
+    impl<const MAX: u64> Aggregate for Counter<MAX> {
+        type Event = ();
+        const KNOWN_EVENT_TYPES: &'static [&'static str] = &["incremented"];
+
+        fn parse_event(event_type: &str, _: &Map<String, Value>) -> Result<(), DomainError> {
+            match event_type {
+                "incremented" => Ok(()),
+                other => Err(DomainError::UnknownEventType {
+                    event_type: other.into(),
+                    known: vec!["incremented".into()],
+                }),
+            }
+        }
+
+        fn check(&self, _: &()) -> Result<(), DomainError> {
+            if self.count >= MAX {
+                return Err(DomainError::RuleViolation(format!("at most {MAX}")));
+            }
+            Ok(())
+        }
+
+        fn apply(&mut self, _: ()) {
+            self.count += 1;
+        }
+
+        fn state(&self) -> Value {
+            Value::from(self.count)
+        }
+
+        fn restore(state: &Value) -> Result<Self, String> {
+            state
+                .as_u64()
+                .map(|count| Counter { count })
+                .ok_or_else(|| "not a count".into())
+        }
+    }
+
+    fn given<A: Aggregate>(n: usize) -> Result<A, DomainError> {
+        let data = Map::new();
+        replay(std::iter::repeat_n(("incremented", &data), n))
+    }
+
+    #[test]
+    fn a_log_written_under_a_looser_rule_still_loads_under_a_tighter_one() {
+        // Given five increments, written when the limit was 10.
+        assert_eq!(given::<Counter<10>>(5).unwrap().count, 5);
+        // When the limit is tightened to 3, the same log still folds: facts are not re-judged.
+        let tightened = given::<Counter<3>>(5).unwrap();
+        assert_eq!(tightened.state(), Value::from(5));
+        // Then a new increment is judged by today's rule.
+        let err = tightened
+            .clone()
+            .step("incremented", &Map::new())
+            .unwrap_err();
+        assert_eq!(err.code(), "rule_violation");
+    }
+
+    #[test]
+    fn a_stored_event_of_an_unknown_type_still_fails_the_fold() {
+        let data = Map::new();
+        let err = replay::<Counter<3>>([("renamed", &data)]).unwrap_err();
+        assert_eq!(err.code(), "unknown_event_type");
+    }
+
+    #[test]
+    fn new_events_are_checked() {
+        let mut counter = given::<Counter<1>>(0).unwrap();
+        assert_eq!(counter.step("incremented", &Map::new()), Ok(()));
+        assert!(counter.step("incremented", &Map::new()).is_err());
+        assert_eq!(counter.count, 1, "a refused event is not applied");
+    }
 }

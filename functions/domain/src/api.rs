@@ -205,12 +205,16 @@ pub struct ErrorBody {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Machine-readable: `invalid_request`, `not_found`, `method_not_allowed`, `version_conflict`,
-    /// `too_large`, `unsupported_media_type`, `rule_violation`, `unknown_event_type`, `internal`.
+    /// `idempotency_conflict`, `too_large`, `unsupported_media_type`, `rule_violation`,
+    /// `unknown_event_type`, `unavailable`, `internal`.
     pub code: String,
     pub message: String,
     /// Only on `version_conflict`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+    /// Only on 5xx answers: the id under which the details are logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A validated append: what both POST routes reduce to.

@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 /// multi-byte characters. In UTF-8 such an id is at most 1,024 bytes, within DynamoDB's key limits
 /// (2,048 bytes for a partition key, 1,024 for a sort key).
 pub const MAX_ID_CHARS: usize = 256;
-/// Most events one append may carry: the TransactWriteItems limit.
-pub const MAX_BATCH_EVENTS: usize = 100;
+/// Most events one append may carry: TransactWriteItems takes 100 items, and an append also writes the
+/// aggregate's head item and, with a `commandId`, its command record (98 + 2 = 100).
+pub const MAX_BATCH_EVENTS: usize = 98;
 /// DynamoDB's item size limit (400 KB).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// DynamoDB's transaction size limit (4 MB).

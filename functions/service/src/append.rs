@@ -1,39 +1,67 @@
-//! Appending events with the event store's guarantees: domain rules, optimistic concurrency, size limits
-//! and durable idempotency by `commandId`.
+//! Appending events with the event store's guarantees: domain rules, optimistic concurrency, size limits,
+//! durable idempotency by `commandId`, and no duplicate from an ambiguous write. The cost of an append does
+//! not depend on the aggregate's history.
 //!
-//! ## Idempotency design
-//! Every event item carries the `command_id` of the append that wrote it. Because the domain rules need the
-//! aggregate's full history anyway, every append first loads the aggregate with a consistent read; if an
-//! event with the same `command_id` is already in the log, the append returns the original result (the
-//! same versions, event ids and timestamps) and writes nothing. This is durable (it is the log itself, not a
-//! cache) and survives restarts. Two concurrent duplicates both load before either writes: both target the
-//! same version, the conditional write lets exactly one win, and the loser reloads, finds its command in
-//! the log and returns the winner's result.
+//! ## Design: a head item per aggregate (Equinox DynamoStore's "Tip")
+//! Next to its events (sort key `version` 1, 2, 3 ...) every aggregate has a *head* item at `version` 0
+//! holding the current version and the state folded from every event. A single-event append makes two
+//! DynamoDB requests whatever the history:
+//! 1. one consistent read of at most two items: GetItem of the head, or BatchGetItem of the head and the
+//!    command record when a `commandId` is given;
+//! 2. one TransactWriteItems: the new head, conditional on the head version just read (or on no head);
+//!    each event, conditional on its key not existing; and, with a `commandId`, the command record,
+//!    conditional on not existing.
 //!
-//! We chose this over a separate dedup item (`aggregate_id = "cmd#<id>"`) written in the same transaction:
-//! such an item would go through the table's stream (the projector would have to recognise and skip it),
-//! would make a single event a two-item transaction instead of one conditional PutItem, and would push a
-//! 100-event batch over the 100-item transaction limit. The trade-off: a `commandId` is scoped to its
-//! aggregate (the same id on another aggregate is another command). We do not rely on
-//! `ReturnValuesOnConditionCheckFailure` either: after any lost write we reload anyway to learn the current
-//! version, and the reload also answers the idempotency question.
+//! Only the new events are judged by the rules (`Aggregate::step`); the head's state was folded from facts.
+//! A batch is the same single transaction; with the head and the command record it may carry at most 98
+//! events (TransactWriteItems takes 100 items). Losing the race (a failed condition or a concurrent
+//! transaction) reloads the head and decides again, up to [`MAX_ATTEMPTS`] times; with `expectedVersion`
+//! the reload answers 409 instead.
+//!
+//! ## Idempotency
+//! An append with a `commandId` writes a command record (sort key: minus a hash of the command id) holding
+//! a SHA-256 of the request and the written versions, event ids and timestamps, with a TTL attribute
+//! `expires_at` [`IDEMPOTENCY_WINDOW_SECS`] (24 h) ahead. A retry finds it in step 1 and gets the original
+//! result; a reuse with another body is an [`AppendError::IdempotencyConflict`]. Concurrent duplicates both
+//! read no record; the transaction lets exactly one win, the loser reloads and finds the record. A record is
+//! honoured as long as it exists: at least 24 h, until DynamoDB's TTL deletes it (typically within days).
+//! A `commandId` is scoped to its aggregate.
+//!
+//! ## Ambiguous writes
+//! Event ids and timestamps are fixed once per request, not per attempt. When a transaction fails on a
+//! condition, it may have been our own earlier attempt (the write applied, the response was lost, the SDK
+//! retried): the append reads the event at its first version (one bounded Query) and, if it carries our
+//! event id, returns success with what it wrote. So a lost response never stores a request twice, with or
+//! without `commandId`. When the SDK gives up with an error the outcome is unknown and reported as such
+//! (500/503); a client that retries must send a `commandId` to make the retry safe.
+//!
+//! ## Tables written before the head existed
+//! An aggregate without a head is first assumed new (version 0): the condition on event 1 not existing
+//! makes that safe. If the write fails, or a rule or `expectedVersion` refuses the command, the append
+//! reads the aggregate's log once, folds it, honours a `commandId` found on its events, and the next
+//! successful append writes the head: a one-time migration per aggregate, lazily.
 
 use std::time::Duration;
 
-use domain::api::AppendCommand;
+use domain::api::{AppendCommand, WrittenEvent};
 use domain::validate::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_ITEM_BYTES};
 use domain::{Aggregate, DomainError, Metadata, StoredEvent, User};
+use sha2::Digest as _;
 
+use crate::dynamo::meta_items_size;
 use crate::size::event_item_size;
-use crate::store::{EventStore, StoreError};
+use crate::store::{AppendWrite, CommandRecord, EventStore, Head, StoreError};
 
 /// How often an append without `expectedVersion` reloads and retries after losing a race.
 pub const MAX_ATTEMPTS: u32 = 64;
 
+/// How long a command record is kept at least (its TTL): 24 hours.
+pub const IDEMPOTENCY_WINDOW_SECS: i64 = 24 * 60 * 60;
+
 /// Why an append was refused. Nothing was written in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
-    /// Over 100 events, an event over 400 KB, or a batch over 4 MB.
+    /// Over 98 events, an event over 400 KB, a batch over 4 MB, or a state over 400 KB.
     ///
     /// ### Handling
     /// HTTP 413 `too_large`.
@@ -45,22 +73,31 @@ pub enum AppendError {
     /// HTTP 409 `version_conflict` with `currentVersion`.
     #[error("{}", conflict_message(*expected, *current))]
     Conflict { expected: Option<u64>, current: u64 },
+    /// The `commandId` was already used on this aggregate with another request body.
+    ///
+    /// ### Handling
+    /// HTTP 409 `idempotency_conflict`: use a new `commandId` for a new command.
+    #[error(
+        "`commandId` `{0}` was already used on this aggregate with a different request; use a new `commandId` for a new command"
+    )]
+    IdempotencyConflict(String),
     /// A domain rule refused an event.
     ///
     /// ### Handling
     /// HTTP 422 `rule_violation` or `unknown_event_type`.
     #[error("event {index}: {source}")]
     Domain { index: usize, source: DomainError },
-    /// The stored log of this aggregate cannot be replayed (e.g. a poison event written around the API).
+    /// The stored head or log of this aggregate cannot be read (e.g. an event of an unknown type written
+    /// around the API).
     ///
     /// ### Handling
     /// HTTP 500 `internal`: an operator must repair the log.
-    #[error("the stored events of this aggregate cannot be replayed: {0}")]
+    #[error("the stored events of this aggregate cannot be folded: {0}")]
     CorruptLog(String),
-    /// DynamoDB failed.
+    /// DynamoDB failed or throttled.
     ///
     /// ### Handling
-    /// HTTP 500 `internal`.
+    /// HTTP 503 `unavailable` for `StoreError::Throttled`, else 500 `internal`.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -80,9 +117,22 @@ fn conflict_message(expected: Option<u64>, current: u64) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppendOutcome {
     pub aggregate_id: String,
-    pub events: Vec<StoredEvent>,
+    pub events: Vec<WrittenEvent>,
     /// True when nothing was written because `commandId` had been applied before.
     pub deduplicated: bool,
+}
+
+/// The SHA-256 (hex) of what a command asks for: its aggregate and events. Stored in the command record so
+/// that a `commandId` reused with other events is recognised. `expectedVersion` is left out on purpose: it
+/// is a precondition of the first attempt, and a retry may carry it or not (the retry gets the original
+/// result either way). `serde_json` maps are ordered, so equal requests hash equally whatever their key
+/// order on the wire.
+pub fn request_hash(cmd: &AppendCommand) -> String {
+    let canonical = serde_json::json!({
+        "aggregateId": cmd.aggregate_id,
+        "events": cmd.events,
+    });
+    hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// Appends the command's events to its aggregate.
@@ -93,60 +143,133 @@ pub async fn append<S: EventStore>(
 ) -> Result<AppendOutcome, AppendError> {
     if cmd.events.len() > MAX_BATCH_EVENTS {
         return Err(AppendError::TooLarge(format!(
-            "{} events in one append; the limit is {MAX_BATCH_EVENTS} (one DynamoDB transaction); split the batch",
+            "{} events in one append; the limit is {MAX_BATCH_EVENTS} (one DynamoDB transaction of 100 items, two of which are the aggregate's head and command record); split the batch",
             cmd.events.len()
         )));
     }
+    // Fixed once per request, so that a reload after an ambiguous write recognises our own events.
+    let fixed = Fixed {
+        event_ids: (0..cmd.events.len())
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect(),
+        timestamp: domain::now_timestamp(),
+        metadata: {
+            let mut m = metadata;
+            if m.causation_id.is_none() {
+                m.causation_id = cmd.command_id.clone();
+            }
+            m
+        },
+        request_hash: request_hash(cmd),
+    };
     // Size check up front, before any read, with the largest version the batch could get.
-    check_sizes(&build_events(cmd, u64::MAX / 2, &metadata))?;
+    check_sizes(&build_events(cmd, u64::MAX / 2, &fixed), 0)?;
 
     let mut current = 0;
-    for attempt in 0..MAX_ATTEMPTS {
-        let (log, _) = store.read_events(&cmd.aggregate_id, 0, None, true).await?;
-        if let Some(command_id) = &cmd.command_id {
-            let original: Vec<StoredEvent> = log
-                .iter()
-                .filter(|e| e.command_id.as_deref() == Some(command_id))
-                .cloned()
-                .collect();
-            if !original.is_empty() {
-                return Ok(AppendOutcome {
-                    aggregate_id: cmd.aggregate_id.clone(),
-                    events: original,
-                    deduplicated: true,
-                });
-            }
+    // Whether the log behind a missing head must be read (a table written before heads existed).
+    let mut read_log = false;
+    'attempts: for attempt in 0..MAX_ATTEMPTS {
+        let (head, record) = store
+            .read_head(&cmd.aggregate_id, cmd.command_id.as_deref())
+            .await?;
+        if let Some(record) = record {
+            return deduplicated(cmd, &fixed, record);
         }
-        current = log.last().map_or(0, |e| e.version);
+        let head_exists = head.is_some();
+        let (version, state) = match head {
+            Some(h) => (
+                h.version,
+                User::restore(&h.state).map_err(AppendError::CorruptLog)?,
+            ),
+            None if read_log => match migrate(store, cmd).await? {
+                Migrated::Folded(version, state) => (version, state),
+                Migrated::Applied(events) => {
+                    return Ok(AppendOutcome {
+                        aggregate_id: cmd.aggregate_id.clone(),
+                        events,
+                        deduplicated: true,
+                    });
+                }
+            },
+            None => (0, User::default()),
+        };
+        // Without a head and before reading the log, "version 0" is an assumption: check it before
+        // refusing anything.
+        let assumed = !head_exists && !read_log;
+        current = version;
         if let Some(expected) = cmd.expected_version
-            && expected != current
+            && expected != version
         {
+            if assumed {
+                read_log = true;
+                continue;
+            }
             return Err(AppendError::Conflict {
                 expected: Some(expected),
-                current,
+                current: version,
             });
         }
-        let mut state: User =
-            domain::replay(log.iter().map(|e| (e.event_type.as_str(), &e.event_data)))
-                .map_err(|e| AppendError::CorruptLog(e.to_string()))?;
+        let mut next = state;
         for (index, event) in cmd.events.iter().enumerate() {
-            state
-                .step(&event.event_type, &event.event_data)
-                .map_err(|source| AppendError::Domain { index, source })?;
+            if let Err(source) = next.step(&event.event_type, &event.event_data) {
+                if assumed && !matches!(source, DomainError::UnknownEventType { .. }) {
+                    read_log = true;
+                    continue 'attempts;
+                }
+                return Err(AppendError::Domain { index, source });
+            }
         }
-        let events = build_events(cmd, current, &metadata);
-        check_sizes(&events)?;
-        match store.write_events(&events).await {
+        let events = build_events(cmd, version, &fixed);
+        let written = written(&events);
+        let write = AppendWrite {
+            aggregate_id: cmd.aggregate_id.clone(),
+            head: Head {
+                version: version + events.len() as u64,
+                state: next.state(),
+            },
+            previous_head: head_exists.then_some(version),
+            command: cmd.command_id.as_ref().map(|c| CommandRecord {
+                command_id: c.clone(),
+                request_hash: fixed.request_hash.clone(),
+                events: written.clone(),
+                expires_at: chrono::Utc::now().timestamp() + IDEMPOTENCY_WINDOW_SECS,
+            }),
+            events,
+        };
+        let (head_size, command_size) = meta_items_size(&write);
+        if head_size > MAX_ITEM_BYTES {
+            return Err(AppendError::TooLarge(format!(
+                "after this append the aggregate's state would be {head_size} bytes as a DynamoDB item; the limit is {MAX_ITEM_BYTES} bytes (400 KB), as for its read model"
+            )));
+        }
+        check_sizes(&write.events, head_size + command_size)?;
+        match store.append(&write).await {
             Ok(()) => {
                 return Ok(AppendOutcome {
                     aggregate_id: cmd.aggregate_id.clone(),
-                    events,
+                    events: written,
                     deduplicated: false,
                 });
             }
-            // Lost the race: the next iteration reloads, returns the original result if it was our own
-            // command, reports the conflict if a version was expected, or retries on top of the winner.
-            Err(StoreError::Conflict) => backoff(attempt).await,
+            Err(StoreError::Conflict) => {
+                // Was it our own write, applied by an attempt whose response was lost?
+                let (at, _) = store
+                    .read_events(&cmd.aggregate_id, version, Some(1), true)
+                    .await?;
+                if at.first().is_some_and(|e| e.event_id == fixed.event_ids[0]) {
+                    return Ok(AppendOutcome {
+                        aggregate_id: cmd.aggregate_id.clone(),
+                        events: written,
+                        deduplicated: false,
+                    });
+                }
+                // Someone else won: the next iteration reloads, returns the original result if it was
+                // the same command, reports the conflict if a version was expected, or retries on top.
+                if !head_exists {
+                    read_log = true;
+                }
+                backoff(attempt).await
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -156,30 +279,87 @@ pub async fn append<S: EventStore>(
     })
 }
 
-fn build_events(cmd: &AppendCommand, current: u64, metadata: &Metadata) -> Vec<StoredEvent> {
-    let timestamp = domain::now_timestamp();
-    let mut metadata = metadata.clone();
-    if metadata.causation_id.is_none() {
-        metadata.causation_id = cmd.command_id.clone();
+/// What is decided once per request.
+struct Fixed {
+    event_ids: Vec<String>,
+    timestamp: String,
+    metadata: Metadata,
+    request_hash: String,
+}
+
+fn deduplicated(
+    cmd: &AppendCommand,
+    fixed: &Fixed,
+    record: CommandRecord,
+) -> Result<AppendOutcome, AppendError> {
+    if record.request_hash != fixed.request_hash {
+        return Err(AppendError::IdempotencyConflict(record.command_id));
     }
-    cmd.events
+    Ok(AppendOutcome {
+        aggregate_id: cmd.aggregate_id.clone(),
+        events: record.events,
+        deduplicated: true,
+    })
+}
+
+enum Migrated {
+    /// The log folded: its last version and state.
+    Folded(u64, User),
+    /// The command was already in the log (written before command records existed).
+    Applied(Vec<WrittenEvent>),
+}
+
+/// Reads and folds the whole log of an aggregate that has events but no head yet (once per aggregate).
+async fn migrate<S: EventStore>(store: &S, cmd: &AppendCommand) -> Result<Migrated, AppendError> {
+    let (log, _) = store.read_events(&cmd.aggregate_id, 0, None, true).await?;
+    if let Some(command_id) = &cmd.command_id {
+        let original: Vec<StoredEvent> = log
+            .iter()
+            .filter(|e| e.command_id.as_deref() == Some(command_id))
+            .cloned()
+            .collect();
+        if !original.is_empty() {
+            return Ok(Migrated::Applied(written(&original)));
+        }
+    }
+    let state: User = domain::replay(log.iter().map(|e| (e.event_type.as_str(), &e.event_data)))
+        .map_err(|e| AppendError::CorruptLog(e.to_string()))?;
+    Ok(Migrated::Folded(log.last().map_or(0, |e| e.version), state))
+}
+
+fn written(events: &[StoredEvent]) -> Vec<WrittenEvent> {
+    events
         .iter()
-        .enumerate()
-        .map(|(i, e)| StoredEvent {
-            aggregate_id: cmd.aggregate_id.clone(),
-            version: current + 1 + i as u64,
-            event_id: uuid::Uuid::now_v7().to_string(),
-            event_type: e.event_type.clone(),
-            event_data: e.event_data.clone(),
-            timestamp: timestamp.clone(),
-            command_id: cmd.command_id.clone(),
-            metadata: metadata.clone(),
+        .map(|e| WrittenEvent {
+            version: e.version,
+            event_id: e.event_id.clone(),
+            timestamp: e.timestamp.clone(),
         })
         .collect()
 }
 
-fn check_sizes(events: &[StoredEvent]) -> Result<(), AppendError> {
-    let mut total = 0usize;
+fn build_events(cmd: &AppendCommand, current: u64, fixed: &Fixed) -> Vec<StoredEvent> {
+    cmd.events
+        .iter()
+        .zip(&fixed.event_ids)
+        .enumerate()
+        .map(|(i, (e, id))| StoredEvent {
+            aggregate_id: cmd.aggregate_id.clone(),
+            version: current + 1 + i as u64,
+            event_id: id.clone(),
+            event_type: e.event_type.clone(),
+            event_data: e.event_data.clone(),
+            timestamp: fixed.timestamp.clone(),
+            command_id: cmd.command_id.clone(),
+            metadata: fixed.metadata.clone(),
+        })
+        .collect()
+}
+
+/// Checks every event against the item limit and the transaction (events + `extra` bytes of head and
+/// command record) against the 4 MB transaction limit.
+fn check_sizes(events: &[StoredEvent], extra: usize) -> Result<(), AppendError> {
+    let mut total = extra;
     for (i, e) in events.iter().enumerate() {
         let size = event_item_size(e);
         if size > MAX_ITEM_BYTES {
@@ -191,7 +371,7 @@ fn check_sizes(events: &[StoredEvent]) -> Result<(), AppendError> {
     }
     if total > MAX_BATCH_BYTES {
         return Err(AppendError::TooLarge(format!(
-            "the batch is {total} bytes; one append may write at most {MAX_BATCH_BYTES} bytes (4 MB); split the batch"
+            "the batch is {total} bytes with the aggregate's head; one append may write at most {MAX_BATCH_BYTES} bytes (4 MB); split the batch"
         )));
     }
     Ok(())

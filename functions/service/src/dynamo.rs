@@ -1,16 +1,47 @@
 //! The DynamoDB `EventStore`: the events table (`aggregate_id` + `version`, GSI `EventTypeTimestampIndex`)
 //! and the projections table (`aggregate_id`). Items are mapped with `serde_dynamo`.
+//!
+//! The events table holds three kinds of items under an aggregate's partition key, told apart by the sort
+//! key `version`: events at 1, 2, 3 ...; the head at 0; command records at negative versions (minus a hash
+//! of the command id). Every reader of events asks for `version > after` with `after >= 0`, so it never sees
+//! the other two; they carry no `event_type`/`timestamp`, so the GSI never indexes them; and the stream
+//! mapping's filter (`event_type` exists, INSERT only) keeps them, and TTL deletions, from the projector.
+//! Every request asks for `ReturnConsumedCapacity: TOTAL` so that `cargo xtask bench store` can sum it.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use domain::StoredEvent;
-
-use crate::store::{
-    CursorKey, EventStore, ReadModel, StoreError, TypeQuery, decode_cursor, encode_cursor,
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnConsumedCapacity, TransactWriteItem,
 };
+use domain::StoredEvent;
+use domain::api::WrittenEvent;
+use sha2::Digest as _;
+
+use crate::size::item_size;
+use crate::store::{
+    AppendWrite, CommandRecord, CursorKey, EventStore, Head, ReadModel, StoreError, TypeQuery,
+    decode_cursor, encode_cursor,
+};
+
+/// A read that returns events stops asking for more DynamoDB pages once it holds this many item bytes,
+/// so that one API page stays far below Lambda's 6 MB response limit (the handler trims it exactly).
+pub const READ_BYTES_CAP: usize = 5 * 1024 * 1024;
+
+/// The sort key of an aggregate's head item.
+pub const HEAD_SORT_KEY: &str = "0";
+
+/// The sort key of a command record: minus (1 + the first 112 bits of SHA-256 of the command id), so it is
+/// negative (never an event, never the head) and fits DynamoDB's 38-digit numbers.
+pub fn command_sort_key(command_id: &str) -> String {
+    let digest = sha2::Sha256::digest(command_id.as_bytes());
+    let n = digest[..14]
+        .iter()
+        .fold(0u128, |n, b| (n << 8) | u128::from(*b));
+    format!("-{}", n + 1)
+}
 
 /// The GSI on `event_type` + `timestamp` (name kept from the seed article).
 pub const EVENT_TYPE_INDEX: &str = "EventTypeTimestampIndex";
@@ -75,6 +106,112 @@ fn backend<E: std::error::Error>(what: &str, e: E) -> StoreError {
     StoreError::Backend(format!("{what}: {}", DisplayErrorContext(e)))
 }
 
+/// Error codes DynamoDB answers when it refuses for capacity; the caller should come back later.
+const THROTTLING_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+];
+
+/// Maps an SDK failure to `Throttled` (capacity, 503) or `Backend` (500).
+fn failed<E, R>(what: &str, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if e.code().is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+        StoreError::Throttled(format!("{what}: {}", DisplayErrorContext(e)))
+    } else {
+        backend(what, e)
+    }
+}
+
+fn key(aggregate_id: &str, sort_key: &str) -> Item {
+    HashMap::from([
+        (
+            "aggregate_id".to_string(),
+            AttributeValue::S(aggregate_id.to_string()),
+        ),
+        (
+            "version".to_string(),
+            AttributeValue::N(sort_key.to_string()),
+        ),
+    ])
+}
+
+fn head_item(aggregate_id: &str, head: &Head) -> Item {
+    let mut item = key(aggregate_id, HEAD_SORT_KEY);
+    item.insert(
+        "head_version".into(),
+        AttributeValue::N(head.version.to_string()),
+    );
+    item.insert("state".into(), AttributeValue::S(head.state.to_string()));
+    item
+}
+
+fn command_item(aggregate_id: &str, c: &CommandRecord) -> Item {
+    let mut item = key(aggregate_id, &command_sort_key(&c.command_id));
+    item.insert("command_id".into(), AttributeValue::S(c.command_id.clone()));
+    item.insert(
+        "request_hash".into(),
+        AttributeValue::S(c.request_hash.clone()),
+    );
+    item.insert(
+        "result".into(),
+        AttributeValue::S(serde_json::to_string(&c.events).expect("written events serialize")),
+    );
+    item.insert(
+        "expires_at".into(),
+        AttributeValue::N(c.expires_at.to_string()),
+    );
+    item
+}
+
+/// The size DynamoDB accounts for an append's head and command record (the events are sized separately).
+pub fn meta_items_size(write: &AppendWrite) -> (usize, usize) {
+    let head = item_size(&head_item(&write.aggregate_id, &write.head));
+    let command = write
+        .command
+        .as_ref()
+        .map_or(0, |c| item_size(&command_item(&write.aggregate_id, c)));
+    (head, command)
+}
+
+fn attr_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Backend(format!("a head or command item lacks `{name}`")))
+}
+
+fn attr_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            StoreError::Backend(format!("a head or command item lacks a numeric `{name}`"))
+        })
+}
+
+fn parse_head(item: &Item) -> Result<Head, StoreError> {
+    Ok(Head {
+        version: attr_n(item, "head_version")?,
+        state: serde_json::from_str(attr_s(item, "state")?)
+            .map_err(|e| StoreError::Backend(format!("a head's state is not JSON: {e}")))?,
+    })
+}
+
+fn parse_command(item: &Item) -> Result<CommandRecord, StoreError> {
+    let events: Vec<WrittenEvent> = serde_json::from_str(attr_s(item, "result")?)
+        .map_err(|e| StoreError::Backend(format!("a command record's result is not JSON: {e}")))?;
+    Ok(CommandRecord {
+        command_id: attr_s(item, "command_id")?.to_string(),
+        request_hash: attr_s(item, "request_hash")?.to_string(),
+        events,
+        expires_at: attr_n(item, "expires_at")?,
+    })
+}
+
 fn to_item<T: serde::Serialize>(value: &T) -> Result<Item, StoreError> {
     serde_dynamo::to_item(value).map_err(|e| StoreError::Backend(format!("encoding an item: {e}")))
 }
@@ -93,6 +230,34 @@ fn parse_events(items: Vec<Item>) -> Result<Vec<StoredEvent>, StoreError> {
         .collect()
 }
 
+/// A cancelled transaction: throttling wins over a lost race (the caller should come back later), a failed
+/// condition or a concurrent transaction on the same item is a `Conflict` (reload and decide again).
+fn transaction_failed<R: std::fmt::Debug>(
+    what: &str,
+    e: SdkError<TransactWriteItemsError, R>,
+) -> StoreError {
+    let reasons: Vec<String> = match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let has = |codes: &[&str]| reasons.iter().any(|r| codes.contains(&r.as_str()));
+    if has(&[
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+    ]) {
+        StoreError::Throttled(format!("{what}: {}", DisplayErrorContext(e)))
+    } else if has(&["ConditionalCheckFailed", "TransactionConflict"]) {
+        StoreError::Conflict
+    } else {
+        failed(what, e)
+    }
+}
+
 impl EventStore for DynamoStore {
     async fn read_events(
         &self,
@@ -103,6 +268,8 @@ impl EventStore for DynamoStore {
     ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
         let mut events = Vec::new();
         let mut start: Option<Item> = None;
+        let mut bytes = 0usize;
+        let mut cut_by_bytes = false;
         loop {
             // Ask for one more than needed so that "is there more" is exact.
             let page_limit = limit.map(|l| (l + 1 - events.len()).min(i32::MAX as usize) as i32);
@@ -118,22 +285,149 @@ impl EventStore for DynamoStore {
                 .scan_index_forward(true)
                 .set_limit(page_limit)
                 .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
-                .map_err(|e| backend("querying the events of an aggregate", e))?;
-            events.extend(parse_events(out.items.unwrap_or_default())?);
+                .map_err(|e| failed("querying the events of an aggregate", e))?;
+            let items = out.items.unwrap_or_default();
+            bytes += items.iter().map(item_size).sum::<usize>();
+            events.extend(parse_events(items)?);
             // A 1 MB page ends with a LastEvaluatedKey; keep going until there is none (the seed stopped
-            // after the first page and silently lost events).
+            // after the first page and silently lost events). A limited read (an API page) also stops
+            // once it holds enough bytes for one response.
             match out.last_evaluated_key {
+                Some(_) if limit.is_some() && bytes >= READ_BYTES_CAP => {
+                    cut_by_bytes = true;
+                    break;
+                }
                 Some(k) if limit.is_none_or(|l| events.len() <= l) => start = Some(k),
                 _ => break,
             }
         }
-        let more = limit.is_some_and(|l| events.len() > l);
+        let more = cut_by_bytes || limit.is_some_and(|l| events.len() > l);
         if let Some(l) = limit {
             events.truncate(l);
         }
         Ok((events, more))
+    }
+
+    async fn read_head(
+        &self,
+        aggregate_id: &str,
+        command_id: Option<&str>,
+    ) -> Result<(Option<Head>, Option<CommandRecord>), StoreError> {
+        let table = &self.config.events_table;
+        let Some(command_id) = command_id else {
+            let out = self
+                .client
+                .get_item()
+                .table_name(table)
+                .set_key(Some(key(aggregate_id, HEAD_SORT_KEY)))
+                .consistent_read(true)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| failed("reading the head of an aggregate", e))?;
+            return Ok((out.item.as_ref().map(parse_head).transpose()?, None));
+        };
+        let command_key = command_sort_key(command_id);
+        let mut keys = Some(
+            KeysAndAttributes::builder()
+                .keys(key(aggregate_id, HEAD_SORT_KEY))
+                .keys(key(aggregate_id, &command_key))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| backend("building a batch read", e))?,
+        );
+        let (mut head, mut record) = (None, None);
+        // BatchGetItem may leave keys unprocessed under load; ask again for those only.
+        while let Some(request) = keys.take() {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(table, request)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| failed("reading the head and command record of an aggregate", e))?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(table)
+                .unwrap_or_default()
+            {
+                match item.get("version").and_then(|v| v.as_n().ok()) {
+                    Some(v) if v == HEAD_SORT_KEY => head = Some(parse_head(&item)?),
+                    Some(v) if *v == command_key => {
+                        let r = parse_command(&item)?;
+                        // A 112-bit hash collision would be another command: treat it as absent.
+                        if r.command_id == command_id {
+                            record = Some(r);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            keys = out
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(table))
+                .filter(|k| !k.keys().is_empty());
+        }
+        Ok((head, record))
+    }
+
+    async fn append(&self, write: &AppendWrite) -> Result<(), StoreError> {
+        let table = &self.config.events_table;
+        let put = |item: Item, condition: &str| {
+            Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+        };
+        let head = match write.previous_head {
+            None => put(
+                head_item(&write.aggregate_id, &write.head),
+                "attribute_not_exists(aggregate_id)",
+            ),
+            Some(v) => put(
+                head_item(&write.aggregate_id, &write.head),
+                "head_version = :expected",
+            )
+            .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
+        };
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(
+                    head.build()
+                        .map_err(|e| backend("building a transaction", e))?,
+                )
+                .build(),
+        ];
+        for event in &write.events {
+            let p = put(to_item(event)?, "attribute_not_exists(aggregate_id)")
+                .build()
+                .map_err(|e| backend("building a transaction", e))?;
+            items.push(TransactWriteItem::builder().put(p).build());
+        }
+        if let Some(c) = &write.command {
+            let p = put(
+                command_item(&write.aggregate_id, c),
+                "attribute_not_exists(aggregate_id)",
+            )
+            .build()
+            .map_err(|e| backend("building a transaction", e))?;
+            items.push(TransactWriteItem::builder().put(p).build());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        result
+            .map(|_| ())
+            .map_err(|e| transaction_failed("appending events", e))
     }
 
     async fn write_events(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
@@ -156,7 +450,7 @@ impl EventStore for DynamoStore {
                 {
                     Err(StoreError::Conflict)
                 }
-                Err(e) => Err(backend("writing an event", e)),
+                Err(e) => Err(failed("writing an event", e)),
             };
         }
         let mut items = Vec::with_capacity(events.len());
@@ -175,25 +469,9 @@ impl EventStore for DynamoStore {
             .set_transact_items(Some(items))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let lost_race = e.as_service_error().is_some_and(|s| {
-                    match s {
-                            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c
-                                .cancellation_reasons()
-                                .iter()
-                                .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict"))),
-                            _ => false,
-                        }
-                });
-                if lost_race {
-                    Err(StoreError::Conflict)
-                } else {
-                    Err(backend("writing a batch of events", e))
-                }
-            }
-        }
+        result
+            .map(|_| ())
+            .map_err(|e| transaction_failed("writing a batch of events", e))
     }
 
     async fn events_by_type(
@@ -201,7 +479,7 @@ impl EventStore for DynamoStore {
         q: &TypeQuery,
     ) -> Result<(Vec<StoredEvent>, Option<String>), StoreError> {
         let mut start = match &q.cursor {
-            Some(c) => Some(to_item(&decode_cursor(c, &q.event_type)?)?),
+            Some(c) => Some(to_item(&decode_cursor(c, q)?)?),
             None => None,
         };
         let mut condition = "event_type = :t".to_string();
@@ -213,6 +491,7 @@ impl EventStore for DynamoStore {
         }
         let mut events = Vec::new();
         let mut next = None;
+        let mut bytes = 0usize;
         loop {
             let mut query = self
                 .client
@@ -223,7 +502,8 @@ impl EventStore for DynamoStore {
                 .expression_attribute_values(":t", AttributeValue::S(q.event_type.clone()))
                 .scan_index_forward(true)
                 .limit((q.limit - events.len()) as i32)
-                .set_exclusive_start_key(start.take());
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total);
             if q.from.is_some() || q.to.is_some() {
                 query = query.expression_attribute_names("#ts", "timestamp");
             }
@@ -236,14 +516,16 @@ impl EventStore for DynamoStore {
             let out = query
                 .send()
                 .await
-                .map_err(|e| backend("querying events by type", e))?;
-            events.extend(parse_events(out.items.unwrap_or_default())?);
+                .map_err(|e| failed("querying events by type", e))?;
+            let items = out.items.unwrap_or_default();
+            bytes += items.iter().map(item_size).sum::<usize>();
+            events.extend(parse_events(items)?);
             match out.last_evaluated_key {
                 None => break,
-                Some(k) if events.len() >= q.limit => {
+                Some(k) if events.len() >= q.limit || bytes >= READ_BYTES_CAP => {
                     let key: CursorKey = serde_dynamo::from_item(k)
                         .map_err(|e| StoreError::Backend(format!("unexpected index key: {e}")))?;
-                    next = Some(encode_cursor(&key));
+                    next = Some(encode_cursor(&key, q));
                     break;
                 }
                 Some(k) => start = Some(k),
@@ -259,9 +541,10 @@ impl EventStore for DynamoStore {
             .table_name(self.projections()?)
             .key("aggregate_id", AttributeValue::S(aggregate_id.to_string()))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| backend("reading a read model", e))?;
+            .map_err(|e| failed("reading a read model", e))?;
         out.item
             .map(|item| {
                 serde_dynamo::from_item(item)
@@ -273,19 +556,21 @@ impl EventStore for DynamoStore {
     async fn put_read_model(
         &self,
         model: &ReadModel,
-        previous_version: Option<u64>,
+        previous: Option<&ReadModel>,
     ) -> Result<(), StoreError> {
         let mut put = self
             .client
             .put_item()
             .table_name(self.projections()?)
-            .set_item(Some(to_item(model)?));
-        put = match previous_version {
+            .set_item(Some(to_item(model)?))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        put = match previous {
             None => put.condition_expression("attribute_not_exists(aggregate_id)"),
-            Some(v) => put
-                .condition_expression("#v = :prev")
+            Some(m) => put
+                .condition_expression("#v = :prev AND updated_at = :prev_at")
                 .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":prev", AttributeValue::N(v.to_string())),
+                .expression_attribute_values(":prev", AttributeValue::N(m.version.to_string()))
+                .expression_attribute_values(":prev_at", AttributeValue::S(m.updated_at.clone())),
         };
         match put.send().await {
             Ok(_) => Ok(()),
@@ -295,7 +580,7 @@ impl EventStore for DynamoStore {
             {
                 Err(StoreError::Conflict)
             }
-            Err(e) => Err(backend("writing a read model", e)),
+            Err(e) => Err(failed("writing a read model", e)),
         }
     }
 }

@@ -6,8 +6,7 @@
 
 use domain::api::{
     AggregateView, AppendBatchResponse, AppendEventResponse, ErrorBody, ErrorDetail, EventView,
-    EventsByTypePage, EventsPage, HealthResponse, WrittenEvent, parse_append_event,
-    parse_append_to_aggregate,
+    EventsByTypePage, EventsPage, HealthResponse, parse_append_event, parse_append_to_aggregate,
 };
 use domain::event::normalize_timestamp;
 use domain::validate::{MAX_VERSION, parse_limit, validate_id};
@@ -19,7 +18,15 @@ use serde::Serialize;
 
 use crate::append::{AppendError, append};
 use crate::routes::{Function, RouteId, RouteMatch, match_route};
-use crate::store::{EventStore, StoreError, TypeQuery};
+use crate::store::{CursorKey, EventStore, StoreError, TypeQuery, encode_cursor};
+
+/// The most bytes of events one page may carry, measured as they appear inside the Lambda response (the
+/// body is a JSON string there, so quotes are escaped): below Lambda's 6 MB response limit with room for
+/// the envelope and headers. A page cut by bytes still has its `next` cursor.
+pub const PAGE_BYTES: usize = 5 * 1024 * 1024;
+
+/// Seconds a client should wait after a 503 (DynamoDB throttled us after the SDK's own retries).
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// An HTTP error: every variant becomes `{"error":{"code","message"}}` with its status in `into_response`.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +42,10 @@ pub enum ApiError {
     },
     #[error("{message}")]
     Conflict { message: String, current: u64 },
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
@@ -54,6 +65,8 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
+            ApiError::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -63,11 +76,23 @@ impl ApiError {
         }
     }
 
-    fn into_response(self) -> Response<Body> {
+    /// The response. A 5xx body carries the request id and no internals (table names, ARNs, SDK text): the
+    /// details go to the log under that id.
+    fn into_response(self, request_id: &str) -> Response<Body> {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
+        let message = if status.is_server_error() {
+            tracing::error!(request_id, error = %self, "request failed");
+            match &self {
+                ApiError::Unavailable(_) => format!(
+                    "the event store is busy; retry after {RETRY_AFTER_SECS} s (request id {request_id})"
+                ),
+                _ => format!(
+                    "internal error; nothing is known about its cause here, the details are logged under request id {request_id}"
+                ),
+            }
+        } else {
+            self.to_string()
+        };
         let current_version = match &self {
             ApiError::Conflict { current, .. } => Some(*current),
             _ => None,
@@ -79,11 +104,17 @@ impl ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_string(),
-                message: self.to_string(),
+                message,
                 current_version,
+                request_id: status.is_server_error().then(|| request_id.to_string()),
             },
         };
         let mut response = json(status, &body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
         if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             response.headers_mut().insert(header::ALLOW, allow);
         }
@@ -99,8 +130,10 @@ impl From<AppendError> for ApiError {
                 message: e.to_string(),
                 current,
             },
+            AppendError::IdempotencyConflict(_) => ApiError::IdempotencyConflict(e.to_string()),
             AppendError::Domain { index, source } => domain_error(index, source),
-            AppendError::CorruptLog(_) | AppendError::Store(_) => ApiError::Internal(e.to_string()),
+            AppendError::Store(s) => s.into(),
+            AppendError::CorruptLog(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -111,6 +144,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidCursor(m) => {
                 ApiError::InvalidRequest(format!("invalid `cursor`: {m}"))
             }
+            StoreError::Throttled(m) => ApiError::Unavailable(m),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -158,6 +192,7 @@ async fn dispatch<S: EventStore>(
     function: Function,
 ) -> Response<Body> {
     let method = request.method().as_str().to_string();
+    let request_id = request_id(&request);
     let (path, matched) = route(&request, function, &method);
     let result = match matched {
         RouteMatch::Found {
@@ -177,9 +212,43 @@ async fn dispatch<S: EventStore>(
         }),
         RouteMatch::NotFound => Err(ApiError::NotFound(format!("no route for {method} {path}"))),
     };
-    let response = result.unwrap_or_else(ApiError::into_response);
-    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    let response = result.unwrap_or_else(|e| e.into_response(&request_id));
+    tracing::info!(%request_id, %method, %path, status = response.status().as_u16(), "request");
     response
+}
+
+/// The id a 5xx answer quotes and the log carries: the Lambda invocation's request id, else API Gateway's,
+/// else a fresh one (tests and tools calling the handler directly).
+fn request_id(request: &Request) -> String {
+    if let Some(ctx) = request.lambda_context_ref()
+        && !ctx.request_id.is_empty()
+    {
+        return ctx.request_id.clone();
+    }
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) if ctx.request_id.is_some() => {
+            ctx.request_id.clone().unwrap_or_default()
+        }
+        _ => uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// Keeps the longest prefix of `events` whose JSON fits [`PAGE_BYTES`] (always at least one event, which is
+/// at most 400 KB); returns whether it cut.
+fn cap_page(events: &mut Vec<EventView>) -> bool {
+    let mut total = 0usize;
+    for (i, e) in events.iter().enumerate() {
+        let json = serde_json::to_string(e).expect("events serialize");
+        // As embedded in the Lambda response: the body is a JSON string, so measure it escaped.
+        total += serde_json::to_string(&json)
+            .expect("strings serialize")
+            .len();
+        if total > PAGE_BYTES && i > 0 {
+            events.truncate(i);
+            return true;
+        }
+    }
+    false
 }
 
 /// The request path without a named stage's prefix, and the route it matches.
@@ -237,15 +306,7 @@ async fn handle<S: EventStore>(
                 &AppendBatchResponse {
                     aggregate_id: outcome.aggregate_id,
                     version: outcome.events.last().map_or(0, |e| e.version),
-                    events: outcome
-                        .events
-                        .into_iter()
-                        .map(|e| WrittenEvent {
-                            version: e.version,
-                            event_id: e.event_id,
-                            timestamp: e.timestamp,
-                        })
-                        .collect(),
+                    events: outcome.events,
                 },
             ))
         }
@@ -268,7 +329,9 @@ async fn handle<S: EventStore>(
             let (events, more) = store
                 .read_events(&aggregate_id, after, Some(limit), true)
                 .await?;
-            let next_after = if more {
+            let mut events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+            let cut = cap_page(&mut events);
+            let next_after = if more || cut {
                 events.last().map(|e| e.version)
             } else {
                 None
@@ -277,7 +340,7 @@ async fn handle<S: EventStore>(
                 StatusCode::OK,
                 &EventsPage {
                     aggregate_id,
-                    events: events.into_iter().map(EventView::from).collect(),
+                    events,
                     next_after,
                 },
             ))
@@ -365,12 +428,26 @@ async fn handle<S: EventStore>(
                 limit: parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?,
                 cursor: param(&params, "cursor").map(str::to_string),
             };
-            let (events, next_cursor) = store.events_by_type(&query).await?;
+            let (events, mut next_cursor) = store.events_by_type(&query).await?;
+            let mut events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+            if cap_page(&mut events)
+                && let Some(last) = events.last()
+            {
+                next_cursor = Some(encode_cursor(
+                    &CursorKey {
+                        aggregate_id: last.aggregate_id.clone(),
+                        version: last.version,
+                        event_type: last.event_type.clone(),
+                        timestamp: last.timestamp.clone(),
+                    },
+                    &query,
+                ));
+            }
             Ok(json(
                 StatusCode::OK,
                 &EventsByTypePage {
                     event_type: query.event_type,
-                    events: events.into_iter().map(EventView::from).collect(),
+                    events,
                     next_cursor,
                 },
             ))

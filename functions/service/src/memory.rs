@@ -7,15 +7,20 @@ use std::sync::Mutex;
 use domain::StoredEvent;
 
 use crate::store::{
-    CursorKey, EventStore, ReadModel, StoreError, TypeQuery, decode_cursor, encode_cursor,
+    AppendWrite, CommandRecord, CursorKey, EventStore, Head, ReadModel, StoreError, TypeQuery,
+    decode_cursor, encode_cursor,
 };
 
 /// The in-memory store. Cloning is not supported; share it by reference.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     events: Mutex<BTreeMap<(String, u64), StoredEvent>>,
+    /// Heads and command records, under the events' lock order (always taken after `events`).
+    heads: Mutex<HashMap<String, Head>>,
+    commands: Mutex<HashMap<(String, String), CommandRecord>>,
     read_models: Mutex<HashMap<String, ReadModel>>,
     read_model_writes: Mutex<u64>,
+    log_reads: Mutex<u64>,
 }
 
 impl MemoryStore {
@@ -36,6 +41,11 @@ impl MemoryStore {
         self.events.lock().unwrap().values().cloned().collect()
     }
 
+    /// How many reads of events (`read_events`) were made: an append on an aggregate with a head makes none.
+    pub fn log_reads(&self) -> u64 {
+        *self.log_reads.lock().unwrap()
+    }
+
     /// How many read-model writes succeeded (the projector writes at most one per aggregate per batch).
     pub fn read_model_writes(&self) -> u64 {
         *self.read_model_writes.lock().unwrap()
@@ -50,6 +60,7 @@ impl EventStore for MemoryStore {
         limit: Option<usize>,
         _consistent: bool,
     ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
+        *self.log_reads.lock().unwrap() += 1;
         let events = self.events.lock().unwrap();
         let mut out: Vec<StoredEvent> = events
             .range(
@@ -63,6 +74,52 @@ impl EventStore for MemoryStore {
             out.truncate(l);
         }
         Ok((out, more))
+    }
+
+    async fn read_head(
+        &self,
+        aggregate_id: &str,
+        command_id: Option<&str>,
+    ) -> Result<(Option<Head>, Option<CommandRecord>), StoreError> {
+        let head = self.heads.lock().unwrap().get(aggregate_id).cloned();
+        let record = command_id.and_then(|c| {
+            self.commands
+                .lock()
+                .unwrap()
+                .get(&(aggregate_id.to_string(), c.to_string()))
+                .cloned()
+        });
+        Ok((head, record))
+    }
+
+    async fn append(&self, write: &AppendWrite) -> Result<(), StoreError> {
+        let mut events = self.events.lock().unwrap();
+        let mut heads = self.heads.lock().unwrap();
+        let mut commands = self.commands.lock().unwrap();
+        let id = &write.aggregate_id;
+        let command_key = write
+            .command
+            .as_ref()
+            .map(|c| (id.clone(), c.command_id.clone()));
+        if heads.get(id).map(|h| h.version) != write.previous_head
+            || write
+                .events
+                .iter()
+                .any(|e| events.contains_key(&(e.aggregate_id.clone(), e.version)))
+            || command_key
+                .as_ref()
+                .is_some_and(|k| commands.contains_key(k))
+        {
+            return Err(StoreError::Conflict);
+        }
+        for e in &write.events {
+            events.insert((e.aggregate_id.clone(), e.version), e.clone());
+        }
+        heads.insert(id.clone(), write.head.clone());
+        if let (Some(k), Some(c)) = (command_key, &write.command) {
+            commands.insert(k, c.clone());
+        }
+        Ok(())
     }
 
     async fn write_events(&self, new: &[StoredEvent]) -> Result<(), StoreError> {
@@ -86,7 +143,7 @@ impl EventStore for MemoryStore {
         let start = q
             .cursor
             .as_deref()
-            .map(|c| decode_cursor(c, &q.event_type))
+            .map(|c| decode_cursor(c, q))
             .transpose()?;
         let events = self.events.lock().unwrap();
         // Index order: timestamp, then (as DynamoDB does for equal GSI keys, in some stable order) the table key.
@@ -120,12 +177,15 @@ impl EventStore for MemoryStore {
             .collect();
         let next = if matching.len() - skip > q.limit {
             page.last().map(|e| {
-                encode_cursor(&CursorKey {
-                    aggregate_id: e.aggregate_id.clone(),
-                    version: e.version,
-                    event_type: e.event_type.clone(),
-                    timestamp: e.timestamp.clone(),
-                })
+                encode_cursor(
+                    &CursorKey {
+                        aggregate_id: e.aggregate_id.clone(),
+                        version: e.version,
+                        event_type: e.event_type.clone(),
+                        timestamp: e.timestamp.clone(),
+                    },
+                    q,
+                )
             })
         } else {
             None
@@ -140,11 +200,13 @@ impl EventStore for MemoryStore {
     async fn put_read_model(
         &self,
         model: &ReadModel,
-        previous_version: Option<u64>,
+        previous: Option<&ReadModel>,
     ) -> Result<(), StoreError> {
         let mut models = self.read_models.lock().unwrap();
-        let stored = models.get(&model.aggregate_id).map(|m| m.version);
-        if stored != previous_version {
+        let stored = models
+            .get(&model.aggregate_id)
+            .map(|m| (m.version, m.updated_at.clone()));
+        if stored != previous.map(|m| (m.version, m.updated_at.clone())) {
             return Err(StoreError::Conflict);
         }
         models.insert(model.aggregate_id.clone(), model.clone());

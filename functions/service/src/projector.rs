@@ -9,10 +9,14 @@
 //! - all of one aggregate's records in a batch are folded in memory and written once, conditional on the
 //!   read model still being at the version we started from (the batch-sized form of "conditional on
 //!   `version - 1`"); if another invocation won that race we reload and redo that aggregate;
-//! - an event that cannot be applied (unknown type, rule violation, item that does not parse) fails its
+//! - an event that cannot be applied (unknown type, item that does not parse) fails its
 //!   record and every later record of the same aggregate in the batch (they must not be applied past it);
 //!   progress before it is still written, and other aggregates are unaffected. Failed records are returned
 //!   in `batchItemFailures` so that only they are retried, and end in the dead-letter queue eventually.
+//! - stored events are facts: they are folded without the rules (`Aggregate::fold`), so tightening a rule
+//!   never sends an old event to the dead-letter queue; only an event that cannot be read fails;
+//! - the stream mapping's filter delivers only inserted events; the head and command records of the append
+//!   (sort key `version` <= 0, no `event_type`) are skipped here too, for a consumer without the filter.
 
 use std::collections::HashMap;
 
@@ -41,8 +45,9 @@ pub async fn handle<S: EventStore>(store: &S, event: Event) -> DynamoDbEventResp
     let mut groups: HashMap<String, Vec<Record>> = HashMap::new();
     let mut failures: Vec<String> = Vec::new();
     for record in event.records {
-        if record.event_name != "INSERT" {
-            // The log is append-only; MODIFY/REMOVE (manual repairs, TTL) carry nothing to project.
+        if record.event_name != "INSERT" || !is_event(&record) {
+            // The log is append-only; MODIFY/REMOVE (head updates, manual repairs, TTL) and the head and
+            // command records carry nothing to project.
             continue;
         }
         let (aggregate_id, parsed) = parse_record(&record);
@@ -84,6 +89,19 @@ pub async fn handle<S: EventStore>(store: &S, event: Event) -> DynamoDbEventResp
         })
         .collect();
     response
+}
+
+/// Whether a record's key is an event's (version >= 1) rather than a head (0) or command record (< 0).
+fn is_event(record: &EventRecord) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        version: serde_json::Number,
+    }
+    match serde_dynamo::from_item::<_, Key>(record.change.keys.clone()) {
+        Ok(k) => k.version.as_u64().is_some_and(|v| v >= 1),
+        // A record without a readable key is reported as a failure by the parsing below.
+        Err(_) => true,
+    }
 }
 
 fn parse_record(record: &EventRecord) -> (Option<String>, Result<StoredEvent, String>) {
@@ -153,10 +171,7 @@ async fn project_aggregate<S: EventStore>(
             state: state.state(),
             updated_at: domain::now_timestamp(),
         };
-        match store
-            .put_read_model(&updated, model.map(|m| m.version))
-            .await
-        {
+        match store.put_read_model(&updated, model.as_ref()).await {
             Ok(()) => return failed,
             // Another invocation moved the read model on; redo this aggregate from its new version.
             Err(StoreError::Conflict) => continue,
@@ -192,7 +207,7 @@ async fn apply_record<S: EventStore>(
                 return Err(format!("the log has a hole at version {}", *version + 1));
             }
             state
-                .step(&e.event_type, &e.event_data)
+                .fold(&e.event_type, &e.event_data)
                 .map_err(|err| format!("version {}: {err}", e.version))?;
             *version = e.version;
         }
@@ -205,7 +220,7 @@ async fn apply_record<S: EventStore>(
         }
     }
     state
-        .step(&event.event_type, &event.event_data)
+        .fold(&event.event_type, &event.event_data)
         .map_err(|err| format!("version {}: {err}", event.version))?;
     *version = event.version;
     Ok(())

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use base64::Engine as _;
 use domain::StoredEvent;
+use domain::api::WrittenEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -26,6 +27,13 @@ pub enum StoreError {
     /// HTTP 400 `invalid_request`.
     #[error("invalid cursor: {0}")]
     InvalidCursor(String),
+    /// DynamoDB refused the request for capacity (ProvisionedThroughputExceeded, ThrottlingException,
+    /// RequestLimitExceeded, a transaction cancelled for throttling) after the SDK's retries.
+    ///
+    /// ### Handling
+    /// HTTP 503 `unavailable` with `Retry-After`; nothing was written (a throttled request is refused whole).
+    #[error("throttled: {0}")]
+    Throttled(String),
     /// DynamoDB (or the network) failed, or a stored item does not parse.
     ///
     /// ### Handling
@@ -42,6 +50,42 @@ pub struct ReadModel {
     pub version: u64,
     pub state: Value,
     pub updated_at: String,
+}
+
+/// The aggregate's head item (sort key `version` 0, below every event): the current version and the state
+/// folded from every event up to it. It makes an append one bounded read and one conditional write whatever
+/// the history (Equinox's "Tip"). It has no `event_type`/`timestamp`, so it is not in the GSI, and the stream
+/// mapping's filter keeps it away from the projector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    pub version: u64,
+    /// `Aggregate::state()` after `version`.
+    pub state: Value,
+}
+
+/// A command record: what an append with a `commandId` wrote, kept for the idempotency window (sort key
+/// `version` = minus a 112-bit hash of the command id, below the head; sparse like the head).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRecord {
+    pub command_id: String,
+    /// SHA-256 of the request's aggregate and events (`append::request_hash`): a reuse with other events
+    /// is refused.
+    pub request_hash: String,
+    pub events: Vec<WrittenEvent>,
+    /// Epoch seconds after which DynamoDB's TTL may delete the record (the table's TTL attribute).
+    pub expires_at: i64,
+}
+
+/// One append: the new events, the new head and, with a `commandId`, the command record, written in one
+/// transaction conditional on the head still being at `previous_head` (absent when `None`) and on no event
+/// or command record existing at the new keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendWrite {
+    pub aggregate_id: String,
+    pub events: Vec<StoredEvent>,
+    pub head: Head,
+    pub previous_head: Option<u64>,
+    pub command: Option<CommandRecord>,
 }
 
 /// `GET /events?type=...`: one page of one event type in time order.
@@ -67,8 +111,19 @@ pub trait EventStore: Send + Sync {
         consistent: bool,
     ) -> impl Future<Output = Result<(Vec<StoredEvent>, bool), StoreError>> + Send;
 
-    /// Writes new events atomically, each conditional on its key not existing yet: one conditional PutItem
-    /// for one event, one TransactWriteItems for several. `Conflict` when any key exists.
+    /// The head of an aggregate and, when `command_id` is given, its command record: one consistent read of
+    /// at most two items (GetItem, or BatchGetItem with the command record).
+    fn read_head(
+        &self,
+        aggregate_id: &str,
+        command_id: Option<&str>,
+    ) -> impl Future<Output = Result<(Option<Head>, Option<CommandRecord>), StoreError>> + Send;
+
+    /// Writes an append in one TransactWriteItems (see [`AppendWrite`]). `Conflict` when a condition fails.
+    fn append(&self, write: &AppendWrite) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes events alone (no head, no command record), each conditional on its key not existing yet: the
+    /// log as the previous design wrote it. Only tests and tools use it (to plant legacy or poison logs).
     fn write_events(
         &self,
         events: &[StoredEvent],
@@ -86,12 +141,13 @@ pub trait EventStore: Send + Sync {
         aggregate_id: &str,
     ) -> impl Future<Output = Result<Option<ReadModel>, StoreError>> + Send;
 
-    /// Writes a read model, conditional on the stored one being at `previous_version` (or absent when
-    /// `None`). `Conflict` otherwise.
+    /// Writes a read model, conditional on the stored one being exactly `previous` (its version and
+    /// `updated_at`), or absent when `None`. `Conflict` otherwise. Comparing `updated_at` too lets a repair
+    /// that rewrites a read model at the same version (`replay --force`) make a concurrent writer lose.
     fn put_read_model(
         &self,
         model: &ReadModel,
-        previous_version: Option<u64>,
+        previous: Option<&ReadModel>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -105,33 +161,59 @@ pub struct CursorKey {
     pub timestamp: String,
 }
 
-/// Encodes a cursor: base64url of the LastEvaluatedKey as JSON. Opaque to clients.
-pub fn encode_cursor(key: &CursorKey) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(key).expect("a cursor serializes"))
+/// A `GET /events` cursor: the key to continue after and the bounds of the query that produced it, so a
+/// cursor replayed with other bounds is refused (400) instead of reaching DynamoDB as an invalid start key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cursor {
+    key: CursorKey,
+    from: Option<String>,
+    to: Option<String>,
 }
 
-/// Decodes a cursor and checks that it belongs to the queried event type.
-pub fn decode_cursor(cursor: &str, event_type: &str) -> Result<CursorKey, StoreError> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| {
-            StoreError::InvalidCursor(
-                "not a cursor returned by this API; start without `cursor`".into(),
-            )
-        })?;
-    let key: CursorKey = serde_json::from_slice(&bytes).map_err(|_| {
+/// Encodes a cursor for `query`: base64url of the key and the query's bounds as JSON. Opaque to clients.
+pub fn encode_cursor(key: &CursorKey, query: &TypeQuery) -> String {
+    let cursor = Cursor {
+        key: key.clone(),
+        from: query.from.clone(),
+        to: query.to.clone(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&cursor).expect("a cursor serializes"))
+}
+
+/// Decodes a cursor and checks that it belongs to `query` (same type and bounds) and that its key lies
+/// inside those bounds.
+pub fn decode_cursor(cursor: &str, query: &TypeQuery) -> Result<CursorKey, StoreError> {
+    let foreign = || {
         StoreError::InvalidCursor(
             "not a cursor returned by this API; start without `cursor`".into(),
         )
-    })?;
-    if key.event_type != event_type {
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| foreign())?;
+    let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| foreign())?;
+    if c.key.event_type != query.event_type {
         return Err(StoreError::InvalidCursor(format!(
-            "the cursor belongs to event type `{}`, not `{event_type}`",
-            key.event_type
+            "the cursor belongs to event type `{}`, not `{}`",
+            c.key.event_type, query.event_type
         )));
     }
-    Ok(key)
+    if c.from != query.from || c.to != query.to {
+        return Err(StoreError::InvalidCursor(
+            "the cursor belongs to a query with other `from`/`to` bounds; repeat the bounds it was returned with, or start without `cursor`".into(),
+        ));
+    }
+    let normalized = domain::event::normalize_timestamp(&c.key.timestamp).ok();
+    let inside = normalized.as_deref() == Some(c.key.timestamp.as_str())
+        && c.from.as_ref().is_none_or(|f| &c.key.timestamp >= f)
+        && c.to.as_ref().is_none_or(|t| &c.key.timestamp <= t)
+        && domain::validate::validate_id("aggregateId", &c.key.aggregate_id).is_ok();
+    if !inside {
+        return Err(foreign());
+    }
+    Ok(c.key)
 }
 
 #[cfg(test)]
@@ -144,11 +226,19 @@ mod tests {
             aggregate_id: "a".into(),
             version: 3,
             event_type: "t".into(),
-            timestamp: "x".into(),
+            timestamp: "2026-01-02T00:00:00.000Z".into(),
         };
-        let c = encode_cursor(&key);
-        assert_eq!(decode_cursor(&c, "t").unwrap(), key);
-        assert!(decode_cursor(&c, "u").is_err());
-        assert!(decode_cursor("!!!", "t").is_err());
+        let query = |t: &str, from: Option<&str>| TypeQuery {
+            event_type: t.into(),
+            from: from.map(str::to_string),
+            to: None,
+            limit: 10,
+            cursor: None,
+        };
+        let c = encode_cursor(&key, &query("t", None));
+        assert_eq!(decode_cursor(&c, &query("t", None)).unwrap(), key);
+        assert!(decode_cursor(&c, &query("u", None)).is_err());
+        assert!(decode_cursor(&c, &query("t", Some("2026-01-01T00:00:00.000Z"))).is_err());
+        assert!(decode_cursor("!!!", &query("t", None)).is_err());
     }
 }

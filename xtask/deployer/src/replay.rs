@@ -1,15 +1,18 @@
 //! `replay`: rebuilds read models from the event log, safely while traffic continues.
 //!
 //! Why it exists: a read model can be lost (table restored, item deleted) or wrong (a projector bug fixed
-//! since). Replay folds each aggregate's events, in version order, through the very step the projector uses
-//! (`domain::Aggregate::step`, loaded with `service`'s store), so a rebuilt read model is the one the projector
-//! would have produced.
+//! since). Replay folds each aggregate's events, in version order, through the very fold the projector uses
+//! (`domain::Aggregate::fold`: stored events are facts, no rules; loaded with `service`'s store), so a
+//! rebuilt read model is the one the projector would have produced. It reads events only (`version >= 1`):
+//! the append's head and command records are skipped.
 //!
 //! Safety while the projector runs: a read model is written only when it is absent or behind the replayed
-//! version, conditional on the exact version just read (the store's conditional put). Losing that race means
-//! someone moved it on: we read again and stop as soon as it is current or ahead, so a read model never
-//! moves backwards and a projector that got further wins. An event that cannot be applied is reported and
-//! replay goes on with the other aggregates; the progress before it is written, as the projector does.
+//! version, or with `force` when it is at the replayed version but its state differs (current but wrong),
+//! always conditional on the exact read model just read (its version and `updated_at`, the store's
+//! conditional put). Losing that race means someone moved it on: we read again and stop as soon as it is
+//! ahead (or, without `force`, current), so a read model never moves backwards and a projector that got
+//! further wins. An event that cannot be applied is reported and replay goes on with the other aggregates;
+//! the progress before it is written, as the projector does.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -39,6 +42,8 @@ pub struct ReplayRequest {
     pub aggregate: Option<String>,
     pub segments: i32,
     pub concurrency: usize,
+    /// Also rewrite read models that are at the replayed version but hold another state.
+    pub force: bool,
 }
 
 /// An event that could not be applied (or an aggregate that could not be read or written).
@@ -125,10 +130,12 @@ impl std::fmt::Display for ReplayOutcome {
 
 /// How one aggregate ended.
 #[derive(Debug)]
-struct AggregateResult {
-    written: bool,
-    events: u64,
-    failure: Option<ReplayFailure>,
+pub struct AggregateResult {
+    /// Whether its read model was written.
+    pub written: bool,
+    /// Events folded.
+    pub events: u64,
+    pub failure: Option<ReplayFailure>,
 }
 
 /// Replays every aggregate (or one) and returns the summary. Per-aggregate failures are in the outcome;
@@ -171,8 +178,9 @@ pub async fn replay(
         events_per_sec: 0.0,
     };
     let store = &store;
+    let force = request.force;
     let mut results = futures::stream::iter(ids.into_iter().map(|id| async move {
-        let result = replay_aggregate(store, &id).await;
+        let result = replay_aggregate(store, &id, force).await;
         (id, result)
     }))
     .buffer_unordered(request.concurrency.max(1));
@@ -250,8 +258,13 @@ async fn scan_segment(
     Ok(ids)
 }
 
-/// Folds one aggregate's log and writes its read model unless it is already current or newer.
-async fn replay_aggregate<S: EventStore>(store: &S, aggregate_id: &str) -> AggregateResult {
+/// Folds one aggregate's log and writes its read model unless it is already current (with `force`: current
+/// and equal) or newer.
+pub async fn replay_aggregate<S: EventStore>(
+    store: &S,
+    aggregate_id: &str,
+    force: bool,
+) -> AggregateResult {
     let fail = |version, reason: String, events_not_applied| AggregateResult {
         written: false,
         events: 0,
@@ -279,7 +292,7 @@ async fn replay_aggregate<S: EventStore>(store: &S, aggregate_id: &str) -> Aggre
             ));
             break;
         }
-        if let Err(e) = state.step(&event.event_type, &event.event_data) {
+        if let Err(e) = state.fold(&event.event_type, &event.event_data) {
             failure = Some((event.version, e.to_string(), not_applied));
             break;
         }
@@ -310,13 +323,13 @@ async fn replay_aggregate<S: EventStore>(store: &S, aggregate_id: &str) -> Aggre
             Ok(m) => m,
             Err(e) => return fail(None, format!("reading the read model: {e}"), 0),
         };
-        if current.as_ref().is_some_and(|m| m.version >= version) {
-            return result; // already current, or a projector got further: it wins
+        let keep = current.as_ref().is_some_and(|m| {
+            m.version > version || (m.version == version && (!force || m.state == model.state))
+        });
+        if keep {
+            return result; // already current (and right, with force), or a projector got further: it wins
         }
-        match store
-            .put_read_model(&model, current.map(|m| m.version))
-            .await
-        {
+        match store.put_read_model(&model, current.as_ref()).await {
             Ok(()) => {
                 result.written = true;
                 return result;

@@ -383,21 +383,54 @@ fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
     Ok(moto)
 }
 
+/// Runs `moto_server`'s `main` with every public method of moto's DynamoDB backend behind one lock.
+///
+/// Why: moto's TransactWriteItems snapshots each table it touches, applies the items one by one, and on a
+/// failed condition restores the snapshot. Its server is threaded, so a transaction that fails while
+/// another request commits restores a table state from before that commit: an acknowledged write vanishes
+/// (measured: concurrent appends to one aggregate lost events). DynamoDB isolates transactions; serialising
+/// the backend's operations gives the local endpoint the same guarantee.
+const MOTO_LAUNCHER: &str = r#"
+import functools, sys, threading, types
+from moto.dynamodb.models import DynamoDBBackend
+lock = threading.RLock()
+def serialised(f):
+    @functools.wraps(f)
+    def locked(*args, **kwargs):
+        with lock:
+            return f(*args, **kwargs)
+    return locked
+for name, f in list(vars(DynamoDBBackend).items()):
+    if isinstance(f, types.FunctionType) and not name.startswith("_"):
+        setattr(DynamoDBBackend, name, serialised(f))
+from moto.server import main
+main(sys.argv[1:])
+"#;
+
 fn spawn_moto(moto: &Path, port: u16, log: &Path, detached: bool) -> Result<Child, EndpointError> {
     let out = File::create(log).map_err(io(format!("creating {}", log.display())))?;
     let err = out.try_clone().map_err(io("cloning the log handle"))?;
-    let mut cmd = Command::new(moto);
+    // The venv's python next to `moto_server`, running moto's own `main` (see `MOTO_LAUNCHER`).
+    let python = moto.with_file_name("python");
+    let mut cmd = Command::new(&python);
     if detached {
         // Its own process group: it survives the deploy command that started it and a terminal's Ctrl-C
         // aimed at that command does not reach it.
         process::detach(&mut cmd);
     }
-    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        // moto's Lambda backend would try to reach Docker; nothing here uses it.
-        .env("MOTO_DOCKER_NETWORK_MODE", "none");
+    cmd.args([
+        "-c",
+        MOTO_LAUNCHER,
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(out)
+    .stderr(err)
+    // moto's Lambda backend would try to reach Docker; nothing here uses it.
+    .env("MOTO_DOCKER_NETWORK_MODE", "none");
     cmd.spawn()
         .map_err(io(format!("starting {}", moto.display())))
 }

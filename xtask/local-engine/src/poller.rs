@@ -7,6 +7,10 @@
 //! `ReportBatchItemFailures` (resume from the lowest failed sequence number) and the on-failure
 //! destination (a Lambda-style description of the failed batch sent to the dead-letter queue).
 //!
+//! Records are filtered first, as the mapping's `FilterCriteria` do on AWS, with the plan's patterns
+//! ([`matches_filter`] implements the subset of Lambda's filter syntax they use: nested keys, lists of
+//! literal alternatives, `exists`); a record that matches no pattern is dropped, never delivered.
+//!
 //! Delivery is at least once and in order per shard. The last processed sequence number of every shard is
 //! persisted (atomically) after each batch, so a restarted engine resumes where it stopped.
 
@@ -254,8 +258,13 @@ impl Poller {
                 .map_err(|e| {
                     format!("{}", aws_sdk_dynamodbstreams::error::DisplayErrorContext(e))
                 })?;
+            let records: Vec<Record> = out
+                .records
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| self.passes_filter(r))
+                .collect();
             let state = self.shards.get_mut(shard_id).expect("inserted above");
-            let records = out.records.unwrap_or_default();
             read_any = !records.is_empty();
             if read_any && state.buffer.is_empty() {
                 state.buffer_since = Some(Instant::now());
@@ -282,6 +291,18 @@ impl Poller {
         };
         self.deliver(shard_id, batch).await;
         Ok(true)
+    }
+
+    /// Whether a record matches one of the mapping's filter patterns (every record, without patterns).
+    fn passes_filter(&self, record: &Record) -> bool {
+        let patterns = &self.cfg.mapping.filter_patterns;
+        if patterns.is_empty() {
+            return true;
+        }
+        let json = record_json(record, &self.cfg.region, &self.cfg.stream_arn);
+        patterns.iter().any(|p| {
+            serde_json::from_str::<Value>(p).is_ok_and(|pattern| matches_filter(&pattern, &json))
+        })
     }
 
     /// Delivers one batch with retries, bisection, partial failures and the on-failure destination.
@@ -502,6 +523,28 @@ pub fn lowest_failure(response: &[u8], batch: &[Record]) -> Option<usize> {
     }
 }
 
+/// Whether `record` (as Lambda delivers it) matches a Lambda event filter `pattern`: every key of the
+/// pattern must match; an object recurses, a list is a set of alternatives (a literal equal to the value,
+/// or `{"exists": bool}`).
+pub fn matches_filter(pattern: &Value, record: &Value) -> bool {
+    let Some(pattern) = pattern.as_object() else {
+        return false;
+    };
+    pattern.iter().all(|(key, sub)| {
+        let value = record.get(key);
+        match sub {
+            Value::Object(_) => value.is_some_and(|v| matches_filter(sub, v)),
+            Value::Array(alternatives) => alternatives.iter().any(|alt| match alt {
+                Value::Object(o) if o.contains_key("exists") => {
+                    o["exists"].as_bool() == Some(value.is_some())
+                }
+                literal => value.is_some_and(|v| v == literal),
+            }),
+            _ => false,
+        }
+    })
+}
+
 /// One record as Lambda delivers it (`aws_lambda_events::dynamodb::EventRecord`).
 pub fn record_json(r: &Record, region: &str, stream_arn: &str) -> Value {
     let d = r.dynamodb.as_ref();
@@ -570,6 +613,25 @@ fn attribute_json(v: &AttributeValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_events_only_filter_keeps_inserted_events_and_nothing_else() {
+        let pattern: Value = serde_json::from_str(stack::EVENTS_ONLY_FILTER).unwrap();
+        let record =
+            |name: &str, image: Value| json!({"eventName": name, "dynamodb": {"NewImage": image}});
+        let event =
+            json!({"aggregate_id": {"S": "a"}, "version": {"N": "1"}, "event_type": {"S": "t"}});
+        let head =
+            json!({"aggregate_id": {"S": "a"}, "version": {"N": "0"}, "head_version": {"N": "1"}});
+        assert!(matches_filter(&pattern, &record("INSERT", event.clone())));
+        assert!(!matches_filter(&pattern, &record("MODIFY", event)));
+        assert!(!matches_filter(&pattern, &record("INSERT", head.clone())));
+        assert!(!matches_filter(&pattern, &record("MODIFY", head)));
+        assert!(!matches_filter(
+            &pattern,
+            &json!({"eventName": "REMOVE", "dynamodb": {}})
+        ));
+    }
 
     #[test]
     fn sequence_numbers_compare_numerically() {
