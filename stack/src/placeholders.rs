@@ -62,7 +62,19 @@ pub fn placeholders(plan: &Plan) -> Vec<ConfigProblem> {
             ),
         );
     }
-    for (i, origin) in plan.api.cors_origins.iter().enumerate() {
+    if let Some(topic) = &plan.alarm_topic_arn
+        && topic.contains(&format!(":{EXAMPLE_ACCOUNT}:"))
+    {
+        add(
+            "alarm_topic_arn",
+            format!(
+                "`{topic}` is in the shipped example account; put the ARN of the SNS topic that should receive `{}`'s alarms (`arn:aws:sns:<region>:<account_id>:<topic>`)",
+                plan.env
+            ),
+        );
+    }
+    let origins = plan.api.cors.iter().flat_map(|c| c.allow_origins.iter());
+    for (i, origin) in origins.enumerate() {
         if is_example_url(origin) {
             add(
                 &format!("api.cors_origins.{i}"),

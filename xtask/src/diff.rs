@@ -25,8 +25,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 
 async fn diff(args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, template) = load(&args.env)?;
-    let (env, release) =
-        connect_and_build(&crate::cli::repo_root(), &plan, &template, Arc::new(ConsoleUi::new(false))).await?;
+    let (env, release) = connect_and_build(
+        &crate::cli::repo_root(),
+        &plan,
+        &template,
+        Arc::new(ConsoleUi::new(false)),
+    )
+    .await?;
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
     let req = DeployRequest {
         plan: &plan,
