@@ -250,6 +250,20 @@ async fn record() -> Recorded {
         status(service::http::handle_command(&store, cmd("POST", path, stale)).await),
         409
     );
+    // An aggregate written before appends kept a head item (events only): the command folds its log once
+    // (a Query) and writes the head with its next append.
+    let mut legacy = setup.read_events("a", 0, None, true).await.unwrap().0;
+    for e in &mut legacy {
+        e.aggregate_id = "legacy".into();
+        e.command_id = None;
+    }
+    setup.write_events(&legacy).await.unwrap();
+    let next =
+        json!({"aggregateId": "legacy", "eventType": "user_updated", "eventData": {"name": "Lee"}});
+    assert_eq!(
+        status(service::http::handle_command(&store, cmd("POST", "/events", next)).await),
+        200
+    );
     let command = recorder.take();
 
     // The projector: a batch delivered twice (duplicates are skipped), and an aggregate whose first record is

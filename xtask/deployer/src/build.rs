@@ -244,11 +244,12 @@ pub fn check_floor(name: FunctionName, floor: Option<GlibcVersion>) -> Result<()
 /// The `cargo build` of the three functions for the host, as [`build`] runs it for `local` environments (exposed
 /// so a test can prove that it and the xtask's own build never rebuild each other's dependencies).
 ///
-/// The `xtask` package is part of the selection although it is already built: cargo unifies dependency features
-/// over the packages of one invocation, and the functions' dependency graph is a subset of the xtask's (through
-/// `deployer` -> `service`), so with it the functions reuse every dependency the xtask build compiled. Without it
-/// the functions' narrower feature set compiles the AWS SDK a second time on a first deploy. (AWS releases are
-/// built by cargo-lambda for the functions alone, with their own lean feature set.)
+/// The `xtask` package is part of the selection, but only the three binaries are built (`--bin`): cargo unifies
+/// dependency features over the packages of one invocation, and the functions' dependency graph is a subset of the
+/// xtask's (through `deployer` -> `service`), so the functions reuse every dependency the xtask build compiled.
+/// Without it the functions' narrower feature set compiles the AWS SDK a second time on a first deploy; with the
+/// `--bin` filter an edit of `service` rebuilds `service` and the functions, never the xtask's own crates. (AWS
+/// releases are built by cargo-lambda for the functions alone, with their own lean feature set.)
 pub fn host_build_command(req: &BuildRequest) -> Command {
     let mut cmd = crate::cargo::command(&req.cargo);
     cmd.current_dir(&req.repo_root).arg("build");
@@ -256,6 +257,9 @@ pub fn host_build_command(req: &BuildRequest) -> Command {
         cmd.args(["-p", f.as_str()]);
     }
     cmd.args(["-p", "xtask"]);
+    for f in FunctionName::ALL {
+        cmd.args(["--bin", f.as_str()]);
+    }
     if req.repo_root.join("Cargo.lock").exists() {
         cmd.arg("--locked");
     }
