@@ -263,7 +263,7 @@ fn logs_for_an_aws_env_without_credentials_says_what_to_do() {
     );
     assert!(
         stderr.contains(
-            "error: reading the CloudWatch logs of `dev` (region eu-west-1, account 111111111111): checking the AWS credentials (sts:GetCallerIdentity); configure credentials (AWS_PROFILE, environment or SSO) and retry"
+            "error: reading the CloudWatch logs of `dev` (region eu-west-1, account 111111111111): checking the AWS credentials (sts:GetCallerIdentity); configure credentials (AWS_PROFILE or --profile, environment, or `aws sso login`) and retry"
         ),
         "{stderr}"
     );

@@ -44,6 +44,16 @@ impl Envs {
             motos.insert(env, moto);
         }
         let envs = Envs { dir, motos };
+        // The CLI test runs with one state directory for every environment; in-process promotion uses each
+        // environment's own (`local_engine::state::state_dir`). Both know every endpoint of this test.
+        for moto in envs.motos.values() {
+            moto.adopt(&envs.dir.path().join("state"))
+                .expect("the endpoint is recorded");
+            for env in [A, B, C] {
+                moto.adopt(&local_engine::state::state_dir(env))
+                    .expect("the endpoint is recorded");
+            }
+        }
         let cfg = envs.config_dir();
         std::fs::create_dir_all(&cfg).unwrap();
         std::fs::copy(

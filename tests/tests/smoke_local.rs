@@ -102,6 +102,13 @@ async fn deploy_smoke_promote_smoke_through_the_cli() {
     }
     write_configs(dir.path(), &motos);
     let train = Train { dir, motos };
+    // A command for one environment may reach the other's endpoint (promote): each state directory knows both.
+    for (env, _) in &train.motos {
+        for (_, moto) in &train.motos {
+            moto.adopt(&train.state_dir(env))
+                .expect("the endpoint is recorded");
+        }
+    }
 
     // Promotion before anything exists is refused (exit 3) and says what to do.
     let (code, _, err) = train.xtask("sb", &["promote", "--from", "sa", "--to", "sb", "--yes"]);

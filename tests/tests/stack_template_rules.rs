@@ -137,13 +137,13 @@ fn a_wildcard_resource_is_caught() {
 
 #[test]
 fn an_action_the_function_does_not_need_is_caught() {
-    // The first GetItem of the template is the query role's (the command role has none).
+    // The first GetItem of the template is the command role's (it reads the aggregate's head).
     let vs = violations("dev", "- dynamodb:GetItem", "- dynamodb:DeleteTable");
     assert_violation(
         &vs,
-        "QueryRole",
-        "functions.query",
-        "action `dynamodb:DeleteTable` is not one the query function needs",
+        "CommandRole",
+        "functions.command",
+        "action `dynamodb:DeleteTable` is not one the command function needs",
     );
 }
 
@@ -167,8 +167,8 @@ fn another_functions_resource_is_caught() {
 fn not_action_is_caught() {
     let vs = violations(
         "dev",
-        "              - Effect: Allow\n                Action:\n                  - dynamodb:PutItem",
-        "              - Effect: Allow\n                NotAction:\n                  - dynamodb:PutItem",
+        "              - Effect: Allow\n                Action:\n                  - dynamodb:BatchGetItem",
+        "              - Effect: Allow\n                NotAction:\n                  - dynamodb:BatchGetItem",
     );
     assert_violation(&vs, "CommandRole", "functions.command", "NotAction");
 }

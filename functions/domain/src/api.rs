@@ -376,8 +376,8 @@ mod tests {
         assert!(parse_append_to_aggregate("u1", br#"{"events":[]}"#).is_err());
         let event = serde_json::json!({"eventType": "user_updated", "eventData": {}});
         let batch = |n: usize| serde_json::json!({ "events": vec![event.clone(); n] }).to_string();
-        assert!(parse_append_to_aggregate("u1", batch(100).as_bytes()).is_ok());
-        assert!(parse_append_to_aggregate("u1", batch(101).as_bytes()).is_err());
+        assert!(parse_append_to_aggregate("u1", batch(MAX_BATCH_EVENTS).as_bytes()).is_ok());
+        assert!(parse_append_to_aggregate("u1", batch(MAX_BATCH_EVENTS + 1).as_bytes()).is_err());
         assert!(
             parse_append_to_aggregate(
                 "u1",

@@ -765,7 +765,7 @@ async fn a_transient_first_create_failure_is_retried_after_looking_for_retained_
     assert!(printed.contains("failed for a transient reason and left an empty stack in ROLLBACK_COMPLETE; deleting it and retrying once"), "{printed}");
     assert!(
         printed.contains(
-            "adopting retained tables cqrs-dev-events into a new stack `cqrs-dev` (import)"
+            "adopting retained resources cqrs-dev-events into a new stack `cqrs-dev` (import)"
         ),
         "{printed}"
     );

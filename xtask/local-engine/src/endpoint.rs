@@ -200,17 +200,44 @@ impl Endpoint {
 
     /// The background endpoint of this state directory, if the process its pid file names runs, holds
     /// `port` and answers as moto. Never starts anything (`status` and `teardown` use it).
+    ///
+    /// An endpoint recorded in the state directory by [`Endpoint::adopt`] for `port` counts too.
     pub async fn running(state_dir: &Path, port: u16) -> Option<Endpoint> {
-        let Recorded::Running(record) = process::read_pid_file(&pid_file(state_dir)) else {
-            return None;
+        // The background endpoint leads its own process group; an adopted one is a plain child of its owner.
+        for (file, holds) in [
+            (
+                pid_file(state_dir),
+                process::group_listens_on as fn(u32, u16) -> bool,
+            ),
+            (adopted_pid_file(state_dir, port), process::listens_on),
+        ] {
+            let Recorded::Running(record) = process::read_pid_file(&file) else {
+                continue;
+            };
+            if holds(record.pid, port) && answers_as_moto(&url_of(port)).await {
+                return Some(Endpoint {
+                    port,
+                    child: None,
+                    log: state_dir.join("endpoint.log"),
+                });
+            }
+        }
+        None
+    }
+
+    /// Records this endpoint, a moto this tool started with [`Endpoint::start_fresh`], in `state_dir` (one file
+    /// per port), so commands run with that state directory reuse it on its port instead of refusing it as
+    /// another program's. Its owner still stops it (on drop); nothing else ever signals it. Test harnesses use
+    /// this to point the CLI at endpoints whose data they inspect, also from several environments at once.
+    pub fn adopt(&self, state_dir: &Path) -> Result<(), EndpointError> {
+        let Some(child) = &self.child else {
+            return Ok(());
         };
-        (process::group_listens_on(record.pid, port) && answers_as_moto(&url_of(port)).await).then(
-            || Endpoint {
-                port,
-                child: None,
-                log: state_dir.join("endpoint.log"),
-            },
-        )
+        fs::create_dir_all(state_dir).map_err(io(format!("creating {}", state_dir.display())))?;
+        let file = adopted_pid_file(state_dir, self.port);
+        process::write_pid_file(&file, child.id(), "moto_server (adopted)")
+            .map(|_| ())
+            .map_err(io("writing the adopted endpoint's pid file"))
     }
 
     /// Stops the background endpoint of this state directory, if its pid file names the process this tool
@@ -486,6 +513,11 @@ pub fn free_port() -> Result<u16, EndpointError> {
         .map_err(io("finding a free port"))?
         .port();
     Ok(port)
+}
+
+/// The record of an endpoint adopted into a state directory for one port ([`Endpoint::adopt`]).
+fn adopted_pid_file(state_dir: &Path, port: u16) -> PathBuf {
+    state_dir.join(format!("endpoint-{port}.adopted.pid"))
 }
 
 fn pid_file(state_dir: &Path) -> PathBuf {
