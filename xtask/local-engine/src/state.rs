@@ -41,8 +41,9 @@ pub fn build_root() -> PathBuf {
 pub enum RootError {
     #[error(
         "this xtask binary was built from {built} but runs in {running}: with a shared CARGO_TARGET_DIR two clones share one target/debug/xtask, \
-         and this one carries the other clone's code, so it refuses to run. Run `cargo xtask ...` in {running} \
-         (cargo rebuilds the binary from this checkout first), or give each clone its own CARGO_TARGET_DIR"
+         and this one carries the other clone's code, so it refuses to run. Give each clone its own CARGO_TARGET_DIR, \
+         or make cargo rebuild it from this checkout (`touch {running}/xtask/src/main.rs`, then `cargo xtask ...`: \
+         cargo fingerprints a checkout's sources by relative path and time, so clones of the same commit share the binary)"
     )]
     Mismatch { built: PathBuf, running: PathBuf },
     #[error(
