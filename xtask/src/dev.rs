@@ -353,17 +353,21 @@ impl Session<'_> {
     async fn functions_changed(&mut self, why: &str) {
         let started = Instant::now();
         match self.hotswap().await {
-            Ok(Swap::Swapped { swapped, unchanged }) => {
+            Ok(Swap::Swapped {
+                swapped,
+                unchanged,
+                phases,
+            }) => {
                 let names = |v: &[FunctionName]| {
                     v.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
                 };
                 let kept = if unchanged.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({} unchanged)", names(&unchanged))
+                    format!("; {} unchanged", names(&unchanged))
                 };
                 eprintln!(
-                    "{} {} rebuilt and swapped in {:.1} s{kept}",
+                    "{} {} rebuilt and swapped in {:.1} s ({phases}{kept})",
                     clock(),
                     names(&swapped),
                     started.elapsed().as_secs_f64()
@@ -396,8 +400,23 @@ impl Session<'_> {
         let (plan, template) = crate::deploy::load(&self.args.env)?;
         // Lines of the build and the hotswap are kept, not printed: `dev` prints one line per change.
         let ui = Arc::new(RecordingUi::new(Confirmation::Yes));
-        let release =
-            crate::deploy::build_release_in(&self.root, &plan, &template, ui.clone()).await?;
+        let mut phases = Phases::default();
+        let req = deployer::build::BuildRequest::for_plan(&plan, &self.root, &template.sha256)?;
+        let release = {
+            let ui = ui.clone();
+            tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                let binaries = deployer::build::build_binaries(&req, ui.as_ref())?;
+                let cargo = t.elapsed();
+                let t = Instant::now();
+                let release = deployer::build::package(&req, &binaries, ui.as_ref())?;
+                Ok::<_, deployer::Error>((release, cargo, t.elapsed()))
+            })
+            .await??
+        };
+        let (release, cargo, package) = release;
+        phases.cargo = cargo;
+        phases.package = package;
         if self.env.is_none() {
             self.env = Some(crate::deploy::connect(&plan).await?);
         }
@@ -407,6 +426,7 @@ impl Session<'_> {
             .clone()
             .context("a local environment has an endpoint")?;
         let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
+        let t = Instant::now();
         let outcome = match deployer::hotswap::hotswap(
             &env.clients,
             &plan,
@@ -421,11 +441,14 @@ impl Session<'_> {
             Err(deployer::Error::Refused(reason)) => return Ok(Swap::Refused(reason)),
             Err(e) => return Err(e.into()),
         };
+        phases.update = t.elapsed();
         if outcome.up_to_date {
             return Ok(Swap::UpToDate);
         }
         let swapped: Vec<FunctionName> = outcome.swapped.iter().map(|s| s.function).collect();
+        let t = Instant::now();
         let (_, applied) = crate::serve::reload_or_restart(&plan, &endpoint_url).await?;
+        phases.reload = t.elapsed();
         let unchanged = match applied {
             crate::serve::Applied::Reloaded(report) => report.unchanged,
             crate::serve::Applied::Restarted => FunctionName::ALL
@@ -433,7 +456,11 @@ impl Session<'_> {
                 .filter(|f| !swapped.contains(f))
                 .collect(),
         };
-        Ok(Swap::Swapped { swapped, unchanged })
+        Ok(Swap::Swapped {
+            swapped,
+            unchanged,
+            phases,
+        })
     }
 
     /// Templates are compiled into xtask: rebuild it; the caller then restarts into the new binary, whose
@@ -471,10 +498,34 @@ enum Swap {
     Swapped {
         swapped: Vec<FunctionName>,
         unchanged: Vec<FunctionName>,
+        phases: Phases,
     },
     UpToDate,
     /// More than code changed (or hotswaps are off for the environment): the full deploy applies it.
     Refused(String),
+}
+
+/// Where a hotswap's time went, printed at the end of its line: the cargo build, packaging (hash and zip),
+/// the code update on the local AWS endpoint (upload, `UpdateFunctionCode`) and the engine's reload.
+#[derive(Debug, Default)]
+struct Phases {
+    cargo: Duration,
+    package: Duration,
+    update: Duration,
+    reload: Duration,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cargo {:.1} s, package {:.1} s, update {:.1} s, reload {:.1} s",
+            self.cargo.as_secs_f64(),
+            self.package.as_secs_f64(),
+            self.update.as_secs_f64(),
+            self.reload.as_secs_f64()
+        )
+    }
 }
 
 /// Replaces this process with `exe` and the same arguments (same pid, same terminal, same Ctrl-C).

@@ -18,7 +18,7 @@ use stack::{Architecture, EnvKind, FunctionName, Plan};
 use crate::elf::{self, GlibcVersion, LAMBDA_GLIBC};
 use crate::error::{Error, Result};
 use crate::manifest::{FunctionArtifact, ReleaseManifest, SCHEMA};
-use crate::package::{reproducible_zip, sha256_hex};
+use crate::package::{Level, reproducible_zip, sha256_hex};
 use crate::ui::Ui;
 
 /// The pinned cargo-lambda release (PyPI), installed into `<tools>/cargo-lambda`.
@@ -135,11 +135,17 @@ pub fn load_local_manifest(target_dir: &Path, env: &str) -> Option<ReleaseManife
 
 /// Builds the three function binaries with one cargo invocation and packages them (blocking).
 pub fn build(req: &BuildRequest, ui: &dyn Ui) -> Result<Release> {
-    let binaries = match req.kind {
-        EnvKind::Local => cargo_build_host(req, ui)?,
-        EnvKind::Aws => cargo_lambda_build(req, ui)?,
-    };
+    let binaries = build_binaries(req, ui)?;
     package(req, &binaries, ui)
+}
+
+/// The compile half of [`build`]: one cargo invocation (the host build for `local`, cargo-lambda for AWS), and
+/// where each function's binary is. `cargo xtask dev` calls the halves separately to report what each cost.
+pub fn build_binaries(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<FunctionName, PathBuf>> {
+    match req.kind {
+        EnvKind::Local => cargo_build_host(req, ui),
+        EnvKind::Aws => cargo_lambda_build(req, ui),
+    }
 }
 
 /// Packages already built binaries: copies each to `bootstrap`, zips it reproducibly, checks its glibc floor
@@ -187,7 +193,12 @@ pub fn package(
                 set_executable(&fresh)?;
                 std::fs::rename(&fresh, &bootstrap)
                     .map_err(Error::io("replacing bootstrap", &bootstrap))?;
-                let zip = reproducible_zip(&binary).map_err(Error::io("zipping", &zip_file))?;
+                let level = match req.kind {
+                    EnvKind::Local => Level::Fast,
+                    EnvKind::Aws => Level::Release,
+                };
+                let zip =
+                    reproducible_zip(&binary, level).map_err(Error::io("zipping", &zip_file))?;
                 std::fs::write(&zip_file, &zip).map_err(Error::io("writing the zip", &zip_file))?;
                 let zip_sha256 = sha256_hex(&zip);
                 FunctionArtifact {
