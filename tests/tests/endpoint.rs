@@ -84,3 +84,159 @@ async fn another_moto_on_the_port_is_never_taken_for_the_background_endpoint() {
         "the other moto is left alone"
     );
 }
+
+/// The local endpoint snapshots only the items a TransactWriteItems names (moto's own rollback deep-copies
+/// whole tables, which made every append cost time in proportion to the table's history). A cancelled
+/// transaction must still leave everything as it was: the updated item, the item it would have created in a
+/// new partition, and the stream, which gets no record of it.
+#[tokio::test]
+async fn a_cancelled_transaction_changes_no_item_and_adds_no_stream_record() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+        ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem, Update,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Endpoint::start_fresh(dir.path())
+        .await
+        .expect("moto starts");
+    let sdk = moto.sdk_config().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let attr = |name: &str, t| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let table = ddb
+        .create_table()
+        .table_name("tx")
+        .attribute_definitions(attr("pk", ScalarAttributeType::S))
+        .attribute_definitions(attr("sk", ScalarAttributeType::N))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stream_arn = table
+        .table_description
+        .and_then(|d| d.latest_stream_arn)
+        .expect("the table has a stream");
+    let s = |v: &str| AttributeValue::S(v.into());
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    for sk in 0..3 {
+        ddb.put_item()
+            .table_name("tx")
+            .item("pk", s("a"))
+            .item("sk", n(sk))
+            .item("v", n(1))
+            .send()
+            .await
+            .unwrap();
+    }
+    let item = |pk: &str, sk: i64| {
+        let ddb = ddb.clone();
+        let pk = pk.to_string();
+        async move {
+            ddb.get_item()
+                .table_name("tx")
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::N(sk.to_string()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+        }
+    };
+    let before = item("a", 0).await;
+    let records_before = tests::moto::read_stream(&sdk, &stream_arn).await.len();
+    assert_eq!(records_before, 3);
+
+    let bump = Update::builder()
+        .table_name("tx")
+        .key("pk", s("a"))
+        .key("sk", n(0))
+        .update_expression("SET v = v + :one")
+        .expression_attribute_values(":one", n(1))
+        .build()
+        .unwrap();
+    let fresh = Put::builder()
+        .table_name("tx")
+        .item("pk", s("new-partition"))
+        .item("sk", n(1))
+        .build()
+        .unwrap();
+    let taken = Put::builder()
+        .table_name("tx")
+        .item("pk", s("a"))
+        .item("sk", n(2))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .unwrap();
+    let err = ddb
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().update(bump.clone()).build())
+        .transact_items(TransactWriteItem::builder().put(fresh).build())
+        .transact_items(TransactWriteItem::builder().put(taken).build())
+        .send()
+        .await
+        .expect_err("the last item's condition fails");
+    let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        err.as_service_error()
+    else {
+        panic!("expected TransactionCanceledException, got {err:?}");
+    };
+    let reasons: Vec<Option<String>> = cancelled
+        .cancellation_reasons()
+        .iter()
+        .map(|r| r.code().map(str::to_string))
+        .collect();
+    assert_eq!(
+        reasons.last().cloned().flatten().as_deref(),
+        Some("ConditionalCheckFailed"),
+        "{reasons:?}"
+    );
+    assert_eq!(item("a", 0).await, before, "the update is rolled back");
+    assert_eq!(
+        item("new-partition", 1).await,
+        None,
+        "the put is rolled back"
+    );
+    assert_eq!(
+        tests::moto::read_stream(&sdk, &stream_arn).await.len(),
+        records_before,
+        "a cancelled transaction leaves no stream record"
+    );
+
+    // A transaction that commits still applies every item and streams each of them.
+    ddb.transact_write_items()
+        .transact_items(TransactWriteItem::builder().update(bump).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        item("a", 0).await.and_then(|i| i.get("v").cloned()),
+        Some(n(2))
+    );
+    assert_eq!(
+        tests::moto::read_stream(&sdk, &stream_arn).await.len(),
+        records_before + 1
+    );
+    moto.stop();
+}

@@ -680,7 +680,7 @@ async fn only_events_pass_the_stream_filter_and_reach_readers() {
         .table
         .and_then(|t| t.latest_stream_arn)
         .unwrap();
-    let records = read_stream(&sdk, &stream_arn).await;
+    let records = tests::moto::read_stream(&sdk, &stream_arn).await;
     let pattern: Value = serde_json::from_str(stack::EVENTS_ONLY_FILTER).unwrap();
     let (passed, dropped): (Vec<Value>, Vec<Value>) = records
         .iter()
@@ -721,47 +721,4 @@ async fn only_events_pass_the_stream_filter_and_reach_readers() {
         );
         assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
     }
-}
-
-async fn read_stream(
-    sdk: &aws_config::SdkConfig,
-    stream_arn: &str,
-) -> Vec<aws_sdk_dynamodbstreams::types::Record> {
-    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
-    let shards = streams
-        .describe_stream()
-        .stream_arn(stream_arn)
-        .send()
-        .await
-        .unwrap()
-        .stream_description
-        .and_then(|d| d.shards)
-        .unwrap_or_default();
-    let mut records = Vec::new();
-    for shard in shards {
-        let mut iterator = streams
-            .get_shard_iterator()
-            .stream_arn(stream_arn)
-            .shard_id(shard.shard_id.unwrap())
-            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        while let Some(it) = iterator.take() {
-            let out = streams
-                .get_records()
-                .shard_iterator(it)
-                .send()
-                .await
-                .unwrap();
-            let batch = out.records.unwrap_or_default();
-            if batch.is_empty() {
-                break;
-            }
-            records.extend(batch);
-            iterator = out.next_shard_iterator;
-        }
-    }
-    records
 }
