@@ -1,8 +1,8 @@
 //! `xtask dev` end to end through the real CLI, as a user runs it: it deploys, then a source edit of the query
 //! function (its `/health` build tag) is rebuilt and swapped into the running engine, visible through the API,
-//! while data written before the swap stays readable and the command function keeps its process; a compile error
-//! is printed and the previous version keeps serving; Ctrl-C (SIGINT) stops watching and leaves the engine
-//! serving until `teardown`.
+//! while data written before the swap stays readable and the command function keeps its process; a config edit
+//! is deployed through the change set and served with the new setting; a compile error is printed and the
+//! previous version keeps serving; Ctrl-C (SIGINT) stops watching and leaves the engine serving until `teardown`.
 //!
 //! `dev` watches and builds a scratch copy of the workspace (`--workspace`, sharing this build's target
 //! directory), so the test edits sources freely and the repository's own files are never touched.
@@ -202,6 +202,34 @@ async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ct
         function_pids(&env, "command"),
         command_pids,
         "the unchanged command function keeps its process"
+    );
+
+    // A config edit goes through `deploy`'s change set: the query function's environment changes (its log
+    // level), the engine serves it with the new setting, and the tables keep their data.
+    edit(
+        &env.config_dir().join("local.yaml"),
+        "  query:\n    log_level: debug",
+        "  query:\n    log_level: info",
+    );
+    dev.wait_for(": deployed in", 2, Duration::from_secs(600));
+    // The engine restarted on the new setting: connections pooled to the old one are gone.
+    let http = reqwest::Client::new();
+    assert_eq!(health(&http, &url).await["build"], tag.as_str());
+    let environments: Vec<String> = function_pids(&env, "query")
+        .into_iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
+        .map(|e| String::from_utf8_lossy(&e).replace('\0', " "))
+        .collect();
+    assert!(
+        !environments.is_empty() && environments.iter().all(|e| e.contains("RUST_LOG=info")),
+        "the query function runs with the edited log level: {environments:?}\n{}",
+        dev.output()
+    );
+    let (status, after_config) = events_of(&http, &url, &id).await;
+    assert_eq!(
+        (status, &after_config),
+        (200, &before),
+        "data survives the deploy"
     );
 
     // A compile error: shown, and the swapped-in version keeps serving.
