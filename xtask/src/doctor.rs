@@ -21,7 +21,7 @@ pub struct Args {
 /// AWS" section lists the same sentences (a test keeps them equal).
 pub const DIFFERENCES: &[&str] = &[
     "the AWS services are moto, in memory: restarting the endpoint loses all data (the engine says so when it notices)",
-    "DynamoDB on moto is slow (a transaction copies the table): never quote DynamoDB speed measured locally",
+    "DynamoDB on moto is slower than DynamoDB and serves one request at a time (transactions are isolated that way): never quote DynamoDB speed measured locally",
     "IAM is not enforced: functions get static test credentials, not their execution role, so a missing permission works locally and fails on AWS",
     "API Gateway is the local gateway built from the plan's routes and CORS configuration; the JWT authorizer is not enforced (every route is open locally)",
     "API Gateway's stage throttling (burst and rate limits) is not applied: no request is ever answered 429 locally",
