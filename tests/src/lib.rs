@@ -16,6 +16,17 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The JSON body of `GET url` (panics when the server does not answer or the body is not JSON).
+pub async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
+    http.get(url)
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
 /// The status code of `GET url`.
 pub async fn get_status(http: &reqwest::Client, url: String) -> u16 {
     http.get(url)

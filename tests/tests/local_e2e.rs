@@ -56,14 +56,7 @@ async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_noth
     let (s, v) = post(&http, format!("{url}/events"), json!({"aggregateId": id, "eventType": "user_updated", "eventData": {"email": "ada@lovelace.org"}})).await;
     assert_eq!(s, 200, "{v}");
     let posted = Instant::now();
-    let events: Value = http
-        .get(format!("{url}/aggregates/{id}/events"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value = tests::get_json(&http, format!("{url}/aggregates/{id}/events")).await;
     let types: Vec<String> = events
         .to_string()
         .match_indices("user_")
@@ -91,14 +84,8 @@ async fn deploy_serves_the_api_projects_isolates_poison_and_teardown_leaves_noth
             posted.elapsed()
         )
     });
-    let replayed: Value = http
-        .get(format!("{url}/aggregates/{id}?consistent=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let replayed: Value =
+        tests::get_json(&http, format!("{url}/aggregates/{id}?consistent=true")).await;
     assert_eq!(
         replayed["state"], projected["state"],
         "replay agrees with the projection"

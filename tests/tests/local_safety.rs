@@ -185,14 +185,7 @@ async fn a_local_environment_in_another_region_deploys_and_serves() {
         .unwrap();
     assert_eq!(posted.status().as_u16(), 200);
     // The functions write and read the tables of the plan's region.
-    let events: Value = http
-        .get(format!("{url}/aggregates/{id}/events"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value = tests::get_json(&http, format!("{url}/aggregates/{id}/events")).await;
     assert!(events.to_string().contains("user_created"), "{events}");
     let ddb = aws_sdk_dynamodb::Client::new(
         &local_engine::endpoint::sdk_config_in(

@@ -174,16 +174,11 @@ async fn all_events(http: &reqwest::Client, url: &str, id: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let page: Value = http
-            .get(format!(
-                "{url}/aggregates/{id}/events?after={after}&limit=1000"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = tests::get_json(
+            http,
+            format!("{url}/aggregates/{id}/events?after={after}&limit=1000"),
+        )
+        .await;
         let events = page["events"].as_array().expect("a page of events");
         out.extend(events.iter().cloned());
         match page["nextAfter"].as_u64() {
@@ -553,14 +548,8 @@ async fn engine_killed_mid_traffic(env: &LocalEnv, http: &reqwest::Client, url: 
 
     // The projector resumes from its checkpoints: every read model converges to the replay.
     for a in &aggregates {
-        let replay: Value = http
-            .get(format!("{url}/aggregates/{a}?consistent=true"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let replay: Value =
+            tests::get_json(http, format!("{url}/aggregates/{a}?consistent=true")).await;
         let converged = eventually(Duration::from_secs(120), async || {
             let r = http
                 .get(format!("{url}/aggregates/{a}"))
