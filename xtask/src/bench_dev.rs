@@ -262,31 +262,10 @@ async fn dev_side(source: &Restore, rounds: usize) -> anyhow::Result<Vec<f64>> {
         build_tag(&http).await.as_deref() == Some("dev"),
         "the gateway at {url} does not serve the unedited query function"
     );
-    let mut times = Vec::new();
-    for round in 1..=rounds {
-        let tag = format!("bench-dev-{}-{round}", std::process::id());
-        let t = Instant::now();
-        source.edit(&tag)?;
-        loop {
-            if build_tag(&http).await.as_deref() == Some(tag.as_str()) {
-                break;
-            }
-            anyhow::ensure!(
-                t.elapsed() < ROUND_LIMIT,
-                "`cargo xtask dev` did not serve the edit within {} s; see {}",
-                ROUND_LIMIT.as_secs(),
-                dev.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        times.push(t.elapsed().as_secs_f64());
-        eprintln!(
-            "bench dev: xtask dev round {round}: {:.1} s",
-            times[round - 1]
-        );
-        // Let the watcher settle before the next save.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let times = time_edits(source, rounds, "xtask dev", &dev.log, async || {
+        build_tag(&http).await
+    })
+    .await?;
     let _ = dev.child.kill().await;
     // Kept for reading what `dev` printed (the scratch directory goes with the environment).
     let kept = std::env::temp_dir().join("xtask-bench-dev.log");
@@ -390,28 +369,47 @@ async fn watch_rounds(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let times = time_edits(
+        source,
+        rounds,
+        "cargo lambda watch",
+        &watch.log,
+        async || build_tag(&http).await,
+    )
+    .await?;
+    Ok(times)
+}
+
+/// Times `rounds` edits of the `/health` build tag on one side: each round saves a new tag and polls
+/// `served_tag` until it answers with it. `log` is the side's output, named when a round takes too long.
+async fn time_edits(
+    source: &Restore,
+    rounds: usize,
+    side: &str,
+    log: &Path,
+    mut served_tag: impl AsyncFnMut() -> Option<String>,
+) -> anyhow::Result<Vec<f64>> {
     let mut times = Vec::new();
     for round in 1..=rounds {
-        let tag = format!("bench-watch-{}-{round}", std::process::id());
+        let tag = format!(
+            "bench-{}-{}-{round}",
+            side.replace(' ', "-"),
+            std::process::id()
+        );
         let t = Instant::now();
         source.edit(&tag)?;
-        loop {
-            if build_tag(&http).await.as_deref() == Some(tag.as_str()) {
-                break;
-            }
+        while served_tag().await.as_deref() != Some(tag.as_str()) {
             anyhow::ensure!(
                 t.elapsed() < ROUND_LIMIT,
-                "`cargo lambda watch` did not serve the edit within {} s; see {}",
+                "`{side}` did not serve the edit within {} s; see {}",
                 ROUND_LIMIT.as_secs(),
-                watch.log.display()
+                log.display()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         times.push(t.elapsed().as_secs_f64());
-        eprintln!(
-            "bench dev: cargo lambda watch round {round}: {:.1} s",
-            times[round - 1]
-        );
+        eprintln!("bench dev: {side} round {round}: {:.1} s", times[round - 1]);
+        // Let the watcher settle before the next save.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Ok(times)
