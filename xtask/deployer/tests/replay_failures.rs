@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use aws_sdk_cloudformation::types::ChangeSetType;
 use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_types::body::SdkBody;
@@ -18,9 +16,11 @@ use deployer::preview::Preview;
 use deployer::stackops::{self, ChangeSetInput};
 use deployer::ui::{Confirmation, RecordingUi};
 
+mod recorded;
+
+use recorded::{STACK, ok_body as ok};
+
 const URI: &str = "https://cloudformation.us-east-1.amazonaws.com/";
-const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
-const STACK: &str = "cqrs-dev";
 const STACK_ID: &str = "arn:aws:cloudformation:us-east-1:111111111111:stack/cqrs-dev/1";
 const CS_ID: &str = "arn:aws:cloudformation:us-east-1:111111111111:changeSet/xtask-1/2";
 
@@ -40,36 +40,13 @@ fn exchange(request_body: &str, status: u16, response_body: String) -> ReplayEve
     )
 }
 
-fn ok(action: &str, result: &str) -> String {
-    format!(
-        "<{action}Response xmlns=\"{NS}\"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{action}Response>"
-    )
-}
-
 fn stacks(status: &str) -> String {
-    ok(
-        "DescribeStacks",
-        &format!(
-            "<Stacks><member><StackId>{STACK_ID}</StackId><StackName>{STACK}</StackName><CreationTime>2026-01-01T00:00:00Z</CreationTime><StackStatus>{status}</StackStatus></member></Stacks>"
-        ),
-    )
+    recorded::stacks_body(STACK_ID, status)
 }
 
 /// Events, newest first as the API lists them: (id, logical id, type, status, reason).
 fn events(list: &[(&str, &str, &str, &str, &str)]) -> String {
-    let members: String = list
-        .iter()
-        .map(|(id, logical, kind, status, reason)| {
-            format!(
-                "<member><EventId>{id}</EventId><StackId>{STACK_ID}</StackId><StackName>{STACK}</StackName><LogicalResourceId>{logical}</LogicalResourceId><ResourceType>{kind}</ResourceType><Timestamp>2026-01-01T00:00:0{}Z</Timestamp><ResourceStatus>{status}</ResourceStatus><ResourceStatusReason>{reason}</ResourceStatusReason></member>",
-                id.len() % 10
-            )
-        })
-        .collect();
-    ok(
-        "DescribeStackEvents",
-        &format!("<StackEvents>{members}</StackEvents>"),
-    )
+    recorded::events_body(STACK_ID, list, |id| id.len() % 10)
 }
 
 fn enc(s: &str) -> String {
@@ -91,15 +68,7 @@ fn events_req() -> String {
 }
 
 async fn clients(replay: &StaticReplayClient) -> Clients {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-        .http_client(replay.clone())
-        // Our retry policy, with a tiny backoff so the throttling test does not wait.
-        .retry_config(deployer::aws::retry_config().with_initial_backoff(Duration::from_millis(1)))
-        .load()
-        .await;
-    Clients::from_sdk_config(&sdk)
+    Clients::from_sdk_config(&recorded::sdk_config(replay, "us-east-1").await)
 }
 
 fn opts() -> DeployOptions {
@@ -426,7 +395,7 @@ async fn update_rollback_failed_prints_the_exact_recovery_command() {
 
 #[tokio::test]
 async fn throttling_is_retried_by_the_sdk() {
-    let throttled = "<ErrorResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>".to_string();
+    let throttled = recorded::error_body("Throttling", "Rate exceeded");
     let replay = StaticReplayClient::new(vec![
         exchange(&describe_stacks_req(STACK), 400, throttled.clone()),
         exchange(&describe_stacks_req(STACK), 400, throttled),

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
 use aws_sdk_cloudformation::types::ChangeSetType;
 use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_types::body::SdkBody;
@@ -20,8 +18,10 @@ use deployer::manifest::ReleaseManifest;
 use deployer::stackops::{self, ChangeSetInput, Polling};
 use deployer::ui::{Confirmation, RecordingUi};
 
-const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
-const STACK: &str = "cqrs-dev";
+mod recorded;
+
+use recorded::STACK;
+
 const STACK_ID: &str = "arn:aws:cloudformation:eu-west-1:111111111111:stack/cqrs-dev/1";
 const STACK_ID_2: &str = "arn:aws:cloudformation:eu-west-1:111111111111:stack/cqrs-dev/2";
 const CS_ID: &str = "arn:aws:cloudformation:eu-west-1:111111111111:changeSet/xtask-1/2";
@@ -46,48 +46,24 @@ fn reply(status: u16, content_type: &str, body: String) -> ReplayEvent {
 }
 
 fn cfn(action: &str, result: &str) -> ReplayEvent {
-    reply(
-        200,
-        "text/xml",
-        format!(
-            "<{action}Response xmlns=\"{NS}\"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{action}Response>"
-        ),
-    )
+    reply(200, "text/xml", recorded::ok_body(action, result))
 }
 
 fn cfn_error(code: &str, message: &str) -> ReplayEvent {
-    reply(
-        400,
-        "text/xml",
-        format!(
-            "<ErrorResponse xmlns=\"{NS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>r</RequestId></ErrorResponse>"
-        ),
-    )
+    reply(400, "text/xml", recorded::error_body(code, message))
 }
 
 fn stacks(id: &str, status: &str) -> ReplayEvent {
-    cfn(
-        "DescribeStacks",
-        &format!(
-            "<Stacks><member><StackId>{id}</StackId><StackName>{STACK}</StackName><CreationTime>2026-01-01T00:00:00Z</CreationTime><StackStatus>{status}</StackStatus></member></Stacks>"
-        ),
-    )
+    cfn_reply(recorded::stacks_body(id, status))
 }
 
 /// Events, newest first as the API lists them: (id, logical id, type, status, reason).
 fn events(list: &[(&str, &str, &str, &str, &str)]) -> ReplayEvent {
-    let members: String = list
-        .iter()
-        .map(|(id, logical, kind, status, reason)| {
-            format!(
-                "<member><EventId>{id}</EventId><StackId>{STACK_ID}</StackId><StackName>{STACK}</StackName><LogicalResourceId>{logical}</LogicalResourceId><ResourceType>{kind}</ResourceType><Timestamp>2026-01-01T00:00:00Z</Timestamp><ResourceStatus>{status}</ResourceStatus><ResourceStatusReason>{reason}</ResourceStatusReason></member>"
-            )
-        })
-        .collect();
-    cfn(
-        "DescribeStackEvents",
-        &format!("<StackEvents>{members}</StackEvents>"),
-    )
+    cfn_reply(recorded::events_body(STACK_ID, list, |_| 0))
+}
+
+fn cfn_reply(body: String) -> ReplayEvent {
+    reply(200, "text/xml", body)
 }
 
 fn change_set(status: &str, changes: &str) -> ReplayEvent {
@@ -182,13 +158,7 @@ fn decode(v: &str) -> String {
 }
 
 async fn clients(replay: &StaticReplayClient) -> Clients {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("eu-west-1"))
-        .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-        .http_client(replay.clone())
-        .retry_config(deployer::aws::retry_config().with_initial_backoff(Duration::from_millis(1)))
-        .load()
-        .await;
+    let sdk = recorded::sdk_config(replay, "eu-west-1").await;
     // Path-style S3 (as against an endpoint override), so the bucket shows in the path.
     let mut clients = Clients::from_sdk_config(&sdk);
     clients.s3 = aws_sdk_s3::Client::from_conf(
