@@ -195,6 +195,16 @@ async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ct
         out.contains("query rebuilt and swapped") && out.contains("command, projector unchanged"),
         "only the query function is swapped:\n{out}"
     );
+    let swap_line = out
+        .lines()
+        .find(|l| l.contains("query rebuilt and swapped"))
+        .unwrap();
+    for phase in ["(cargo ", ", package ", ", update ", ", reload "] {
+        assert!(
+            swap_line.contains(phase),
+            "the swap line says where its time went ({phase:?}): {swap_line}"
+        );
+    }
     assert_eq!(health(&http, &url).await["build"], tag.as_str(), "{out}");
     let (status, after) = events_of(&http, &url, &id).await;
     assert_eq!((status, &after), (200, &before), "data survives the swap");
