@@ -18,6 +18,7 @@ use service::{Config, DynamoStore, EventStore, ReadModel};
 async fn append(store: &DynamoStore, aggregate: &str, events: Vec<(&str, Value)>) {
     let cmd = AppendCommand {
         aggregate_id: aggregate.into(),
+        aggregate_type: None,
         events: events
             .into_iter()
             .map(|(t, d)| NewEvent {
@@ -86,6 +87,7 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
     // its log, as a projector that got further would have (u5 has 5 events; pretend it is at 9).
     let stale = ReadModel {
         aggregate_id: "u2".into(),
+        aggregate_type: Some("user".into()),
         version: 1,
         state: json!({"user": {"name": "wrong"}}),
         updated_at: domain::now_timestamp(),
@@ -93,6 +95,7 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
     store.put_read_model(&stale, None).await.unwrap();
     let ahead = ReadModel {
         aggregate_id: "u5".into(),
+        aggregate_type: Some("user".into()),
         version: 9,
         state: json!({"user": {"name": "from the future"}}),
         updated_at: domain::now_timestamp(),
@@ -235,6 +238,7 @@ async fn replay_force_repairs_current_but_wrong_read_models_conditionally() {
     append(&store, "u2", vec![("user_created", json!({"name": "Bob"}))]).await;
     let wrong = ReadModel {
         aggregate_id: "u1".into(),
+        aggregate_type: Some("user".into()),
         version: 2,
         state: json!({"user": {"name": "wrong"}}),
         updated_at: "2026-01-01T00:00:00.000Z".into(),

@@ -42,6 +42,7 @@ fn command(
 ) -> AppendCommand {
     AppendCommand {
         aggregate_id: aggregate.into(),
+        aggregate_type: None,
         events: events
             .into_iter()
             .map(|(t, d)| NewEvent {

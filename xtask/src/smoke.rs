@@ -1,7 +1,9 @@
 //! `cargo xtask smoke --env <name>`: a short, real conversation with a deployed API, recorded with the environment.
 //!
-//! It appends a `user_created` event to a fresh aggregate, reads it back, waits (bounded) for the projector to
-//! build the read model, and checks that a stale `expectedVersion` is refused with 409 `version_conflict`. Every
+//! It appends the first event of the first registered aggregate's example (`domain::Aggregate::example`, read
+//! through the registry: the tool knows no aggregate type) to a fresh aggregate, reads it back, waits (bounded)
+//! for the projector to build the read model and checks it equals the replay of the log, and checks that a stale
+//! `expectedVersion` is refused with 409 `version_conflict`. Every
 //! request and response body is a `domain::api` type, the very types the functions serve, so a change of the API
 //! breaks this client at compile time rather than in production. Nothing is cleaned up: an event log is
 //! append-only, and deleting what the smoke test wrote would hide exactly the problems it is there to find. Its
@@ -26,7 +28,7 @@ use domain::api::{
     EventsPage, HealthResponse,
 };
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use stack::{EnvKind, Plan};
 
 use crate::cli::OutputFormat;
@@ -203,9 +205,10 @@ pub async fn run_checks(
     let client = Client::new(base_url, token);
     let aggregate_id = aggregate_id(env, started_at);
     let mut checks = Vec::new();
+    let append = format!("append {}", example().0);
     let steps: [(&str, Step); 5] = [
         ("health", Step::Health),
-        ("append user_created", Step::Append),
+        (append.as_str(), Step::Append),
         ("read the event back", Step::ReadBack),
         ("projection caught up", Step::Projection(projection_timeout)),
         ("stale version refused (409)", Step::Conflict),
@@ -247,13 +250,21 @@ enum Step {
     Conflict,
 }
 
-const SMOKE_NAME: &str = "Smoke Test";
-
-fn user_data() -> Map<String, Value> {
-    let Value::Object(m) = json!({ "name": SMOKE_NAME, "email": "smoke@example.com" }) else {
-        unreachable!()
-    };
-    m
+/// The smoke test's events: the first registered aggregate's example, first and last event.
+fn example() -> (
+    &'static str,
+    Map<String, Value>,
+    &'static str,
+    Map<String, Value>,
+) {
+    let kind = domain::registry()
+        .kinds()
+        .next()
+        .expect("the registry refuses a domain without aggregates");
+    let example = kind.example();
+    let (first, first_data) = example.first().cloned().expect("examples are not empty");
+    let (last, last_data) = example.last().cloned().expect("examples are not empty");
+    (first, first_data, last, last_data)
 }
 
 impl Step {
@@ -269,10 +280,12 @@ impl Step {
                 }
             }
             Step::Append => {
+                let (event_type, event_data, _, _) = example();
                 let req = AppendEventRequest {
                     aggregate_id: id.to_string(),
-                    event_type: domain::user::USER_CREATED.to_string(),
-                    event_data: user_data(),
+                    aggregate_type: None,
+                    event_type: event_type.to_string(),
+                    event_data,
                     expected_version: None,
                     command_id: None,
                 };
@@ -286,16 +299,17 @@ impl Step {
                 Ok(format!("{id} at version 1"))
             }
             Step::ReadBack => {
+                let (event_type, event_data, _, _) = example();
                 let page: EventsPage = client.get(&format!("/aggregates/{id}/events")).await?;
                 match page.events.as_slice() {
                     [e] if e.version == 1
-                        && e.event_type == domain::user::USER_CREATED
-                        && e.event_data == user_data() =>
+                        && e.event_type == event_type
+                        && e.event_data == event_data =>
                     {
                         Ok(format!("1 event, {} at version 1", e.event_type))
                     }
                     events => Err(format!(
-                        "expected exactly the user_created event at version 1, got {} event(s): {}",
+                        "expected exactly the {event_type} event at version 1, got {} event(s): {}",
                         events.len(),
                         serde_json::to_string(events).unwrap_or_default()
                     )),
@@ -303,16 +317,20 @@ impl Step {
             }
             Step::Projection(limit) => {
                 let deadline = Instant::now() + limit;
+                let replayed: AggregateView = client
+                    .get(&format!("/aggregates/{id}?consistent=true"))
+                    .await?;
                 let mut last: String;
                 loop {
                     match client
                         .get::<AggregateView>(&format!("/aggregates/{id}"))
                         .await
                     {
-                        Ok(view)
-                            if view.version >= 1 && view.state["user"]["name"] == SMOKE_NAME =>
-                        {
-                            return Ok(format!("read model at version {}", view.version));
+                        Ok(view) if view.version >= 1 && view.state == replayed.state => {
+                            return Ok(format!(
+                                "read model at version {}, equal to the replay",
+                                view.version
+                            ));
                         }
                         Ok(view) => {
                             last = format!("read model at version {}: {}", view.version, view.state)
@@ -329,9 +347,11 @@ impl Step {
                 }
             }
             Step::Conflict => {
+                let (_, _, event_type, event_data) = example();
                 let req = AppendOneRequest {
-                    event_type: domain::user::USER_UPDATED.to_string(),
-                    event_data: user_data(),
+                    aggregate_type: None,
+                    event_type: event_type.to_string(),
+                    event_data,
                     expected_version: Some(0),
                     command_id: None,
                 };

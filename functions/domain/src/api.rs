@@ -15,6 +15,13 @@ use crate::validate::{MAX_BATCH_EVENTS, MAX_VERSION, validate_event_data, valida
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppendEventRequest {
     pub aggregate_id: String,
+    /// Optional: the aggregate type, which the event type names anyway; when given, it must agree.
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub aggregate_type: Option<String>,
     pub event_type: String,
     pub event_data: Map<String, Value>,
     #[serde(
@@ -54,6 +61,12 @@ pub struct NewEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppendBatchRequest {
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub aggregate_type: Option<String>,
     pub events: Vec<NewEvent>,
     #[serde(
         default,
@@ -73,6 +86,12 @@ pub struct AppendBatchRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppendOneRequest {
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub aggregate_type: Option<String>,
     pub event_type: String,
     pub event_data: Map<String, Value>,
     #[serde(
@@ -122,6 +141,16 @@ pub struct EventView {
     pub command_id: Option<String>,
     #[serde(default)]
     pub metadata: MetadataView,
+    /// The aggregate type (absent on events stored before types were recorded, whose event type names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_type: Option<String>,
+    /// The schema version of `eventData` as stored (1 when not recorded).
+    #[serde(default = "one")]
+    pub schema_version: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Event metadata in camelCase.
@@ -152,6 +181,8 @@ impl From<StoredEvent> for EventView {
                 correlation_id,
                 causation_id,
             },
+            schema_version: e.schema_version.unwrap_or(1),
+            aggregate_type: e.aggregate_type,
         }
     }
 }
@@ -181,6 +212,9 @@ pub struct EventsByTypePage {
 #[serde(rename_all = "camelCase")]
 pub struct AggregateView {
     pub aggregate_id: String,
+    /// The aggregate type (absent for read models written before types were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_type: Option<String>,
     pub version: u64,
     pub state: Value,
 }
@@ -221,6 +255,8 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppendCommand {
     pub aggregate_id: String,
+    /// The aggregate type the request named, if any (its events name it anyway).
+    pub aggregate_type: Option<String>,
     pub events: Vec<NewEvent>,
     pub expected_version: Option<u64>,
     pub command_id: Option<String>,
@@ -231,6 +267,7 @@ pub fn parse_append_event(body: &[u8]) -> Result<AppendCommand, String> {
     let req: AppendEventRequest = parse_json(body)?;
     let cmd = AppendCommand {
         aggregate_id: req.aggregate_id,
+        aggregate_type: req.aggregate_type,
         events: vec![NewEvent {
             event_type: req.event_type,
             event_data: req.event_data,
@@ -251,6 +288,7 @@ pub fn parse_append_to_aggregate(aggregate_id: &str, body: &[u8]) -> Result<Appe
             serde_json::from_value(value).map_err(|e| format!("invalid request body: {e}"))?;
         AppendCommand {
             aggregate_id: aggregate_id.to_string(),
+            aggregate_type: req.aggregate_type,
             events: req.events,
             expected_version: req.expected_version,
             command_id: req.command_id,
@@ -260,6 +298,7 @@ pub fn parse_append_to_aggregate(aggregate_id: &str, body: &[u8]) -> Result<Appe
             serde_json::from_value(value).map_err(|e| format!("invalid request body: {e}"))?;
         AppendCommand {
             aggregate_id: aggregate_id.to_string(),
+            aggregate_type: req.aggregate_type,
             events: vec![NewEvent {
                 event_type: req.event_type,
                 event_data: req.event_data,
@@ -294,6 +333,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> 
 /// are `too_large` (413) errors, checked by the append logic, which knows the item encoding.
 fn validate_command(cmd: &AppendCommand) -> Result<(), String> {
     validate_id("aggregateId", &cmd.aggregate_id)?;
+    if let Some(t) = &cmd.aggregate_type {
+        validate_id("aggregateType", t)?;
+    }
     if let Some(c) = &cmd.command_id {
         validate_id("commandId", c)?;
     }
@@ -413,12 +455,12 @@ mod tests {
                 expected_version in proptest::option::of(0u64..1_000_000), command_id in proptest::option::of(id()),
             ) {
                 let req = AppendEventRequest {
-                    aggregate_id: aggregate_id.clone(), event_type: event_type.clone(), event_data: event_data.clone(),
+                    aggregate_id: aggregate_id.clone(), aggregate_type: None, event_type: event_type.clone(), event_data: event_data.clone(),
                     expected_version, command_id: command_id.clone(),
                 };
                 let cmd = parse_append_event(&serde_json::to_vec(&req).unwrap()).unwrap();
                 prop_assert_eq!(cmd, AppendCommand {
-                    aggregate_id, events: vec![NewEvent { event_type, event_data }], expected_version, command_id,
+                    aggregate_id, aggregate_type: None, events: vec![NewEvent { event_type, event_data }], expected_version, command_id,
                 });
             }
 

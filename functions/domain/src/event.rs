@@ -1,6 +1,7 @@
 //! The stored event envelope: one item of the events table, with the seed article's attribute names
 //! (`aggregate_id`, `event_id`, `event_type`, `event_data`, `timestamp`) so that the seed's own query and
-//! replay code can still read our table, plus the `version` sort key that makes optimistic concurrency possible.
+//! replay code can still read our table, plus the `version` sort key that makes optimistic concurrency possible,
+//! and two attributes the seed did not need: the aggregate type and the event's schema version.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,20 @@ pub struct StoredEvent {
     pub command_id: Option<String>,
     #[serde(default)]
     pub metadata: Metadata,
+    /// The aggregate type (a name in the registry). Absent on events written before types were recorded:
+    /// their event type names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_type: Option<String>,
+    /// The schema version of `event_data`; absent means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+}
+
+impl StoredEvent {
+    /// The schema version `event_data` was written with (1 when not recorded).
+    pub fn schema_version(&self) -> u32 {
+        self.schema_version.unwrap_or(1)
+    }
 }
 
 /// Correlation and causation ids carried by every event.

@@ -18,6 +18,12 @@
 //! transaction) reloads the head and decides again, up to [`MAX_ATTEMPTS`] times; with `expectedVersion`
 //! the reload answers 409 instead.
 //!
+//! ## Aggregate types
+//! The command's events name its aggregate type (each event type belongs to one type in the registry).
+//! Before any read, every event must be of one known type, of the type the request names if it names one,
+//! and its data must match its event type's schema (400 naming the field). The head records the type;
+//! an event of another type sent to an existing aggregate is refused (422 `wrong_aggregate_type`).
+//!
 //! ## Idempotency
 //! An append with a `commandId` writes a command record (sort key: minus a hash of the command id) holding
 //! a SHA-256 of the request and the written versions, event ids and timestamps, with a TTL attribute
@@ -44,8 +50,9 @@
 use std::time::Duration;
 
 use domain::api::{AppendCommand, WrittenEvent};
+use domain::registry::{Kind, State};
 use domain::validate::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_ITEM_BYTES};
-use domain::{Aggregate, DomainError, Metadata, StoredEvent, User};
+use domain::{DomainError, Metadata, StoredEvent, registry};
 use sha2::Digest as _;
 
 use crate::dynamo::meta_items_size;
@@ -162,8 +169,9 @@ pub async fn append<S: EventStore>(
         },
         request_hash: request_hash(cmd),
     };
+    let kind = decide_kind(cmd)?;
     // Size check up front, before any read, with the largest version the batch could get.
-    check_sizes(&build_events(cmd, u64::MAX / 2, &fixed), 0)?;
+    check_sizes(&build_events(cmd, kind, u64::MAX / 2, &fixed), 0)?;
 
     let mut current = 0;
     // Whether the log behind a missing head must be read (a table written before heads existed).
@@ -177,12 +185,20 @@ pub async fn append<S: EventStore>(
         }
         let head_exists = head.is_some();
         let (version, state) = match head {
-            Some(h) => (
-                h.version,
-                User::restore(&h.state).map_err(AppendError::CorruptLog)?,
-            ),
+            Some(h) => {
+                same_kind(h.aggregate_type.as_deref(), kind, &cmd.aggregate_id)?;
+                (
+                    h.version,
+                    kind.restore(&h.state).map_err(AppendError::CorruptLog)?,
+                )
+            }
             None if read_log => match migrate(store, cmd).await? {
-                Migrated::Folded(version, state) => (version, state),
+                Migrated::Folded(version, state) => {
+                    if let Some(state) = &state {
+                        same_kind(Some(state.kind()), kind, &cmd.aggregate_id)?;
+                    }
+                    (version, state.unwrap_or_else(|| kind.initial()))
+                }
                 Migrated::Applied(events) => {
                     return Ok(AppendOutcome {
                         aggregate_id: cmd.aggregate_id.clone(),
@@ -191,7 +207,7 @@ pub async fn append<S: EventStore>(
                     });
                 }
             },
-            None => (0, User::default()),
+            None => (0, kind.initial()),
         };
         // Without a head and before reading the log, "version 0" is an assumption: check it before
         // refusing anything.
@@ -211,7 +227,7 @@ pub async fn append<S: EventStore>(
         }
         let mut next = state;
         for (index, event) in cmd.events.iter().enumerate() {
-            if let Err(source) = next.step(&event.event_type, &event.event_data) {
+            if let Err(source) = next.decide(&event.event_type, &event.event_data) {
                 if assumed && !matches!(source, DomainError::UnknownEventType { .. }) {
                     read_log = true;
                     continue 'attempts;
@@ -219,13 +235,14 @@ pub async fn append<S: EventStore>(
                 return Err(AppendError::Domain { index, source });
             }
         }
-        let events = build_events(cmd, version, &fixed);
+        let events = build_events(cmd, kind, version, &fixed);
         let written = written(&events);
         let write = AppendWrite {
             aggregate_id: cmd.aggregate_id.clone(),
             head: Head {
                 version: version + events.len() as u64,
                 state: next.state(),
+                aggregate_type: Some(kind.name().to_string()),
             },
             previous_head: head_exists.then_some(version),
             command: cmd.command_id.as_ref().map(|c| CommandRecord {
@@ -302,9 +319,47 @@ fn deduplicated(
     })
 }
 
+/// The aggregate type of a command, decided before any read: its events must be of one known type (the one
+/// the request names, if any), and each event's data must match its type's schema.
+fn decide_kind(cmd: &AppendCommand) -> Result<&'static dyn Kind, AppendError> {
+    let registry = registry();
+    let kind = registry
+        .kind_of_command(
+            cmd.aggregate_type.as_deref(),
+            cmd.events.iter().map(|e| e.event_type.as_str()),
+        )
+        .map_err(|(index, source)| AppendError::Domain { index, source })?;
+    for (index, event) in cmd.events.iter().enumerate() {
+        let field = if cmd.events.len() == 1 {
+            "eventData".to_string()
+        } else {
+            format!("events[{index}].eventData")
+        };
+        registry
+            .check_new(&field, &event.event_type, &event.event_data)
+            .map_err(|source| AppendError::Domain { index, source })?;
+    }
+    Ok(kind)
+}
+
+/// Refuses events of one aggregate type sent to an aggregate of another. A head or log without a recorded
+/// type was written before types were recorded and is taken as the command's type.
+fn same_kind(stored: Option<&str>, kind: &dyn Kind, aggregate_id: &str) -> Result<(), AppendError> {
+    match stored {
+        Some(stored) if stored != kind.name() => Err(AppendError::Domain {
+            index: 0,
+            source: DomainError::WrongAggregateType(format!(
+                "aggregate `{aggregate_id}` is a `{stored}`; these events belong to aggregate type `{}`",
+                kind.name()
+            )),
+        }),
+        _ => Ok(()),
+    }
+}
+
 enum Migrated {
-    /// The log folded: its last version and state.
-    Folded(u64, User),
+    /// The log folded: its last version and state (`None` for an empty log).
+    Folded(u64, Option<Box<dyn State>>),
     /// The command was already in the log (written before command records existed).
     Applied(Vec<WrittenEvent>),
 }
@@ -322,7 +377,11 @@ async fn migrate<S: EventStore>(store: &S, cmd: &AppendCommand) -> Result<Migrat
             return Ok(Migrated::Applied(written(&original)));
         }
     }
-    let state: User = domain::replay(log.iter().map(|e| (e.event_type.as_str(), &e.event_data)))
+    let state = registry()
+        .replay(
+            log.iter()
+                .map(|e| (e.event_type.as_str(), e.schema_version(), &e.event_data)),
+        )
         .map_err(|e| AppendError::CorruptLog(e.to_string()))?;
     Ok(Migrated::Folded(log.last().map_or(0, |e| e.version), state))
 }
@@ -338,7 +397,12 @@ fn written(events: &[StoredEvent]) -> Vec<WrittenEvent> {
         .collect()
 }
 
-fn build_events(cmd: &AppendCommand, current: u64, fixed: &Fixed) -> Vec<StoredEvent> {
+fn build_events(
+    cmd: &AppendCommand,
+    kind: &dyn Kind,
+    current: u64,
+    fixed: &Fixed,
+) -> Vec<StoredEvent> {
     cmd.events
         .iter()
         .zip(&fixed.event_ids)
@@ -352,6 +416,13 @@ fn build_events(cmd: &AppendCommand, current: u64, fixed: &Fixed) -> Vec<StoredE
             timestamp: fixed.timestamp.clone(),
             command_id: cmd.command_id.clone(),
             metadata: fixed.metadata.clone(),
+            aggregate_type: Some(kind.name().to_string()),
+            schema_version: Some(
+                kind.events()
+                    .iter()
+                    .find(|s| s.event_type == e.event_type)
+                    .map_or(1, |s| s.version),
+            ),
         })
         .collect()
 }

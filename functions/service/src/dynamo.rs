@@ -146,6 +146,9 @@ fn head_item(aggregate_id: &str, head: &Head) -> Item {
         AttributeValue::N(head.version.to_string()),
     );
     item.insert("state".into(), AttributeValue::S(head.state.to_string()));
+    if let Some(t) = &head.aggregate_type {
+        item.insert("aggregate_type".into(), AttributeValue::S(t.clone()));
+    }
     item
 }
 
@@ -198,6 +201,10 @@ fn parse_head(item: &Item) -> Result<Head, StoreError> {
         version: attr_n(item, "head_version")?,
         state: serde_json::from_str(attr_s(item, "state")?)
             .map_err(|e| StoreError::Backend(format!("a head's state is not JSON: {e}")))?,
+        aggregate_type: item
+            .get("aggregate_type")
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
     })
 }
 

@@ -10,7 +10,7 @@ use domain::api::{
 };
 use domain::event::normalize_timestamp;
 use domain::validate::{MAX_VERSION, parse_limit, validate_id};
-use domain::{Aggregate, DomainError, Metadata, User};
+use domain::{DomainError, Metadata, registry};
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -157,7 +157,11 @@ fn domain_error(index: usize, e: DomainError) -> ApiError {
     } else {
         format!("event {index} of the batch: {e}")
     };
-    ApiError::Domain(message, code)
+    match e {
+        // Data that does not match its event type's schema is a bad request, like any schema-invalid body.
+        DomainError::InvalidData(_) => ApiError::InvalidRequest(message),
+        _ => ApiError::Domain(message, code),
+    }
 }
 
 /// The command function's handler: `POST /events` and `POST /aggregates/{aggregateId}/events`.
@@ -366,20 +370,25 @@ async fn handle<S: EventStore>(
                     )));
                 };
                 let version = last.version;
-                let user: User = domain::replay(
-                    events
-                        .iter()
-                        .map(|e| (e.event_type.as_str(), &e.event_data)),
-                )
-                .map_err(|e| {
-                    ApiError::Internal(format!("the stored events cannot be replayed: {e}"))
-                })?;
+                let state = registry()
+                    .replay(
+                        events
+                            .iter()
+                            .map(|e| (e.event_type.as_str(), e.schema_version(), &e.event_data)),
+                    )
+                    .map_err(|e| {
+                        ApiError::Internal(format!("the stored events cannot be replayed: {e}"))
+                    })?
+                    .ok_or_else(|| {
+                        ApiError::Internal("a non-empty log replayed to nothing".into())
+                    })?;
                 return Ok(json(
                     StatusCode::OK,
                     &AggregateView {
                         aggregate_id,
+                        aggregate_type: Some(state.kind().to_string()),
                         version,
-                        state: user.state(),
+                        state: state.state(),
                     },
                 ));
             }
@@ -388,6 +397,7 @@ async fn handle<S: EventStore>(
                     StatusCode::OK,
                     &AggregateView {
                         aggregate_id,
+                        aggregate_type: m.aggregate_type,
                         version: m.version,
                         state: m.state,
                     },

@@ -22,7 +22,8 @@ use std::collections::HashMap;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use domain::{Aggregate, StoredEvent, User};
+use domain::registry::{Kind, State};
+use domain::{StoredEvent, registry};
 use futures::future::join_all;
 
 use crate::store::{EventStore, ReadModel, StoreError};
@@ -139,8 +140,15 @@ async fn project_aggregate<S: EventStore>(
             }
         };
         let start_version = model.as_ref().map_or(0, |m| m.version);
-        let mut state = match model.as_ref().map(|m| User::restore(&m.state)).transpose() {
-            Ok(s) => s.unwrap_or_default(),
+        let kind = match kind_of(model.as_ref(), &records) {
+            Ok(kind) => kind,
+            Err(e) => {
+                tracing::error!(aggregate_id, error = %e, "the aggregate's type is unknown");
+                return all_ids();
+            }
+        };
+        let mut state = match model.as_ref().map(|m| kind.restore(&m.state)).transpose() {
+            Ok(s) => s.unwrap_or_else(|| kind.initial()),
             Err(e) => {
                 tracing::error!(aggregate_id, error = %e, "the stored read model does not parse");
                 return all_ids();
@@ -167,6 +175,7 @@ async fn project_aggregate<S: EventStore>(
         }
         let updated = ReadModel {
             aggregate_id: aggregate_id.to_string(),
+            aggregate_type: Some(kind.name().to_string()),
             version,
             state: state.state(),
             updated_at: domain::now_timestamp(),
@@ -184,11 +193,37 @@ async fn project_aggregate<S: EventStore>(
     all_ids()
 }
 
+/// The aggregate type of one aggregate's records: the read model's, else the first parsable event's
+/// (recorded on it, or named by its event type for events stored before types were recorded).
+fn kind_of(model: Option<&ReadModel>, records: &[Record]) -> Result<&'static dyn Kind, String> {
+    let registry = registry();
+    let recorded = model.and_then(|m| m.aggregate_type.clone()).or_else(|| {
+        records.iter().find_map(|r| {
+            let e = r.event.as_ref().ok()?;
+            e.aggregate_type.clone().or_else(|| {
+                registry
+                    .kind_of_event(&e.event_type)
+                    .map(|k| k.name().to_string())
+            })
+        })
+    });
+    match recorded {
+        Some(name) => registry
+            .kind(&name)
+            .ok_or_else(|| format!("aggregate type `{name}` is not registered")),
+        // A read model written before types were recorded, with no parsable record: a user.
+        None => registry
+            .kinds()
+            .next()
+            .ok_or_else(|| "no aggregate type is registered".to_string()),
+    }
+}
+
 /// Applies one record on top of `state` at `version`: skip duplicates, fill gaps from the log.
 async fn apply_record<S: EventStore>(
     store: &S,
     aggregate_id: &str,
-    state: &mut User,
+    state: &mut Box<dyn State>,
     version: &mut u64,
     record: &Record,
 ) -> Result<(), String> {
@@ -207,7 +242,7 @@ async fn apply_record<S: EventStore>(
                 return Err(format!("the log has a hole at version {}", *version + 1));
             }
             state
-                .fold(&e.event_type, &e.event_data)
+                .fold(&e.event_type, e.schema_version(), &e.event_data)
                 .map_err(|err| format!("version {}: {err}", e.version))?;
             *version = e.version;
         }
@@ -220,7 +255,7 @@ async fn apply_record<S: EventStore>(
         }
     }
     state
-        .fold(&event.event_type, &event.event_data)
+        .fold(&event.event_type, event.schema_version(), &event.event_data)
         .map_err(|err| format!("version {}: {err}", event.version))?;
     *version = event.version;
     Ok(())

@@ -46,6 +46,9 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadModel {
     pub aggregate_id: String,
+    /// The aggregate type (absent on read models written before types were recorded: those are users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_type: Option<String>,
     /// The last applied event version.
     pub version: u64,
     pub state: Value,
@@ -59,7 +62,9 @@ pub struct ReadModel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Head {
     pub version: u64,
-    /// `Aggregate::state()` after `version`.
+    /// The aggregate type (absent on heads written before types were recorded).
+    pub aggregate_type: Option<String>,
+    /// The aggregate's `State::state()` after `version`.
     pub state: Value,
 }
 

@@ -76,7 +76,7 @@ async fn batches_get_consecutive_versions_and_replay_matches_the_seed_shape() {
     assert_eq!(status, 200);
     assert_eq!(
         view,
-        json!({"aggregateId": "u1", "version": 3, "state": {"user": {"name": "Ann", "age": 31, "city": "Oslo"}}})
+        json!({"aggregateId": "u1", "aggregateType": "user", "version": 3, "state": {"user": {"name": "Ann", "age": 31, "city": "Oslo"}}})
     );
 }
 

@@ -22,6 +22,8 @@ fn event(aggregate: &str, version: u64, event_type: &str, data: Value) -> Stored
         timestamp: format!("2026-01-01T00:00:{:02}.000Z", version % 60),
         command_id: None,
         metadata: Metadata::default(),
+        aggregate_type: None,
+        schema_version: None,
     }
 }
 
@@ -84,7 +86,8 @@ async fn an_append_reads_the_head_not_the_log() {
         head.unwrap(),
         Head {
             version: 2,
-            state: json!({"user": {"name": "Ann", "age": 3}})
+            state: json!({"user": {"name": "Ann", "age": 3}}),
+            aggregate_type: Some("user".into()),
         }
     );
 }
@@ -118,7 +121,8 @@ async fn a_log_written_before_heads_existed_is_migrated_once() {
         head.unwrap(),
         Head {
             version: 3,
-            state: json!({"user": {"name": "Ann", "age": 41}})
+            state: json!({"user": {"name": "Ann", "age": 41}}),
+            aggregate_type: Some("user".into()),
         }
     );
     let (status, body) = post(
@@ -152,6 +156,7 @@ async fn old_events_are_folded_without_todays_rules() {
             head: Head {
                 version: 3,
                 state: state.clone(),
+                aggregate_type: Some("user".into()),
             },
             previous_head: None,
             command: None,

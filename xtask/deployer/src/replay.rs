@@ -2,7 +2,7 @@
 //!
 //! Why it exists: a read model can be lost (table restored, item deleted) or wrong (a projector bug fixed
 //! since). Replay folds each aggregate's events, in version order, through the very fold the projector uses
-//! (`domain::Aggregate::fold`: stored events are facts, no rules; loaded with `service`'s store), so a
+//! (`domain::State::fold` through the registry: stored events are facts, upcast, no rules; loaded with `service`'s store), so a
 //! rebuilt read model is the one the projector would have produced. It reads events only (`version >= 1`):
 //! the append's head and command records are skipped.
 //!
@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::Client;
-use domain::{Aggregate, User};
+use domain::registry;
 use futures::StreamExt as _;
 use serde::Serialize;
 use service::{DynamoStore, EventStore, ReadModel, StoreError};
@@ -279,7 +279,7 @@ pub async fn replay_aggregate<S: EventStore>(
         Ok((events, _)) => events,
         Err(e) => return fail(None, format!("reading the events: {e}"), 0),
     };
-    let mut state = User::default();
+    let mut state: Option<Box<dyn domain::State>> = None;
     let mut version = 0;
     let mut failure = None;
     for (i, event) in events.iter().enumerate() {
@@ -292,7 +292,17 @@ pub async fn replay_aggregate<S: EventStore>(
             ));
             break;
         }
-        if let Err(e) = state.fold(&event.event_type, &event.event_data) {
+        let folded = match &mut state {
+            Some(s) => s.fold(&event.event_type, event.schema_version(), &event.event_data),
+            None => registry()
+                .replay([(
+                    event.event_type.as_str(),
+                    event.schema_version(),
+                    &event.event_data,
+                )])
+                .map(|s| state = s),
+        };
+        if let Err(e) = folded {
             failure = Some((event.version, e.to_string(), not_applied));
             break;
         }
@@ -309,11 +319,12 @@ pub async fn replay_aggregate<S: EventStore>(
         events: version,
         failure,
     };
-    if version == 0 {
+    let Some(state) = state.filter(|_| version > 0) else {
         return result;
-    }
+    };
     let model = ReadModel {
         aggregate_id: aggregate_id.to_string(),
+        aggregate_type: Some(state.kind().to_string()),
         version,
         state: state.state(),
         updated_at: domain::now_timestamp(),

@@ -102,6 +102,7 @@ fn payload(n: u64) -> Map<String, Value> {
 fn command(aggregate: &str, events: Vec<(&str, u64)>, command_id: Option<String>) -> AppendCommand {
     AppendCommand {
         aggregate_id: aggregate.to_string(),
+        aggregate_type: None,
         events: events
             .into_iter()
             .map(|(t, n)| NewEvent {
@@ -142,6 +143,8 @@ async fn seed(store: &DynamoStore, aggregate: &str, n: u64) -> anyhow::Result<()
             timestamp: domain::now_timestamp(),
             command_id: None,
             metadata: domain::Metadata::default(),
+            aggregate_type: None,
+            schema_version: None,
         })
         .collect();
     let table = &store.config.events_table;
@@ -164,11 +167,13 @@ async fn seed(store: &DynamoStore, aggregate: &str, n: u64) -> anyhow::Result<()
             pending = out.unprocessed_items.and_then(|mut u| u.remove(table));
         }
     }
-    let state: domain::User = domain::replay(
-        events
-            .iter()
-            .map(|e| (e.event_type.as_str(), &e.event_data)),
-    )?;
+    let state = domain::registry()
+        .replay(
+            events
+                .iter()
+                .map(|e| (e.event_type.as_str(), e.schema_version(), &e.event_data)),
+        )?
+        .expect("n >= 1");
     let last = events.last().cloned().expect("n >= 1");
     store
         .append(&service::store::AppendWrite {
@@ -176,7 +181,8 @@ async fn seed(store: &DynamoStore, aggregate: &str, n: u64) -> anyhow::Result<()
             events: vec![last],
             head: service::store::Head {
                 version: n,
-                state: domain::Aggregate::state(&state),
+                state: state.state(),
+                aggregate_type: Some(state.kind().to_string()),
             },
             previous_head: None,
             command: None,
@@ -360,6 +366,8 @@ async fn measure(
             timestamp: domain::now_timestamp(),
             command_id: None,
             metadata: domain::Metadata::default(),
+            aggregate_type: None,
+            schema_version: None,
         }),
         figures,
     })
