@@ -71,6 +71,16 @@ impl WaitArgs {
     }
 }
 
+/// What a command that changes an environment does when another command is changing it (see
+/// `local_engine::lock`): wait for it by default, or refuse.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LockArgs {
+    /// Refuse (exit 3) instead of waiting when another command (`deploy`, `dev`, `teardown`, ...) is changing
+    /// this environment; the message names it (command and pid).
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
 /// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -144,6 +154,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
 /// was compiled in: see [`local_engine::state::resolve_repo_root`], which `main` checks before anything else.
 pub fn repo_root() -> PathBuf {
     local_engine::state::repo_root()
+}
+
+/// This command line after `cargo xtask` (`deploy --env local --yes`), as the lock records its holder.
+pub fn invocation() -> String {
+    std::env::args().skip(1).collect::<Vec<_>>().join(" ")
 }
 
 fn default_config_dir() -> PathBuf {

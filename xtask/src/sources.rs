@@ -1,0 +1,112 @@
+//! Which checkout's code this binary carries: a fingerprint of every source compiled into the xtask, taken by
+//! the build script when it builds the binary and again at run time in the checkout the tool runs in.
+//!
+//! Why: cargo decides that a workspace crate is up to date by comparing file *times*, and stores its artifacts
+//! under names that do not depend on the checkout's path. With one target directory shared by two clones (a
+//! common setting: `CARGO_TARGET_DIR`, or `build.target-dir`), cargo reuses clone A's build in clone B as long
+//! as B's files are older than A's build, even when they differ (another commit checked out earlier). The tool
+//! would then run A's code in B. Comparing paths (what an earlier version did) refused every second clone,
+//! also when both hold the same code, and its advice (touch `xtask/src/main.rs`) did not rebuild the crate
+//! that held the path. Comparing contents is the honest check: it passes whenever the code is the same, and
+//! when it is not, it names the files that differ; touching them makes cargo rebuild exactly what is stale.
+//!
+//! This file is also compiled into the build script (`xtask/build.rs`, through `#[path]`), so both sides list
+//! and hash the files the same way. std only, for that reason.
+
+use std::path::{Path, PathBuf};
+
+/// The sources compiled into xtask, relative to the workspace root: each crate's manifest and `src/` (`.rs`
+/// files only, so an editor's swap file is not a change), and the templates the `stack` and `deployer` crates
+/// embed with `include_str!`. Paths use `/` and are sorted.
+pub fn list(root: &Path) -> Vec<String> {
+    let mut files = vec!["xtask/build.rs".to_string()];
+    for krate in CRATES {
+        files.push(format!("{krate}/Cargo.toml"));
+        walk(root, &format!("{krate}/src"), "rs", &mut files);
+    }
+    walk(root, "templates", "hbs", &mut files);
+    files.retain(|f| root.join(f).is_file());
+    files.sort();
+    files
+}
+
+/// The workspace crates the xtask binary is built from (itself and its path dependencies).
+pub const CRATES: [&str; 6] = [
+    "xtask",
+    "xtask/deployer",
+    "xtask/local-engine",
+    "stack",
+    "functions/domain",
+    "functions/service",
+];
+
+/// The directories and files whose changes must re-run the build script (relative to the workspace root).
+pub fn watched() -> Vec<String> {
+    let mut dirs: Vec<String> = CRATES.iter().map(|c| format!("{c}/src")).collect();
+    dirs.extend(CRATES.iter().map(|c| format!("{c}/Cargo.toml")));
+    dirs.push("templates".into());
+    dirs
+}
+
+/// One line per file, `<hash> <path>`, in [`list`] order: what the build script embeds and what the run-time
+/// check recomputes.
+pub fn fingerprint(root: &Path) -> String {
+    let mut out = String::new();
+    for file in list(root) {
+        let hash = std::fs::read(root.join(&file))
+            .map(|bytes| format!("{:016x}", fnv1a(&bytes)))
+            .unwrap_or_else(|_| "unreadable".into());
+        out.push_str(&hash);
+        out.push(' ');
+        out.push_str(&file);
+        out.push('\n');
+    }
+    out
+}
+
+/// The files whose content differs between two fingerprints (changed, added or removed), sorted.
+pub fn differences(built: &str, running: &str) -> Vec<String> {
+    let parse = |text: &str| -> std::collections::BTreeMap<String, String> {
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(hash, path)| (path.to_string(), hash.to_string()))
+            .collect()
+    };
+    let (built, running) = (parse(built), parse(running));
+    let mut paths: Vec<String> = built
+        .keys()
+        .chain(running.keys())
+        .filter(|p| built.get(*p) != running.get(*p))
+        .cloned()
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// 64-bit FNV-1a: enough to tell two versions of a source file apart (this guards against stale builds, not
+/// against an adversary), and small enough to share with the build script without a dependency.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn walk(root: &Path, dir: &str, ext: &str, into: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let rel = format!("{dir}/{name}");
+        let path: PathBuf = entry.path();
+        if path.is_dir() {
+            walk(root, &rel, ext, into);
+        } else if path.extension().is_some_and(|e| e == ext) {
+            into.push(rel);
+        }
+    }
+}
