@@ -101,9 +101,10 @@ pub enum Command {
     Build(crate::build::Args),
     /// Build, upload and deploy the stack through a change set (local engine when no --env).
     Deploy(crate::deploy::Args),
-    /// Deploy locally if needed, then watch functions/, config/ and templates/ and apply each change: changed
-    /// functions are rebuilt and swapped into the running local engine (the data stays), config and template
-    /// changes go through the deploy path. Ctrl-C stops watching; the engine keeps serving until `teardown`.
+    /// Deploy locally if needed, then watch functions/, config/, templates/, stack/, Cargo.toml and Cargo.lock and
+    /// apply each change: changed functions are rebuilt and swapped into the running local engine (the data
+    /// stays), config changes go through the deploy path, template and stack/ changes rebuild xtask and restart.
+    /// Ctrl-C stops watching (after the change in progress); the engine keeps serving until `teardown`.
     Dev(crate::dev::Args),
     /// Delete the stack (and, for local, stop the host and the endpoint).
     Teardown(crate::teardown::Args),
