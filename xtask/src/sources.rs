@@ -11,7 +11,7 @@
 //! when it is not, it names the files that differ; touching them makes cargo rebuild exactly what is stale.
 //!
 //! This file is also compiled into the build script (`xtask/build.rs`, through `#[path]`), so both sides list
-//! and hash the files the same way. std only, for that reason.
+//! and hash the files the same way; its only dependency, `sha2`, is a build dependency too.
 
 use std::path::{Path, PathBuf};
 
@@ -54,7 +54,7 @@ pub fn fingerprint(root: &Path) -> String {
     let mut out = String::new();
     for file in list(root) {
         let hash = std::fs::read(root.join(&file))
-            .map(|bytes| format!("{:016x}", fnv1a(&bytes)))
+            .map(|bytes| hash(&bytes))
             .unwrap_or_else(|_| "unreadable".into());
         out.push_str(&hash);
         out.push(' ');
@@ -84,15 +84,15 @@ pub fn differences(built: &str, running: &str) -> Vec<String> {
     paths
 }
 
-/// 64-bit FNV-1a: enough to tell two versions of a source file apart (this guards against stale builds, not
-/// against an adversary), and small enough to share with the build script without a dependency.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+/// SHA-256 of a file's bytes, hex. The xtask is a debug build and computes this on every start; `sha2` is
+/// compiled optimized even in debug builds (see the workspace's profile), which keeps the megabyte of sources
+/// to a few milliseconds, where a hand-written unoptimized loop took tens.
+fn hash(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn walk(root: &Path, dir: &str, ext: &str, into: &mut Vec<String>) {

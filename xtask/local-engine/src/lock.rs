@@ -239,8 +239,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = EnvLock::path(dir.path());
         std::fs::write(&path, b"").unwrap();
-        // util-linux's flock(1) takes the same kind of lock as this module, from another process.
+        // util-linux's flock(1) takes the same kind of lock as this module, from another process; `--no-fork`
+        // makes it exec `sleep` itself, so the process killed below is the one holding the lock.
         let mut child = std::process::Command::new("flock")
+            .arg("--no-fork")
             .arg(&path)
             .args(["sleep", "60"])
             .spawn()
