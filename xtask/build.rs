@@ -14,12 +14,15 @@ fn main() {
     let root = manifest_dir
         .parent()
         .expect("xtask lives one level below the workspace root");
-    // Relative to the package root on purpose: cargo stores such paths relative and looks them up in the
-    // checkout it builds, whereas an absolute path outside the package would keep pointing at the first clone.
-    for path in sources::watched() {
+    // Each file, not its directory: cargo would also compare the directories' own times, and a fresh clone's
+    // directories are always new (a needless rebuild of this crate in every clone). A file added to `src/`
+    // only compiles once an existing file names it (`mod`, `include_str!`), which changes that file; a removed
+    // one is missing, which cargo counts as a change. Relative to the package root on purpose: cargo stores
+    // such paths relative and looks them up in the checkout it builds, whereas an absolute path outside the
+    // package would keep pointing at the first clone.
+    for path in sources::list(root) {
         println!("cargo::rerun-if-changed=../{path}");
     }
-    println!("cargo::rerun-if-changed=build.rs");
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("sources.txt"), sources::fingerprint(root))
         .expect("the build script writes into OUT_DIR");

@@ -40,14 +40,6 @@ pub const CRATES: [&str; 6] = [
     "functions/service",
 ];
 
-/// The directories and files whose changes must re-run the build script (relative to the workspace root).
-pub fn watched() -> Vec<String> {
-    let mut dirs: Vec<String> = CRATES.iter().map(|c| format!("{c}/src")).collect();
-    dirs.extend(CRATES.iter().map(|c| format!("{c}/Cargo.toml")));
-    dirs.push("templates".into());
-    dirs
-}
-
 /// One line per file, `<hash> <path>`, in [`list`] order: what the build script embeds and what the run-time
 /// check recomputes.
 pub fn fingerprint(root: &Path) -> String {
@@ -108,5 +100,51 @@ fn walk(root: &Path, dir: &str, ext: &str, into: &mut Vec<String>) {
         } else if path.extension().is_some_and(|e| e == ext) {
             into.push(rel);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_added_or_removed_source_is_named_and_other_files_are_not_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let write = |rel: &str, text: &str| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("xtask/Cargo.toml", "[package]");
+        write("xtask/src/main.rs", "fn main() {}");
+        write("stack/src/lib.rs", "//! one");
+        write("templates/stack.yaml.hbs", "Resources: {}");
+        let before = fingerprint(root);
+        assert_eq!(
+            list(root),
+            [
+                "stack/src/lib.rs",
+                "templates/stack.yaml.hbs",
+                "xtask/Cargo.toml",
+                "xtask/src/main.rs"
+            ]
+        );
+        // An editor's swap file and a README are not compiled in, so they are no difference.
+        write("stack/src/.lib.rs.swp", "x");
+        write("stack/README.md", "x");
+        assert_eq!(fingerprint(root), before);
+
+        write("stack/src/lib.rs", "//! two");
+        write("functions/domain/src/lib.rs", "//! new");
+        std::fs::remove_file(root.join("templates/stack.yaml.hbs")).unwrap();
+        assert_eq!(
+            differences(&before, &fingerprint(root)),
+            [
+                "functions/domain/src/lib.rs",
+                "stack/src/lib.rs",
+                "templates/stack.yaml.hbs"
+            ]
+        );
     }
 }
