@@ -154,3 +154,100 @@ impl Drop for LocalEnv {
         }
     }
 }
+
+/// A command running in the background with its stderr collected line by line, so a test waits for what the
+/// command says (an observable condition with a deadline) instead of sleeping.
+pub struct Background {
+    pub child: std::process::Child,
+    stderr: std::sync::Arc<(std::sync::Mutex<Collected>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct Collected {
+    text: String,
+    /// The pipe reached its end: the command (and everything holding its stderr) exited.
+    closed: bool,
+}
+
+impl Background {
+    /// Spawns `cmd` with stderr piped (stdout discarded).
+    pub fn start(mut cmd: Command) -> Background {
+        use std::io::BufRead as _;
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the command starts");
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = std::sync::Arc::new((
+            std::sync::Mutex::new(Collected::default()),
+            std::sync::Condvar::new(),
+        ));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut all = sink.0.lock().unwrap();
+                all.text.push_str(&line);
+                all.text.push('\n');
+                sink.1.notify_all();
+            }
+            sink.0.lock().unwrap().closed = true;
+            sink.1.notify_all();
+        });
+        Background { child, stderr }
+    }
+
+    /// Everything printed on stderr so far.
+    pub fn output(&self) -> String {
+        self.stderr.0.lock().unwrap().text.clone()
+    }
+
+    /// Waits until the command has printed `needle` `count` times in all; panics with its output when it
+    /// exits first or after `limit`.
+    pub fn wait_for(&self, needle: &str, count: usize, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let (lock, changed) = &*self.stderr;
+        let mut all = lock.lock().unwrap();
+        while all.text.matches(needle).count() < count {
+            assert!(
+                !all.closed,
+                "the command exited before printing `{needle}`:\n{}",
+                all.text
+            );
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the command did not print `{needle}` within {limit:?}:\n{}",
+                all.text
+            );
+            all = changed.wait_timeout(all, left).unwrap().0;
+        }
+    }
+
+    /// Waits (up to `limit`) until the command has exited and its stderr is read to the end; returns its status.
+    pub fn finish(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        {
+            let (lock, changed) = &*self.stderr;
+            let mut all = lock.lock().unwrap();
+            while !all.closed {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                assert!(
+                    !left.is_zero(),
+                    "the command did not exit within {limit:?}:\n{}",
+                    all.text
+                );
+                all = changed.wait_timeout(all, left).unwrap().0;
+            }
+        }
+        self.child.wait().expect("the command is reaped")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -8,9 +8,13 @@ pub mod moto;
 pub mod release;
 pub mod tools;
 
-/// The repository root.
+/// The repository root: the parent of this package's directory, as cargo names it when it runs the test (at
+/// run time, so a test binary that cargo reuses from another clone sharing the target directory acts on the
+/// checkout it runs in), or as compiled in when the binary is started by hand.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("tests/ is one level below the root")
         .to_path_buf()

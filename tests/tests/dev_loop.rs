@@ -7,14 +7,11 @@
 //! `dev` watches and builds a scratch copy of the workspace (`--workspace`, sharing this build's target
 //! directory), so the test edits sources freely and the repository's own files are never touched.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use tests::cli::{LocalEnv, output_text, xtask_binary};
+use tests::cli::{Background, LocalEnv, output_text, xtask_binary};
 use tests::repo_root;
 
 /// Copies the workspace's sources (not `target/`, `.git/`, `.local/`) into `dst`.
@@ -35,74 +32,18 @@ fn copy_workspace(src: &Path, dst: &Path) {
     }
 }
 
-/// `dev` running in the background, its stderr collected line by line.
-struct Dev {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Dev {
-    fn start(env: &LocalEnv, workspace: &Path) -> Dev {
-        // The target directory of this build (`<target>/debug/xtask`): the scratch copy builds into it.
-        let target = xtask_binary()
-            .ancestors()
-            .nth(2)
-            .expect("the xtask binary lives in <target>/debug")
-            .to_path_buf();
-        let mut child = env
-            .command(&["dev", "--workspace", workspace.to_str().unwrap()])
-            .env("CARGO_TARGET_DIR", &target)
-            .env_remove("CQRS_BUILD_TAG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("xtask dev starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        Dev { child, stderr }
-    }
-
-    fn output(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits until `dev` has printed `needle` `count` times in all; panics with its output after `limit`.
-    fn wait_for(&mut self, needle: &str, count: usize, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.output().matches(needle).count() >= count {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "dev exited ({status}) before printing `{needle}`:\n{}",
-                    self.output()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dev did not print `{needle}` within {limit:?}:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `dev` on the scratch workspace, in the background, its stderr collected line by line.
+fn start_dev(env: &LocalEnv, workspace: &Path) -> Background {
+    // The target directory of this build (`<target>/debug/xtask`): the scratch copy builds into it.
+    let target = xtask_binary()
+        .ancestors()
+        .nth(2)
+        .expect("the xtask binary lives in <target>/debug")
+        .to_path_buf();
+    let mut cmd = env.command(&["dev", "--workspace", workspace.to_str().unwrap()]);
+    cmd.env("CARGO_TARGET_DIR", &target)
+        .env_remove("CQRS_BUILD_TAG");
+    Background::start(cmd)
 }
 
 async fn health(http: &reqwest::Client, url: &str) -> Value {
@@ -161,7 +102,7 @@ async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ct
     let http = reqwest::Client::new();
     let url = env.url();
 
-    let mut dev = Dev::start(&env, &workspace);
+    let mut dev = start_dev(&env, &workspace);
     // The first run compiles the scratch copy's own crates (the dependencies are shared with this build).
     dev.wait_for("watching", 1, Duration::from_secs(900));
     assert_eq!(health(&http, &url).await["build"], "dev");
@@ -262,20 +203,8 @@ async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ct
         .status()
         .unwrap();
     assert!(int.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = dev.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dev did not stop on SIGINT:\n{}",
-            dev.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    // Let the reader thread drain the last lines.
-    std::thread::sleep(Duration::from_millis(300));
+    // `finish` returns once dev has exited and its last line is read: no delay to guess.
+    let status = dev.finish(Duration::from_secs(60));
     assert!(status.success(), "dev exits 0 on Ctrl-C:\n{}", dev.output());
     assert!(
         dev.output().contains("stopped watching"),

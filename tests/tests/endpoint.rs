@@ -1,9 +1,11 @@
 //! The local AWS endpoint manager: a fresh moto answers AWS APIs and is gone when its handle drops,
 //! the background mode is reused and stopped through its pid file, and a moto it did not start is never reused.
+//! Starting a background one needs the environment's lock (`local_engine::lock`), taken here as `deploy` does.
 
 use std::net::TcpStream;
 
 use local_engine::endpoint::{Endpoint, EndpointError};
+use local_engine::lock::EnvLock;
 use local_engine::process::Stopped;
 
 #[tokio::test]
@@ -34,16 +36,19 @@ async fn fresh_endpoint_serves_dynamodb_and_stops_with_its_handle() {
 async fn background_endpoint_is_reused_then_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let port = local_engine::endpoint::free_port().unwrap();
-    let (first, started) = Endpoint::ensure_running(dir.path(), port)
+    let lock = EnvLock::try_acquire(dir.path(), "test").unwrap().unwrap();
+    let (first, started) = Endpoint::ensure_running(dir.path(), port, &lock)
         .await
         .expect("moto starts in the background");
     assert!(started);
     drop(first); // a background endpoint outlives its handle
-    let (again, started_again) = Endpoint::ensure_running(dir.path(), port).await.unwrap();
+    let (again, started_again) = Endpoint::ensure_running(dir.path(), port, &lock)
+        .await
+        .unwrap();
     assert!(!started_again, "the running endpoint is reused");
     assert_eq!(again.port(), port);
     assert!(
-        Endpoint::stop_background(dir.path()).was_running(),
+        Endpoint::stop_background(dir.path()).await.was_running(),
         "the pid file named the moto this tool started"
     );
     assert!(
@@ -51,7 +56,7 @@ async fn background_endpoint_is_reused_then_stopped() {
         "nothing listens on {port} after stop"
     );
     assert_eq!(
-        Endpoint::stop_background(dir.path()),
+        Endpoint::stop_background(dir.path()).await,
         Stopped::NotRunning,
         "stopping twice is harmless"
     );
@@ -69,7 +74,8 @@ async fn another_moto_on_the_port_is_never_taken_for_the_background_endpoint() {
         Endpoint::running(dir.path(), port).await.is_none(),
         "status and teardown do not adopt it"
     );
-    let err = Endpoint::ensure_running(dir.path(), port)
+    let lock = EnvLock::try_acquire(dir.path(), "test").unwrap().unwrap();
+    let err = Endpoint::ensure_running(dir.path(), port, &lock)
         .await
         .expect_err("deploy refuses to reuse it");
     assert!(

@@ -110,6 +110,7 @@ async fn the_function_binaries_serve_the_api_and_project_under_the_runtime_api()
         memory_mb: 256,
         timeout: Duration::from_secs(30),
         max_processes: 1,
+        binary_sha256: None,
     };
     let host = Host::new(
         HostConfig {

@@ -167,7 +167,11 @@ impl Envs {
             yes: true,
             target_dir: self.dir.path().join("target"),
         };
-        xtask::promote::promote(&source, &target, &template, &options).await
+        let state = local_engine::state::state_dir(&target.env);
+        let lock = local_engine::lock::EnvLock::acquire(&state, "promote (test)", true, |_| {})
+            .await
+            .expect("the target's lock");
+        xtask::promote::promote(&source, &target, &template, &options, &lock).await
     }
 
     async fn stack_parameters(&self, env: &str) -> Option<BTreeMap<String, String>> {

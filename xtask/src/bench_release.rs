@@ -84,6 +84,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
             memory_mb: 128,
             timeout: Duration::from_secs(3),
             max_processes: 1,
+            binary_sha256: None,
         })
         .collect();
     let host = Host::new(

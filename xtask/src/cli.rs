@@ -71,6 +71,16 @@ impl WaitArgs {
     }
 }
 
+/// What a command that changes an environment does when another command is changing it (see
+/// `local_engine::lock`): wait for it by default, or refuse.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LockArgs {
+    /// Refuse (exit 3) instead of waiting when another command (`deploy`, `dev`, `teardown`, ...) is changing
+    /// this environment; the message names it (command and pid).
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
 /// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -91,9 +101,10 @@ pub enum Command {
     Build(crate::build::Args),
     /// Build, upload and deploy the stack through a change set (local engine when no --env).
     Deploy(crate::deploy::Args),
-    /// Deploy locally if needed, then watch functions/, config/ and templates/ and apply each change: changed
-    /// functions are rebuilt and swapped into the running local engine (the data stays), config and template
-    /// changes go through the deploy path. Ctrl-C stops watching; the engine keeps serving until `teardown`.
+    /// Deploy locally if needed, then watch functions/, config/, templates/, stack/, Cargo.toml and Cargo.lock and
+    /// apply each change: changed functions are rebuilt and swapped into the running local engine (the data
+    /// stays), config changes go through the deploy path, template and stack/ changes rebuild xtask and restart.
+    /// Ctrl-C stops watching (after the change in progress); the engine keeps serving until `teardown`.
     Dev(crate::dev::Args),
     /// Delete the stack (and, for local, stop the host and the endpoint).
     Teardown(crate::teardown::Args),
@@ -144,6 +155,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
 /// was compiled in: see [`local_engine::state::resolve_repo_root`], which `main` checks before anything else.
 pub fn repo_root() -> PathBuf {
     local_engine::state::repo_root()
+}
+
+/// This command line after `cargo xtask` (`deploy --env local --yes`), as the lock records its holder.
+pub fn invocation() -> String {
+    std::env::args().skip(1).collect::<Vec<_>>().join(" ")
 }
 
 fn default_config_dir() -> PathBuf {

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use deployer::build::{BuildRequest, Release};
 use deployer::deploy::{DeployOptions, DeployRequest};
 use deployer::ui::ConsoleUi;
+use local_engine::lock::{EnvLock, LockError};
 use stack::{EnvKind, Plan, RenderedTemplate};
 
 use crate::cli::{EnvArgs, OutputFormat};
@@ -46,6 +47,8 @@ pub struct Args {
     pub prebuilt: bool,
     #[command(flatten)]
     pub wait: crate::cli::WaitArgs,
+    #[command(flatten)]
+    pub lock: crate::cli::LockArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
@@ -53,19 +56,29 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 }
 
 async fn deploy(args: Args) -> anyhow::Result<ExitStatus> {
-    deploy_in(&crate::cli::repo_root(), args).await
+    let (plan, _) = load(&args.env)?;
+    let lock = lock_env(&plan, args.lock).await?;
+    deploy_in(&crate::cli::repo_root(), args, &lock).await
 }
 
-/// `deploy` of the functions in the workspace at `root` (`cargo xtask dev --workspace` builds a scratch copy).
-pub(crate) async fn deploy_in(root: &Path, args: Args) -> anyhow::Result<ExitStatus> {
+/// `deploy` of the functions in the workspace at `root` (`cargo xtask dev --workspace` builds a scratch copy),
+/// by a caller holding the environment's lock.
+pub(crate) async fn deploy_in(
+    root: &Path,
+    args: Args,
+    lock: &EnvLock,
+) -> anyhow::Result<ExitStatus> {
     let (plan, template) = load(&args.env)?;
     refuse_placeholders(&plan)?;
     let ui = Arc::new(ConsoleUi::new(args.yes));
     crate::serve::check_gateway_port(&plan)?;
     let (env, release) = if args.prebuilt {
-        (connect(&plan).await?, prebuilt_release(&plan, &template)?)
+        (
+            connect(&plan, Some(lock)).await?,
+            prebuilt_release(&plan, &template)?,
+        )
     } else {
-        connect_and_build(root, &plan, &template, ui.clone()).await?
+        connect_and_build(root, &plan, &template, ui.clone(), Some(lock)).await?
     };
     let mut opts = options_for(DeployOptions::for_plan(&plan), &plan, &env);
     opts.allow_data_loss = args.allow_data_loss;
@@ -183,6 +196,25 @@ pub(crate) fn state_dir(plan: &Plan) -> PathBuf {
     local_engine::state::state_dir(&plan.env)
 }
 
+/// Takes the lock of the environment `plan` names for this command: one command changes an environment at a
+/// time (see `local_engine::lock`). When another holds it, says who (its command line and pid) and waits; with
+/// `--no-wait`, refuses (exit 3) instead. Never asks: it runs the same in CI.
+pub(crate) async fn lock_env(plan: &Plan, opts: crate::cli::LockArgs) -> anyhow::Result<EnvLock> {
+    let env = plan.env.clone();
+    let lock = EnvLock::acquire(
+        &state_dir(plan),
+        &crate::cli::invocation(),
+        !opts.no_wait,
+        |holder| {
+            eprintln!(
+                "waiting: {holder} is changing environment `{env}`; this command goes on when it is done (--no-wait refuses instead)"
+            )
+        },
+    )
+    .await?;
+    Ok(lock)
+}
+
 /// The `--profile` / `--no-assume-role` of this run, set once by `cli::dispatch` before any command runs. It
 /// is process-wide because every command reaches AWS through [`connect`], including promotion's two
 /// environments, and the options are global ones on the command line.
@@ -207,16 +239,44 @@ pub(crate) struct Connected {
 }
 
 /// Connects to the environment: for `local`, first makes sure the background local endpoint runs.
-pub(crate) async fn connect(plan: &Plan) -> anyhow::Result<Connected> {
+///
+/// Starting the endpoint needs the environment's lock (no other command may be starting or stopping it):
+/// a caller that changes the environment passes the lock it holds; any other caller (`smoke`, `logs`, `diff`,
+/// a promotion's source) reuses a running endpoint without it, and takes the lock only for the start.
+pub(crate) async fn connect(plan: &Plan, held: Option<&EnvLock>) -> anyhow::Result<Connected> {
     let endpoint_url = match (plan.kind, &plan.local) {
         (EnvKind::Local, Some(local)) => {
             let began = std::time::Instant::now();
-            let (ep, started) = local_engine::endpoint::Endpoint::ensure_running(
-                &state_dir(plan),
-                local.endpoint_port,
-            )
-            .await
-            .context("starting the local AWS endpoint")?;
+            let state = state_dir(plan);
+            // A lock held for another environment (a promotion's target, while connecting to its source)
+            // does not cover this one's endpoint.
+            let held = held.filter(|lock| lock.covers(&state));
+            let running = match held {
+                Some(_) => None,
+                None => {
+                    local_engine::endpoint::Endpoint::running(&state, local.endpoint_port).await
+                }
+            };
+            let (ep, started) = match (running, held) {
+                (Some(ep), _) => (ep, false),
+                (None, Some(lock)) => local_engine::endpoint::Endpoint::ensure_running(
+                    &state,
+                    local.endpoint_port,
+                    lock,
+                )
+                .await
+                .context("starting the local AWS endpoint")?,
+                (None, None) => {
+                    let lock = lock_env(plan, crate::cli::LockArgs::default()).await?;
+                    local_engine::endpoint::Endpoint::ensure_running(
+                        &state,
+                        local.endpoint_port,
+                        &lock,
+                    )
+                    .await
+                    .context("starting the local AWS endpoint")?
+                }
+            };
             // Named without its scheme on purpose: the first `http://` URL a local deploy prints is the API's,
             // which is what a user (and the newcomer script) copies.
             if started {
@@ -248,7 +308,7 @@ pub(crate) async fn connect(plan: &Plan) -> anyhow::Result<Connected> {
 /// `None` means nothing can be deployed there (`status` and `teardown` then say so).
 pub(crate) async fn connect_if_running(plan: &Plan) -> anyhow::Result<Option<Connected>> {
     let Some(local) = &plan.local else {
-        return connect(plan).await.map(Some);
+        return connect(plan, None).await.map(Some);
     };
     match local_engine::endpoint::Endpoint::running(&state_dir(plan), local.endpoint_port).await {
         Some(ep) => connect_to(plan, Some(ep.url())).await.map(Some),
@@ -315,8 +375,12 @@ pub(crate) async fn connect_and_build(
     plan: &Plan,
     template: &RenderedTemplate,
     ui: Arc<ConsoleUi>,
+    held: Option<&EnvLock>,
 ) -> anyhow::Result<(Connected, Release)> {
-    tokio::try_join!(connect(plan), build_release_in(root, plan, template, ui))
+    tokio::try_join!(
+        connect(plan, held),
+        build_release_in(root, plan, template, ui)
+    )
 }
 
 /// Builds and packages the functions for the plan (blocking work off the async runtime).
@@ -406,6 +470,9 @@ pub(crate) fn exit_status_of(err: &anyhow::Error) -> ExitStatus {
         }
         if cause.downcast_ref::<InvalidInput>().is_some() {
             return ExitStatus::InvalidInput;
+        }
+        if let Some(LockError::Busy { .. }) = cause.downcast_ref::<LockError>() {
+            return ExitStatus::Refused;
         }
     }
     ExitStatus::Failed

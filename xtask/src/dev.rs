@@ -6,12 +6,20 @@
 //!   running engine; the tables keep their data (they live in the local AWS endpoint, which never restarts);
 //! - a config file changed: the full `deploy` path (change set, guards); a local-only setting such as the
 //!   gateway port restarts the engine there. Moving the endpoint port is refused: the endpoint holds the data;
-//! - a template changed: templates are compiled into xtask, so it rebuilds itself and starts over (the fresh
-//!   process deploys the new templates through the same `deploy` path).
+//! - `Cargo.toml` or `Cargo.lock` at the workspace root changed (a dependency or a profile): the functions are
+//!   rebuilt and swapped as for a source edit (the hotswap path finds which binaries changed);
+//! - a template or `stack/` changed: both are compiled into xtask, so it rebuilds itself and starts over (the
+//!   fresh process deploys through the same `deploy` path).
 //!
 //! One line per change says what was done and how long it took. A build error leaves the previous version
 //! serving (cargo's errors are shown) and the next save tries again. Ctrl-C stops watching and leaves the engine
-//! running until `teardown`. Nothing here reads stdin: it runs the same without a terminal.
+//! running until `teardown`; a Ctrl-C while a change is being applied lets it finish first, so the engine is
+//! never left with half a swap. Nothing here reads stdin: it runs the same without a terminal.
+//!
+//! `dev` holds the environment's lock (`local_engine::lock`) only while it deploys or swaps, not while it
+//! watches: it runs for hours, and a `deploy`, `teardown` or `replay --force` in another terminal must be able
+//! to run between two saves (it waits for the change in progress, and `dev` waits for it in turn), instead of
+//! waiting for `dev` to end or being refused for as long as it runs.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deployer::ui::{Confirmation, RecordingUi};
+use local_engine::lock::EnvLock;
 use notify_debouncer_full::notify::{self, EventKind, RecursiveMode};
 use stack::{EnvKind, FunctionName, Plan};
 
@@ -38,6 +47,10 @@ pub struct Args {
     /// scratch copy). Needs CARGO_TARGET_DIR, so the copy shares this checkout's build cache and release directory.
     #[arg(long, hide = true)]
     pub workspace: Option<PathBuf>,
+    /// With --no-wait, `dev` refuses to start while another command changes the environment; once it runs,
+    /// each change waits for such a command to finish (a save is never dropped).
+    #[command(flatten)]
+    pub lock: crate::cli::LockArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
@@ -47,14 +60,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 /// What a batch of file events touched.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Changes {
+    /// Function sources, and the workspace's `Cargo.toml`/`Cargo.lock`: rebuild the functions and swap.
     functions: BTreeSet<PathBuf>,
     config: BTreeSet<PathBuf>,
-    templates: BTreeSet<PathBuf>,
+    /// Sources compiled into xtask (`templates/`, `stack/`): rebuild xtask and start over.
+    tool: BTreeSet<PathBuf>,
 }
 
 impl Changes {
     fn is_empty(&self) -> bool {
-        self.functions.is_empty() && self.config.is_empty() && self.templates.is_empty()
+        self.functions.is_empty() && self.config.is_empty() && self.tool.is_empty()
     }
 }
 
@@ -64,6 +79,7 @@ struct Watched {
     functions: PathBuf,
     config: PathBuf,
     templates: PathBuf,
+    stack: PathBuf,
 }
 
 impl Watched {
@@ -77,12 +93,21 @@ impl Watched {
             }
             if path.starts_with(&self.config) {
                 into.config.insert(path.clone());
-            } else if path.starts_with(&self.templates) {
-                into.templates.insert(path.clone());
-            } else if path.starts_with(&self.functions) {
+            } else if path.starts_with(&self.templates) || path.starts_with(&self.stack) {
+                into.tool.insert(path.clone());
+            } else if path.starts_with(&self.functions) || self.is_manifest(path) {
                 into.functions.insert(path.clone());
             }
         }
+    }
+
+    /// The workspace's `Cargo.toml` or `Cargo.lock` (the root is watched without recursion for these two).
+    fn is_manifest(&self, path: &Path) -> bool {
+        path.parent() == Some(self.root.as_path())
+            && matches!(
+                path.file_name().and_then(|n| n.to_str()),
+                Some("Cargo.toml" | "Cargo.lock")
+            )
     }
 
     /// `path` relative to the workspace (or the config directory's parent), for messages.
@@ -140,6 +165,7 @@ fn deploy_args(env: &EnvArgs) -> crate::deploy::Args {
         hotswap: false,
         prebuilt: false,
         wait: crate::cli::WaitArgs { wait_timeout: 60 },
+        lock: crate::cli::LockArgs::default(),
     }
 }
 
@@ -171,6 +197,7 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
     let watched = Watched {
         functions: root.join("functions"),
         templates: root.join("templates"),
+        stack: root.join("stack"),
         config: config_dir,
         root: root.clone(),
     };
@@ -185,11 +212,21 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
         },
     )
     .context("starting the file watcher")?;
-    for dir in [&watched.functions, &watched.config, &watched.templates] {
+    for dir in [
+        &watched.functions,
+        &watched.config,
+        &watched.templates,
+        &watched.stack,
+    ] {
         debouncer
             .watch(dir, RecursiveMode::Recursive)
             .with_context(|| format!("watching {}", dir.display()))?;
     }
+    // The root itself, for Cargo.toml and Cargo.lock: a directory watch sees an editor's save-by-rename, which
+    // a watch on the file (its inode) would lose after the first save.
+    debouncer
+        .watch(&watched.root, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", watched.root.display()))?;
 
     let mut session = Session {
         args: &args,
@@ -198,17 +235,23 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
         deployed: false,
         env: None,
     };
-    session.full_deploy("start").await;
+    {
+        let lock = crate::deploy::lock_env(&session.plan, args.lock).await?;
+        session.full_deploy("start", &lock).await;
+    }
     eprintln!(
-        "{} watching {}, {} and {} (Ctrl-C stops watching; the engine keeps serving until `cargo xtask teardown`)",
+        "{} watching {}, {}, {}, {}, Cargo.toml and Cargo.lock (Ctrl-C stops watching; the engine keeps serving until `cargo xtask teardown`)",
         clock(),
         watched.show(&watched.functions),
         watched.show(&watched.config),
         watched.show(&watched.templates),
+        watched.show(&watched.stack),
     );
 
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // Set by a Ctrl-C that arrived while a change was being applied: stop once it is done.
+    let mut stopping = false;
     loop {
         let first = tokio::select! {
             _ = &mut interrupted => break,
@@ -237,14 +280,37 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
         if changes.is_empty() {
             continue;
         }
-        tokio::select! {
+        // Waiting for another command (a `deploy` in another terminal) can be interrupted: nothing is changed yet.
+        let lock = tokio::select! {
             _ = &mut interrupted => break,
-            restart = session.apply(&watched, &changes) => {
-                if let Some(exe) = restart? {
-                    drop(debouncer);
-                    return restart_self(&exe);
+            lock = crate::deploy::lock_env(&session.plan, crate::cli::LockArgs::default()) => lock?,
+        };
+        // From here the change runs to its end: cancelling it between `UpdateFunctionCode` and the engine's
+        // reload would leave the endpoint and the engine on different code. A Ctrl-C now is noted, and acted on
+        // once the change is applied.
+        let restart = {
+            let apply = session.apply(&watched, &changes, &lock);
+            tokio::pin!(apply);
+            loop {
+                tokio::select! {
+                    restart = &mut apply => break restart,
+                    _ = &mut interrupted, if !stopping => {
+                        stopping = true;
+                        eprintln!("{} Ctrl-C: finishing the change in progress, then stopping", clock());
+                    }
                 }
             }
+        };
+        drop(lock);
+        if let Some(exe) = restart? {
+            if stopping {
+                break;
+            }
+            drop(debouncer);
+            return restart_self(&exe, &session.root);
+        }
+        if stopping {
+            break;
         }
     }
     drop(debouncer);
@@ -273,11 +339,13 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Applies one batch of changes. Returns the executable to restart into after a template change.
+    /// Applies one batch of changes, holding the environment's lock. Returns the executable to restart into
+    /// after a change of what is compiled into xtask.
     async fn apply(
         &mut self,
         watched: &Watched,
         changes: &Changes,
+        lock: &EnvLock,
     ) -> anyhow::Result<Option<PathBuf>> {
         let what = |set: &BTreeSet<PathBuf>| {
             set.iter()
@@ -285,8 +353,8 @@ impl Session<'_> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        if !changes.templates.is_empty() {
-            return self.rebuild_self(&what(&changes.templates)).await;
+        if !changes.tool.is_empty() {
+            return self.rebuild_self(&what(&changes.tool)).await;
         }
         if !changes.config.is_empty() || !self.deployed {
             let why = if changes.config.is_empty() {
@@ -294,17 +362,18 @@ impl Session<'_> {
             } else {
                 what(&changes.config)
             };
-            self.config_changed(&why).await;
+            self.config_changed(&why, lock).await;
             return Ok(None);
         }
-        self.functions_changed(&what(&changes.functions)).await;
+        self.functions_changed(&what(&changes.functions), lock)
+            .await;
         Ok(None)
     }
 
     /// The full `deploy` path, printing what `deploy` prints, then one summary line.
-    async fn full_deploy(&mut self, why: &str) {
+    async fn full_deploy(&mut self, why: &str, lock: &EnvLock) {
         let started = Instant::now();
-        let result = crate::deploy::deploy_in(&self.root, deploy_args(&self.args.env)).await;
+        let result = crate::deploy::deploy_in(&self.root, deploy_args(&self.args.env), lock).await;
         let secs = started.elapsed().as_secs_f64();
         match result {
             Ok(_) => {
@@ -323,7 +392,7 @@ impl Session<'_> {
 
     /// A config file changed: reload the plan and go through `deploy`, unless the change would move the local
     /// AWS endpoint (it holds the data in memory).
-    async fn config_changed(&mut self, why: &str) {
+    async fn config_changed(&mut self, why: &str, lock: &EnvLock) {
         let plan = match crate::deploy::load(&self.args.env) {
             Ok((plan, _)) => plan,
             Err(e) => {
@@ -346,13 +415,13 @@ impl Session<'_> {
             return;
         }
         self.plan = plan;
-        self.full_deploy(why).await;
+        self.full_deploy(why, lock).await;
     }
 
     /// Function sources changed: build, hotswap the changed functions, reload them in the running engine.
-    async fn functions_changed(&mut self, why: &str) {
+    async fn functions_changed(&mut self, why: &str, lock: &EnvLock) {
         let started = Instant::now();
-        match self.hotswap().await {
+        match self.hotswap(lock).await {
             Ok(Swap::Swapped {
                 swapped,
                 unchanged,
@@ -383,7 +452,7 @@ impl Session<'_> {
                     "{} {why}: not a code-only change ({reason}); deploying through a change set",
                     clock()
                 );
-                self.full_deploy(why).await;
+                self.full_deploy(why, lock).await;
             }
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -396,7 +465,7 @@ impl Session<'_> {
         }
     }
 
-    async fn hotswap(&mut self) -> anyhow::Result<Swap> {
+    async fn hotswap(&mut self, lock: &EnvLock) -> anyhow::Result<Swap> {
         let (plan, template) = crate::deploy::load(&self.args.env)?;
         // Lines of the build and the hotswap are kept, not printed: `dev` prints one line per change.
         let ui = Arc::new(RecordingUi::new(Confirmation::Yes));
@@ -418,7 +487,7 @@ impl Session<'_> {
         phases.cargo = cargo;
         phases.package = package;
         if self.env.is_none() {
-            self.env = Some(crate::deploy::connect(&plan).await?);
+            self.env = Some(crate::deploy::connect(&plan, Some(lock)).await?);
         }
         let env = self.env.as_ref().expect("connected above");
         let endpoint_url = env
@@ -485,7 +554,7 @@ impl Session<'_> {
             return Ok(None);
         }
         eprintln!(
-            "{} {why}: templates are compiled into xtask: rebuilt it in {:.1} s; restarting `dev` to deploy them",
+            "{} {why}: templates and stack/ are compiled into xtask: rebuilt it in {:.1} s; restarting `dev` to deploy them",
             clock(),
             started.elapsed().as_secs_f64()
         );
@@ -528,11 +597,14 @@ impl std::fmt::Display for Phases {
     }
 }
 
-/// Replaces this process with `exe` and the same arguments (same pid, same terminal, same Ctrl-C).
-fn restart_self(exe: &Path) -> anyhow::Result<ExitStatus> {
+/// Replaces this process with `exe`, built from the sources at `built_from`, and the same arguments (same pid,
+/// same terminal, same Ctrl-C).
+fn restart_self(exe: &Path, built_from: &Path) -> anyhow::Result<ExitStatus> {
     use std::os::unix::process::CommandExt as _;
+    // With --workspace the new binary carries the scratch copy's code: its source check compares with that copy.
     let err = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
+        .env("XTASK_SOURCE_CHECKOUT", built_from)
         .exec();
     Err(err).with_context(|| format!("restarting {}", exe.display()))
 }
@@ -553,6 +625,7 @@ mod tests {
             functions: "/w/functions".into(),
             config: "/w/config".into(),
             templates: "/w/templates".into(),
+            stack: "/w/stack".into(),
         }
     }
 
@@ -570,20 +643,31 @@ mod tests {
             "/w/functions/target/debug/x",
             "/w/config/local.yaml",
             "/w/templates/stack.yaml.hbs",
+            "/w/stack/src/plan.rs",
+            "/w/Cargo.lock",
+            "/w/Cargo.toml",
+            "/w/README.md",
         ] {
             w.classify(&write, &[PathBuf::from(p)], &mut c);
         }
         assert_eq!(
             c.functions,
-            BTreeSet::from([PathBuf::from("/w/functions/query/src/main.rs")])
+            BTreeSet::from([
+                PathBuf::from("/w/Cargo.lock"),
+                PathBuf::from("/w/Cargo.toml"),
+                PathBuf::from("/w/functions/query/src/main.rs"),
+            ])
         );
         assert_eq!(
             c.config,
             BTreeSet::from([PathBuf::from("/w/config/local.yaml")])
         );
         assert_eq!(
-            c.templates,
-            BTreeSet::from([PathBuf::from("/w/templates/stack.yaml.hbs")])
+            c.tool,
+            BTreeSet::from([
+                PathBuf::from("/w/stack/src/plan.rs"),
+                PathBuf::from("/w/templates/stack.yaml.hbs"),
+            ])
         );
 
         // Reads (cargo opens every source while building) are not changes.

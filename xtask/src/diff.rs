@@ -30,6 +30,7 @@ async fn diff(args: Args) -> anyhow::Result<ExitStatus> {
         &plan,
         &template,
         Arc::new(ConsoleUi::new(false)),
+        None,
     )
     .await?;
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());

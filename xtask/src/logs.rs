@@ -104,7 +104,7 @@ async fn aws(
     args: &Args,
 ) -> anyhow::Result<ExitStatus> {
     // Same credentials, role and account check as `deploy`; missing credentials fail here with what to set.
-    let connected = crate::deploy::connect(plan).await.with_context(|| {
+    let connected = crate::deploy::connect(plan, None).await.with_context(|| {
         format!(
             "reading the CloudWatch logs of `{}` (region {}{})",
             plan.env,

@@ -37,6 +37,8 @@ pub struct Args {
     pub output: OutputFormat,
     #[command(flatten)]
     pub wait: crate::cli::WaitArgs,
+    #[command(flatten)]
+    pub lock: crate::cli::LockArgs,
     /// Directory holding the per-environment YAML files.
     #[arg(long, default_value_os_t = crate::cli::repo_root().join("config"), env = "XTASK_CONFIG_DIR")]
     pub config_dir: PathBuf,
@@ -81,7 +83,9 @@ async fn promote_cmd(args: Args) -> anyhow::Result<PromotionReport> {
         yes: args.yes,
         target_dir,
     };
-    let mut report = promote(&source, &target, &template, &options).await?;
+    // The target changes: its lock is held throughout, engine start included, as for `deploy`.
+    let lock = crate::deploy::lock_env(&target, args.lock).await?;
+    let mut report = promote(&source, &target, &template, &options, &lock).await?;
     // As after `deploy`: a local target is served by the local engine, now from the promoted binaries.
     if let Some(endpoint_url) = &report.endpoint_url {
         let gateway = crate::deploy::start_local_engine(&target, endpoint_url)
@@ -195,14 +199,16 @@ impl std::fmt::Display for PromotionReport {
 }
 
 /// Promotes the release deployed in `source` into `target` (see the module docs of `deployer::promote`).
-/// `template` is the target's checked template, rendered from the target's config.
+/// `template` is the target's checked template, rendered from the target's config; `lock` is the target's
+/// (`local_engine::lock`: the caller holds it, so no other command changes the target meanwhile).
 pub async fn promote(
     source: &Plan,
     target: &Plan,
     template: &RenderedTemplate,
     options: &Options,
+    lock: &local_engine::lock::EnvLock,
 ) -> anyhow::Result<PromotionReport> {
-    let src = crate::deploy::connect(source).await?;
+    let src = crate::deploy::connect(source, Some(lock)).await?;
     let src_bucket = deployer::artifacts::bucket_name(source, src.account.as_deref());
     let src_stack = deployer::stackops::describe(&src.clients.cfn, &source.stack_name).await?;
     let digest = src_stack
@@ -234,7 +240,7 @@ pub async fn promote(
     let digest = digest.expect("checked: a digest is recorded");
 
     // The target's credentials and account are checked before anything is downloaded or written locally.
-    let dst = crate::deploy::connect(target).await?;
+    let dst = crate::deploy::connect(target, Some(lock)).await?;
     let dst_bucket = deployer::artifacts::bucket_name(target, dst.account.as_deref());
     if let Some(refusal) = promotion::check_placement(
         source,

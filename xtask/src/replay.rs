@@ -27,6 +27,9 @@ pub struct Args {
     pub force: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// With --force: refuse (exit 3) instead of waiting while another command changes the environment.
+    #[command(flatten)]
+    pub lock: crate::cli::LockArgs,
 }
 
 /// Exit 0 when every aggregate replayed (or was already current), 1 when some events could not be applied
@@ -37,7 +40,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 
 async fn replay(args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, _template) = load(&args.env)?;
-    let env = connect(&plan).await?;
+    // A forced replay rewrites read models: it changes the environment, so it waits for (or refuses, with
+    // --no-wait) a deploy or teardown in progress. A plain replay only fills gaps, safely beside anything.
+    let lock = match args.force {
+        true => Some(crate::deploy::lock_env(&plan, args.lock).await?),
+        false => None,
+    };
+    let env = connect(&plan, lock.as_ref()).await?;
     let request = deployer::replay::ReplayRequest {
         events_table: plan.events_table.table_name.clone(),
         projections_table: plan.projections_table.table_name.clone(),

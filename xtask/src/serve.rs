@@ -291,11 +291,7 @@ pub(crate) fn current_exe() -> anyhow::Result<PathBuf> {
 /// process the tool did not start) is reported and removed, and nothing is signalled.
 pub async fn stop_background(plan: &Plan) -> anyhow::Result<Stopped> {
     let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
-    let stopped = tokio::task::spawn_blocking(move || {
-        local_engine::daemon::stop(&paths, Duration::from_secs(10))
-    })
-    .await
-    .context("stopping the local engine")?;
+    let stopped = local_engine::daemon::stop(&paths, Duration::from_secs(10)).await;
     match &stopped {
         Stopped::NotRunning => {}
         Stopped::Stopped { .. } | Stopped::Stale { .. } => eprintln!("local engine: {stopped}"),

@@ -112,7 +112,7 @@ impl Default for SmokeOptions {
 /// check is a result (`passed: false`), not an error; errors are for not reaching the stack or the bucket.
 pub async fn smoke(plan: &Plan, options: &SmokeOptions) -> anyhow::Result<SmokeRecord> {
     require_token(plan, options.token.as_deref())?;
-    let connected = crate::deploy::connect(plan).await?;
+    let connected = crate::deploy::connect(plan, None).await?;
     let (clients, account) = (&connected.clients, connected.account.clone());
     let stack = deployer::stackops::describe(&clients.cfn, &plan.stack_name).await?;
     let Some(stack) = stack else {

@@ -30,6 +30,8 @@ pub struct Args {
     pub output: OutputFormat,
     #[command(flatten)]
     pub wait: crate::cli::WaitArgs,
+    #[command(flatten)]
+    pub lock: crate::cli::LockArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
@@ -39,6 +41,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, _template) = load(&args.env)?;
     let ui = Arc::new(ConsoleUi::new(args.yes));
+    let _lock = crate::deploy::lock_env(&plan, args.lock).await?;
     if plan.kind == EnvKind::Local {
         stop_local_engine(&plan)
             .await
@@ -46,7 +49,7 @@ async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
     }
     // Locally, no endpoint of ours running means nothing is deployed: say so instead of starting one.
     let Some(env) = connect_if_running(&plan).await? else {
-        let stopped = local_engine::endpoint::Endpoint::stop_background(&state_dir(&plan));
+        let stopped = local_engine::endpoint::Endpoint::stop_background(&state_dir(&plan)).await;
         if let Stopped::Stale { .. } = stopped {
             eprintln!("local AWS endpoint: {stopped}");
         }
@@ -80,7 +83,7 @@ async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
         .await
         .with_context(|| format!("tearing down stack `{}`", plan.stack_name))?;
     if plan.kind == EnvKind::Local {
-        let stopped = local_engine::endpoint::Endpoint::stop_background(&state_dir(&plan));
+        let stopped = local_engine::endpoint::Endpoint::stop_background(&state_dir(&plan)).await;
         if let Stopped::Stale { .. } = stopped {
             eprintln!("local AWS endpoint: {stopped}");
         }

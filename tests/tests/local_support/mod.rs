@@ -38,6 +38,7 @@ pub fn probe_spec(name: FunctionName, timeout: Duration, env: &[(&str, &str)]) -
         memory_mb: 256,
         timeout,
         max_processes: 4,
+        binary_sha256: None,
     }
 }
 

@@ -101,7 +101,11 @@ struct Served {
 impl Served {
     fn of(spec: &FunctionSpec) -> std::io::Result<Served> {
         Ok(Served {
-            binary_sha256: sha256_file(&spec.binary)?,
+            // The engine verified (so hashed) each binary when it read the deployed stack: reuse that digest.
+            binary_sha256: match &spec.binary_sha256 {
+                Some(digest) => digest.clone(),
+                None => sha256_file(&spec.binary)?,
+            },
             // Everything but the code: a change here is a configuration change, which needs a restart.
             settings: format!(
                 "{} {} {:?} {} {:?} {}",

@@ -123,6 +123,6 @@ pub use crate::process::{group_members, is_alive};
 /// Stops the background engine: SIGTERM, up to `grace`, then SIGKILL of its whole process group, so no
 /// function process is left behind. A pid file that does not name the engine the tool started (a reboot,
 /// pid reuse) is reported and removed, and nothing is signalled.
-pub fn stop(paths: &StatePaths, grace: Duration) -> process::Stopped {
-    process::stop(&paths.engine_pid(), grace, true)
+pub async fn stop(paths: &StatePaths, grace: Duration) -> process::Stopped {
+    process::stop(&paths.engine_pid(), grace, true).await
 }

@@ -130,7 +130,14 @@ pub async fn function_specs(
                 detail: format!("no function `{name}` in it"),
             })?;
         let binary = deployer::build::bootstrap_path(dist, name);
-        let found = sha256_file(&binary).map_err(|e| DeployedError::Binary {
+        // 15 MB read and hashed: off the runtime the gateway and the poller share.
+        let hashed = {
+            let binary = binary.clone();
+            tokio::task::spawn_blocking(move || sha256_file(&binary))
+                .await
+                .expect("hashing a file does not panic")
+        };
+        let found = hashed.map_err(|e| DeployedError::Binary {
             path: binary.clone(),
             detail: e.to_string(),
         })?;
@@ -185,6 +192,7 @@ pub async fn function_specs(
                     .unwrap_or(fplan.timeout_seconds as u64),
             ),
             max_processes,
+            binary_sha256: Some(found),
         });
     }
     Ok(specs)

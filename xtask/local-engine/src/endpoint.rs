@@ -132,10 +132,23 @@ impl Endpoint {
     ///
     /// A moto is reused only when the pid file names the process this tool started and that process holds
     /// the port: another program (even another moto) answering there is never mistaken for ours.
+    ///
+    /// The caller holds the environment's lock (`lock`, for this state directory): no other command starts or
+    /// stops this endpoint meanwhile. That is what makes replacing a recorded moto that does not serve the
+    /// port safe: it is not one another command is starting (that command would hold the lock), but ours,
+    /// hung or left on another port. Without the lock, two deploys started together each took the other's
+    /// starting moto for a hung one and stopped it.
     pub async fn ensure_running(
         state_dir: &Path,
         port: u16,
+        lock: &crate::lock::EnvLock,
     ) -> Result<(Endpoint, bool), EndpointError> {
+        assert!(
+            lock.covers(state_dir),
+            "ensure_running({}) needs that state directory's lock, not {}'s",
+            state_dir.display(),
+            lock.state_dir().display()
+        );
         fs::create_dir_all(state_dir).map_err(io(format!("creating {}", state_dir.display())))?;
         if let Some(endpoint) = Endpoint::running(state_dir, port).await {
             return Ok((endpoint, false));
@@ -144,15 +157,16 @@ impl Endpoint {
         let pid_file = pid_file(state_dir);
         match process::read_pid_file(&pid_file) {
             Recorded::Running(record) => {
-                // Ours, but not serving this port (local.endpoint_port changed, or it hangs): replace it.
+                // Ours (same pid, start time and boot), finished starting (its starter held the lock we now
+                // hold), yet not serving this port: local.endpoint_port changed, or it hangs. Replace it.
                 eprintln!(
                     "local endpoint: the moto this tool started (pid {}) does not serve port {port}; stopping it",
                     record.pid
                 );
-                process::stop(&pid_file, Duration::from_secs(5), true);
+                process::stop(&pid_file, Duration::from_secs(5), true).await;
             }
             Recorded::Stale { .. } => {
-                let stopped = process::stop(&pid_file, Duration::from_secs(5), true);
+                let stopped = process::stop(&pid_file, Duration::from_secs(5), true).await;
                 eprintln!("local endpoint: {stopped}");
             }
             Recorded::Exited(_) => {
@@ -182,8 +196,9 @@ impl Endpoint {
         })
         .await;
         if let Err(e) = ready {
-            process::stop(&pid_file, Duration::from_secs(2), true);
-            let _ = child.wait();
+            process::stop(&pid_file, Duration::from_secs(2), true).await;
+            // Reap it (it is dead by now) off the runtime as well.
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
             return Err(e);
         }
         // The child is detached (its own process group); dropping the handle does not stop it.
@@ -242,8 +257,8 @@ impl Endpoint {
 
     /// Stops the background endpoint of this state directory, if its pid file names the process this tool
     /// started; a stale pid file is removed without signalling anything (see [`process::stop`]).
-    pub fn stop_background(state_dir: &Path) -> process::Stopped {
-        process::stop(&pid_file(state_dir), Duration::from_secs(5), true)
+    pub async fn stop_background(state_dir: &Path) -> process::Stopped {
+        process::stop(&pid_file(state_dir), Duration::from_secs(5), true).await
     }
 
     /// `http://127.0.0.1:<port>`.

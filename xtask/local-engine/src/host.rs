@@ -57,6 +57,10 @@ pub struct FunctionSpec {
     pub timeout: Duration,
     /// Maximum number of processes (concurrent invocations) of this function.
     pub max_processes: usize,
+    /// The binary's SHA-256 (hex) when the caller already computed it (the engine verifies each binary
+    /// against the release manifest, and the control channel compares digests to see what a reload changed:
+    /// one hash per binary and reload, not two). `None`: hashed when needed.
+    pub binary_sha256: Option<String>,
 }
 
 /// Settings shared by every function process.

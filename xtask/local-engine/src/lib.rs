@@ -15,6 +15,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod gateway;
 pub mod host;
+pub mod lock;
 pub mod poller;
 pub mod process;
 pub mod startup;

@@ -184,7 +184,19 @@ pub fn check(record: PidRecord) -> Recorded {
 /// Stops the process a pid file names, if it is the one the tool started: SIGTERM, up to `grace` for it to
 /// exit, then SIGKILL (of its whole process group when `group`, so its children go too). The file is removed
 /// in every case. A stale file is never acted on beyond its removal.
-pub fn stop(path: &Path, grace: Duration, group: bool) -> Stopped {
+///
+/// Waiting for the process to exit blocks a thread for up to `grace`; this runs it on tokio's blocking pool,
+/// so endpoint, engine and teardown code calling it never stall the runtime (the gateway and the poller run
+/// on the same one). Synchronous callers use [`stop_blocking`].
+pub async fn stop(path: &Path, grace: Duration, group: bool) -> Stopped {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || stop_blocking(&path, grace, group))
+        .await
+        .expect("stopping a process does not panic")
+}
+
+/// [`stop`] on the calling thread, for code outside an async runtime (tests, `Drop`).
+pub fn stop_blocking(path: &Path, grace: Duration, group: bool) -> Stopped {
     let outcome = match read_pid_file(path) {
         Recorded::Absent | Recorded::Exited(_) => Stopped::NotRunning,
         Recorded::Stale { pid, reason } => Stopped::Stale {
@@ -366,7 +378,7 @@ mod tests {
         let mut child = sleeper();
         let record = write_pid_file(&path, child.id(), "sleep").unwrap();
         assert_eq!(read_pid_file(&path), Recorded::Running(record.clone()));
-        let stopped = stop(&path, Duration::from_secs(5), false);
+        let stopped = stop_blocking(&path, Duration::from_secs(5), false);
         assert_eq!(stopped, Stopped::Stopped { pid: child.id() });
         assert!(child.wait().is_ok());
         assert!(!path.exists(), "the pid file is removed");
@@ -383,7 +395,7 @@ mod tests {
         let mut record = identify(child.id(), "moto_server").unwrap();
         record.start_ticks += 1;
         std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
-        let stopped = stop(&path, Duration::from_secs(1), true);
+        let stopped = stop_blocking(&path, Duration::from_secs(1), true);
         assert!(
             matches!(stopped, Stopped::Stale { pid: Some(p), .. } if p == child.id()),
             "{stopped:?}"
@@ -399,7 +411,7 @@ mod tests {
         assert!(matches!(read_pid_file(&path), Recorded::Stale { .. }));
         std::fs::write(&path, child.id().to_string()).unwrap();
         assert!(matches!(
-            stop(&path, Duration::from_secs(1), true),
+            stop_blocking(&path, Duration::from_secs(1), true),
             Stopped::Stale { .. }
         ));
         assert!(matches!(child.try_wait(), Ok(None)), "the sleep survives");

@@ -14,38 +14,28 @@ pub fn state_dir(env: &str) -> PathBuf {
     }
 }
 
-/// The checkout the tool acts on, resolved at run time (see [`resolve_repo_root`]). Where that fails, the
-/// checkout this binary was built from: `cargo xtask` refuses to run before anything calls this (its `main`
+/// The checkout the tool acts on, resolved at run time (see [`resolve_repo_root`]); where that fails, the
+/// current directory. `cargo xtask` refuses to run outside a checkout before anything calls this (its `main`
 /// checks [`resolve_repo_root`] first), so the fallback only serves library users such as tests.
+///
+/// Nothing here is baked in at compile time: with a target directory shared by several clones, cargo reuses
+/// one clone's compiled crates in the others, so a path compiled in would name the first clone.
 pub fn repo_root() -> PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| resolve_repo_root().unwrap_or_else(|_| build_root()))
-        .clone()
-}
-
-/// The checkout this binary was compiled from (this crate lives in `<root>/xtask/local-engine`).
-pub fn build_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("local-engine lives two levels below the repository root")
-        .to_path_buf()
+    ROOT.get_or_init(|| {
+        resolve_repo_root()
+            .unwrap_or_else(|_| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+    })
+    .clone()
 }
 
 /// Why the tool refuses to pick a checkout.
 ///
 /// ### Handling
-/// Both are fatal for `cargo xtask` (exit 3, refused): acting on the wrong checkout would start or stop
-/// another clone's engine. The message says how to run the tool on the intended checkout.
+/// Fatal for `cargo xtask` (exit 3, refused): without a checkout there is no config, no state directory and
+/// no sources to build. The message says where to run the tool.
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
-    #[error(
-        "this xtask binary was built from {built} but runs in {running}: with a shared CARGO_TARGET_DIR two clones share one target/debug/xtask, \
-         and this one carries the other clone's code, so it refuses to run. Give each clone its own CARGO_TARGET_DIR, \
-         or make cargo rebuild it from this checkout (`touch {running}/xtask/src/main.rs`, then `cargo xtask ...`: \
-         cargo fingerprints a checkout's sources by relative path and time, so clones of the same commit share the binary)"
-    )]
-    Mismatch { built: PathBuf, running: PathBuf },
     #[error(
         "{start} is not inside a checkout of this repository (no Cargo.toml with a [workspace] holding the `xtask` member above it); \
          run `cargo xtask ...` from inside the checkout"
@@ -53,32 +43,23 @@ pub enum RootError {
     NotInCheckout { start: PathBuf },
 }
 
-/// Resolves the checkout the tool was invoked from, and refuses one other than the binary was built from.
+/// Resolves the checkout the tool was invoked from.
 ///
 /// `cargo run` (so `cargo xtask`) sets `CARGO_MANIFEST_DIR` to the running package's directory,
 /// `<root>/xtask`; a binary started another way walks up from the current directory. Either way the root is
-/// the nearest directory above whose `Cargo.toml` is a workspace with the `xtask` member.
+/// the nearest directory above whose `Cargo.toml` is a workspace with the `xtask` member. Whether the binary
+/// carries that checkout's code is the xtask's own check (`xtask::sources`): it compares source contents.
 pub fn resolve_repo_root() -> Result<PathBuf, RootError> {
     let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .and_then(|d| find_checkout(&d));
-    let running = match from_cargo {
-        Some(root) => root,
+    match from_cargo {
+        Some(root) => Ok(root),
         None => {
             let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-            find_checkout(&cwd).ok_or(RootError::NotInCheckout { start: cwd })?
+            find_checkout(&cwd).ok_or(RootError::NotInCheckout { start: cwd })
         }
-    };
-    let built = build_root();
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    };
-    if same(&running, &built) {
-        Ok(running)
-    } else {
-        Err(RootError::Mismatch { built, running })
     }
 }
 
@@ -147,15 +128,13 @@ mod tests {
 
     #[test]
     fn the_checkout_is_found_from_any_directory_inside_it() {
-        let root = build_root();
+        // `cargo test` runs this binary with the package directory set, at run time.
+        let package = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+        let root = package.ancestors().nth(2).unwrap().to_path_buf();
         assert_eq!(find_checkout(&root), Some(root.clone()));
-        assert_eq!(
-            find_checkout(&root.join("xtask/local-engine/src")),
-            Some(root.clone())
-        );
+        assert_eq!(find_checkout(&package.join("src")), Some(root.clone()));
         let elsewhere = tempfile::tempdir().unwrap();
         assert_eq!(find_checkout(elsewhere.path()), None);
-        // Under `cargo test` the package dir is set, so the running checkout is the one this was built from.
         assert_eq!(resolve_repo_root().unwrap(), root);
     }
 
