@@ -100,9 +100,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         moto.exists(),
         false,
         "local endpoint (moto)",
-        if moto.exists() {
+        if moto.exists() && local_engine::endpoint::install_is_current() {
             format!(
-                "installed in {}",
+                "installed in {} from xtask/local-engine/moto-requirements.txt",
+                local_engine::endpoint::venv_dir().display()
+            )
+        } else if moto.exists() {
+            format!(
+                "installed in {} from older requirements than xtask/local-engine/moto-requirements.txt; the next `cargo xtask deploy` reinstalls it",
                 local_engine::endpoint::venv_dir().display()
             )
         } else {

@@ -362,6 +362,13 @@ fn install_stamp() -> String {
     format!(".moto-requirements-{}", &digest[..16])
 }
 
+/// Whether the venv holds an install from the current `moto-requirements.txt` (`doctor` reports a stale one,
+/// which the next start reinstalls).
+pub fn install_is_current() -> bool {
+    let venv = venv_dir();
+    venv.join("bin/moto_server").exists() && venv.join(install_stamp()).exists()
+}
+
 fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
     let moto = venv.join("bin/moto_server");
     let stamp = venv.join(install_stamp());
