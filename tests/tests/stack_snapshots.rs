@@ -132,7 +132,8 @@ fn the_plan_carries_the_contract_other_crates_rely_on() {
             sm.maximum_retry_attempts,
             sm.maximum_record_age_seconds
         ),
-        (100, 1, 5, 3600)
+        (100, 0, 5, 3600),
+        "local: no batching window (config/local.yaml), so the read model follows a write within a poll"
     );
     assert!(sm.bisect_batch_on_function_error);
     assert_eq!(sm.parallelization_factor, 1);

@@ -76,6 +76,9 @@ pub struct LocalArgs {
     /// Requests per latency figure.
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
+    /// Events posted for the projection lag figure (each waits for its read model before the next is posted).
+    #[arg(long, default_value_t = 100)]
+    pub lag_events: usize,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::cli::OutputFormat,
@@ -109,6 +112,7 @@ async fn local(args: LocalArgs) -> anyhow::Result<ExitStatus> {
         &endpoint_url,
         &crate::serve::dist_dir(&plan),
         args.samples.max(1),
+        args.lag_events.max(1),
         &cargo_lambda,
     )
     .await

@@ -28,7 +28,7 @@ pub const DIFFERENCES: &[&str] = &[
     "API Gateway's 30-second integration timeout is not applied: a function whose timeout is longer answers locally where API Gateway would have given up",
     "custom domains, stage variables and API Gateway access logs do not exist locally",
     "a request whose event is over Lambda's 6 MB answers 413 {\"message\":\"Request Too Long\"}, the answer recorded from API Gateway with a REST API; an HTTP API's exact answer is unverified",
-    "the stream mapping is the local poller, built from the plan: same settings, but one shard polled every 100 ms, and a batch over Lambda's 6 MB fails as an invocation instead of being sent in smaller batches",
+    "the stream mapping is the local poller, built from the plan: same settings, but config/local.yaml sets no batching window (the AWS environments keep 1 s), one shard is polled every 50 ms, and a batch over Lambda's 6 MB fails as an invocation instead of being sent in smaller batches",
     "timeouts and memory sizes are enforced (the process is killed; memory is its resident set sampled every 20 ms on Linux, where Lambda counts the whole sandbox), but CPU does not scale with memory as on Lambda",
     "functions run as processes of your user with your file system, not in a Firecracker sandbox with a read-only root and a 512 MB /tmp",
     "concurrency is at most 4 processes per function (or the reserved concurrency, if lower); further invocations wait for a free process where Lambda would throttle them",
@@ -100,9 +100,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         moto.exists(),
         false,
         "local endpoint (moto)",
-        if moto.exists() {
+        if moto.exists() && local_engine::endpoint::install_is_current() {
             format!(
-                "installed in {}",
+                "installed in {} from xtask/local-engine/moto-requirements.txt",
+                local_engine::endpoint::venv_dir().display()
+            )
+        } else if moto.exists() {
+            format!(
+                "installed in {} from older requirements than xtask/local-engine/moto-requirements.txt; the next `cargo xtask deploy` reinstalls it",
                 local_engine::endpoint::venv_dir().display()
             )
         } else {

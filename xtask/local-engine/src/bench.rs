@@ -3,7 +3,7 @@
 //! Measured in one run on the same machine: the latency of `GET /health` through the HTTP gateway against
 //! invoking the same query function through the host directly with the same event (the difference is the
 //! gateway's cost), and the projection lag (`POST /events` answered -> `GET /aggregates/{id}` shows it),
-//! which is dominated by the poller's interval and the plan's batching window. The same query binary, with the
+//! which is dominated by the poller's interval and the plan's batching window (none locally: `config/local.yaml`). The same query binary, with the
 //! same environment and event, is also run behind `cargo lambda watch --only-lambda-apis` (cargo-lambda's own
 //! Runtime API emulator, reached through its HTTP invoke API) to compare the host with the tool Rust Lambda
 //! developers use. DynamoDB runs on moto here, so none of these figures says anything about DynamoDB's speed on AWS.
@@ -107,12 +107,14 @@ impl std::fmt::Display for LocalBench {
     }
 }
 
-/// Runs the benchmark against a deployed local stack. `samples` requests per latency figure.
+/// Runs the benchmark against a deployed local stack. `samples` requests per latency figure, `lag_events`
+/// events for the projection lag.
 pub async fn run(
     plan: &Plan,
     endpoint_url: &str,
     dist: &Path,
     samples: usize,
+    lag_events: usize,
     cargo_lambda: &CargoLambda,
 ) -> anyhow::Result<LocalBench> {
     let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
@@ -130,6 +132,7 @@ pub async fn run(
         &engine,
         daemon.is_some(),
         samples,
+        lag_events,
         cargo_lambda,
         &scratch,
     )
@@ -144,6 +147,7 @@ async fn measure(
     engine: &crate::EngineHandle,
     daemon: bool,
     samples: usize,
+    lag_events: usize,
     cargo_lambda: &CargoLambda,
     scratch: &Path,
 ) -> anyhow::Result<LocalBench> {
@@ -210,7 +214,7 @@ async fn measure(
     };
     let mut lags = Vec::new();
     let mut note = None;
-    for i in 0..20 {
+    for i in 0..lag_events {
         let id = format!("bench-{}-{i}", uuid::Uuid::now_v7().simple());
         let body = serde_json::json!({"aggregateId": id, "eventType": "user_created", "eventData": {"name": "Bench", "email": "bench@example.com"}});
         let resp = http
@@ -238,6 +242,7 @@ async fn measure(
                 note = Some(format!("aggregate {id} was not projected within 10 s"));
                 break;
             }
+            // The figure's resolution: a lag is measured to within this pause plus one GET.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if note.is_some() {

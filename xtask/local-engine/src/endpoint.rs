@@ -1,5 +1,5 @@
-//! The local AWS endpoint: a pinned moto server, installed into a project-local virtual environment on
-//! first use and run on 127.0.0.1.
+//! The local AWS endpoint: a pinned, patched moto server, installed into a project-local virtual environment
+//! on first use and run on 127.0.0.1.
 //!
 //! Two lifetimes exist because two kinds of caller exist:
 //! - [`Endpoint::start_fresh`] gives a test its own moto on a free port; the process dies with the handle,
@@ -11,7 +11,13 @@
 //! Either way the endpoint is ready only when moto answers *from the process just started* (it holds the
 //! listening socket), so another program on the port is never taken for it.
 //!
-//! The install is guarded by a file lock so that test binaries running in parallel install it once.
+//! The install is guarded by a file lock so that test binaries running in parallel install it once. It comes from
+//! `moto-requirements.txt` (every package pinned and hashed, `pip install --require-hashes`), and the venv's stamp
+//! names that file's digest, so a changed file reinstalls the venv from scratch.
+//!
+//! moto runs patched ([`MOTO_PATCH`], `moto_patch.py`: transactions isolated, rollback snapshots per item). The
+//! patch checks every moto internal it reads or replaces before the server starts, and a moto that differs is
+//! refused with [`EndpointError::MotoIncompatible`], naming each internal, instead of running wrong.
 
 use std::fs::{self, File, OpenOptions};
 use std::net::TcpListener;
@@ -24,7 +30,8 @@ use aws_credential_types::Credentials;
 
 use crate::process::{self, Recorded};
 
-/// The moto version this project is tested against (see DEVELOPERS.md for its known gaps).
+/// The moto version this project is tested against: `moto-requirements.txt` pins it and `moto_patch.py` checks
+/// it (a unit test keeps the three equal).
 pub const MOTO_VERSION: &str = "5.2.5";
 
 /// The region every local resource lives in.
@@ -44,9 +51,10 @@ pub enum EndpointError {
         "cannot create the python virtual environment at {dir}: {detail}; install python3 with its venv module (Debian: apt-get install python3-venv) and retry"
     )]
     Venv { dir: PathBuf, detail: String },
-    /// pip could not install moto: usually no access to the package index.
+    /// pip could not install moto: usually no access to the package index, or a downloaded file whose hash
+    /// is not the one `moto-requirements.txt` records (pip refuses it).
     #[error(
-        "installing moto[server]=={MOTO_VERSION} into {dir} failed: {detail}; check access to the Python package index and retry (log: {log})"
+        "installing moto[server]=={MOTO_VERSION} from xtask/local-engine/moto-requirements.txt into {dir} failed: {detail}; check access to the Python package index and retry (log: {log})"
     )]
     Install {
         dir: PathBuf,
@@ -68,6 +76,11 @@ pub enum EndpointError {
     /// The server this tool started exited before it answered; its log says why.
     #[error("the local AWS endpoint exited during start-up ({status}); see its log at {log}")]
     Exited { status: String, log: PathBuf },
+    /// The installed moto lacks an internal the endpoint's patch reads or replaces (`moto_patch.py` checks each
+    /// before the server starts): the venv is not the pinned one, or moto was upgraded without the patch.
+    /// Deleting the venv reinstalls the pinned moto; an upgrade needs the patch and its checks updated.
+    #[error("the local AWS endpoint refused to start: {detail}\n(log: {log})")]
+    MotoIncompatible { detail: String, log: PathBuf },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -351,9 +364,29 @@ pub async fn ensure_installed() -> Result<PathBuf, EndpointError> {
         })?
 }
 
+/// moto and every package it loads, each pinned to one version with the sha256 of each of its files: pip
+/// installs them with `--require-hashes`, so a file that differs from the one recorded is refused instead of
+/// run. Regenerate it with pip-compile from `moto-requirements.in` (the command is in its header).
+const MOTO_REQUIREMENTS: &str = include_str!("../moto-requirements.txt");
+
+/// The name of the stamp a finished install leaves in the venv: it names the requirements' digest, so a
+/// changed requirements file makes every existing venv stale and it is installed again from scratch.
+fn install_stamp() -> String {
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(MOTO_REQUIREMENTS.as_bytes()));
+    format!(".moto-requirements-{}", &digest[..16])
+}
+
+/// Whether the venv holds an install from the current `moto-requirements.txt` (`doctor` reports a stale one,
+/// which the next start reinstalls).
+pub fn install_is_current() -> bool {
+    let venv = venv_dir();
+    venv.join("bin/moto_server").exists() && venv.join(install_stamp()).exists()
+}
+
 fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
     let moto = venv.join("bin/moto_server");
-    let stamp = venv.join(format!(".moto-{MOTO_VERSION}"));
+    let stamp = venv.join(install_stamp());
     if moto.exists() && stamp.exists() {
         return Ok(moto);
     }
@@ -371,31 +404,41 @@ fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
         return Ok(moto);
     }
     eprintln!(
-        "local endpoint: installing moto[server]=={MOTO_VERSION} into {} (once) ...",
+        "local endpoint: installing moto[server]=={MOTO_VERSION} and its pinned, hashed dependencies into {} (once) ...",
         venv.display()
     );
     let started = Instant::now();
-    if !venv.join("bin/pip").exists() {
-        let out = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(venv)
-            .output()
-            .map_err(|e| EndpointError::Venv {
-                dir: venv.to_path_buf(),
-                detail: e.to_string(),
-            })?;
-        if !out.status.success() {
-            return Err(EndpointError::Venv {
-                dir: venv.to_path_buf(),
-                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
+    // A venv made from other requirements (an older pin) is emptied first, so nothing it had stays importable.
+    let stale = venv.join("pyvenv.cfg").exists();
+    let mut python = Command::new("python3");
+    python.args(["-m", "venv"]);
+    if stale {
+        python.arg("--clear");
     }
+    let out = python.arg(venv).output().map_err(|e| EndpointError::Venv {
+        dir: venv.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(EndpointError::Venv {
+            dir: venv.to_path_buf(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let requirements = venv.join("moto-requirements.txt");
+    fs::write(&requirements, MOTO_REQUIREMENTS).map_err(io("writing the moto requirements"))?;
     let log = parent.join("venv-install.log");
     let log_file = File::create(&log).map_err(io("creating the install log"))?;
     let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "--disable-pip-version-check", "--quiet"])
-        .arg(format!("moto[server]=={MOTO_VERSION}"))
+        .args([
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+            "--require-hashes",
+            "-r",
+        ])
+        .arg(&requirements)
         .stdout(log_file.try_clone().map_err(io("install log"))?)
         .stderr(log_file)
         .status()
@@ -425,125 +468,65 @@ fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
     Ok(moto)
 }
 
-/// Runs `moto_server`'s `main` with two changes to moto's DynamoDB backend, both about TransactWriteItems.
-///
-/// 1. Every public method of the backend runs behind one lock. moto's TransactWriteItems snapshots each table
-///    it touches, applies the items one by one, and on a failed condition restores the snapshot. Its server is
-///    threaded, so a transaction that fails while another request commits restores a table state from before
-///    that commit: an acknowledged write vanishes (measured: concurrent appends to one aggregate lost events).
-///    DynamoDB isolates transactions; serialising the backend's operations gives the local endpoint the same
-///    guarantee.
-/// 2. The rollback snapshot is of the items the transaction names, not of whole tables. moto deep-copies every
-///    table a transaction touches (all its items and every stream record) before applying it, so each append
-///    cost time in proportion to the table's whole history: 50 writers x 20 rounds on one aggregate took 380 s,
-///    most of it copying. The lock above makes the narrower snapshot exact: nothing else runs during the
-///    transaction, and it changes only the items it names and appends to their table's stream. On failure the
-///    named items are put back as they were (absent ones removed) and each stream is cut back to its length
-///    before the call, which is what restoring moto's whole-table copy did.
-const MOTO_LAUNCHER: &str = r#"
-import copy, functools, sys, threading, types
-import moto.dynamodb.models as models
-from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.models.dynamo_type import DynamoType
-from moto.dynamodb.models.table import Table
+/// The local endpoint's changes to moto (transactions isolated by one lock over the DynamoDB and DynamoDB Streams
+/// APIs, and a rollback snapshot of the named items instead of whole tables), with the checks that the moto
+/// internals they read and replace are still what they expect. Run with the venv's python in place of
+/// `moto_server`; its header says why each change exists.
+const MOTO_PATCH: &str = include_str!("moto_patch.py");
 
-class TablesAreNotCopied:
-    """moto's `copy` inside TransactWriteItems: tables are snapshotted item by item below instead."""
-    def __getattr__(self, name):
-        return getattr(copy, name)
-    @staticmethod
-    def deepcopy(x, memo=None):
-        return x if isinstance(x, Table) else copy.deepcopy(x, memo)
-models.copy = TablesAreNotCopied()
+/// The exit status of a moto start the patch refused (`EXIT_INCOMPATIBLE` in `moto_patch.py`).
+const PATCH_EXIT_INCOMPATIBLE: i32 = 3;
 
-def snapshot(backend, transact_items):
-    saved, streams = [], {}
-    for entry in transact_items:
-        try:
-            op_type, op = next(iter(entry.items()))
-            table = backend.tables[op["TableName"]]
-            key = op["Item"] if op_type == "Put" else op["Key"]
-            h = DynamoType(key[table.hash_key_attr])
-            r = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-        except Exception:
-            # moto refuses this entry before it changes anything (the same lookups fail there).
-            continue
-        had_hash = h in table.items
-        current = table.items.get(h, {}).get(r) if r is not None else table.items.get(h)
-        saved.append((table, h, r, had_hash, copy.deepcopy(current)))
-        shard = table.stream_shard
-        if shard is not None:
-            streams[id(table)] = (table, shard, len(shard.items))
-    return saved, streams
-
-def restore(saved, streams):
-    for table, h, r, had_hash, item in reversed(saved):
-        if r is None:
-            if item is None:
-                table.items.pop(h, None)
-            else:
-                table.items[h] = item
-        else:
-            if item is None:
-                table.items.get(h, {}).pop(r, None)
-                if not had_hash and not table.items.get(h, True):
-                    table.items.pop(h, None)
-            else:
-                table.items[h][r] = item
-    for table, shard, length in streams.values():
-        if table.stream_shard is shard and len(shard.items) >= length:
-            del shard.items[length:]
-
-original_transact = DynamoDBBackend.transact_write_items
-def transact_write_items(self, transact_items):
-    saved, streams = snapshot(self, transact_items)
-    try:
-        return original_transact(self, transact_items)
-    except BaseException:
-        restore(saved, streams)
-        raise
-DynamoDBBackend.transact_write_items = transact_write_items
-
-lock = threading.RLock()
-def serialised(f):
-    @functools.wraps(f)
-    def locked(*args, **kwargs):
-        with lock:
-            return f(*args, **kwargs)
-    return locked
-for name, f in list(vars(DynamoDBBackend).items()):
-    if isinstance(f, types.FunctionType) and not name.startswith("_"):
-        setattr(DynamoDBBackend, name, serialised(f))
-from moto.server import main
-main(sys.argv[1:])
-"#;
+/// The lines of its log that explain a refused start start with this.
+const PATCH_LOG_PREFIX: &str = "moto_patch:";
 
 fn spawn_moto(moto: &Path, port: u16, log: &Path, detached: bool) -> Result<Child, EndpointError> {
-    let out = File::create(log).map_err(io(format!("creating {}", log.display())))?;
-    let err = out.try_clone().map_err(io("cloning the log handle"))?;
-    // The venv's python next to `moto_server`, running moto's own `main` (see `MOTO_LAUNCHER`).
-    let python = moto.with_file_name("python");
-    let mut cmd = Command::new(&python);
+    let mut cmd = moto_command(moto, port, log)?;
     if detached {
         // Its own process group: it survives the deploy command that started it and a terminal's Ctrl-C
         // aimed at that command does not reach it.
         process::detach(&mut cmd);
     }
-    cmd.args([
-        "-c",
-        MOTO_LAUNCHER,
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-    ])
-    .stdin(Stdio::null())
-    .stdout(out)
-    .stderr(err)
-    // moto's Lambda backend would try to reach Docker; nothing here uses it.
-    .env("MOTO_DOCKER_NETWORK_MODE", "none");
     cmd.spawn()
         .map_err(io(format!("starting {}", moto.display())))
+}
+
+/// The venv's python next to `moto_server`, running [`MOTO_PATCH`] (which checks moto, patches it and then runs
+/// moto's own server `main`), its output to `log`.
+fn moto_command(moto: &Path, port: u16, log: &Path) -> Result<Command, EndpointError> {
+    let out = File::create(log).map_err(io(format!("creating {}", log.display())))?;
+    let err = out.try_clone().map_err(io("cloning the log handle"))?;
+    let mut cmd = Command::new(moto.with_file_name("python"));
+    cmd.args(["-c", MOTO_PATCH, "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // moto's Lambda backend would try to reach Docker; nothing here uses it.
+        .env("MOTO_DOCKER_NETWORK_MODE", "none");
+    Ok(cmd)
+}
+
+/// Why a moto that exited during start-up stopped: the patch's refusal (its `moto_patch:` lines) when it
+/// exited with [`PATCH_EXIT_INCOMPATIBLE`], else the exit status and the log to read.
+fn exited_error(status: std::process::ExitStatus, log: &Path) -> EndpointError {
+    if status.code() == Some(PATCH_EXIT_INCOMPATIBLE) {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(PATCH_LOG_PREFIX))
+            .map(str::trim)
+            .collect();
+        if !lines.is_empty() {
+            return EndpointError::MotoIncompatible {
+                detail: lines.join("\n  "),
+                log: log.to_path_buf(),
+            };
+        }
+    }
+    EndpointError::Exited {
+        status: status.to_string(),
+        log: log.to_path_buf(),
+    }
 }
 
 fn url_of(port: u16) -> String {
@@ -620,10 +603,7 @@ async fn wait_until_ours(
     let started = Instant::now();
     while started.elapsed() < START_TIMEOUT {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(EndpointError::Exited {
-                status: status.to_string(),
-                log: log.to_path_buf(),
-            });
+            return Err(exited_error(status, log));
         }
         if ours(port) && answers_as_moto(&url).await {
             return Ok(());
@@ -635,4 +615,84 @@ async fn wait_until_ours(
         secs: START_TIMEOUT.as_secs(),
         log: log.to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Rust side, the hashed requirements and the patch name one moto version and one refusal status.
+    #[test]
+    fn the_requirements_and_the_patch_pin_the_moto_this_crate_names() {
+        assert!(
+            MOTO_REQUIREMENTS
+                .lines()
+                .any(|l| l.trim_end_matches(" \\") == format!("moto=={MOTO_VERSION}")),
+            "moto-requirements.txt pins moto=={MOTO_VERSION}"
+        );
+        assert!(
+            MOTO_PATCH.contains(&format!("\nMOTO_VERSION = \"{MOTO_VERSION}\"\n")),
+            "moto_patch.py checks moto {MOTO_VERSION}"
+        );
+        assert!(MOTO_PATCH.contains(&format!(
+            "\nEXIT_INCOMPATIBLE = {PATCH_EXIT_INCOMPATIBLE}\n"
+        )));
+        // Every requirement is pinned with `==` and carries at least one hash (pip's --require-hashes insists
+        // on both; this says which line is wrong before a fresh machine finds out).
+        let text = MOTO_REQUIREMENTS.replace("\\\n", " ");
+        let requirements: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(requirements.len() > 10, "{requirements:?}");
+        for line in requirements {
+            assert!(
+                line.contains("==") && line.contains("--hash=sha256:"),
+                "unpinned or unhashed requirement: {line}"
+            );
+        }
+    }
+
+    /// A moto whose internals differ from what the patch reads is refused before it serves anything, with the
+    /// internal and the expected moto version named (not a start-up timeout). The difference is made for real:
+    /// a `sitecustomize` module, which python imports before the patch runs, renames the stream shard's record
+    /// list as a future moto might, and the patch's own checks have to find it.
+    #[tokio::test]
+    async fn a_moto_without_what_the_patch_reads_is_refused_with_the_internal_named() {
+        let moto = ensure_installed().await.expect("moto installs");
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("sitecustomize.py"),
+            "from moto.dynamodb.models.table import StreamShard\n\
+             original = StreamShard.__init__\n\
+             def renamed(self, *args, **kwargs):\n\
+             \x20   original(self, *args, **kwargs)\n\
+             \x20   self.records = self.__dict__.pop('items')\n\
+             StreamShard.__init__ = renamed\n",
+        )
+        .unwrap();
+        let port = free_port().unwrap();
+        let log = dir.path().join("moto.log");
+        let mut cmd = moto_command(&moto, port, &log).unwrap();
+        cmd.env("PYTHONPATH", dir.path());
+        let mut child = cmd.spawn().unwrap();
+        let err = wait_until_ours(port, &log, &mut child, |_| false)
+            .await
+            .expect_err("the patch refuses this moto");
+        let _ = child.kill();
+        let _ = child.wait();
+        let EndpointError::MotoIncompatible { detail, .. } = &err else {
+            panic!("expected MotoIncompatible, got {err}");
+        };
+        assert!(
+            detail.contains("moto.dynamodb.models.table.StreamShard.items")
+                && detail.contains(&format!("written for moto {MOTO_VERSION}")),
+            "{err}"
+        );
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "no server was started"
+        );
+    }
 }

@@ -20,6 +20,12 @@ use crate::host::{FunctionSpec, Host, HostConfig};
 use crate::poller::{Poller, PollerConfig, PollerStats};
 use crate::state::StatePaths;
 
+/// How often the local poller reads an idle shard. Lambda's own pollers are not configurable (about four reads a
+/// second); locally a short pause is what keeps the read model a fraction of a second behind a write, for the cost
+/// of 20 GetRecords a second on the local endpoint while nothing happens. A shard with records is read again at
+/// once. The batching window, by contrast, is a setting of the mapping and comes from the plan.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Everything the engine needs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -88,7 +94,7 @@ impl EngineConfig {
                 dead_letter_queue_url,
                 mapping: plan.stream_mapping.clone(),
                 function: FunctionName::Projector,
-                poll_interval: Duration::from_millis(100),
+                poll_interval: POLL_INTERVAL,
             }),
         })
     }
