@@ -10,7 +10,12 @@
 //!   guarding the target; with IAM enforced by moto, assuming the CI role is what is denied to her.
 //! - With IAM enforced by moto: every call a deploy makes as the CI role before its change set is authorized by
 //!   the policy rendered from `templates/oidc-roles.yaml.hbs`, and the same policy minus one of those actions
-//!   fails naming it. (moto cannot verify the signature of `CreateChangeSet`; see the test.)
+//!   fails naming it. What this proves, exactly: the tool's own calls up to `CreateChangeSet` (role
+//!   assumption, account check, stack and table look-ups, the artifact bucket's set-up and the uploads) are
+//!   allowed by the rendered policy as moto evaluates IAM. It proves nothing about what CloudFormation does
+//!   with the role: moto rejects the signature of `CreateChangeSet` (see the test), and its CloudFormation
+//!   creates resources without any IAM check. Those permissions are proven from AWS's published resource
+//!   schemas by `tests/tests/iam_contract.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
