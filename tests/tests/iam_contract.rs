@@ -146,6 +146,16 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "iam:DeleteRolePermissionsBoundary",
         "never granted: removing the boundary would let a role escape it",
     ),
+    (
+        "AWS::ApiGatewayV2::Stage",
+        "apigateway:TagResource",
+        "not an IAM action (IAM's reference, bundled with cfn-lint, has none; cfn-lint warns W3037): API Gateway authorizes tagging as apigateway:PUT on /tags/<arn>, granted in HttpApi and asserted below",
+    ),
+    (
+        "AWS::ApiGatewayV2::Stage",
+        "apigateway:UntagResource",
+        "not an IAM action: untagging is apigateway:DELETE on /tags/<arn>, granted in HttpApi",
+    ),
     // Listed by the schemas of cfn-lint 1.58.0 (newer than May 2025) for features the templates do not use.
     (
         "AWS::Lambda::Function",
@@ -580,10 +590,22 @@ fn every_deploy_role_grants_exactly_the_handler_permissions_and_the_tools_calls(
             // Tagging permissions (the schemas' `tagging` blocks), missing until cfn-lint 1.58.0's schemas:
             // since July 2024 GetFunction returns a function's tags only to a caller allowed ListTags.
             "iam:ListRoleTags",
-            "apigateway:TagResource",
-            "apigateway:UntagResource",
         ] {
             assert!(e.role.allows_action(action), "{}: {action}", e.plan.env);
+        }
+        // API Gateway's tagging, which the Stage schema names apigateway:TagResource/UntagResource.
+        for verb in ["apigateway:PUT", "apigateway:DELETE"] {
+            assert!(
+                e.role.allows(
+                    verb,
+                    &format!(
+                        "arn:aws:apigateway:{}::/tags/arn%3Aaws%3Aapigateway%3A{}%3A%3A%2Fapis%2Fa1b2c3d4e5%2Fstages%2F%24default",
+                        e.plan.region, e.plan.region
+                    )
+                ),
+                "{}: {verb} on /tags",
+                e.plan.env
+            );
         }
         assert!(e.role.allows(
             "lambda:ListTags",

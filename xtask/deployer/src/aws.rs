@@ -140,19 +140,29 @@ pub async fn connect(plan: &Plan, endpoint_url: Option<&str>) -> Result<(Clients
     Ok((clients, account))
 }
 
-/// Whether an SDK error means that no credentials could be loaded at all (as opposed to credentials AWS
-/// refused): a `CredentialsError` somewhere in its chain of sources.
+/// Whether an SDK error means that no credentials could be found: a `CredentialsError` in its chain of
+/// sources (the standard chain gave up: every source was empty, or the last one, instance metadata, failed),
+/// also under the role assumption, whose own STS call then had no base credentials. When base credentials
+/// were found and AWS answered the role assumption (denying `sts:AssumeRole`, say), that answer is the error
+/// to show, so this is false.
 fn no_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    type AssumeRoleFailure = aws_sdk_sts::error::SdkError<
+        aws_sdk_sts::operation::assume_role::AssumeRoleError,
+        aws_sdk_sts::config::http::HttpResponse,
+    >;
+    let mut found = false;
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = next {
-        if e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
-            .is_some()
+        found |= e.downcast_ref::<CredentialsError>().is_some();
+        if e.downcast_ref::<AssumeRoleFailure>()
+            .is_some_and(|f| f.as_service_error().is_some())
         {
-            return true;
+            return false;
         }
         next = e.source();
     }
-    false
+    found
 }
 
 /// Who the credentials belong to (`sts:GetCallerIdentity`).
