@@ -598,11 +598,15 @@ impl Ctx {
             Some(_) => Some(EnvKind::Aws),
             None => None,
         };
-        if let (Some(mine), Some(EnvKind::Aws)) = (&stack_name, kind) {
+        if let (Some(mine), Some(EnvKind::Aws), Some(account)) =
+            (&stack_name, kind, &raw.account_id)
+        {
             // The deploy role's grants are scoped by name prefix (`table/<stack>-*`, `function:<stack>-*`,
-            // `<stack>-*` queues, log groups and alarms): were one stack name a prefix of another's, one
-            // environment's role would reach the other's resources.
-            for (other_env, other) in self.other_aws_stacks(env_file, env, known_envs) {
+            // `<stack>-*` queues, log groups and alarms) within its account: were one stack name a prefix of
+            // another's in the same account, one environment's role would reach the other's resources (and
+            // equal names would share the account-wide role names `<stack>-<function>`). Other accounts'
+            // environments may reuse a name (a disaster-recovery copy, say).
+            for (other_env, other) in self.other_aws_stacks(env_file, env, account, known_envs) {
                 if mine.starts_with(&other) || other.starts_with(mine.as_str()) {
                     self.refuse(
                         "stack_name",
@@ -766,13 +770,14 @@ impl Ctx {
         })
     }
 
-    /// The stack names of the other `aws` environments next to `env_file`, read as their files declare them
+    /// The stack names of the other `aws` environments of `account` next to `env_file`, read as their files declare them
     /// (or default them: `<app>-<env>`) without validating them; a file that does not parse is skipped here
     /// (its own validation reports it).
     fn other_aws_stacks(
         &self,
         env_file: &Path,
         env: &str,
+        account: &str,
         known_envs: &[String],
     ) -> Vec<(String, String)> {
         let dir = env_file.parent().unwrap_or(Path::new("."));
@@ -790,7 +795,9 @@ impl Ctx {
                     .and_then(Value::as_str)
                     .map(str::to_string)
             };
-            if field("kind").as_deref() != Some("aws") {
+            if field("kind").as_deref() != Some("aws")
+                || field("account_id").as_deref() != Some(account)
+            {
                 continue;
             }
             let stack =

@@ -840,8 +840,9 @@ fn environment_names_are_checked() {
     );
 }
 
-/// The deploy roles' grants are scoped by `<stack_name>-*`: were `cqrs-dev` and `cqrs-dev-2` both `aws`
-/// environments, dev's role would reach the other's tables and functions. A local stack is not affected.
+/// The deploy roles' grants are scoped by `<stack_name>-*` within an account: were `cqrs-dev` and `cqrs-dev-2`
+/// both `aws` environments of one account, dev's role would reach the other's tables and functions. A local
+/// stack, or one in another account, is not affected.
 #[test]
 fn aws_stack_names_that_are_prefixes_of_one_another_are_refused() {
     let dev = format!("{AWS}stack_name: cqrs-dev\n");
@@ -866,4 +867,9 @@ fn aws_stack_names_that_are_prefixes_of_one_another_are_refused() {
     ]);
     config::load(dir.path(), "dev").unwrap();
     config::load(dir.path(), "qa").unwrap();
+    // Another account's environment may reuse the name: its grants are in its own account.
+    let dr =
+        "kind: aws\naccount_id: \"222233334444\"\nregion: eu-central-1\nstack_name: cqrs-dev\n";
+    let dir = config_dir(&[("dev", &dev), ("dr", dr)]);
+    config::load(dir.path(), "dev").unwrap();
 }
