@@ -598,6 +598,25 @@ impl Ctx {
             Some(_) => Some(EnvKind::Aws),
             None => None,
         };
+        if let (Some(mine), Some(EnvKind::Aws), Some(account)) =
+            (&stack_name, kind, &raw.account_id)
+        {
+            // The deploy role's grants are scoped by name prefix (`table/<stack>-*`, `function:<stack>-*`,
+            // `<stack>-*` queues, log groups and alarms) within its account: were one stack name a prefix of
+            // another's in the same account, one environment's role would reach the other's resources (and
+            // equal names would share the account-wide role names `<stack>-<function>`). Other accounts'
+            // environments may reuse a name (a disaster-recovery copy, say).
+            for (other_env, other) in self.other_aws_stacks(env_file, env, account, known_envs) {
+                if mine.starts_with(&other) || other.starts_with(mine.as_str()) {
+                    self.refuse(
+                        "stack_name",
+                        format!(
+                            "`{mine}` and `{other}` (environment `{other_env}`) start alike: the deploy role of one would be granted the other's resources (they are scoped by `<stack_name>-*`); choose stack names neither of which is a prefix of the other"
+                        ),
+                    );
+                }
+            }
+        }
         let protected =
             kind == Some(EnvKind::Aws) && (env == "prod" || raw.protected == Some(true));
 
@@ -749,6 +768,45 @@ impl Ctx {
             deploy: deploy?,
             local,
         })
+    }
+
+    /// The stack names of the other `aws` environments of `account` next to `env_file`, read as their files declare them
+    /// (or default them: `<app>-<env>`) without validating them; a file that does not parse is skipped here
+    /// (its own validation reports it).
+    fn other_aws_stacks(
+        &self,
+        env_file: &Path,
+        env: &str,
+        account: &str,
+        known_envs: &[String],
+    ) -> Vec<(String, String)> {
+        let dir = env_file.parent().unwrap_or(Path::new("."));
+        let mut out = Vec::new();
+        for other in known_envs.iter().filter(|e| e.as_str() != env) {
+            let Ok(text) = std::fs::read_to_string(dir.join(format!("{other}.yaml"))) else {
+                continue;
+            };
+            let Ok(doc) = serde_yaml::from_str::<Value>(&text) else {
+                continue;
+            };
+            let field = |key: &str| {
+                lookup(&doc, key)
+                    .or_else(|| lookup(&self.defaults_doc, key))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            if field("kind").as_deref() != Some("aws")
+                || field("account_id").as_deref() != Some(account)
+            {
+                continue;
+            }
+            let stack =
+                field("stack_name").or_else(|| field("app").map(|app| format!("{app}-{other}")));
+            if let Some(stack) = stack {
+                out.push((other.clone(), stack));
+            }
+        }
+        out
     }
 
     fn functions(&mut self, raw: RawFunctions, stack: &str) -> Option<Vec<FunctionPlan>> {

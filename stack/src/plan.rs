@@ -18,6 +18,23 @@ pub fn permissions_boundary_name(stack_name: &str) -> String {
     format!("{stack_name}-function-boundary")
 }
 
+/// The root of the IAM paths of every stack's function roles. The deploy roles never live under it.
+pub const FUNCTION_ROLE_PATH_ROOT: &str = "/cqrs/";
+
+/// The IAM path of the function roles of `stack_name`: `/cqrs/<stack>/`. The deploy role may create, change,
+/// delete and pass only roles under this path (`role/cqrs/<stack>/*`), so a role named like the stack but
+/// created by anyone else (`role/<stack>-admin`) is out of its reach, and one stack's grants never cover
+/// another's (`/cqrs/cqrs-dev/` is not a prefix of `/cqrs/cqrs-dev2/`).
+pub fn function_role_path(stack_name: &str) -> String {
+    format!("{FUNCTION_ROLE_PATH_ROOT}{stack_name}/")
+}
+
+/// The role name of one function: `<stack>-<function>` (at most 40 + 10 characters, so CloudFormation never
+/// truncates it as it does the names it generates).
+pub fn function_role_name(stack_name: &str, function: FunctionName) -> String {
+    format!("{stack_name}-{}", function.as_str())
+}
+
 /// The log group of the HTTP API stage's access logs.
 pub fn access_log_group_name(stack_name: &str) -> String {
     format!("/aws/apigateway/{stack_name}-access")

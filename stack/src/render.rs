@@ -189,6 +189,11 @@ fn view_model(plan: &Plan) -> Json {
         "alarms": is_aws && plan.alarms,
         "alarm_topic_arn": plan.alarm_topic_arn,
         "permissions_boundary": crate::plan::permissions_boundary_name(&plan.stack_name),
+        "function_role_path": crate::plan::function_role_path(&plan.stack_name),
+        "role_names": FunctionName::ALL
+            .into_iter()
+            .map(|f| (f.as_str().to_string(), Json::String(crate::plan::function_role_name(&plan.stack_name, f))))
+            .collect::<serde_json::Map<String, Json>>(),
         "operational_deletion_policy": if plan.retains_operational_resources() { "Retain" } else { "Delete" },
         "tags": tags,
         "events_table": table(&plan.events_table),

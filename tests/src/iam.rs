@@ -27,8 +27,12 @@ pub struct Statement {
 pub struct Role {
     pub logical_id: String,
     pub role_name: Option<String>,
+    /// The role's IAM path (`/cqrs/<stack>/` for the function roles); `None` when the template sets none (`/`).
+    pub path: Option<String>,
     pub statements: Vec<Statement>,
     pub boundary: Option<String>,
+    /// `ManagedPolicyArns`: policies attached as they are, outside the inline statements this model reads.
+    pub managed_policies: Vec<String>,
 }
 
 impl Role {
@@ -178,10 +182,15 @@ pub fn roles(template: &Value, account: &str) -> BTreeMap<String, Role> {
             id.clone(),
             Role {
                 logical_id: id.clone(),
-                role_name: p["RoleName"].as_str().map(str::to_string),
+                role_name: (!p["RoleName"].is_null()).then(|| resolve(&p["RoleName"], account)),
+                path: p["Path"].as_str().map(str::to_string),
                 statements,
                 boundary: (!p["PermissionsBoundary"].is_null())
                     .then(|| resolve(&p["PermissionsBoundary"], account)),
+                managed_policies: strings(&p["ManagedPolicyArns"])
+                    .iter()
+                    .map(|m| resolve(m, account))
+                    .collect(),
             },
         );
     }

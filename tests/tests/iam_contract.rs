@@ -1,18 +1,25 @@
 //! The deploy role's IAM contract, proven from authoritative sources for every `aws` environment:
 //!
-//! - it grants every permission CloudFormation's resource handlers list (`handlers.{create,read,update,
-//!   delete}.permissions` of the resource provider schemas) for every resource type of the stack template,
-//!   except the short [`EXCLUDED`] list, each line with its reason;
+//! - it grants every permission CloudFormation's resource provider schemas list for every resource type of
+//!   the stack template (`handlers.{create,read,update,delete}.permissions`, and `tagging.permissions` of
+//!   every taggable type: the stack's tags always reach them), except the [`EXCLUDED`] list, each line with
+//!   its reason. The schemas are the ones bundled with the pinned cfn-lint (`tests::tools::CFN_LINT_VERSION`);
+//!   each permission is checked on the ARNs of the stack's own resources of that type, or on `*` where IAM's
+//!   reference (also bundled with cfn-lint) lists no resource type for the action;
 //! - it grants every AWS operation the tool itself makes (`deployer::permissions::CALLS`) on the resource
 //!   the call targets, and a tidy scan proves that table lists every SDK call in `xtask/deployer/src`;
 //! - it grants nothing else, and no wildcard action;
 //! - no role in any rendered template can create or widen a role without the permissions boundary, pass a
-//!   role to anything but Lambda, or remove the boundary; every function role carries the boundary, and the
-//!   boundary covers what the function roles grant.
+//!   role to anything but Lambda, remove the boundary, or attach a managed policy; the deploy role touches
+//!   only roles under the stack's function role path; every function role carries the boundary, lives under
+//!   that path, and the boundary allows exactly what the function roles grant;
+//! - the artifact bucket grants hold only while the bucket is the account's (`s3:ResourceAccount`), and
+//!   `lambda:AddPermission` only for API Gateway (`lambda:Principal`).
 //!
-//! Each checker is also run on a seeded mistake (one action dropped, one unused action added, a condition
-//! removed) and must then fail, so a pass means something. Moto enforces no IAM, which is why this is read
-//! from the policies rather than observed.
+//! Each checker is also run, for every environment, on seeded mistakes (one action dropped, one granted on the
+//! wrong resource, one unused action added, a condition removed, a managed policy attached) and must then fail,
+//! so a pass means something. Moto enforces no IAM, which is why this is read from the policies (and AWS's
+//! published schemas) rather than observed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -139,13 +146,92 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "iam:DeleteRolePermissionsBoundary",
         "never granted: removing the boundary would let a role escape it",
     ),
+    (
+        "AWS::ApiGatewayV2::Stage",
+        "apigateway:TagResource",
+        "not an IAM action (IAM's reference, bundled with cfn-lint, has none; cfn-lint warns W3037): API Gateway authorizes tagging as apigateway:PUT on /tags/<arn>, granted in HttpApi and asserted below",
+    ),
+    (
+        "AWS::ApiGatewayV2::Stage",
+        "apigateway:UntagResource",
+        "not an IAM action: untagging is apigateway:DELETE on /tags/<arn>, granted in HttpApi",
+    ),
+    // Listed by the schemas of cfn-lint 1.58.0 (newer than May 2025) for features the templates do not use.
+    (
+        "AWS::Lambda::Function",
+        "s3files:*",
+        "no S3 Files mount (no FileSystemConfigs)",
+    ),
+    (
+        "AWS::Lambda::Function",
+        "lambda:PutFunctionScalingConfig",
+        "no capacity provider (Lambda managed instances): the functions run on the default compute",
+    ),
+    (
+        "AWS::Lambda::Function",
+        "lambda:GetFunctionScalingConfig",
+        "no capacity provider (Lambda managed instances)",
+    ),
+    (
+        "AWS::Lambda::Function",
+        "lambda:PassCapacityProvider",
+        "no capacity provider (Lambda managed instances)",
+    ),
+    (
+        "AWS::Lambda::Function",
+        "lambda:AssociateRuntimeAlias",
+        "no runtime alias: the functions use the OS-only runtime provided.al2023",
+    ),
+    (
+        "AWS::Lambda::Function",
+        "lambda:PublishVersion",
+        "no published versions (no AWS::Lambda::Version, no alias): the stack runs $LATEST; the deploy strategy work adds it with its versions",
+    ),
+    (
+        "AWS::DynamoDB::Table",
+        "dynamodb:CreateTableReplica",
+        "no replicas (AWS::DynamoDB::Table with no replica settings, not GlobalTable)",
+    ),
+    (
+        "AWS::DynamoDB::Table",
+        "dynamodb:AssociateTableReplica",
+        "no replicas",
+    ),
+    (
+        "AWS::DynamoDB::Table",
+        "dynamodb:UpdateItem",
+        "item writes the handler lists for table imports and replica seeding, neither used; the event log is append-only, so CI must not be able to rewrite an event",
+    ),
+    (
+        "AWS::DynamoDB::Table",
+        "dynamodb:DeleteItem",
+        "as dynamodb:UpdateItem: CI must not be able to delete an event",
+    ),
+    (
+        "AWS::DynamoDB::Table",
+        "dynamodb:BatchWriteItem",
+        "as dynamodb:UpdateItem: BatchWriteItem can delete events too",
+    ),
+    (
+        "AWS::Logs::LogGroup",
+        "logs:PutBearerTokenAuthentication",
+        "no bearer-token ingestion on the log groups",
+    ),
+    (
+        "AWS::Logs::LogGroup",
+        "logs:PutLogGroupDeletionProtection",
+        "no DeletionProtectionEnabled on the log groups (prod retains them with DeletionPolicy instead)",
+    ),
+    (
+        "AWS::Logs::LogGroup",
+        "logs:DeleteResourcePolicy",
+        "no ResourcePolicyDocument on the log groups; the access-log delivery policy is API Gateway's to manage",
+    ),
 ];
 
-/// Resource types whose schema declares no handlers (legacy providers), and what covers them instead.
-const NO_HANDLERS: &[(&str, &str)] = &[(
-    "AWS::ApiGatewayV2::Stage",
-    "API Gateway authorizes it by HTTP verb on /apis/* (granted for the API's own types) plus ACCESS_LOG_DELIVERY",
-)];
+/// Resource types whose schema declares no handlers (legacy providers), and what covers them instead. Empty
+/// since cfn-lint 1.58.0's schemas: the `AWS::ApiGatewayV2::Stage` schema now lists its handlers.
+const NO_HANDLERS: &[(&str, &str)] = &[];
 
 /// What API Gateway needs from the caller to send a stage's access logs to CloudWatch Logs (AWS API Gateway
 /// developer guide, "Configuring logging for an HTTP API": permissions of the user who configures logging).
@@ -160,7 +246,9 @@ const ACCESS_LOG_DELIVERY: &[&str] = &[
     "logs:UpdateLogDelivery",
 ];
 
-const HANDLERS: [&str; 4] = ["create", "read", "update", "delete"];
+/// The permission blocks of a schema the deploy role must cover: the four handlers CloudFormation calls for a
+/// stack's resources, and `tagging` (the schemas' `tagging.permissions`, for every taggable type).
+const HANDLERS: [&str; 5] = ["create", "read", "update", "delete", "tagging"];
 
 fn resource_types(template: &Value) -> BTreeSet<String> {
     template["Resources"]
@@ -173,9 +261,80 @@ fn resource_types(template: &Value) -> BTreeSet<String> {
 
 type Schemas = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
-fn schemas(types: &BTreeSet<String>) -> Schemas {
+fn schemas(types: &BTreeSet<String>, region: &str) -> Schemas {
     let types: Vec<&str> = types.iter().map(String::as_str).collect();
-    tests::tools::cfn_handler_permissions(&types)
+    tests::tools::cfn_schema_permissions(&types, region)
+}
+
+/// IAM's resource types of each action (`None`: not in IAM's reference; empty: `*` only).
+type ActionResources = BTreeMap<String, Option<Vec<String>>>;
+
+fn action_resources(schemas: &Schemas) -> ActionResources {
+    let actions: BTreeSet<&str> = schemas
+        .values()
+        .flat_map(|h| h.values().flatten())
+        .map(String::as_str)
+        .filter(|a| a.contains(':'))
+        .collect();
+    let actions: Vec<&str> = actions.into_iter().collect();
+    tests::tools::iam_action_resource_types(&actions)
+        .into_iter()
+        .map(|(a, r)| (a.to_ascii_lowercase(), r))
+        .collect()
+}
+
+/// The ARNs of the stack's own resources of `resource_type` that a handler's `action` touches, when the schema
+/// and the template say which: `*` for an action IAM scopes to no resource type, the stack's resources of the
+/// type (or the role, bucket or functions a cross-service permission acts on) otherwise. `None` where the
+/// resource is not the stack's to name (an action IAM does not know, a service no resource of ours is of).
+fn handler_arns(
+    plan: &Plan,
+    resource_type: &str,
+    action: &str,
+    resources: &ActionResources,
+) -> Option<Vec<String>> {
+    use deployer::permissions::Target::*;
+    let known = resources.get(&action.to_ascii_lowercase())?.as_ref()?;
+    if known.is_empty() {
+        return Some(vec!["*".into()]);
+    }
+    let (account, bucket) = (iam::account(plan), iam::bucket(plan));
+    let (region, stack) = (&plan.region, &plan.stack_name);
+    let target = |t: deployer::permissions::Target| Some(t.arns(plan, &account, &bucket));
+    let service = action.split(':').next().unwrap_or_default();
+    match (resource_type, service) {
+        ("AWS::DynamoDB::Table", "dynamodb") => target(Tables),
+        ("AWS::Lambda::Function" | "AWS::Lambda::Permission", "lambda") => target(Functions),
+        ("AWS::Lambda::Function", "s3") => target(ArtifactObjects),
+        (_, "iam") => Some(
+            stack::FunctionName::ALL
+                .iter()
+                .map(|f| function_role_arn(plan, *f))
+                .collect(),
+        ),
+        ("AWS::Lambda::EventSourceMapping", "lambda") => Some(vec![format!(
+            "arn:aws:lambda:{region}:{account}:event-source-mapping:0f6b2c1e-8d9a-4e52-9b7c-3a1d2e4f5a6b"
+        )]),
+        ("AWS::SQS::Queue", "sqs") => target(Queue),
+        ("AWS::Logs::LogGroup", "logs") => target(LogGroups),
+        ("AWS::CloudWatch::Alarm", "cloudwatch") => Some(vec![format!(
+            "arn:aws:cloudwatch:{region}:{account}:alarm:{stack}-ProjectorIteratorAgeAlarm-1A2B3C4D5E6F"
+        )]),
+        (t, "apigateway") if t.starts_with("AWS::ApiGatewayV2::") => Some(vec![format!(
+            "arn:aws:apigateway:{region}::/apis/a1b2c3d4e5"
+        )]),
+        _ => None,
+    }
+}
+
+/// The ARN of one function role of `plan`: its explicit name under the stack's function role path.
+fn function_role_arn(plan: &Plan, f: stack::FunctionName) -> String {
+    format!(
+        "arn:aws:iam::{}:role{}{}",
+        iam::account(plan),
+        stack::function_role_path(&plan.stack_name),
+        stack::function_role_name(&plan.stack_name, f)
+    )
 }
 
 fn excluded(resource_type: &str, action: &str) -> bool {
@@ -184,9 +343,12 @@ fn excluded(resource_type: &str, action: &str) -> bool {
         .any(|(t, a, _)| glob(t, resource_type, false) && glob(a, action, true))
 }
 
-/// The handler permissions of `types`, minus the exclusions: action (lowercase) -> the types needing it.
-fn required(types: &BTreeSet<String>, schemas: &Schemas) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// The schema permissions of `types`, minus the exclusions: action (lowercase) -> the (type, handler) needing it.
+fn required(
+    types: &BTreeSet<String>,
+    schemas: &Schemas,
+) -> BTreeMap<String, BTreeSet<(String, String)>> {
+    let mut out: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     for t in types {
         let handlers = &schemas[t];
         if handlers.is_empty() {
@@ -201,7 +363,7 @@ fn required(types: &BTreeSet<String>, schemas: &Schemas) -> BTreeMap<String, BTr
                 if !excluded(t, action) {
                     out.entry(action.to_ascii_lowercase())
                         .or_default()
-                        .insert(format!("{t} {h}"));
+                        .insert((t.clone(), h.to_string()));
                 }
             }
         }
@@ -216,16 +378,35 @@ fn deploy_role_problems(
     role: &Role,
     types: &BTreeSet<String>,
     schemas: &Schemas,
+    resources: &ActionResources,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems = scope_problems(plan, role);
     let required = required(types, schemas);
     for (action, needed_by) in &required {
         if !role.allows_action(action) {
             problems.push(format!(
-                "{}: missing {action}, needed by the {} handler(s)",
+                "{}: missing {action}, needed by the {} permissions",
                 plan.env,
-                needed_by.iter().cloned().collect::<Vec<_>>().join(", ")
+                needed_by
+                    .iter()
+                    .map(|(t, h)| format!("{t} {h}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
+            continue;
+        }
+        for (t, h) in needed_by {
+            for arn in handler_arns(plan, t, action, resources)
+                .into_iter()
+                .flatten()
+            {
+                if !role.allows(action, &arn) {
+                    problems.push(format!(
+                        "{}: grants {action}, but not on {arn}, which the {t} {h} permissions need it on",
+                        plan.env
+                    ));
+                }
+            }
         }
     }
     let (account, bucket) = (iam::account(plan), iam::bucket(plan));
@@ -286,6 +467,52 @@ fn deploy_role_problems(
     problems
 }
 
+/// Where the deploy role's grants reach: IAM actions only on the stack's function role path, bucket and
+/// object actions only while the bucket is the account's, invoke permissions only for API Gateway.
+fn scope_problems(plan: &Plan, role: &Role) -> Vec<String> {
+    let account = iam::account(plan);
+    let roles = format!(
+        "arn:aws:iam::{account}:role{}",
+        stack::function_role_path(&plan.stack_name)
+    );
+    let mut problems = Vec::new();
+    for s in role.statements.iter().filter(|s| s.allow) {
+        let sid = s.sid.as_deref().unwrap_or("(no sid)");
+        let grants = |p: &str| s.actions.iter().any(|a| glob(p, a, true));
+        if grants("iam:*") {
+            for r in s.resources.iter().filter(|r| !r.starts_with(&roles)) {
+                problems.push(format!(
+                    "{}: statement {sid} grants IAM actions on {r}, outside the function role path ({roles}*): any role matching it could be rewritten",
+                    plan.env
+                ));
+            }
+        }
+        if grants("s3:*")
+            && s.actions
+                .iter()
+                .any(|a| !a.eq_ignore_ascii_case("s3:CreateBucket"))
+        {
+            let owner = condition_values(&s.condition, "StringEquals", "s3:ResourceAccount");
+            if owner != [account.clone()] {
+                problems.push(format!(
+                    "{}: statement {sid} grants S3 actions without StringEquals s3:ResourceAccount = {account}: a bucket of that name in another account would be used (got {:?})",
+                    plan.env, s.condition
+                ));
+            }
+        }
+        if grants("lambda:AddPermission") {
+            let to = condition_values(&s.condition, "StringEquals", "lambda:Principal");
+            if to != ["apigateway.amazonaws.com"] {
+                problems.push(format!(
+                    "{}: statement {sid} grants lambda:AddPermission without StringEquals lambda:Principal = apigateway.amazonaws.com: it could open a function to anyone (got {:?})",
+                    plan.env, s.condition
+                ));
+            }
+        }
+    }
+    problems
+}
+
 struct Env {
     plan: Plan,
     role: Role,
@@ -326,14 +553,27 @@ fn all_types(envs: &[Env]) -> BTreeSet<String> {
     types
 }
 
+/// The schemas and IAM reference of the environments' region (all `aws` environments share it; a second
+/// region would need its own index, so the test says so).
+fn schemas_of(envs: &[Env], types: &BTreeSet<String>) -> (Schemas, ActionResources) {
+    let region = &envs[0].plan.region;
+    assert!(
+        envs.iter().all(|e| &e.plan.region == region),
+        "the aws environments span regions: read the schemas per region"
+    );
+    let schemas = schemas(types, region);
+    let resources = action_resources(&schemas);
+    (schemas, resources)
+}
+
 #[test]
 fn every_deploy_role_grants_exactly_the_handler_permissions_and_the_tools_calls() {
     let envs = environments();
     let types = all_types(&envs);
-    let schemas = schemas(&types);
+    let (schemas, resources) = schemas_of(&envs, &types);
     let problems: Vec<String> = envs
         .iter()
-        .flat_map(|e| deploy_role_problems(&e.plan, &e.role, &types, &schemas))
+        .flat_map(|e| deploy_role_problems(&e.plan, &e.role, &types, &schemas, &resources))
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // The findings that shipped before this contract, named so a regression reads clearly.
@@ -347,9 +587,35 @@ fn every_deploy_role_grants_exactly_the_handler_permissions_and_the_tools_calls(
             "iam:UpdateAssumeRolePolicy",
             "s3:DeleteObjectVersion",
             "s3:ListBucketVersions",
+            // Tagging permissions (the schemas' `tagging` blocks), missing until cfn-lint 1.58.0's schemas:
+            // since July 2024 GetFunction returns a function's tags only to a caller allowed ListTags.
+            "iam:ListRoleTags",
         ] {
             assert!(e.role.allows_action(action), "{}: {action}", e.plan.env);
         }
+        // API Gateway's tagging, which the Stage schema names apigateway:TagResource/UntagResource.
+        for verb in ["apigateway:PUT", "apigateway:DELETE"] {
+            assert!(
+                e.role.allows(
+                    verb,
+                    &format!(
+                        "arn:aws:apigateway:{}::/tags/arn%3Aaws%3Aapigateway%3A{}%3A%3A%2Fapis%2Fa1b2c3d4e5%2Fstages%2F%24default",
+                        e.plan.region, e.plan.region
+                    )
+                ),
+                "{}: {verb} on /tags",
+                e.plan.env
+            );
+        }
+        assert!(e.role.allows(
+            "lambda:ListTags",
+            &format!(
+                "arn:aws:lambda:{}:{}:function:{}-command",
+                e.plan.region,
+                iam::account(&e.plan),
+                e.plan.stack_name
+            )
+        ));
         assert!(e.role.allows(
             "logs:DescribeLogGroups",
             &format!(
@@ -382,61 +648,159 @@ fn with(role: &Role, action: &str) -> Role {
     r
 }
 
+/// Replaces the resources of the statement `sid`.
+fn moved(role: &Role, sid: &str, resources: Vec<String>) -> Role {
+    let mut r = role.clone();
+    for s in r
+        .statements
+        .iter_mut()
+        .filter(|s| s.sid.as_deref() == Some(sid))
+    {
+        s.resources = resources.clone();
+    }
+    r
+}
+
+/// Removes the condition of the statement `sid`.
+fn unconditioned(role: &Role, sid: &str) -> Role {
+    let mut r = role.clone();
+    for s in r
+        .statements
+        .iter_mut()
+        .filter(|s| s.sid.as_deref() == Some(sid))
+    {
+        s.condition = Value::Null;
+    }
+    r
+}
+
 #[test]
 fn the_deploy_role_contract_fails_on_a_dropped_a_misplaced_and_an_unused_action() {
     let envs = environments();
     let types = all_types(&envs);
-    let schemas = schemas(&types);
-    let e = &envs[0];
-    let check = |role: &Role| deploy_role_problems(&e.plan, role, &types, &schemas);
-    assert!(check(&e.role).is_empty());
+    let (schemas, resources) = schemas_of(&envs, &types);
+    for e in &envs {
+        let env = &e.plan.env;
+        let check = |role: &Role| deploy_role_problems(&e.plan, role, &types, &schemas, &resources);
+        assert!(check(&e.role).is_empty(), "{env}");
+        let account = iam::account(&e.plan);
 
-    // A handler permission dropped (what broke prod's first rollback).
-    let p = check(&without(&e.role, "iam:ListRolePolicies"));
-    assert!(
-        p.iter()
-            .any(|p| p.contains("missing iam:listrolepolicies") && p.contains("AWS::IAM::Role")),
-        "{p:?}"
-    );
-    // A tool call dropped (what broke the first deploy).
-    let p = check(&without(&e.role, "cloudformation:DescribeStackResource"));
-    assert!(
-        p.iter()
-            .any(|p| p.contains("cloudformation:DescribeStackResource on arn:aws:cloudformation:")),
-        "{p:?}"
-    );
-    // A tool call granted on the wrong resource: only the bucket, not its objects.
-    let mut misplaced = e.role.clone();
-    for s in &mut misplaced.statements {
-        if s.sid.as_deref() == Some("ArtifactObjects") {
-            s.resources = vec![format!("arn:aws:s3:::{}", iam::bucket(&e.plan))];
+        // A handler permission dropped (what broke prod's first rollback).
+        let p = check(&without(&e.role, "iam:ListRolePolicies"));
+        assert!(
+            p.iter().any(|p| p.contains("missing iam:listrolepolicies")
+                && p.contains("AWS::IAM::Role")),
+            "{env}: {p:?}"
+        );
+        // A tagging permission dropped (what would have broken the first update with stack tags).
+        let p = check(&without(&e.role, "iam:ListRoleTags"));
+        assert!(
+            p.iter()
+                .any(|p| p.contains("missing iam:listroletags")
+                    && p.contains("AWS::IAM::Role tagging")),
+            "{env}: {p:?}"
+        );
+        // A handler permission granted, but not on the stack's resource of that type: ListTags only on event
+        // source mappings, as before, not on the functions.
+        let mut misplaced = without(&e.role, "lambda:ListTags");
+        misplaced
+            .statements
+            .iter_mut()
+            .find(|s| s.sid.as_deref() == Some("EventSourceMappingReads"))
+            .unwrap()
+            .actions
+            .push("lambda:ListTags".into());
+        let p = check(&misplaced);
+        assert!(
+            p.iter().any(
+                |p| p.contains("grants lambda:listtags, but not on arn:aws:lambda:")
+                    && p.contains(":function:")
+            ),
+            "{env}: {p:?}"
+        );
+        // A handler permission IAM scopes to no resource, granted on one (a denied deploy on AWS).
+        let p = check(&moved(
+            &e.role,
+            "LogAccountLevel",
+            vec![format!(
+                "arn:aws:logs:{}:{account}:log-group:/aws/lambda/{}-*",
+                e.plan.region, e.plan.stack_name
+            )],
+        ));
+        assert!(
+            p.iter()
+                .any(|p| p.contains("grants logs:createlogdelivery, but not on *")),
+            "{env}: {p:?}"
+        );
+        // A tool call dropped (what broke the first deploy).
+        let p = check(&without(&e.role, "cloudformation:DescribeStackResource"));
+        assert!(
+            p.iter()
+                .any(|p| p
+                    .contains("cloudformation:DescribeStackResource on arn:aws:cloudformation:")),
+            "{env}: {p:?}"
+        );
+        // A tool call granted on the wrong resource: only the bucket, not its objects.
+        let p = check(&moved(
+            &e.role,
+            "ArtifactObjects",
+            vec![format!("arn:aws:s3:::{}", iam::bucket(&e.plan))],
+        ));
+        assert!(
+            p.iter()
+                .any(|p| p.contains("missing s3:PutObject on arn:aws:s3:::")),
+            "{env}: {p:?}"
+        );
+        // IAM grants back on the stack-name prefix (any `role/<stack>-*` could be rewritten).
+        let p = check(&moved(
+            &e.role,
+            "FunctionRolesRead",
+            vec![format!(
+                "arn:aws:iam::{account}:role/{}-*",
+                e.plan.stack_name
+            )],
+        ));
+        assert!(
+            p.iter()
+                .any(|p| p.contains("FunctionRolesRead grants IAM actions on arn:aws:iam::")),
+            "{env}: {p:?}"
+        );
+        // The bucket grants without the owner condition; AddPermission for any principal.
+        for sid in ["ArtifactBucket", "ArtifactObjects"] {
+            let p = check(&unconditioned(&e.role, sid));
+            assert!(
+                p.iter().any(|p| p.contains(&format!(
+                    "{sid} grants S3 actions without StringEquals s3:ResourceAccount"
+                ))),
+                "{env}: {p:?}"
+            );
         }
+        let p = check(&unconditioned(&e.role, "FunctionInvokePermissions"));
+        assert!(
+            p.iter()
+                .any(|p| p.contains("lambda:AddPermission without StringEquals lambda:Principal")),
+            "{env}: {p:?}"
+        );
+        // An action nobody needs, and a wildcard.
+        let p = check(&with(&e.role, "dynamodb:DeleteItem"));
+        assert!(
+            p.iter()
+                .any(|p| p.contains("grants dynamodb:DeleteItem, which no")),
+            "{env}: {p:?}"
+        );
+        let p = check(&with(&e.role, "lambda:*"));
+        assert!(
+            p.iter().any(|p| p.contains("wildcard action lambda:*")),
+            "{env}: {p:?}"
+        );
     }
-    let p = check(&misplaced);
-    assert!(
-        p.iter()
-            .any(|p| p.contains("missing s3:PutObject on arn:aws:s3:::")),
-        "{p:?}"
-    );
-    // An action nobody needs, and a wildcard.
-    let p = check(&with(&e.role, "dynamodb:DeleteItem"));
-    assert!(
-        p.iter()
-            .any(|p| p.contains("grants dynamodb:DeleteItem, which no")),
-        "{p:?}"
-    );
-    let p = check(&with(&e.role, "lambda:*"));
-    assert!(
-        p.iter().any(|p| p.contains("wildcard action lambda:*")),
-        "{p:?}"
-    );
 }
 
 #[test]
 fn every_resource_type_of_the_stack_has_handler_permissions_or_a_reason() {
     let envs = environments();
     let types = all_types(&envs);
-    let schemas = schemas(&types);
+    let (schemas, _) = schemas_of(&envs, &types);
     for t in &types {
         let has = HANDLERS.iter().any(|h| schemas[t].contains_key(*h));
         let listed = NO_HANDLERS.iter().any(|(n, _)| n == t);
@@ -658,6 +1022,13 @@ fn condition_values(condition: &Value, operator: &str, key: &str) -> Vec<String>
 fn escalation_problems(role: &Role, boundary: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let id = &role.logical_id;
+    // A managed policy is attached as it is: nothing in the template shows what it allows, so no check here
+    // could bound it (AdministratorAccess would pass every inline-statement rule).
+    for m in &role.managed_policies {
+        problems.push(format!(
+            "{id}: attaches the managed policy {m} (ManagedPolicyArns); grant inline statements instead, which these checks read"
+        ));
+    }
     for s in role.statements.iter().filter(|s| s.allow) {
         let grants = |action: &str| s.actions.iter().any(|a| glob(a, action, true));
         for a in &s.actions {
@@ -727,53 +1098,67 @@ fn no_role_of_any_template_can_create_or_widen_a_role_without_the_boundary() {
 }
 
 #[test]
-fn the_escalation_check_fails_on_a_removed_condition_a_wildcard_and_a_boundary_removal() {
-    let e = environments().remove(0);
-    let boundary = boundary_arn(&e.plan);
-    let mut no_condition = e.role.clone();
-    for s in &mut no_condition.statements {
-        if s.sid.as_deref() == Some("FunctionRolesOnlyWithBoundary") {
-            s.condition = Value::Null;
+fn the_escalation_check_fails_on_a_removed_condition_a_wildcard_a_boundary_removal_and_a_managed_policy()
+ {
+    for e in environments() {
+        let env = &e.plan.env;
+        let boundary = boundary_arn(&e.plan);
+        let p = escalation_problems(
+            &unconditioned(&e.role, "FunctionRolesOnlyWithBoundary"),
+            &boundary,
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.contains("iam:CreateRole without the condition")),
+            "{env}: {p:?}"
+        );
+        let mut other_boundary = e.role.clone();
+        for s in &mut other_boundary.statements {
+            if s.sid.as_deref() == Some("FunctionRolesOnlyWithBoundary") {
+                s.condition = json!({"StringEquals": {"iam:PermissionsBoundary": "arn:aws:iam::aws:policy/AdministratorAccess"}});
+            }
         }
+        assert!(
+            !escalation_problems(&other_boundary, &boundary).is_empty(),
+            "{env}"
+        );
+        let p = escalation_problems(
+            &unconditioned(&e.role, "PassFunctionRolesToLambdaOnly"),
+            &boundary,
+        );
+        assert!(
+            p.iter().any(|p| p.contains("iam:PassRole not limited")),
+            "{env}: {p:?}"
+        );
+        let p = escalation_problems(&with(&e.role, "lambda:*"), &boundary);
+        assert!(
+            p.iter().any(|p| p.contains("wildcard action lambda:*")),
+            "{env}: {p:?}"
+        );
+        let p = escalation_problems(
+            &with(&e.role, "iam:DeleteRolePermissionsBoundary"),
+            &boundary,
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.contains("grants iam:DeleteRolePermissionsBoundary")),
+            "{env}: {p:?}"
+        );
+        // A managed policy added to a function role of the stack template, as a template edit would.
+        let mut template = e.template.clone();
+        template["Resources"]["CommandRole"]["Properties"]["ManagedPolicyArns"] =
+            json!(["arn:aws:iam::aws:policy/AdministratorAccess"]);
+        let command = iam::roles(&template, &iam::account(&e.plan))
+            .remove("CommandRole")
+            .unwrap();
+        let p = escalation_problems(&command, &boundary);
+        assert!(
+            p.iter().any(|p| p.contains(
+                "CommandRole: attaches the managed policy arn:aws:iam::aws:policy/AdministratorAccess"
+            )),
+            "{env}: {p:?}"
+        );
     }
-    let p = escalation_problems(&no_condition, &boundary);
-    assert!(
-        p.iter()
-            .any(|p| p.contains("iam:CreateRole without the condition")),
-        "{p:?}"
-    );
-    let mut other_boundary = e.role.clone();
-    for s in &mut other_boundary.statements {
-        if s.sid.as_deref() == Some("FunctionRolesOnlyWithBoundary") {
-            s.condition = json!({"StringEquals": {"iam:PermissionsBoundary": "arn:aws:iam::aws:policy/AdministratorAccess"}});
-        }
-    }
-    assert!(!escalation_problems(&other_boundary, &boundary).is_empty());
-    let mut pass_anywhere = e.role.clone();
-    for s in &mut pass_anywhere.statements {
-        if s.actions.iter().any(|a| a == "iam:PassRole") {
-            s.condition = Value::Null;
-        }
-    }
-    let p = escalation_problems(&pass_anywhere, &boundary);
-    assert!(
-        p.iter().any(|p| p.contains("iam:PassRole not limited")),
-        "{p:?}"
-    );
-    let p = escalation_problems(&with(&e.role, "lambda:*"), &boundary);
-    assert!(
-        p.iter().any(|p| p.contains("wildcard action lambda:*")),
-        "{p:?}"
-    );
-    let p = escalation_problems(
-        &with(&e.role, "iam:DeleteRolePermissionsBoundary"),
-        &boundary,
-    );
-    assert!(
-        p.iter()
-            .any(|p| p.contains("grants iam:DeleteRolePermissionsBoundary")),
-        "{p:?}"
-    );
 }
 
 /// The ARN of a symbolic resource of the stack template (`EventsTable`, `EventsTable.StreamArn`,
@@ -841,8 +1226,10 @@ fn every_function_role_carries_the_boundary_and_stays_inside_it() {
         let cap = Role {
             logical_id: "boundary".into(),
             role_name: None,
+            path: None,
             statements: iam::statements(&policy["Properties"]["PolicyDocument"], &account),
             boundary: None,
+            managed_policies: Vec::new(),
         };
         assert!(
             cap.statements
@@ -856,6 +1243,8 @@ fn every_function_role_carries_the_boundary_and_stays_inside_it() {
         );
         let functions = iam::roles(&e.template, &account);
         assert_eq!(functions.len(), 3, "{}", e.plan.env);
+        // Every boundary grant is one some function role makes (the boundary is no wider than the code).
+        let mut used: BTreeSet<String> = BTreeSet::new();
         for role in functions.values() {
             assert_eq!(
                 role.boundary.as_deref(),
@@ -864,6 +1253,23 @@ fn every_function_role_carries_the_boundary_and_stays_inside_it() {
                 e.plan.env,
                 role.logical_id
             );
+            // Named and pathed explicitly, under the path the deploy role's IAM grants are scoped to.
+            assert_eq!(
+                role.path.as_deref(),
+                Some(stack::function_role_path(&e.plan.stack_name).as_str()),
+                "{}: {}",
+                e.plan.env,
+                role.logical_id
+            );
+            assert!(
+                role.role_name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&format!("{}-", e.plan.stack_name))),
+                "{}: {} has no explicit RoleName",
+                e.plan.env,
+                role.logical_id
+            );
+            used.extend(role.actions().iter().map(|a| a.to_ascii_lowercase()));
             for s in role.statements.iter().filter(|s| s.allow) {
                 for a in &s.actions {
                     for r in &s.resources {
@@ -877,6 +1283,13 @@ fn every_function_role_carries_the_boundary_and_stays_inside_it() {
                     }
                 }
             }
+        }
+        for a in cap.actions() {
+            assert!(
+                used.contains(&a.to_ascii_lowercase()),
+                "{}: the boundary allows {a}, which no function role grants: trim it in templates/oidc-roles.yaml.hbs (and re-run the bootstrap)",
+                e.plan.env
+            );
         }
     }
 }

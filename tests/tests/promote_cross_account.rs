@@ -40,8 +40,18 @@ const FOREIGN_ACCOUNT: &str = "333333333333";
 const STATIC_ELF: &str = "/sbin/ldconfig";
 
 /// `dev` -> `staging` across accounts and regions; `qa`, whose config names an account the credentials can
-/// never reach (no role, base credentials of moto's default account); `dr`, dev's stack name and account in
-/// another region, which would share dev's artifact bucket (`<stack>-artifacts-<account>`) across regions.
+/// never reach (no role, base credentials of moto's default account). ([`DR`], dev's stack name and account in
+/// another region, is written only at the end: the config refuses it.)
+/// `dr`: dev's stack name and account in another region. It would share dev's artifact bucket
+/// (`<stack>-artifacts-<account>`) across regions and dev's account-wide role names (`<stack>-<function>`).
+fn dr_config() -> String {
+    format!(
+        "kind: aws\nstack_name: xa-dev\naccount_id: \"{SOURCE_ACCOUNT}\"\nregion: {TARGET_REGION}\n\
+         role_arn: arn:aws:iam::{SOURCE_ACCOUNT}:role/xa-dev-deploy\ntags:\n  environment: dr\n\
+         deploy:\n  promote_from: dev\n"
+    )
+}
+
 fn write_config(dir: &Path) -> PathBuf {
     let cfg = dir.join("config");
     std::fs::create_dir_all(&cfg).unwrap();
@@ -71,14 +81,6 @@ fn write_config(dir: &Path) -> PathBuf {
             format!(
                 "kind: aws\nstack_name: xa-qa\naccount_id: \"{FOREIGN_ACCOUNT}\"\nregion: {TARGET_REGION}\n\
                  tags:\n  environment: qa\ndeploy:\n  promote_from: staging\n"
-            ),
-        ),
-        (
-            "dr",
-            format!(
-                "kind: aws\nstack_name: xa-dev\naccount_id: \"{SOURCE_ACCOUNT}\"\nregion: {TARGET_REGION}\n\
-                 role_arn: arn:aws:iam::{SOURCE_ACCOUNT}:role/xa-dev-deploy\ntags:\n  environment: dr\n\
-                 deploy:\n  promote_from: dev\n"
             ),
         ),
     ];
@@ -450,16 +452,14 @@ async fn a_release_is_promoted_into_another_account_and_region_bit_for_bit() {
     // ... before anything was downloaded or materialized for it.
     assert!(!deployer::build::dist_dir(&dir.join("cli-target"), "qa").exists());
 
-    // 7. A target that would share the source's bucket across regions is refused with the reason (on AWS the
-    //    deploy would fail later: Lambda reads code only from a bucket in its own region).
-    let (out, json) = promote_cli(dir, &moto, &config, "dev", "dr");
-    assert_eq!(out.status.code(), Some(3), "{json}\n{}", stderr(&out));
-    let error = json["error"].as_str().unwrap();
+    // 7. A target that would share the source's bucket (`{src_bucket}`) across regions is refused by the
+    //    config itself, before promotion's own guard (on AWS the deploy would fail later: Lambda reads code
+    //    only from a bucket in its own region, and the function role names would clash in the account).
+    std::fs::write(config.join("dr.yaml"), dr_config()).unwrap();
+    let err = stack::config::load(&config, "dr").unwrap_err().to_string();
     assert!(
-        error.contains(&format!(
-            "resolve to the same artifact bucket `{src_bucket}`"
-        )),
-        "{error}"
+        err.contains("stack_name: refused: `xa-dev` and `xa-dev` (environment `dev`) start alike"),
+        "{src_bucket}: {err}"
     );
     assert!(!stack_exists(&src_in_target_region, "xa-dev").await);
 }

@@ -103,7 +103,10 @@ fn every_aws_environment_gets_its_configured_role_trusting_only_its_github_envir
             "{policy}"
         );
         assert!(
-            policy.contains(&format!("role/{}-*", plan.stack_name)),
+            policy.contains(&format!(
+                "role{}*",
+                stack::function_role_path(&plan.stack_name)
+            )),
             "{policy}"
         );
     }

@@ -839,3 +839,37 @@ fn environment_names_are_checked() {
         "{err}"
     );
 }
+
+/// The deploy roles' grants are scoped by `<stack_name>-*` within an account: were `cqrs-dev` and `cqrs-dev-2`
+/// both `aws` environments of one account, dev's role would reach the other's tables and functions. A local
+/// stack, or one in another account, is not affected.
+#[test]
+fn aws_stack_names_that_are_prefixes_of_one_another_are_refused() {
+    let dev = format!("{AWS}stack_name: cqrs-dev\n");
+    let dev2 = format!("{AWS}stack_name: cqrs-dev-2\n");
+    let dir = config_dir(&[("dev", &dev), ("dev2", &dev2), ("local", LOCAL)]);
+    for (env, file) in [("dev", "dev.yaml"), ("dev2", "dev2.yaml")] {
+        let err = config::load(dir.path(), env).expect_err("prefix stack names are refused");
+        assert!(err.has_unsafe_setting(), "{err}");
+        assert_problem(
+            dir.path(),
+            &err,
+            file,
+            "stack_name",
+            &["`cqrs-dev", "start alike", "neither of which is a prefix"],
+        );
+    }
+    // Names that only share a beginning are fine, and a local environment never counts.
+    let dir = config_dir(&[
+        ("dev", &dev),
+        ("qa", &format!("{AWS}stack_name: cqrs-qa\n")),
+        ("local", &format!("{LOCAL}stack_name: cqrs-dev-local\n")),
+    ]);
+    config::load(dir.path(), "dev").unwrap();
+    config::load(dir.path(), "qa").unwrap();
+    // Another account's environment may reuse the name: its grants are in its own account.
+    let dr =
+        "kind: aws\naccount_id: \"222233334444\"\nregion: eu-central-1\nstack_name: cqrs-dev\n";
+    let dir = config_dir(&[("dev", &dev), ("dr", dr)]);
+    config::load(dir.path(), "dev").unwrap();
+}

@@ -168,8 +168,10 @@ fn default_config_dir() -> PathBuf {
 
 /// Logs of the tool itself go to stderr so stdout stays clean for `--output json`.
 pub fn init_tracing(verbose: u8) {
+    // By default only the tool's own warnings: a dependency's (aws-config's "provider failed to provide
+    // credentials", say) repeat what the tool's error says better. `-v` shows them.
     let level = match verbose {
-        0 => "warn",
+        0 => "error,xtask=warn,deployer=warn,local_engine=warn,stack=warn",
         1 => "info,xtask=debug,deployer=debug,local_engine=debug",
         _ => "debug",
     };

@@ -1,14 +1,23 @@
 //! The artifact bucket: created by the tool outside the stack (the stack's functions need their code before
 //! the stack exists), versioned, encrypted, closed to the public, and tagged so that teardown deletes only a
 //! bucket this tool created. Uploads are content-addressed: a key that exists already holds the same bytes.
+//!
+//! The bucket's name is predictable (`<stack>-artifacts-<account>`) and a teardown frees it, so anyone could
+//! create it in their own account. Every S3 call therefore states the account that must own the bucket
+//! (`ExpectedBucketOwner`, [`expected_owner`]): S3 refuses a call on a bucket of another account instead of
+//! reading our releases from it or writing them into it. (The deploy role's grants carry the same condition,
+//! `s3:ResourceAccount`.) Old object versions expire ([`NONCURRENT_VERSION_DAYS`]), so the versioned bucket
+//! does not grow with every release forever; current objects (the releases a stack can run) never expire.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
-    ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    Tag, Tagging, VersioningConfiguration,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
+    BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
@@ -32,15 +41,46 @@ pub fn bucket_name(plan: &Plan, account: Option<&str>) -> String {
     name
 }
 
-/// Creates the bucket if it is missing (returns whether it did), then makes sure versioning, encryption and
-/// the public access block are on: re-applying them is cheap and repairs a bucket someone changed.
+/// The account that must own `bucket`: the 12 digits its name ends with. [`bucket_name`] puts the account
+/// there that `aws::verify_account` checked the credentials against, so the owner every call expects is the
+/// environment's own. `None` for a bucket without an account in its name (`local`, on the local endpoint).
+pub fn expected_owner(bucket: &str) -> Option<String> {
+    let (_, tail) = bucket.rsplit_once('-')?;
+    (tail.len() == 12 && tail.bytes().all(|b| b.is_ascii_digit())).then(|| tail.to_string())
+}
+
+/// How long an overwritten or deleted object version is kept before S3 expires it. Releases are stored
+/// under content-addressed keys and never overwritten, so this only bounds drift records, smoke results and
+/// anything deleted by hand.
+pub const NONCURRENT_VERSION_DAYS: i32 = 30;
+
+/// Creates the bucket if it is missing (returns whether it did), then makes sure versioning, encryption,
+/// the lifecycle rule and the public access block are on: re-applying them is cheap and repairs a bucket
+/// someone changed. A bucket of that name owned by another account is refused, never used.
 pub async fn ensure_bucket(
     s3: &Client,
     bucket: &str,
     region: &str,
     stack_name: &str,
 ) -> Result<bool> {
-    let exists = s3.head_bucket().bucket(bucket).send().await.is_ok();
+    let exists = match s3
+        .head_bucket()
+        .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
+        .send()
+        .await
+    {
+        Ok(_) => true,
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => false,
+        Err(err) => {
+            return Err(Error::aws(format!(
+                "checking the artifact bucket `{bucket}`: it exists but is not owned by account {}, or the deploy \
+                 role lacks s3:ListBucket on it. Bucket names are global: if another account holds the name, \
+                 set a different `stack_name` (the bucket is `<stack_name>-artifacts-<account>`)",
+                expected_owner(bucket).as_deref().unwrap_or("(local)")
+            ))(err));
+        }
+    };
     if !exists {
         let mut req = s3.create_bucket().bucket(bucket);
         if region != "us-east-1" && !region.is_empty() {
@@ -65,6 +105,7 @@ pub async fn ensure_bucket(
             .expect("tag set is set");
         s3.put_bucket_tagging()
             .bucket(bucket)
+            .set_expected_bucket_owner(expected_owner(bucket))
             .tagging(tagging)
             .send()
             .await
@@ -74,6 +115,7 @@ pub async fn ensure_bucket(
     }
     s3.put_bucket_versioning()
         .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
         .versioning_configuration(
             VersioningConfiguration::builder()
                 .status(BucketVersioningStatus::Enabled)
@@ -92,6 +134,7 @@ pub async fn ensure_bucket(
         .build();
     s3.put_bucket_encryption()
         .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
         .server_side_encryption_configuration(
             ServerSideEncryptionConfiguration::builder()
                 .rules(rule)
@@ -101,8 +144,39 @@ pub async fn ensure_bucket(
         .send()
         .await
         .map_err(Error::aws(format!("enabling encryption on `{bucket}`")))?;
+    let lifecycle = LifecycleRule::builder()
+        .id("expire-noncurrent-versions")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .noncurrent_version_expiration(
+            NoncurrentVersionExpiration::builder()
+                .noncurrent_days(NONCURRENT_VERSION_DAYS)
+                .build(),
+        )
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(7)
+                .build(),
+        )
+        .build()
+        .expect("status is set");
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(lifecycle)
+                .build()
+                .expect("rules are set"),
+        )
+        .send()
+        .await
+        .map_err(Error::aws(format!(
+            "setting the lifecycle rule of `{bucket}`"
+        )))?;
     s3.put_public_access_block()
         .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
         .public_access_block_configuration(
             PublicAccessBlockConfiguration::builder()
                 .block_public_acls(true)
@@ -169,6 +243,7 @@ where
     if s3
         .head_object()
         .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
         .key(key)
         .send()
         .await
@@ -179,6 +254,7 @@ where
     }
     s3.put_object()
         .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
         .key(key)
         .body(body().await?)
         .server_side_encryption(ServerSideEncryption::Aes256)
@@ -199,6 +275,7 @@ pub async fn read_manifest(
     let out = s3
         .get_object()
         .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
         .key(&key)
         .send()
         .await
@@ -222,17 +299,29 @@ pub async fn read_manifest(
 /// is an error naming the permission, so a deploy role missing `s3:ListBucket` or `s3:GetBucketTagging` does
 /// not make teardown silently leave the bucket behind.
 pub async fn is_ours(s3: &Client, bucket: &str, stack_name: &str) -> Result<bool> {
-    match s3.head_bucket().bucket(bucket).send().await {
+    match s3
+        .head_bucket()
+        .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
+        .send()
+        .await
+    {
         Ok(_) => {}
         Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(false),
         Err(err) => {
             return Err(Error::aws(format!(
                 "checking the artifact bucket `{bucket}` (s3:ListBucket on arn:aws:s3:::{bucket}); \
-                 if access is denied, grant s3:ListBucket to the deploy role (templates/oidc-roles.yaml.hbs)"
+                 a bucket owned by another account is refused too (ExpectedBucketOwner); if access is denied, grant s3:ListBucket to the deploy role (templates/oidc-roles.yaml.hbs)"
             ))(err));
         }
     }
-    let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
+    let tags = match s3
+        .get_bucket_tagging()
+        .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
+        .send()
+        .await
+    {
         Ok(t) => t,
         Err(err)
             if err.as_service_error().and_then(ProvideErrorMetadata::code)
@@ -262,6 +351,7 @@ pub async fn empty_and_delete(s3: &Client, bucket: &str) -> Result<usize> {
         let page = s3
             .list_object_versions()
             .bucket(bucket)
+            .set_expected_bucket_owner(expected_owner(bucket))
             .set_key_marker(key_marker.clone())
             .set_version_id_marker(version_marker.clone())
             .send()
@@ -292,6 +382,7 @@ pub async fn empty_and_delete(s3: &Client, bucket: &str) -> Result<usize> {
             deleted += chunk.len();
             s3.delete_objects()
                 .bucket(bucket)
+                .set_expected_bucket_owner(expected_owner(bucket))
                 .delete(
                     Delete::builder()
                         .set_objects(Some(chunk.to_vec()))
@@ -311,6 +402,7 @@ pub async fn empty_and_delete(s3: &Client, bucket: &str) -> Result<usize> {
     }
     s3.delete_bucket()
         .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
         .send()
         .await
         .map_err(Error::aws(format!(
@@ -352,16 +444,102 @@ mod tests {
     const HEAD: &str = "https://b.s3.us-east-1.amazonaws.com/";
     const TAGS: &str = "https://b.s3.us-east-1.amazonaws.com/?tagging";
 
-    async fn is_ours_with(events: Vec<ReplayEvent>) -> Result<bool> {
-        let replay = StaticReplayClient::new(events);
+    async fn client(replay: &StaticReplayClient) -> Client {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
-            .http_client(replay)
+            .http_client(replay.clone())
+            .retry_config(aws_config::retry::RetryConfig::disabled())
             .load()
             .await;
-        let s3 = crate::aws::Clients::from_sdk_config(&sdk).s3;
-        is_ours(&s3, "b", "cqrs-dev").await
+        crate::aws::Clients::from_sdk_config(&sdk).s3
+    }
+
+    async fn is_ours_with(events: Vec<ReplayEvent>) -> Result<bool> {
+        let replay = StaticReplayClient::new(events);
+        is_ours(&client(&replay).await, "b", "cqrs-dev").await
+    }
+
+    /// A bucket named for an AWS account: every call must carry that account as the expected owner.
+    const OURS: &str = "cqrs-dev-artifacts-111111111111";
+
+    fn ours(method: &str, query: &str, status: u16, body: &str) -> ReplayEvent {
+        answer(
+            method,
+            &format!("https://{OURS}.s3.us-east-1.amazonaws.com/{query}"),
+            status,
+            body,
+        )
+    }
+
+    #[test]
+    fn the_expected_owner_is_the_account_in_the_bucket_name() {
+        assert_eq!(expected_owner(OURS).as_deref(), Some("111111111111"));
+        assert_eq!(expected_owner("cqrs-local-artifacts-local"), None);
+        assert_eq!(expected_owner("b"), None);
+        assert_eq!(expected_owner("cqrs-dev-artifacts-11111111111x"), None);
+    }
+
+    #[tokio::test]
+    async fn every_s3_call_names_the_account_that_must_own_the_bucket() {
+        // An existing bucket: head, then the settings re-applied; then is_ours, an upload check, emptying.
+        let replay = StaticReplayClient::new(vec![
+            ours("HEAD", "", 200, ""),
+            ours("PUT", "?versioning", 200, ""),
+            ours("PUT", "?encryption", 200, ""),
+            ours("PUT", "?lifecycle", 200, ""),
+            ours("PUT", "?publicAccessBlock", 200, ""),
+            ours("HEAD", "", 200, ""),
+            ours(
+                "GET",
+                "?tagging",
+                200,
+                "<Tagging><TagSet></TagSet></Tagging>",
+            ),
+            ours(
+                "GET",
+                "?versions",
+                200,
+                "<ListVersionsResult><IsTruncated>false</IsTruncated></ListVersionsResult>",
+            ),
+            ours("DELETE", "", 204, ""),
+        ]);
+        let s3 = client(&replay).await;
+        assert!(
+            !ensure_bucket(&s3, OURS, "us-east-1", "cqrs-dev")
+                .await
+                .unwrap()
+        );
+        assert!(!is_ours(&s3, OURS, "cqrs-dev").await.unwrap());
+        assert_eq!(empty_and_delete(&s3, OURS).await.unwrap(), 0);
+        let requests = replay.actual_requests().collect::<Vec<_>>();
+        assert_eq!(requests.len(), 9);
+        for r in requests {
+            assert_eq!(
+                r.headers().get("x-amz-expected-bucket-owner"),
+                Some("111111111111"),
+                "{} {} carries no expected owner",
+                r.method(),
+                r.uri()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bucket_of_our_name_owned_by_another_account_is_refused_not_used() {
+        // S3 answers 403 to HeadBucket when ExpectedBucketOwner does not match the owner.
+        let replay = StaticReplayClient::new(vec![ours("HEAD", "", 403, "")]);
+        let err = ensure_bucket(&client(&replay).await, OURS, "us-east-1", "cqrs-dev")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is not owned by account 111111111111"),
+            "{err}"
+        );
+        assert!(err.contains("set a different `stack_name`"), "{err}");
+        // Nothing was created or written: the only request was the check.
+        assert_eq!(replay.actual_requests().count(), 1);
     }
 
     #[tokio::test]

@@ -140,6 +140,31 @@ pub async fn connect(plan: &Plan, endpoint_url: Option<&str>) -> Result<(Clients
     Ok((clients, account))
 }
 
+/// Whether an SDK error means that no credentials could be found: a `CredentialsError` in its chain of
+/// sources (the standard chain gave up: every source was empty, or the last one, instance metadata, failed),
+/// also under the role assumption, whose own STS call then had no base credentials. When base credentials
+/// were found and AWS answered the role assumption (denying `sts:AssumeRole`, say), that answer is the error
+/// to show, so this is false.
+fn no_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    type AssumeRoleFailure = aws_sdk_sts::error::SdkError<
+        aws_sdk_sts::operation::assume_role::AssumeRoleError,
+        aws_sdk_sts::config::http::HttpResponse,
+    >;
+    let mut found = false;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        found |= e.downcast_ref::<CredentialsError>().is_some();
+        if e.downcast_ref::<AssumeRoleFailure>()
+            .is_some_and(|f| f.as_service_error().is_some())
+        {
+            return false;
+        }
+        next = e.source();
+    }
+    found
+}
+
 /// Who the credentials belong to (`sts:GetCallerIdentity`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -159,12 +184,28 @@ pub async fn verify_identity(clients: &Clients, plan: &Plan) -> Result<Option<Id
     if plan.kind == EnvKind::Local {
         return Ok(None);
     }
-    let identity = clients
-        .sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(Error::aws("checking the AWS credentials (sts:GetCallerIdentity); configure credentials (AWS_PROFILE or --profile, environment, or `aws sso login`) and retry"))?;
+    let identity = match clients.sts.get_caller_identity().send().await {
+        Ok(identity) => identity,
+        Err(err) if no_credentials(&err) => {
+            // The chain's own account of each provider it tried is long and for the curious: `-v` shows it.
+            tracing::debug!(
+                "the credential chain found nothing: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            );
+            return Err(Error::Credentials(format!(
+                "no AWS credentials for `{}`: tried the environment (AWS_ACCESS_KEY_ID, AWS_PROFILE), \
+                 ~/.aws/config and ~/.aws/credentials, web identity, SSO and the container/instance metadata\n\
+                 configure credentials (`aws configure sso` then --profile <name>, or AWS_PROFILE) and retry; \
+                 -v shows what each source answered",
+                plan.env
+            )));
+        }
+        Err(err) => {
+            return Err(Error::aws(
+                "checking the AWS credentials (sts:GetCallerIdentity); configure credentials (AWS_PROFILE or --profile, environment, or `aws sso login`) and retry",
+            )(err));
+        }
+    };
     let actual = identity.account().unwrap_or_default().to_string();
     match plan.account_id.as_deref() {
         Some(expected) if expected != actual => Err(Error::Refused(format!(

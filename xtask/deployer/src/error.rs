@@ -27,6 +27,12 @@ pub enum Error {
     /// Print the message and exit 1; rerunning is safe, every step is idempotent.
     #[error("{context}: {message}")]
     Aws { context: String, message: String },
+    /// No AWS credentials could be found for an `aws` environment. The message says where the chain looked
+    /// and what to do, in two lines; the chain's own details are logged at debug level (`-v`).
+    /// ### Handling
+    /// Print the message and exit 1.
+    #[error("{0}")]
+    Credentials(String),
     /// A local command (cargo, cargo-lambda, git, pip) failed.
     /// ### Handling
     /// Print the message and exit 1; the command's own output was already shown.

@@ -320,6 +320,7 @@ pub async fn clear_drift(s3: &aws_sdk_s3::Client, bucket: &str, env: &str) -> Re
     }
     s3.delete_object()
         .bucket(bucket)
+        .set_expected_bucket_owner(crate::artifacts::expected_owner(bucket))
         .key(&key)
         .send()
         .await

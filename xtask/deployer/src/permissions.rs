@@ -95,6 +95,7 @@ pub const CALLS: &[Call] = &[
     call("put_bucket_versioning", "s3:PutBucketVersioning", ArtifactBucket, "deploy"),
     call("put_bucket_encryption", "s3:PutEncryptionConfiguration", ArtifactBucket, "deploy"),
     call("put_public_access_block", "s3:PutBucketPublicAccessBlock", ArtifactBucket, "deploy"),
+    call("put_bucket_lifecycle_configuration", "s3:PutLifecycleConfiguration", ArtifactBucket, "deploy"),
     call("get_bucket_tagging", "s3:GetBucketTagging", ArtifactBucket, "teardown (is the bucket ours)"),
     call("list_object_versions", "s3:ListBucketVersions", ArtifactBucket, "teardown"),
     call("delete_bucket", "s3:DeleteBucket", ArtifactBucket, "teardown"),

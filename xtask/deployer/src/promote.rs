@@ -539,6 +539,7 @@ pub(crate) async fn put_json(
 ) -> Result<()> {
     s3.put_object()
         .bucket(bucket)
+        .set_expected_bucket_owner(crate::artifacts::expected_owner(bucket))
         .key(key)
         .content_type("application/json")
         .body(body.into())
@@ -554,7 +555,14 @@ pub(crate) async fn get_object(
     bucket: &str,
     key: &str,
 ) -> Result<Option<Vec<u8>>> {
-    match s3.get_object().bucket(bucket).key(key).send().await {
+    match s3
+        .get_object()
+        .bucket(bucket)
+        .set_expected_bucket_owner(crate::artifacts::expected_owner(bucket))
+        .key(key)
+        .send()
+        .await
+    {
         Ok(out) => {
             let data = out.body.collect().await.map_err(|e| Error::Aws {
                 context: format!("reading s3://{bucket}/{key}"),
@@ -582,7 +590,14 @@ pub(crate) async fn object_exists(
     bucket: &str,
     key: &str,
 ) -> Result<bool> {
-    match s3.head_object().bucket(bucket).key(key).send().await {
+    match s3
+        .head_object()
+        .bucket(bucket)
+        .set_expected_bucket_owner(crate::artifacts::expected_owner(bucket))
+        .key(key)
+        .send()
+        .await
+    {
         Ok(_) => Ok(true),
         Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
         Err(err) => Err(Error::aws(format!("checking s3://{bucket}/{key}"))(err)),
@@ -624,6 +639,9 @@ struct OidcRole {
     artifact_bucket: String,
     /// The managed policy every function role of the stack must carry (`stack::permissions_boundary_name`).
     permissions_boundary: String,
+    /// The IAM path of the stack's function roles (`stack::function_role_path`): the deploy role's IAM
+    /// grants reach only roles under it.
+    function_role_path: String,
     /// The role of the environment this one promotes from (it assumes that role to read the release).
     promote_from: Option<OidcPeer>,
     /// The roles of the environments that promote from this one (this role trusts them).
@@ -692,8 +710,19 @@ pub fn render_oidc_roles(
                 me.account_id
             )));
         }
-        // The deploy role may pass `role/<stack>-*` roles to Lambda; were it named so itself, it could run
-        // code as itself, outside the permissions boundary.
+        // The deploy role may pass the roles under the function role path to Lambda; were it one of them, it
+        // could run code as itself, outside the permissions boundary.
+        if role_path.starts_with(stack::FUNCTION_ROLE_PATH_ROOT) {
+            return Err(Error::InvalidInput(format!(
+                "{}: role_arn `{}` lies under {}, the IAM path of the function roles, which the deploy role may \
+                 pass to Lambda; give the deploy role another path (e.g. arn:aws:iam::{account_id}:role/{}-deploy-{})",
+                plan.config_path.display(),
+                me.role_arn,
+                stack::FUNCTION_ROLE_PATH_ROOT,
+                plan.app,
+                plan.env
+            )));
+        }
         if role_name.starts_with(&format!("{}-", plan.stack_name)) {
             return Err(Error::InvalidInput(format!(
                 "{}: role_arn `{}` is named like the stack's own roles (`{}-*`), which the deploy role may pass to \
@@ -733,6 +762,7 @@ pub fn render_oidc_roles(
             github_environment: github_environment(&plan.env),
             artifact_bucket: e.artifact_bucket.clone(),
             permissions_boundary: stack::permissions_boundary_name(&plan.stack_name),
+            function_role_path: stack::function_role_path(&plan.stack_name),
             promote_from,
             promoters,
         });

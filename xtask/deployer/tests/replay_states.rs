@@ -552,7 +552,7 @@ async fn a_change_set_that_never_settles_gives_up_at_the_deadline() {
 
 /// The artifact bucket exists and already holds the release's manifest.
 fn artifacts() -> Vec<ReplayEvent> {
-    vec![s3_ok(), s3_ok(), s3_ok(), s3_ok(), s3_ok()]
+    vec![s3_ok(), s3_ok(), s3_ok(), s3_ok(), s3_ok(), s3_ok()]
 }
 
 fn artifact_operations() -> Vec<String> {
@@ -561,6 +561,7 @@ fn artifact_operations() -> Vec<String> {
         format!("S3 HEAD /{BUCKET}/"),
         format!("S3 PUT /{BUCKET}/?versioning"),
         format!("S3 PUT /{BUCKET}/?encryption"),
+        format!("S3 PUT /{BUCKET}/?lifecycle"),
         format!("S3 PUT /{BUCKET}/?publicAccessBlock"),
         format!("S3 HEAD /{BUCKET}/releases/{digest}.json"),
     ]
