@@ -124,3 +124,52 @@ fn openapi_limits_equal_the_servers() {
         "EventData states the nesting limit"
     );
 }
+
+/// The committed document is exactly what the route table and the domain generate (a codegen test): an
+/// aggregate or route changed without `cargo xtask openapi` fails here, naming the command to run.
+#[test]
+fn the_committed_openapi_document_is_generated_from_the_routes_and_the_domain() {
+    let path = tests::repo_root().join(xtask::openapi::PATH);
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        committed == xtask::openapi::render(),
+        "{} is stale: run `cargo xtask openapi` and commit the result",
+        path.display()
+    );
+}
+
+/// Every event type of the registry is in the document, with the schema derived from its Rust type, and an
+/// unknown type is not: the document cannot drift from the domain.
+#[test]
+fn every_event_type_of_the_domain_is_stated_with_its_derived_schema() {
+    let doc = service::openapi::document(domain::registry());
+    let types = doc["components"]["schemas"]["EventType"]["enum"]
+        .as_array()
+        .unwrap();
+    let options = doc["components"]["schemas"]["AppendEventRequest"]["oneOf"]
+        .as_array()
+        .unwrap();
+    for kind in domain::registry().kinds() {
+        for spec in kind.events() {
+            assert!(
+                types.contains(&serde_json::json!(spec.event_type)),
+                "{}",
+                spec.event_type
+            );
+            let option = options
+                .iter()
+                .find(|o| o["properties"]["eventType"]["enum"][0] == spec.event_type)
+                .unwrap_or_else(|| panic!("no request shape for {}", spec.event_type));
+            assert_eq!(
+                option["properties"]["eventData"], spec.schema,
+                "{}",
+                spec.event_type
+            );
+            assert_eq!(
+                option["properties"]["aggregateType"]["enum"][0],
+                kind.name()
+            );
+        }
+    }
+    assert_eq!(types.len(), domain::registry().event_types().len());
+}

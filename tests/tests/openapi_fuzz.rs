@@ -29,8 +29,10 @@ expected-statuses = ["2xx", "404", "409", "413", "422"]
 
 [checks.negative_data_rejection]
 # A request the schema refuses is refused: 400 invalid_request from the functions, 404/405/413/415 from
-# the gateway or the router when the path, method, size or media type itself is wrong.
-expected-statuses = ["400", "404", "405", "413", "415"]
+# the gateway or the router when the path, method, size or media type itself is wrong, and 422 when the
+# refused part is the domain's own vocabulary: an `eventType` the domain does not know (`unknown_event_type`)
+# or an `aggregateType` other than the one the event type names (`wrong_aggregate_type`).
+expected-statuses = ["400", "404", "405", "413", "415", "422"]
 
 [[operations]]
 include-operation-id = "listEventsByType"
@@ -66,6 +68,9 @@ fn the_deployed_api_keeps_its_openapi_contract_under_schema_driven_fuzzing() {
         .args(["--checks", CHECKS])
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--seed", SEED])
+        // Every phase: the document's examples, coverage of each keyword's edges, fuzzing, and stateful
+        // sequences that follow the append's links to the reads of the same aggregate.
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
         // No example database: what a run tries depends on the seed alone, not on earlier runs.
         .args(["--generation-database", "none"])
         .args(["--workers", "2"])

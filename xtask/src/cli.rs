@@ -97,6 +97,8 @@ pub enum Command {
     Render(crate::render::Args),
     /// Validate one environment's config and rendered template, or all of them.
     Validate(crate::validate::Args),
+    /// Write the API document (functions/openapi.yaml) generated from the routes and the domain's registry.
+    Openapi(crate::openapi::Args),
     /// Build, zip reproducibly and hash the function binaries; write the release manifest.
     Build(crate::build::Args),
     /// Build, upload and deploy the stack through a change set (local engine when no --env).
@@ -135,6 +137,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Render(a) => crate::render::run(a).await,
         Command::Validate(a) => crate::validate::run(a).await,
+        Command::Openapi(a) => crate::openapi::run(a).await,
         Command::Build(a) => crate::build::run(a).await,
         Command::Deploy(a) => crate::deploy::run(a).await,
         Command::Dev(a) => crate::dev::run(a).await,

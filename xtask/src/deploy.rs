@@ -84,6 +84,18 @@ pub(crate) async fn deploy_in(
     opts.allow_data_loss = args.allow_data_loss;
     opts.wait_timeout = args.wait.duration();
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
+    // Before any upload or change set: this build's events must not break the events already stored.
+    let domain = domain::registry().describe();
+    let recorded = deployer::domain_guard::recorded(&env.clients.s3, &bucket, &plan.env).await?;
+    deployer::domain_guard::check(&plan.env, recorded.as_ref(), &domain)?;
+    let record_domain = || async {
+        if recorded.as_ref() != Some(&domain) {
+            deployer::domain_guard::record(&env.clients.s3, &bucket, &plan.env, &domain)
+                .await
+                .context("recording the deployed domain's event schemas")?;
+        }
+        anyhow::Ok(())
+    };
     if args.hotswap {
         let outcome = deployer::hotswap::hotswap(
             &env.clients,
@@ -94,6 +106,7 @@ pub(crate) async fn deploy_in(
             ui.as_ref(),
         )
         .await?;
+        record_domain().await?;
         if let (Some(endpoint_url), false) = (&env.endpoint_url, outcome.up_to_date) {
             crate::serve::reload_or_restart(&plan, endpoint_url)
                 .await
@@ -118,6 +131,7 @@ pub(crate) async fn deploy_in(
     let mut outcome = deployer::deploy::deploy(&env.clients, req, &opts, ui.as_ref())
         .await
         .with_context(|| format!("deploying stack `{}`", plan.stack_name))?;
+    record_domain().await?;
     // A full deploy ends any hotswap drift: the stack's parameters name the running code again.
     let reconciled =
         deployer::hotswap::reconcile(&env.clients, &plan, &bucket, &release.manifest).await?;

@@ -16,6 +16,7 @@ pub mod dev;
 pub mod diff;
 pub mod doctor;
 pub mod logs;
+pub mod openapi;
 pub mod promote;
 pub mod render;
 pub mod replay;

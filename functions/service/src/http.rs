@@ -415,6 +415,12 @@ async fn handle<S: EventStore>(
                 )
             })?;
             validate_id("type", event_type).map_err(ApiError::InvalidRequest)?;
+            if registry().spec(event_type).is_none() {
+                return Err(ApiError::InvalidRequest(format!(
+                    "`type` is `{event_type}`, which is not an event type of this API; event types: {}",
+                    registry().event_types().join(", ")
+                )));
+            }
             let bound = |name: &str| {
                 param(&params, name)
                     .map(|v| {

@@ -9,6 +9,7 @@ pub mod append;
 pub mod dynamo;
 pub mod http;
 pub mod memory;
+pub mod openapi;
 pub mod projector;
 pub mod routes;
 pub mod size;

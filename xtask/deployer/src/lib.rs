@@ -21,6 +21,7 @@ pub mod aws;
 pub mod build;
 pub mod cargo;
 pub mod deploy;
+pub mod domain_guard;
 pub mod elf;
 pub mod error;
 pub mod hotswap;
