@@ -416,7 +416,7 @@ async fn same_command_concurrently_and_after_a_restart(
 
     // Stop the engine (not the emulator, which holds the data) and bring it back the way a user does.
     let paths = local_engine::state::StatePaths::new(env.state_dir());
-    let stopped = local_engine::daemon::stop(&paths, Duration::from_secs(10));
+    let stopped = local_engine::daemon::stop(&paths, Duration::from_secs(10)).await;
     assert!(
         matches!(stopped, local_engine::process::Stopped::Stopped { .. }),
         "an engine was running: {stopped:?}"
