@@ -518,7 +518,7 @@ async fn the_projector_builds_read_models_and_fails_only_the_poison_aggregate() 
     assert_eq!(status, 200);
     assert_eq!(
         view,
-        json!({"aggregateId": "ok", "version": 2, "state": {"user": {"name": "Ann", "age": 3}}})
+        json!({"aggregateId": "ok", "aggregateType": "user", "version": 2, "state": {"user": {"name": "Ann", "age": 3}}})
     );
     let (_, poisoned) = decode(
         service::http::handle_query(&store, request("GET", "/aggregates/poisoned", None)).await,

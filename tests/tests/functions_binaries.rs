@@ -200,7 +200,7 @@ async fn the_function_binaries_serve_the_api_and_project_under_the_runtime_api()
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"aggregateId": "u1", "version": 2, "state": {"user": {"name": "Ann", "age": 3}}})
+        json!({"aggregateId": "u1", "aggregateType": "user", "version": 2, "state": {"user": {"name": "Ann", "age": 3}}})
     );
     let (status, body) = call(
         &host,

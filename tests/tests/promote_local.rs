@@ -185,7 +185,7 @@ impl Envs {
 
 /// The refusal message of a promotion error (and that it is a refusal: exit code 3).
 fn refusal(result: anyhow::Result<xtask::promote::PromotionReport>) -> String {
-    let err = result.err().expect("the promotion is refused");
+    let err = result.expect_err("the promotion is refused");
     let refused = err.chain().any(|c| {
         matches!(
             c.downcast_ref::<deployer::Error>(),

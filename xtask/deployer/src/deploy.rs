@@ -752,17 +752,16 @@ pub async fn diff(
     )
     .await?;
     stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
-    if existing.is_none() {
-        if let Some(s) = stackops::describe(&clients.cfn, stack_name).await? {
-            if stackops::status_of(&s) == "REVIEW_IN_PROGRESS" {
-                let _ = clients
-                    .cfn
-                    .delete_stack()
-                    .stack_name(stack_name)
-                    .send()
-                    .await;
-            }
-        }
+    if existing.is_none()
+        && let Some(s) = stackops::describe(&clients.cfn, stack_name).await?
+        && stackops::status_of(&s) == "REVIEW_IN_PROGRESS"
+    {
+        let _ = clients
+            .cfn
+            .delete_stack()
+            .stack_name(stack_name)
+            .send()
+            .await;
     }
     let diff =
         preview::template_diff(old_body.as_deref(), req.template_body, &old_params, &params)?;

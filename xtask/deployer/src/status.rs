@@ -133,11 +133,11 @@ pub async fn status(
     report.outputs = stackops::outputs_of(&stack);
     let bucket = crate::artifacts::bucket_name(plan, plan.account_id.as_deref());
     report.drift = crate::hotswap::read_drift(&clients.s3, &bucket, &plan.env).await?;
-    if plan.kind == EnvKind::Aws {
-        if let Ok(api) = crate::api::read_back(clients, plan).await {
-            report.api_url = Some(api.endpoint.clone());
-            report.api = Some(api);
-        }
+    if plan.kind == EnvKind::Aws
+        && let Ok(api) = crate::api::read_back(clients, plan).await
+    {
+        report.api_url = Some(api.endpoint.clone());
+        report.api = Some(api);
     }
     Ok(report)
 }

@@ -101,7 +101,7 @@ pub fn match_route(routes: &[Route], method: &str, path: &str) -> Result<RouteMa
     if candidates.is_empty() {
         return Err(NoRoute::NotFound);
     }
-    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     if let Some((_, route, params)) = candidates
         .iter()
         .find(|(_, r, _)| r.method.as_str() == method)

@@ -312,6 +312,9 @@ struct Invocation {
 }
 
 /// One running function process and its private Runtime API listener.
+/// Where an invocation's result goes.
+type ResultSender = oneshot::Sender<Result<Bytes, InvokeError>>;
+
 struct Worker {
     id: u64,
     /// The pool's generation when this process started.
@@ -321,7 +324,7 @@ struct Worker {
     tx: mpsc::Sender<Invocation>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     /// The invocation the process is working on: request id and where its result goes.
-    inflight: Mutex<Option<(String, oneshot::Sender<Result<Bytes, InvokeError>>)>>,
+    inflight: Mutex<Option<(String, ResultSender)>>,
     kill_tx: Mutex<Option<oneshot::Sender<()>>>,
     pid: Mutex<Option<u32>>,
     dead: watch::Receiver<bool>,
