@@ -256,6 +256,7 @@ fn logs_for_an_aws_env_without_credentials_says_what_to_do() {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("DispatchFailure"), "{stderr}");
     assert!(
         out.stdout.is_empty(),
         "{}",
@@ -263,7 +264,7 @@ fn logs_for_an_aws_env_without_credentials_says_what_to_do() {
     );
     assert!(
         stderr.contains(
-            "error: reading the CloudWatch logs of `dev` (region eu-west-1, account 111111111111): checking the AWS credentials (sts:GetCallerIdentity); configure credentials (AWS_PROFILE or --profile, environment, or `aws sso login`) and retry"
+            "error: reading the CloudWatch logs of `dev` (region eu-west-1, account 111111111111): no AWS credentials for `dev`: tried the environment (AWS_ACCESS_KEY_ID, AWS_PROFILE), ~/.aws/config and ~/.aws/credentials, web identity, SSO and the container/instance metadata\nconfigure credentials (`aws configure sso` then --profile <name>, or AWS_PROFILE) and retry; -v shows what each source answered"
         ),
         "{stderr}"
     );

@@ -234,16 +234,18 @@ fn responses() -> Value {
 }
 
 /// One request shape per event type, told apart by `eventType` (so `oneOf` holds exactly one).
-fn per_event(registry: &Registry, common: &Value, required: &[&str]) -> Value {
+fn per_event(registry: &Registry, common: &Value, required: &[&str], with_type: bool) -> Value {
     let options: Vec<Value> = registry
         .kinds()
         .flat_map(|kind| {
             kind.events().iter().map(move |spec| {
                 let mut properties = common.as_object().cloned().unwrap_or_default();
-                properties.insert(
-                    "aggregateType".into(),
-                    json!({ "type": "string", "enum": [kind.name()] }),
-                );
+                if with_type {
+                    properties.insert(
+                        "aggregateType".into(),
+                        json!({ "type": "string", "enum": [kind.name()] }),
+                    );
+                }
                 properties.insert(
                     "eventType".into(),
                     json!({ "type": "string", "enum": [spec.event_type] }),
@@ -334,6 +336,7 @@ fn schemas(registry: &Registry) -> Value {
             registry,
             &json!({ "aggregateId": id, "expectedVersion": version, "commandId": id }),
             &["aggregateId", "eventType", "eventData"],
+            true,
         ),
         "AppendEventResponse": {
             "type": "object",
@@ -346,11 +349,13 @@ fn schemas(registry: &Registry) -> Value {
                 "timestamp": { "type": "string", "format": "date-time" },
             },
         },
-        "NewEvent": per_event(registry, &json!({}), &["eventType", "eventData"]),
+        // One event of a batch; the batch itself may name the aggregate type.
+        "NewEvent": per_event(registry, &json!({}), &["eventType", "eventData"], false),
         "AppendOneRequest": per_event(
             registry,
             &json!({ "expectedVersion": version, "commandId": id }),
             &["eventType", "eventData"],
+            true,
         ),
         "AppendBatchRequest": {
             "type": "object",
