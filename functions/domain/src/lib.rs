@@ -15,6 +15,7 @@ pub mod api;
 pub mod event;
 pub mod registry;
 pub mod schema;
+pub mod testing;
 pub mod validate;
 
 pub use aggregate::{Aggregate, DomainError, Event, Events, Upcaster, View};

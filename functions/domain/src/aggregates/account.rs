@@ -166,31 +166,11 @@ mod tests {
     //! given/when/then through the registry, as the functions run it.
     use super::*;
     use crate::registry::{State, registry};
-    use serde_json::{Map, Value};
-
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
+    use crate::testing::{self, when};
+    use serde_json::Value;
 
     fn given(events: &[(&str, Value)]) -> Box<dyn State> {
-        let owned: Vec<(String, Map<String, Value>)> = events
-            .iter()
-            .map(|(t, d)| (t.to_string(), obj(d.clone())))
-            .collect();
-        registry()
-            .replay(owned.iter().map(|(t, d)| (t.as_str(), 1, d)))
-            .unwrap()
-            .unwrap_or_else(|| registry().kind("account").unwrap().initial())
-    }
-
-    fn when(
-        mut account: Box<dyn State>,
-        event_type: &str,
-        data: Value,
-    ) -> Result<Value, DomainError> {
-        registry().check_new("eventData", event_type, &obj(data.clone()))?;
-        account.decide(event_type, &obj(data))?;
-        Ok(account.state())
+        testing::given("account", events)
     }
 
     fn open_with(balance: u64) -> Box<dyn State> {

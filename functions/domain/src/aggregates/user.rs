@@ -135,27 +135,11 @@ mod tests {
     //! given/when/then: given these events, when this event is appended, then this state or this error.
     use super::*;
     use crate::registry::{State, registry};
+    use crate::testing::{self, when};
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
     fn given(events: &[(&str, Value)]) -> Box<dyn State> {
-        let owned: Vec<(String, Map<String, Value>)> = events
-            .iter()
-            .map(|(t, d)| (t.to_string(), obj(d.clone())))
-            .collect();
-        registry()
-            .replay(owned.iter().map(|(t, d)| (t.as_str(), 1, d)))
-            .expect("given events are valid")
-            .unwrap_or_else(|| registry().kind("user").unwrap().initial())
-    }
-
-    fn when(mut user: Box<dyn State>, event_type: &str, data: Value) -> Result<Value, DomainError> {
-        registry().check_new("eventData", event_type, &obj(data.clone()))?;
-        user.decide(event_type, &obj(data))?;
-        Ok(user.state())
+        testing::given("user", events)
     }
 
     #[test]
