@@ -4,7 +4,8 @@
 //! (`domain/<env>.json` in its artifact bucket) is replaced by what an *earlier* shape of the code recorded,
 //! one whose `money_deposited` also had a required `currency` field and whose user had a `user_renamed`
 //! event. The next `cargo xtask deploy` must refuse (exit 3) before any change set, naming the event, the
-//! field and the fix, and a deploy whose recorded domain is this build's own goes through.
+//! field and the fix; `cargo xtask validate` fails the same way against the state directory's copy; and a
+//! deploy whose recorded domain is this build's own goes through.
 
 use serde_json::json;
 use tests::cli::{LocalEnv, output_text};
@@ -63,6 +64,22 @@ async fn a_deploy_that_would_break_stored_events_is_refused_naming_event_field_a
     );
     assert!(
         text.contains("event `user_renamed`: the event type of aggregate `user` was removed"),
+        "{text}"
+    );
+
+    // `validate` (no AWS) runs the same comparison against the copy the last deploy left in the state directory.
+    let copy = deployer::domain_guard::local_copy(&env.state_dir());
+    assert!(
+        copy.exists(),
+        "deploy keeps a copy for validate at {}",
+        copy.display()
+    );
+    std::fs::write(&copy, serde_json::to_vec(&previous).unwrap()).unwrap();
+    let validate = env.run(&["validate", "--env", "local"]);
+    let text = output_text(&validate);
+    assert_eq!(validate.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("event `money_deposited`, field `eventData.currency`: it was removed"),
         "{text}"
     );
 

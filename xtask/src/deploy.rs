@@ -94,6 +94,13 @@ pub(crate) async fn deploy_in(
                 .await
                 .context("recording the deployed domain's event schemas")?;
         }
+        // The copy `validate` compares with (it touches no AWS).
+        let copy = deployer::domain_guard::local_copy(&state_dir(&plan));
+        if let Some(dir) = copy.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        local_engine::state::write_atomic(&copy, &serde_json::to_vec_pretty(&domain)?)
+            .with_context(|| format!("writing {}", copy.display()))?;
         anyhow::Ok(())
     };
     if args.hotswap {

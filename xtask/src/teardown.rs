@@ -87,6 +87,8 @@ async fn teardown(args: Args) -> anyhow::Result<ExitStatus> {
         if let Stopped::Stale { .. } = stopped {
             eprintln!("local AWS endpoint: {stopped}");
         }
+        // The local events are gone with the endpoint: so is the record of the schemas they were written with.
+        let _ = std::fs::remove_file(deployer::domain_guard::local_copy(&state_dir(&plan)));
     }
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),

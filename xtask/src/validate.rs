@@ -2,7 +2,9 @@
 //!
 //! Each environment's config is validated into a plan, its template rendered and checked against the plan
 //! (see `stack::validate`). All environments are checked even when one fails, so CI shows every problem at
-//! once; any failure exits with "invalid input" (2). Example values a deploy would refuse (the shipped account,
+//! once; any failure exits with "invalid input" (2). It also compares this build's event schemas with the ones
+//! the environment's last deploy from this machine recorded (`deployer::domain_guard`), and fails on a change
+//! that would break stored events. Example values a deploy would refuse (the shipped account,
 //! role, JWT issuer, CORS origins) are only warned about, so the shipped configs validate.
 
 use std::path::PathBuf;
@@ -49,6 +51,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
                 // The shipped examples validate; deploy and promote refuse them (see `stack::placeholders`).
                 for p in stack::placeholders::placeholders(&plan) {
                     eprintln!("warning: {p} (deploy refuses it)");
+                }
+                // This build's events against the last deploy made from this machine (deploy checks the
+                // environment's own record again before it uploads anything).
+                let state = local_engine::state::state_dir(env);
+                let checked =
+                    deployer::domain_guard::read_local_copy(&state).and_then(|recorded| {
+                        deployer::domain_guard::check(
+                            env,
+                            recorded.as_ref(),
+                            &domain::registry().describe(),
+                        )
+                    });
+                if let Err(err) = checked {
+                    failed += 1;
+                    println!("FAIL  {env}");
+                    eprintln!("error: {env}: {err}");
                 }
             }
             Err(err) => {

@@ -5,7 +5,9 @@
 //!
 //! The record is the domain as data (`domain::Description`) at `domain/<env>.json` in the environment's
 //! artifact bucket, written after every successful deploy. A local environment's bucket lives in the local
-//! endpoint, so a teardown forgets the record together with the events it protected.
+//! endpoint, so a teardown forgets the record together with the events it protected. A copy is kept in the
+//! environment's state directory (`domain.json`) so that `cargo xtask validate`, which touches no AWS, can run
+//! the same comparison against the last deploy made from this machine.
 
 use domain::Description;
 use domain::registry::breaking_changes;
@@ -43,6 +45,29 @@ pub async fn record(
 ) -> Result<()> {
     let body = serde_json::to_vec_pretty(domain).expect("a domain description serializes");
     crate::promote::put_json(s3, bucket, &key(env), body).await
+}
+
+/// The state directory's copy of the record (for `validate`).
+pub fn local_copy(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("domain.json")
+}
+
+/// Reads the state directory's copy, `None` when there is none.
+pub fn read_local_copy(state_dir: &std::path::Path) -> Result<Option<Description>> {
+    let path = local_copy(state_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::InvalidInput(format!(
+                "{} is not a recorded domain ({e}); delete it (the next deploy writes it again)",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::InvalidInput(format!(
+            "reading {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// Refuses `current` when it breaks events stored under `recorded` (pure: the message names each event, field
