@@ -678,6 +678,14 @@ impl Ctx {
             stack_name.as_deref().unwrap_or(""),
             "projections",
         );
+        // The views table follows the projections table's settings: both hold read models rebuilt from the log.
+        let views = crate::plan::domain_views();
+        let views_table = projections_table.as_ref().and_then(|p| {
+            (!views.is_empty()).then(|| TablePlan {
+                table_name: format!("{}-views", stack_name.as_deref().unwrap_or("")),
+                ..p.clone()
+            })
+        });
         let stream_mapping = self.stream_mapping(raw.stream_mapping.unwrap_or_default());
         let api = self.api(raw.api.unwrap_or_default());
         self.tags(raw.tags.as_ref());
@@ -760,6 +768,8 @@ impl Ctx {
             functions: functions?,
             events_table: events_table?,
             projections_table: projections_table?,
+            views,
+            views_table,
             stream_mapping: stream_mapping?,
             api: api?,
             tags: raw.tags.unwrap_or_default(),
@@ -885,6 +895,9 @@ impl Ctx {
                     "PROJECTIONS_TABLE".to_string(),
                     format!("{stack}-projections"),
                 );
+                if !crate::plan::domain_views().is_empty() {
+                    environment.insert("VIEWS_TABLE".to_string(), format!("{stack}-views"));
+                }
             }
             environment.insert("RUST_LOG".to_string(), level.to_string());
             out.push(FunctionPlan {

@@ -61,6 +61,11 @@ pub struct Plan {
     pub functions: Vec<FunctionPlan>,
     pub events_table: TablePlan,
     pub projections_table: TablePlan,
+    /// The domain's views (`domain::registry().views()`), each served by `GET /views/<name>/{key}`.
+    pub views: Vec<ViewPlan>,
+    /// The views table (`<stack_name>-views`, the projections table's settings): present exactly when the
+    /// domain declares views.
+    pub views_table: Option<TablePlan>,
     pub stream_mapping: StreamMapping,
     pub api: ApiPlan,
     pub tags: BTreeMap<String, String>,
@@ -183,6 +188,28 @@ pub struct TablePlan {
     pub deletion_protection: bool,
     /// `DeletionPolicy`/`UpdateReplacePolicy: Retain`.
     pub retain_on_delete: bool,
+}
+
+/// A view the domain declares, as the plan knows it: a route, rows in the views table, grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewPlan {
+    pub name: String,
+    pub aggregate_type: String,
+    /// Every version declared (ascending); the last is the one reads switch to once it has caught up.
+    pub versions: Vec<u32>,
+}
+
+/// The domain's views as the plan carries them.
+pub fn domain_views() -> Vec<ViewPlan> {
+    domain::registry()
+        .views()
+        .into_iter()
+        .map(|v| ViewPlan {
+            name: v.name,
+            aggregate_type: v.aggregate_type,
+            versions: v.versions,
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,9 +341,22 @@ pub struct LocalSettings {
     pub endpoint_port: u16,
 }
 
-/// The routes every environment serves; the plan, the template, the local gateway and the OpenAPI
-/// document all derive from this list.
+/// The routes every environment serves: the fixed ones and one `GET /views/<view>/{key}` per view of the
+/// domain. The plan, the template, the local gateway and the OpenAPI document all derive from this list.
 pub fn default_routes() -> Vec<Route> {
+    let mut routes = fixed_routes();
+    for view in domain_views() {
+        routes.push(Route {
+            method: HttpMethod::Get,
+            path: format!("/views/{}/{{key}}", view.name),
+            function: FunctionName::Query,
+        });
+    }
+    routes
+}
+
+/// The routes that do not depend on the domain.
+fn fixed_routes() -> Vec<Route> {
     use FunctionName::*;
     use HttpMethod::*;
     let r = |method, path: &str, function| Route {
@@ -339,6 +379,19 @@ impl Plan {
     /// log is (what the projector gave up on and what the functions logged are the evidence after a teardown).
     pub fn retains_operational_resources(&self) -> bool {
         self.kind == EnvKind::Aws && self.events_table.retain_on_delete
+    }
+
+    /// Every table of the plan with its logical id: the event log, the read models and, when the domain
+    /// declares views, the views table.
+    pub fn tables(&self) -> Vec<(&'static str, &TablePlan)> {
+        let mut tables = vec![
+            ("EventsTable", &self.events_table),
+            ("ProjectionsTable", &self.projections_table),
+        ];
+        if let Some(views) = &self.views_table {
+            tables.push(("ViewsTable", views));
+        }
+        tables
     }
 
     pub fn function(&self, name: FunctionName) -> &FunctionPlan {
@@ -367,6 +420,8 @@ pub mod outputs {
     pub const API_URL: &str = "ApiUrl";
     pub const EVENTS_TABLE: &str = "EventsTableName";
     pub const PROJECTIONS_TABLE: &str = "ProjectionsTableName";
+    /// Present when the domain declares views.
+    pub const VIEWS_TABLE: &str = "ViewsTableName";
     pub const EVENTS_STREAM_ARN: &str = "EventsStreamArn";
     pub const DEAD_LETTER_QUEUE_URL: &str = "DeadLetterQueueUrl";
     pub const DEAD_LETTER_QUEUE_ARN: &str = "DeadLetterQueueArn";

@@ -127,6 +127,7 @@ fn view_model(plan: &Plan) -> Json {
                     let value = match k.as_str() {
                         "EVENTS_TABLE" => "!Ref EventsTable".to_string(),
                         "PROJECTIONS_TABLE" => "!Ref ProjectionsTable".to_string(),
+                        "VIEWS_TABLE" => "!Ref ViewsTable".to_string(),
                         _ => serde_json::to_string(v).unwrap_or_default(),
                     };
                     json!({ "key": k, "value": value })
@@ -198,6 +199,7 @@ fn view_model(plan: &Plan) -> Json {
         "tags": tags,
         "events_table": table(&plan.events_table),
         "projections_table": table(&plan.projections_table),
+        "views_table": plan.views_table.as_ref().map(table),
         "functions": functions,
         "dlq_name": format!("{}-projector-dlq", plan.stack_name),
         "stream_mapping": {

@@ -116,7 +116,12 @@ pub fn allowed_permissions(
                 "logs:CreateLogStream",
                 "logs:PutLogEvents",
             ],
-            &["EventsTable", "ProjectionsTable", "QueryLogGroup"],
+            &[
+                "EventsTable",
+                "ProjectionsTable",
+                "ViewsTable",
+                "QueryLogGroup",
+            ],
         ),
         FunctionName::Projector => (
             &[
@@ -134,6 +139,7 @@ pub fn allowed_permissions(
             &[
                 "EventsTable",
                 "ProjectionsTable",
+                "ViewsTable",
                 "ProjectorDeadLetterQueue",
                 "ProjectorLogGroup",
             ],
@@ -208,6 +214,7 @@ impl Checker {
         self.boundaries(plan, &resources);
         self.events_table(plan, &resources);
         self.projections_table(plan, &resources);
+        self.views_table(plan, &resources);
         self.stream_mapping(plan, &resources);
         self.api(plan, &resources);
         self.alarms(plan, &resources);
@@ -658,6 +665,42 @@ impl Checker {
             != Some(&json!([{"AttributeName": "aggregate_id", "KeyType": "HASH"}]))
         {
             self.push(id, key, "the key must be aggregate_id (HASH)".into());
+        }
+    }
+
+    /// The views table exists exactly when the domain declares views, keyed and indexed as the store reads it.
+    fn views_table(&mut self, plan: &Plan, resources: &Map<String, Json>) {
+        let (id, key) = ("ViewsTable", "tables.projections");
+        let Some(table) = &plan.views_table else {
+            if resources.contains_key(id) {
+                self.push(
+                    id,
+                    key,
+                    "the domain declares no views, so there is no views table".into(),
+                );
+            }
+            return;
+        };
+        if !self.table_common(plan, resources, id, key, table) {
+            return;
+        }
+        let props = &resources[id]["Properties"];
+        if props.get("KeySchema") != Some(&json!([{"AttributeName": "id", "KeyType": "HASH"}])) {
+            self.push(id, key, "the key must be id (HASH)".into());
+        }
+        let index = props
+            .get("GlobalSecondaryIndexes")
+            .and_then(Json::as_array)
+            .and_then(|gs| {
+                gs.iter()
+                    .find(|g| g.get("IndexName") == Some(&json!("ViewKeyIndex")))
+            });
+        let expected = json!([
+            {"AttributeName": "view_key", "KeyType": "HASH"},
+            {"AttributeName": "aggregate_id", "KeyType": "RANGE"}
+        ]);
+        if index.and_then(|i| i.get("KeySchema")) != Some(&expected) {
+            self.push(id, key, "the ViewKeyIndex GSI (view_key HASH + aggregate_id RANGE) is missing; view reads use it".into());
         }
     }
 

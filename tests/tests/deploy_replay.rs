@@ -72,7 +72,7 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
     create_tables(&client, &config.events_table, &config.projections_table)
         .await
         .unwrap();
-    let store = DynamoStore::new(client.clone(), config.clone());
+    let store = service::testing::store(client.clone(), config.clone());
 
     // Five aggregates of a few events each, written by the service's own append.
     let ids = ["u1", "u2", "u3", "u4", "u5"];
@@ -225,7 +225,7 @@ async fn replay_force_repairs_current_but_wrong_read_models_conditionally() {
     create_tables(&client, &config.events_table, &config.projections_table)
         .await
         .unwrap();
-    let store = DynamoStore::new(client.clone(), config.clone());
+    let store = service::testing::store(client.clone(), config.clone());
     append(
         &store,
         "u1",

@@ -31,7 +31,7 @@ async fn fresh_store(test: &str) -> (Arc<Moto>, DynamoStore) {
     create_tables(&client, &config.events_table, &config.projections_table)
         .await
         .expect("tables are created");
-    (moto, DynamoStore::new(client, config))
+    (moto, service::testing::store(client, config))
 }
 
 fn command(
@@ -234,7 +234,7 @@ async fn a_retried_command_returns_the_original_result_even_after_a_restart() {
     );
     let second = append(&store, &update, Metadata::default()).await.unwrap();
     // A "restarted" function: a new client and store, nothing cached.
-    let restarted = DynamoStore::new(
+    let restarted = service::testing::store(
         Client::new(&moto.endpoint.sdk_config().await),
         store.config.clone(),
     );
@@ -537,7 +537,7 @@ async fn metered_store(test: &str) -> (Arc<Moto>, DynamoStore, service::testing:
         service::aws_sdk_dynamodb::config::Builder::from(&moto.endpoint.sdk_config().await)
             .interceptor(meter.clone())
             .build();
-    let metered = DynamoStore::new(Client::from_conf(config), store.config.clone());
+    let metered = service::testing::store(Client::from_conf(config), store.config.clone());
     (moto, metered, meter)
 }
 

@@ -100,6 +100,10 @@ async fn the_function_binaries_serve_the_api_and_project_under_the_runtime_api()
             "PROJECTIONS_TABLE".to_string(),
             config.projections_table.clone(),
         ),
+        (
+            "VIEWS_TABLE".to_string(),
+            service::testing::views_table(&config.projections_table),
+        ),
         ("RUST_LOG".to_string(), "info".to_string()),
     ]);
     let spec = |name: FunctionName| FunctionSpec {
@@ -167,7 +171,7 @@ async fn the_function_binaries_serve_the_api_and_project_under_the_runtime_api()
     );
 
     // The projector, fed the log as a stream batch (plus an event it cannot apply).
-    let store = DynamoStore::new(client, config);
+    let store = service::testing::store(client, config);
     let mut log = store.read_events("u1", 0, None, true).await.unwrap().0;
     let mut poison = log[0].clone();
     poison.aggregate_id = "p1".into();

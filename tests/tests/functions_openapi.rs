@@ -1,4 +1,4 @@
-//! The OpenAPI document (`functions/openapi.yaml`), the functions' route table (`service::routes::ROUTES`)
+//! The OpenAPI document (`functions/openapi.yaml`), the functions' route table (`service::routes::routes()`)
 //! and the plan's routes (`stack::default_routes()`, which the template and local gateway use) must list
 //! the same routes, each served by the same function. The functions cannot depend on `stack`, so this test
 //! is where the three are tied together.
@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use service::routes::{Function, ROUTES};
+use service::routes::{Function, routes};
 
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -42,7 +42,7 @@ fn openapi_routes() -> BTreeSet<(String, String, String)> {
 }
 
 fn service_routes() -> BTreeSet<(String, String, String)> {
-    ROUTES
+    routes()
         .iter()
         .map(|r| {
             let function = match r.function {
@@ -80,7 +80,7 @@ fn openapi_paths_and_methods_equal_the_router() {
 fn the_router_serves_exactly_the_planned_routes() {
     assert_eq!(service_routes(), plan_routes());
     assert_eq!(
-        ROUTES.len(),
+        routes().len(),
         stack::plan::default_routes().len(),
         "no duplicate routes"
     );

@@ -210,8 +210,8 @@ async fn record() -> Recorded {
             .interceptor(recorder.clone())
             .build(),
     );
-    let store = DynamoStore::new(client, config.clone());
-    let setup = DynamoStore::new(plain, config.clone());
+    let store = service::testing::store(client, config.clone());
+    let setup = service::testing::store(plain, config.clone());
     let status =
         |r: service::lambda_http::Response<service::lambda_http::Body>| r.status().as_u16();
 

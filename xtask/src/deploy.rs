@@ -119,11 +119,14 @@ pub(crate) async fn deploy_in(
                 .await
                 .context("reloading the local engine on the new code")?;
         }
+        let views_ok = catch_up_views(&plan, &env.clients, ui.as_ref()).await?;
         match args.output {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
             OutputFormat::Text => print!("{outcome}"),
         }
-        return Ok(if outcome.up_to_date && args.detailed_exitcode {
+        return Ok(if !views_ok {
+            ExitStatus::Failed
+        } else if outcome.up_to_date && args.detailed_exitcode {
             ExitStatus::UpToDate
         } else {
             ExitStatus::Success
@@ -169,6 +172,8 @@ pub(crate) async fn deploy_in(
         };
         outcome.api_url = Some(gateway);
     }
+    // The new code is live (and, locally, its projector runs): fill any new view version and switch to it.
+    let views_ok = catch_up_views(&plan, &env.clients, ui.as_ref()).await?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
         OutputFormat::Text => {
@@ -179,9 +184,36 @@ pub(crate) async fn deploy_in(
         }
     }
     Ok(match outcome.result {
+        _ if !views_ok => ExitStatus::Failed,
         deployer::deploy::DeployResult::UpToDate if args.detailed_exitcode => ExitStatus::UpToDate,
         _ => ExitStatus::Success,
     })
+}
+
+/// Rebuilds each view whose live version is not the one this build declares, and reports it. `false` when
+/// a view could not be switched (some aggregate failed to fold): reads stay on its previous version.
+pub(crate) async fn catch_up_views(
+    plan: &Plan,
+    clients: &deployer::aws::Clients,
+    ui: &dyn deployer::ui::Ui,
+) -> anyhow::Result<bool> {
+    let tables = plan
+        .views_table
+        .as_ref()
+        .map(|views| deployer::views::ViewTables {
+            events_table: plan.events_table.table_name.clone(),
+            projections_table: plan.projections_table.table_name.clone(),
+            views_table: views.table_name.clone(),
+        });
+    let rebuilt = deployer::views::catch_up(&clients.dynamodb, tables.as_ref(), ui)
+        .await
+        .context("bringing the domain's views up to their declared versions")?;
+    for r in &rebuilt {
+        for line in r.to_string().lines() {
+            ui.line(line);
+        }
+    }
+    Ok(rebuilt.iter().all(|r| r.switched))
 }
 
 /// Starts the local function host, HTTP gateway and stream poller in the background (the local engine's

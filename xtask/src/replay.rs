@@ -12,8 +12,13 @@ pub struct Args {
     #[command(flatten)]
     pub env: EnvArgs,
     /// Replay only this aggregate (default: every aggregate of the events table).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "projection")]
     pub aggregate: Option<String>,
+    /// Rebuild one named projection: `read_models` (each aggregate's state, the default) or one of the
+    /// domain's views. A view is rebuilt at its newest declared version beside the live one, and reads
+    /// switch to it only when every aggregate folded.
+    #[arg(long)]
+    pub projection: Option<String>,
     /// Parallel Scan segments used to list the aggregates.
     #[arg(long, default_value_t = deployer::replay::DEFAULT_SEGMENTS, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub segments: i32,
@@ -47,6 +52,10 @@ async fn replay(args: Args) -> anyhow::Result<ExitStatus> {
         false => None,
     };
     let env = connect(&plan, lock.as_ref()).await?;
+    let ui = ConsoleUi::new(true);
+    if let Some(name) = args.projection.as_deref().filter(|p| *p != READ_MODELS) {
+        return replay_view(&plan, &env, name, &args, &ui).await;
+    }
     let request = deployer::replay::ReplayRequest {
         events_table: plan.events_table.table_name.clone(),
         projections_table: plan.projections_table.table_name.clone(),
@@ -56,13 +65,63 @@ async fn replay(args: Args) -> anyhow::Result<ExitStatus> {
         force: args.force,
     };
     // The console UI hides its progress bar when stderr is not a terminal.
-    let ui = ConsoleUi::new(true);
     let outcome = deployer::replay::replay(&env.clients.dynamodb, &request, &ui).await?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
         OutputFormat::Text => print!("{outcome}"),
     }
     Ok(if outcome.failures.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+/// The `--projection` name of the per-aggregate read models.
+const READ_MODELS: &str = "read_models";
+
+/// `replay --projection <view>`: rebuilds the view at its newest declared version and switches reads to it.
+async fn replay_view(
+    plan: &stack::Plan,
+    env: &crate::deploy::Connected,
+    name: &str,
+    args: &Args,
+    ui: &ConsoleUi,
+) -> anyhow::Result<ExitStatus> {
+    let registry = domain::registry();
+    let Some(view) = registry.view(name) else {
+        let mut known: Vec<String> = registry.views().into_iter().map(|v| v.name).collect();
+        known.insert(0, READ_MODELS.to_string());
+        return Err(crate::deploy::InvalidInput(format!(
+            "`--projection {name}` names no projection of this build's domain; known: {}",
+            known.join(", ")
+        ))
+        .into());
+    };
+    let Some(views_table) = &plan.views_table else {
+        anyhow::bail!(
+            "the plan has no views table although the domain declares views; deploy first"
+        );
+    };
+    let tables = deployer::views::ViewTables {
+        events_table: plan.events_table.table_name.clone(),
+        projections_table: plan.projections_table.table_name.clone(),
+        views_table: views_table.table_name.clone(),
+    };
+    let outcome = deployer::views::rebuild(
+        &env.clients.dynamodb,
+        &tables,
+        &view,
+        view.target(),
+        args.concurrency,
+        ui,
+    )
+    .await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        OutputFormat::Text => print!("{outcome}"),
+    }
+    Ok(if outcome.switched {
         ExitStatus::Success
     } else {
         ExitStatus::Failed

@@ -219,6 +219,30 @@ pub struct AggregateView {
     pub state: Value,
 }
 
+/// `GET /views/{view}/{key}` 200: the rows listed under `key` in the live version of a view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewPage {
+    pub view: String,
+    /// The live version the rows come from.
+    pub version: u32,
+    pub key: String,
+    pub rows: Vec<ViewRowView>,
+    /// Opaque; pass as `?cursor=` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One aggregate's row in a view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewRowView {
+    pub aggregate_id: String,
+    pub aggregate_type: String,
+    /// The aggregate version the row reflects.
+    pub version: u64,
+    pub row: Value,
+}
+
 /// `GET /health` 200.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthResponse {

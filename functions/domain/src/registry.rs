@@ -82,6 +82,24 @@ pub struct ViewInfo {
     pub description: String,
 }
 
+/// A view by name, with every version its aggregate type declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDecl {
+    pub name: String,
+    pub aggregate_type: String,
+    /// The newest version's description.
+    pub description: String,
+    /// Ascending; the last one is the target version.
+    pub versions: Vec<u32>,
+}
+
+impl ViewDecl {
+    /// The version reads switch to once it has caught up: the highest declared.
+    pub fn target(&self) -> u32 {
+        *self.versions.last().expect("a declared view has a version")
+    }
+}
+
 /// One aggregate's row in one view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViewRow {
@@ -188,20 +206,58 @@ impl Registry {
                 }
             }
         }
-        let mut views = BTreeMap::new();
+        // A view belongs to one aggregate type; it may be declared twice by it (old and new version, while a
+        // changed view is rebuilt beside the old one), never twice with one version.
+        let mut views: BTreeMap<String, (String, Vec<u32>)> = BTreeMap::new();
         for view in self.kinds.iter().flat_map(|k| k.views()) {
-            if let Some(other) = views.insert(view.name.clone(), view.aggregate_type.clone()) {
+            let (owner, versions) = views
+                .entry(view.name.clone())
+                .or_insert_with(|| (view.aggregate_type.clone(), Vec::new()));
+            if *owner != view.aggregate_type {
                 problems.push(format!(
-                    "view `{}` is declared by both `{other}` and `{}`",
+                    "view `{}` is declared by both `{owner}` and `{}`",
                     view.name, view.aggregate_type
                 ));
+            } else if versions.contains(&view.version) {
+                problems.push(format!(
+                    "view `{}` declares version {} twice; raise the new one's `version`",
+                    view.name, view.version
+                ));
             }
+            versions.push(view.version);
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems)
         }
+    }
+
+    /// Every view, one entry per name: its aggregate type and the versions declared (ascending). The last
+    /// version is the one reads switch to once it has caught up.
+    pub fn views(&self) -> Vec<ViewDecl> {
+        let mut by_name: BTreeMap<String, ViewDecl> = BTreeMap::new();
+        for view in self.kinds.iter().flat_map(|k| k.views()) {
+            let decl = by_name
+                .entry(view.name.clone())
+                .or_insert_with(|| ViewDecl {
+                    name: view.name.clone(),
+                    aggregate_type: view.aggregate_type.clone(),
+                    description: view.description.clone(),
+                    versions: Vec::new(),
+                });
+            decl.versions.push(view.version);
+            decl.versions.sort_unstable();
+            if decl.versions.last() == Some(&view.version) {
+                decl.description = view.description.clone();
+            }
+        }
+        by_name.into_values().collect()
+    }
+
+    /// The view named `name`, if one is declared.
+    pub fn view(&self, name: &str) -> Option<ViewDecl> {
+        self.views().into_iter().find(|v| v.name == name)
     }
 
     pub fn kinds(&self) -> impl Iterator<Item = &dyn Kind> {

@@ -16,10 +16,10 @@ async fn main() -> Result<(), Error> {
     service::telemetry::init_json_logs();
     let config = Config::from_env(true)?;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        config,
-    ));
+    let store = Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config)
+            .with_views_table(Config::views_table_from_env()),
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let store = Arc::clone(&store);
         async move { Ok::<_, Error>(service::projector::handle(store.as_ref(), event.payload).await) }

@@ -17,10 +17,10 @@ async fn main() -> Result<(), Error> {
     service::http::set_build_tag(option_env!("CQRS_BUILD_TAG").unwrap_or("dev"));
     let config = Config::from_env(true)?;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        config,
-    ));
+    let store = Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config)
+            .with_views_table(Config::views_table_from_env()),
+    );
     lambda_http::run(service_fn(move |request: Request| {
         let store = Arc::clone(&store);
         async move { Ok::<_, Error>(service::http::handle_query(store.as_ref(), request).await) }

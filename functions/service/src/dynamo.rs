@@ -23,7 +23,7 @@ use sha2::Digest as _;
 use crate::size::item_size;
 use crate::store::{
     AppendWrite, CommandRecord, CursorKey, EventStore, Head, ReadModel, StoreError, TypeQuery,
-    decode_cursor, encode_cursor,
+    ViewItem, ViewQuery, decode_cursor, decode_view_cursor, encode_cursor, encode_view_cursor,
 };
 
 /// A read that returns events stops asking for more DynamoDB pages once it holds this many item bytes,
@@ -45,6 +45,21 @@ pub fn command_sort_key(command_id: &str) -> String {
 
 /// The GSI on `event_type` + `timestamp` (name kept from the seed article).
 pub const EVENT_TYPE_INDEX: &str = "EventTypeTimestampIndex";
+
+/// The views table's GSI: `view_key` (`<view>#<version>#<key>`) + `aggregate_id`. Sparse: a row whose
+/// aggregate is not in the view has no `view_key`.
+pub const VIEW_KEY_INDEX: &str = "ViewKeyIndex";
+
+/// The views table's key of one row: `<view>#<version>#<aggregate id>`.
+pub fn view_row_id(view: &str, version: u32, aggregate_id: &str) -> String {
+    format!("{view}#{version}#{aggregate_id}")
+}
+
+/// The views table's key of a view's live-version pointer: `<view>#live` (never a row's: a row's second
+/// part is a number).
+pub fn view_pointer_id(view: &str) -> String {
+    format!("{view}#live")
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -77,6 +92,11 @@ impl Config {
             projections_table,
         })
     }
+
+    /// The views table's name from `VIEWS_TABLE`; the plan sets it exactly when the domain declares views.
+    pub fn views_table_from_env() -> Option<String> {
+        std::env::var("VIEWS_TABLE").ok().filter(|v| !v.is_empty())
+    }
 }
 
 /// The DynamoDB-backed store: what the binaries build once at start-up.
@@ -84,6 +104,8 @@ impl Config {
 pub struct DynamoStore {
     pub client: Client,
     pub config: Config,
+    /// The views table (`VIEWS_TABLE`), when the domain declares views.
+    pub views_table: Option<String>,
 }
 
 /// The dependencies of the handlers in production: the DynamoDB store.
@@ -91,7 +113,26 @@ pub type Deps = DynamoStore;
 
 impl DynamoStore {
     pub fn new(client: Client, config: Config) -> Self {
-        DynamoStore { client, config }
+        DynamoStore {
+            client,
+            config,
+            views_table: None,
+        }
+    }
+
+    /// The same store with the views table (the functions pass [`Config::views_table_from_env`]).
+    pub fn with_views_table(mut self, views_table: Option<String>) -> Self {
+        self.views_table = views_table.filter(|t| !t.is_empty());
+        self
+    }
+
+    fn views(&self) -> Result<&str, StoreError> {
+        self.views_table.as_deref().ok_or_else(|| {
+            StoreError::Backend(
+                "VIEWS_TABLE is not set, but the domain declares views; deploy again so the functions get it"
+                    .into(),
+            )
+        })
     }
 
     fn projections(&self) -> Result<&str, StoreError> {
@@ -590,4 +631,190 @@ impl EventStore for DynamoStore {
             Err(e) => Err(failed("writing a read model", e)),
         }
     }
+
+    async fn put_view_row(&self, item: &ViewItem) -> Result<bool, StoreError> {
+        let mut attrs = Item::from([
+            (
+                "id".to_string(),
+                AttributeValue::S(view_row_id(
+                    &item.view,
+                    item.view_version,
+                    &item.aggregate_id,
+                )),
+            ),
+            ("view".into(), AttributeValue::S(item.view.clone())),
+            (
+                "view_version".into(),
+                AttributeValue::N(item.view_version.to_string()),
+            ),
+            (
+                "aggregate_id".into(),
+                AttributeValue::S(item.aggregate_id.clone()),
+            ),
+            (
+                "aggregate_type".into(),
+                AttributeValue::S(item.aggregate_type.clone()),
+            ),
+            (
+                "aggregate_version".into(),
+                AttributeValue::N(item.aggregate_version.to_string()),
+            ),
+            (
+                "row".into(),
+                serde_dynamo::to_attribute_value(&item.row)
+                    .map_err(|e| StoreError::Backend(format!("encoding a view row: {e}")))?,
+            ),
+            (
+                "updated_at".into(),
+                AttributeValue::S(item.updated_at.clone()),
+            ),
+        ]);
+        if let Some(key) = &item.key {
+            attrs.insert("key".into(), AttributeValue::S(key.clone()));
+            attrs.insert(
+                "view_key".into(),
+                AttributeValue::S(view_row_id(&item.view, item.view_version, key)),
+            );
+        }
+        let put = self
+            .client
+            .put_item()
+            .table_name(self.views()?)
+            .set_item(Some(attrs))
+            .condition_expression("attribute_not_exists(id) OR aggregate_version <= :v")
+            .expression_attribute_values(
+                ":v",
+                AttributeValue::N(item.aggregate_version.to_string()),
+            )
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(failed("writing a view row", e)),
+        }
+    }
+
+    async fn view_live_version(&self, view: &str) -> Result<Option<u32>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(self.views()?)
+            .key("id", AttributeValue::S(view_pointer_id(view)))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| failed("reading a view's live version", e))?;
+        out.item
+            .map(|item| attr_n::<u32>(&item, "live_version"))
+            .transpose()
+    }
+
+    async fn set_view_live_version(
+        &self,
+        view: &str,
+        version: u32,
+        previous: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(self.views()?)
+            .item("id", AttributeValue::S(view_pointer_id(view)))
+            .item("view", AttributeValue::S(view.to_string()))
+            .item("live_version", AttributeValue::N(version.to_string()))
+            .item("updated_at", AttributeValue::S(domain::now_timestamp()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        put = match previous {
+            None => put.condition_expression("attribute_not_exists(id)"),
+            Some(p) => put
+                .condition_expression("live_version = :p")
+                .expression_attribute_values(":p", AttributeValue::N(p.to_string())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(failed("switching a view's live version", e)),
+        }
+    }
+
+    async fn query_view(
+        &self,
+        query: &ViewQuery,
+    ) -> Result<(Vec<ViewItem>, Option<String>), StoreError> {
+        let after = query
+            .cursor
+            .as_deref()
+            .map(|c| decode_view_cursor(c, query))
+            .transpose()?;
+        let view_key = view_row_id(&query.view, query.view_version, &query.key);
+        let start = after.map(|a| {
+            Item::from([
+                (
+                    "id".to_string(),
+                    AttributeValue::S(view_row_id(&query.view, query.view_version, &a)),
+                ),
+                ("view_key".into(), AttributeValue::S(view_key.clone())),
+                ("aggregate_id".into(), AttributeValue::S(a)),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(self.views()?)
+            .index_name(VIEW_KEY_INDEX)
+            .key_condition_expression("view_key = :k")
+            .expression_attribute_values(":k", AttributeValue::S(view_key))
+            .limit(i32::try_from(query.limit + 1).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| failed("reading a view", e))?;
+        let mut rows = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| parse_view_row(&item))
+            .collect::<Result<Vec<_>, _>>()?;
+        // One more than the page was asked for, so `next` is only given when a row follows.
+        let next = if rows.len() > query.limit {
+            rows.truncate(query.limit);
+            rows.last()
+                .map(|r| encode_view_cursor(query, &r.aggregate_id))
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+}
+
+fn parse_view_row(item: &Item) -> Result<ViewItem, StoreError> {
+    let row = item
+        .get("row")
+        .cloned()
+        .map(serde_dynamo::from_attribute_value::<_, serde_json::Value>)
+        .transpose()
+        .map_err(|e| StoreError::Backend(format!("a view row does not parse: {e}")))?
+        .unwrap_or(serde_json::Value::Null);
+    Ok(ViewItem {
+        view: attr_s(item, "view")?.to_string(),
+        view_version: attr_n(item, "view_version")?,
+        aggregate_id: attr_s(item, "aggregate_id")?.to_string(),
+        aggregate_type: attr_s(item, "aggregate_type")?.to_string(),
+        aggregate_version: attr_n(item, "aggregate_version")?,
+        key: item.get("key").and_then(|v| v.as_s().ok()).cloned(),
+        row,
+        updated_at: attr_s(item, "updated_at")?.to_string(),
+    })
 }

@@ -6,7 +6,8 @@
 
 use domain::api::{
     AggregateView, AppendBatchResponse, AppendEventResponse, ErrorBody, ErrorDetail, EventView,
-    EventsByTypePage, EventsPage, HealthResponse, parse_append_event, parse_append_to_aggregate,
+    EventsByTypePage, EventsPage, HealthResponse, ViewPage, ViewRowView, parse_append_event,
+    parse_append_to_aggregate,
 };
 use domain::event::normalize_timestamp;
 use domain::validate::{MAX_VERSION, parse_limit, validate_id};
@@ -18,7 +19,7 @@ use serde::Serialize;
 
 use crate::append::{AppendError, append};
 use crate::routes::{Function, RouteId, RouteMatch, match_route};
-use crate::store::{CursorKey, EventStore, StoreError, TypeQuery, encode_cursor};
+use crate::store::{CursorKey, EventStore, StoreError, TypeQuery, ViewQuery, encode_cursor};
 
 /// The most bytes of events one page may carry, measured as they appear inside the Lambda response (the
 /// body is a JSON string there, so quotes are escaped): below Lambda's 6 MB response limit with room for
@@ -46,6 +47,9 @@ pub enum ApiError {
     IdempotencyConflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A view without a caught-up version: 503 `view_not_ready`, with its message (nothing internal in it).
+    #[error("{0}")]
+    ViewNotReady(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
@@ -67,6 +71,7 @@ impl ApiError {
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
             ApiError::IdempotencyConflict(_) => (StatusCode::CONFLICT, "idempotency_conflict"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::ViewNotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "view_not_ready"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -86,6 +91,7 @@ impl ApiError {
                 ApiError::Unavailable(_) => format!(
                     "the event store is busy; retry after {RETRY_AFTER_SECS} s (request id {request_id})"
                 ),
+                ApiError::ViewNotReady(m) => m.clone(),
                 _ => format!(
                     "internal error; nothing is known about its cause here, the details are logged under request id {request_id}"
                 ),
@@ -208,7 +214,11 @@ async fn dispatch<S: EventStore>(
                 .and_then(|p| p.first("aggregateId"))
                 .map(str::to_string);
             let aggregate_id = from_gateway.filter(|s| !s.is_empty()).or(aggregate_id);
-            handle(store, &request, route.id, aggregate_id).await
+            if let Some(view) = route.view() {
+                list_view(store, &request, view, aggregate_id.unwrap_or_default()).await
+            } else {
+                handle(store, &request, route.id, aggregate_id).await
+            }
         }
         RouteMatch::MethodNotAllowed { allowed } => Err(ApiError::MethodNotAllowed {
             method: method.clone(),
@@ -475,7 +485,60 @@ async fn handle<S: EventStore>(
                 build: build_tag().into(),
             },
         )),
+        RouteId::ListView => Err(ApiError::Internal(
+            "a view route without a view name".into(),
+        )),
     }
+}
+
+/// `GET /views/<view>/{key}`: one page of the rows listed under `key` in the view's live version. Until a
+/// version has caught up (a new view on an existing log, before deploy or `cargo xtask replay` built it)
+/// the answer is 503 `unavailable`: an empty list there would be a wrong answer, not a slow one.
+async fn list_view<S: EventStore>(
+    store: &S,
+    request: &Request,
+    view: &str,
+    key: String,
+) -> Result<Response<Body>, ApiError> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(ApiError::InvalidRequest(
+            "`key` must be 1 to 1024 characters".into(),
+        ));
+    }
+    let params = query_params(request);
+    let limit = parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?;
+    let cursor = param(&params, "cursor").map(str::to_string);
+    let Some(version) = store.view_live_version(view).await? else {
+        return Err(ApiError::ViewNotReady(format!(
+            "view `{view}` has no version that has caught up with the log yet; deploy, or run `cargo xtask replay --projection {view}`"
+        )));
+    };
+    let query = ViewQuery {
+        view: view.to_string(),
+        view_version: version,
+        key,
+        limit,
+        cursor,
+    };
+    let (rows, next_cursor) = store.query_view(&query).await?;
+    Ok(json(
+        StatusCode::OK,
+        &ViewPage {
+            view: query.view,
+            version,
+            key: query.key,
+            rows: rows
+                .into_iter()
+                .map(|r| ViewRowView {
+                    aggregate_id: r.aggregate_id,
+                    aggregate_type: r.aggregate_type,
+                    version: r.aggregate_version,
+                    row: r.row,
+                })
+                .collect(),
+            next_cursor,
+        },
+    ))
 }
 
 /// The body of a POST, refusing a declared non-JSON content type (415). A missing content type is accepted:

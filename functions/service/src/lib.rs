@@ -16,10 +16,11 @@ pub mod size;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod views;
 
 pub use dynamo::{Config, Deps, DynamoStore};
 pub use memory::MemoryStore;
-pub use store::{EventStore, ReadModel, StoreError, TypeQuery};
+pub use store::{EventStore, ReadModel, StoreError, TypeQuery, ViewItem, ViewQuery};
 
 // Re-exported so that tests and tools drive the handlers with exactly the versions the service uses.
 pub use aws_lambda_events;

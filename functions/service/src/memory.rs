@@ -8,7 +8,7 @@ use domain::StoredEvent;
 
 use crate::store::{
     AppendWrite, CommandRecord, CursorKey, EventStore, Head, ReadModel, StoreError, TypeQuery,
-    decode_cursor, encode_cursor,
+    ViewItem, ViewQuery, decode_cursor, decode_view_cursor, encode_cursor, encode_view_cursor,
 };
 
 /// The in-memory store. Cloning is not supported; share it by reference.
@@ -21,6 +21,9 @@ pub struct MemoryStore {
     read_models: Mutex<HashMap<String, ReadModel>>,
     read_model_writes: Mutex<u64>,
     log_reads: Mutex<u64>,
+    /// (view, version, aggregate id) -> row.
+    view_rows: Mutex<BTreeMap<(String, u32, String), ViewItem>>,
+    live_views: Mutex<HashMap<String, u32>>,
 }
 
 impl MemoryStore {
@@ -212,5 +215,71 @@ impl EventStore for MemoryStore {
         models.insert(model.aggregate_id.clone(), model.clone());
         *self.read_model_writes.lock().unwrap() += 1;
         Ok(())
+    }
+
+    async fn put_view_row(&self, item: &ViewItem) -> Result<bool, StoreError> {
+        let mut rows = self.view_rows.lock().unwrap();
+        let id = (
+            item.view.clone(),
+            item.view_version,
+            item.aggregate_id.clone(),
+        );
+        if rows
+            .get(&id)
+            .is_some_and(|r| r.aggregate_version > item.aggregate_version)
+        {
+            return Ok(false);
+        }
+        rows.insert(id, item.clone());
+        Ok(true)
+    }
+
+    async fn view_live_version(&self, view: &str) -> Result<Option<u32>, StoreError> {
+        Ok(self.live_views.lock().unwrap().get(view).copied())
+    }
+
+    async fn set_view_live_version(
+        &self,
+        view: &str,
+        version: u32,
+        previous: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut live = self.live_views.lock().unwrap();
+        if live.get(view).copied() != previous {
+            return Err(StoreError::Conflict);
+        }
+        live.insert(view.to_string(), version);
+        Ok(())
+    }
+
+    async fn query_view(
+        &self,
+        query: &ViewQuery,
+    ) -> Result<(Vec<ViewItem>, Option<String>), StoreError> {
+        let after = query
+            .cursor
+            .as_deref()
+            .map(|c| decode_view_cursor(c, query))
+            .transpose()?;
+        let rows = self.view_rows.lock().unwrap();
+        let mut page: Vec<ViewItem> = rows
+            .values()
+            .filter(|r| {
+                r.view == query.view
+                    && r.view_version == query.view_version
+                    && r.key.as_deref() == Some(query.key.as_str())
+                    && after.as_ref().is_none_or(|a| r.aggregate_id > *a)
+            })
+            .take(query.limit + 1)
+            .cloned()
+            .collect();
+        let next = if page.len() > query.limit {
+            page.truncate(query.limit);
+            page.last()
+                .map(|r| encode_view_cursor(query, &r.aggregate_id))
+        } else {
+            None
+        };
+        Ok((page, next))
     }
 }

@@ -1,4 +1,4 @@
-//! The OpenAPI 3 document of the HTTP API, generated from the route table ([`crate::routes::ROUTES`]) and the
+//! The OpenAPI 3 document of the HTTP API, generated from the route table ([`crate::routes::routes`]) and the
 //! domain's registry (every event type with the `eventData` schema derived from its Rust type, every
 //! aggregate type), never written by hand. `cargo xtask openapi` writes it to `functions/openapi.yaml`; a test
 //! fails when the committed copy is stale, and a schema fuzzer holds the server to it.
@@ -12,12 +12,12 @@ use domain::registry::Registry;
 use domain::validate::{MAX_BATCH_EVENTS, MAX_ID_CHARS, MAX_PAGE_LIMIT, MAX_VERSION};
 use serde_json::{Map, Value, json};
 
-use crate::routes::{Function, ROUTES, RouteId};
+use crate::routes::{Function, RouteId, routes};
 
 /// The document for `registry` (the build's domain) as JSON.
 pub fn document(registry: &Registry) -> Value {
     let mut paths = Map::new();
-    for route in ROUTES {
+    for route in routes() {
         let item = paths
             .entry(route.path.to_string())
             .or_insert_with(|| json!({}));
@@ -25,7 +25,15 @@ pub fn document(registry: &Registry) -> Value {
             item["parameters"] = json!([{ "name": "aggregateId", "in": "path", "required": true,
                 "schema": { "$ref": "#/components/schemas/Id" } }]);
         }
-        let mut op = operation(route.id);
+        let mut op = match route.view().and_then(|v| registry.view(v)) {
+            Some(view) => {
+                item["parameters"] = json!([{ "name": "key", "in": "path", "required": true,
+                    "description": "The key rows are listed under.",
+                    "schema": { "type": "string", "minLength": 1, "maxLength": 1024 } }]);
+                view_operation(&view)
+            }
+            None => operation(route.id),
+        };
         op["x-function"] = json!(match route.function {
             Function::Command => "command",
             Function::Query => "query",
@@ -204,6 +212,10 @@ fn operation(id: RouteId) -> Value {
             ],
             "responses": with_success("200", "The aggregate's state.", "AggregateView", &["400", "404", "500", "503"]),
         }),
+        // Served per view by `view_operation`; a route without a declared view does not exist.
+        RouteId::ListView => {
+            json!({ "responses": with_success("200", "One page.", "ViewPage", READ_ERRORS) })
+        }
         RouteId::Health => json!({
             "operationId": "health",
             "summary": "Liveness.",
@@ -219,6 +231,37 @@ fn operation(id: RouteId) -> Value {
     }
 }
 
+/// `GET /views/<view>/{key}`: operation id `list` + the view's name in camel case (`listAccountsByOwner`).
+fn view_operation(view: &domain::registry::ViewDecl) -> Value {
+    let limit = json!({ "name": "limit", "in": "query",
+        "schema": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE_LIMIT, "default": 100 } });
+    let camel: String = view
+        .name
+        .split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    json!({
+        "operationId": format!("list{camel}"),
+        "summary": format!("View `{}` of `{}` aggregates: {}", view.name, view.aggregate_type, view.description),
+        "description": "The rows listed under `key` in the view's live version, ordered by aggregate id. A view row follows its
+aggregate's events as the read model does (eventually consistent). When the view's definition changes
+(a new `version`), the new version is rebuilt beside the old one and reads switch to it once it has caught
+up; until a first version has, the answer is 503 `view_not_ready`. A cursor from before a switch is 400.
+",
+        "parameters": [
+            limit,
+            { "name": "cursor", "in": "query", "description": "Opaque; the nextCursor of the previous page (400 for any other value).", "schema": { "type": "string", "minLength": 1 } },
+        ],
+        "responses": with_success("200", "One page.", "ViewPage", &["400", "500", "503"]),
+    })
+}
+
 fn responses() -> Value {
     json!({
         "Error": {
@@ -226,7 +269,7 @@ fn responses() -> Value {
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
         },
         "Unavailable": {
-            "description": "unavailable (503, with requestId): DynamoDB throttled the request; nothing was written. Retry after the\nRetry-After header's seconds.\n",
+            "description": "unavailable (503, with requestId): DynamoDB throttled the request; nothing was written. Retry after the\nRetry-After header's seconds. view_not_ready (503): the view has no caught-up version yet.\n",
             "headers": { "Retry-After": { "schema": { "type": "integer", "minimum": 1 } } },
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } },
         },
@@ -414,6 +457,26 @@ fn schemas(registry: &Registry) -> Value {
                 "aggregateType": { "type": "string", "description": "Absent on read models written before aggregate types were recorded." },
                 "version": { "type": "integer" },
                 "state": { "type": "object", "additionalProperties": true },
+            },
+        },
+        "ViewPage": {
+            "type": "object",
+            "required": ["view", "version", "key", "rows", "nextCursor"],
+            "properties": {
+                "view": { "type": "string" },
+                "version": { "type": "integer", "description": "The view's live version the rows come from." },
+                "key": { "type": "string" },
+                "rows": { "type": "array", "items": {
+                    "type": "object",
+                    "required": ["aggregateId", "aggregateType", "version", "row"],
+                    "properties": {
+                        "aggregateId": { "type": "string" },
+                        "aggregateType": { "type": "string" },
+                        "version": { "type": "integer", "description": "The aggregate version the row reflects." },
+                        "row": {},
+                    },
+                } },
+                "nextCursor": { "type": "string", "nullable": true },
             },
         },
         "ErrorBody": {

@@ -13,6 +13,7 @@
 //!   record and every later record of the same aggregate in the batch (they must not be applied past it);
 //!   progress before it is still written, and other aggregates are unaffected. Failed records are returned
 //!   in `batchItemFailures` so that only they are retried, and end in the dead-letter queue eventually.
+//! - the aggregate's rows in the domain's views are written before its read model (see `views`);
 //! - stored events are facts: they are folded without the rules (`Aggregate::fold`), so tightening a rule
 //!   never sends an old event to the dead-letter queue; only an event that cannot be read fails;
 //! - the stream mapping's filter delivers only inserted events; the head and command records of the append
@@ -172,6 +173,14 @@ async fn project_aggregate<S: EventStore>(
         };
         if version == start_version {
             return failed;
+        }
+        // The views first: if writing them fails, the read model has not moved, so the retried records are
+        // folded again and the rows written then (a row never moves back: see `views::write_rows`).
+        if let Err(e) =
+            crate::views::write_rows(store, aggregate_id, state.as_ref(), version, None).await
+        {
+            tracing::error!(aggregate_id, error = %e, "writing the view rows failed");
+            return all_ids();
         }
         let updated = ReadModel {
             aggregate_id: aggregate_id.to_string(),

@@ -1,8 +1,9 @@
 //! The route table of the HTTP API: which function serves which method + path.
 //!
-//! The functions must not depend on `stack`, so the table is kept here; a test in
-//! `tests/tests/functions_openapi.rs` checks that it, `stack::default_routes()` and `functions/openapi.yaml`
-//! list the same routes.
+//! The functions must not depend on `stack`, so the table is kept here: the fixed routes, plus one
+//! `GET /views/<view>/{key}` per view the domain declares ([`routes`]). A test in
+//! `tests/tests/functions_openapi.rs` checks that it, `stack::default_routes()` (derived from the same
+//! registry) and `functions/openapi.yaml` list the same routes.
 
 /// Which function binary serves a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum RouteId {
     GetAggregate,
     ListEventsByType,
     Health,
+    /// `GET /views/<view>/{key}`: the view is named by the route's path (see [`RouteSpec::view`]).
+    ListView,
 }
 
 /// One route: `method` + `path` template with `{param}` segments.
@@ -31,7 +34,38 @@ pub struct RouteSpec {
     pub id: RouteId,
 }
 
-/// Every route of the API.
+impl RouteSpec {
+    /// The view a `ListView` route serves (`/views/<view>/{key}`).
+    pub fn view(&self) -> Option<&'static str> {
+        let rest = self.path.strip_prefix("/views/")?;
+        rest.strip_suffix("/{key}")
+    }
+}
+
+/// Every route of the API: [`ROUTES`] and one `GET /views/<view>/{key}` per view of the domain, built once.
+pub fn routes() -> &'static [RouteSpec] {
+    static ALL: std::sync::OnceLock<Vec<RouteSpec>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all = ROUTES.to_vec();
+        for view in domain::registry().views() {
+            all.push(RouteSpec {
+                method: "GET",
+                // Leaked once per process: the route table lives as long as the function.
+                path: Box::leak(view_path(&view.name).into_boxed_str()),
+                function: Function::Query,
+                id: RouteId::ListView,
+            });
+        }
+        all
+    })
+}
+
+/// The path of a view's route: `/views/<view>/{key}`.
+pub fn view_path(view: &str) -> String {
+    format!("/views/{view}/{{key}}")
+}
+
+/// The fixed routes of the API (the views' routes are added by [`routes`]).
 pub const ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: "POST",
@@ -94,7 +128,7 @@ pub fn match_route(function: Function, method: &str, path: &str) -> RouteMatch {
         path
     };
     let mut allowed = Vec::new();
-    for route in ROUTES.iter().filter(|r| r.function == function) {
+    for route in routes().iter().filter(|r| r.function == function) {
         if let Some(aggregate_id) = match_path(route.path, path) {
             if route.method.eq_ignore_ascii_case(method) {
                 return RouteMatch::Found {

@@ -104,7 +104,35 @@ pub struct TypeQuery {
     pub cursor: Option<String>,
 }
 
-/// The events table + projections table operations.
+/// One aggregate's row in one version of one view: an item of the views table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewItem {
+    pub view: String,
+    /// The view's version this row was computed by (old and new versions live side by side while one is
+    /// rebuilt).
+    pub view_version: u32,
+    pub aggregate_id: String,
+    pub aggregate_type: String,
+    /// The aggregate version the row reflects: a row is only ever replaced by one at an equal or later
+    /// version, so a rebuild and the projector can write concurrently in any order.
+    pub aggregate_version: u64,
+    /// The key it is listed under; `None` keeps the row out of every listing (the aggregate left the view).
+    pub key: Option<String>,
+    pub row: Value,
+    pub updated_at: String,
+}
+
+/// `GET /views/{view}/{key}`: one page of the rows listed under `key` in one version of a view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewQuery {
+    pub view: String,
+    pub view_version: u32,
+    pub key: String,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// The events table + projections table (+ views table) operations.
 pub trait EventStore: Send + Sync {
     /// Events of one aggregate with `version > after`, in version order, at most `limit` (all when `None`),
     /// paging through every DynamoDB page. Returns the events and whether more exist after them.
@@ -154,6 +182,81 @@ pub trait EventStore: Send + Sync {
         model: &ReadModel,
         previous: Option<&ReadModel>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes a view row unless the stored one reflects a later aggregate version. Returns whether it was
+    /// written (`false`: a newer row is there, which is not an error).
+    fn put_view_row(
+        &self,
+        item: &ViewItem,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The version of `view` that reads are served from: `None` until a version has caught up.
+    fn view_live_version(
+        &self,
+        view: &str,
+    ) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
+
+    /// Makes `version` the version reads are served from, conditional on the live version still being
+    /// `previous` (`Conflict` otherwise).
+    fn set_view_live_version(
+        &self,
+        view: &str,
+        version: u32,
+        previous: Option<u32>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One page of a view's rows under one key, ordered by aggregate id, and the next cursor.
+    fn query_view(
+        &self,
+        query: &ViewQuery,
+    ) -> impl Future<Output = Result<(Vec<ViewItem>, Option<String>), StoreError>> + Send;
+}
+
+/// Where a view page stopped: the last row's aggregate id, bound to the view, version and key it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewCursor {
+    view: String,
+    version: u32,
+    key: String,
+    after: String,
+}
+
+/// Encodes a view cursor: continue after `after` (an aggregate id). Opaque to clients.
+pub fn encode_view_cursor(query: &ViewQuery, after: &str) -> String {
+    let cursor = ViewCursor {
+        view: query.view.clone(),
+        version: query.view_version,
+        key: query.key.clone(),
+        after: after.to_string(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&cursor).expect("a cursor serializes"))
+}
+
+/// Decodes a view cursor into the aggregate id to continue after. A cursor of another view, key, or of a
+/// version that is no longer live (the view switched between two pages) is refused: start again.
+pub fn decode_view_cursor(cursor: &str, query: &ViewQuery) -> Result<String, StoreError> {
+    let foreign = || {
+        StoreError::InvalidCursor(
+            "not a cursor returned by this API for this view and key; start without `cursor`"
+                .into(),
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| foreign())?;
+    let c: ViewCursor = serde_json::from_slice(&bytes).map_err(|_| foreign())?;
+    if c.view != query.view || c.key != query.key {
+        return Err(foreign());
+    }
+    if c.version != query.view_version {
+        return Err(StoreError::InvalidCursor(format!(
+            "the view was rebuilt (version {} is live now, the cursor is from version {}); start without `cursor`",
+            query.view_version, c.version
+        )));
+    }
+    Ok(c.after)
 }
 
 /// The GSI key a `GET /events` cursor encodes (the LastEvaluatedKey of the index query).

@@ -16,8 +16,8 @@ use crate::dynamo::EVENT_TYPE_INDEX;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Creates the events table (`aggregate_id` S HASH, `version` N RANGE, GSI `EventTypeTimestampIndex` on
-/// `event_type` + `timestamp` projecting ALL, stream NEW_IMAGE) and the projections table (`aggregate_id` S
-/// HASH), both on demand, and waits until they are active.
+/// `event_type` + `timestamp` projecting ALL, stream NEW_IMAGE), the projections table (`aggregate_id` S
+/// HASH) and the views table (see [`views_table`]), all on demand, and waits until they are active.
 pub async fn create_tables(
     client: &Client,
     events: &str,
@@ -73,7 +73,30 @@ pub async fn create_tables(
         .key_schema(key("aggregate_id", KeyType::Hash)?)
         .send()
         .await?;
-    for table in [events, projections] {
+    let views = views_table(projections);
+    client
+        .create_table()
+        .table_name(&views)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("id", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("view_key", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("aggregate_id", ScalarAttributeType::S)?)
+        .key_schema(key("id", KeyType::Hash)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(crate::dynamo::VIEW_KEY_INDEX)
+                .key_schema(key("view_key", KeyType::Hash)?)
+                .key_schema(key("aggregate_id", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await?;
+    for table in [events, projections, views.as_str()] {
         client
             .wait_until_table_exists()
             .table_name(table)
@@ -81,6 +104,21 @@ pub async fn create_tables(
             .await?;
     }
     Ok(())
+}
+
+/// The views table [`create_tables`] creates beside `projections` (as the plan names them: `<x>-views`
+/// beside `<x>-projections`).
+pub fn views_table(projections: &str) -> String {
+    let stem = projections
+        .strip_suffix("-projections")
+        .unwrap_or(projections);
+    format!("{stem}-views")
+}
+
+/// The store over tables made by [`create_tables`], views table included.
+pub fn store(client: Client, config: crate::Config) -> crate::DynamoStore {
+    let views = views_table(&config.projections_table);
+    crate::DynamoStore::new(client, config).with_views_table(Some(views))
 }
 
 /// Builds an API Gateway request as `lambda_http` would hand it to a handler (without path parameters,

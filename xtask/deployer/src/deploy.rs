@@ -552,10 +552,7 @@ async fn retained_tables(
     plan: &Plan,
 ) -> Result<Vec<(String, String, String, String)>> {
     let mut found = Vec::new();
-    for (logical, table) in [
-        ("EventsTable", &plan.events_table),
-        ("ProjectionsTable", &plan.projections_table),
-    ] {
+    for (logical, table) in plan.tables() {
         let exists = match clients
             .dynamodb
             .describe_table()

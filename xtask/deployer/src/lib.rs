@@ -37,5 +37,6 @@ pub mod status;
 pub mod teardown;
 pub mod template;
 pub mod ui;
+pub mod views;
 
 pub use error::{Error, Result};

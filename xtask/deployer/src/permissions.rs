@@ -144,7 +144,7 @@ impl Target {
             )],
             ArtifactBucket => vec![format!("arn:aws:s3:::{bucket}")],
             ArtifactObjects => vec![format!("arn:aws:s3:::{bucket}/*")],
-            Tables => ["events", "projections"]
+            Tables => ["events", "projections", "views"]
                 .iter()
                 .map(|t| format!("arn:aws:dynamodb:{region}:{account}:table/{stack}-{t}"))
                 .collect(),

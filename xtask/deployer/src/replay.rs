@@ -275,45 +275,15 @@ pub async fn replay_aggregate<S: EventStore>(
             events_not_applied,
         }),
     };
-    let events = match store.read_events(aggregate_id, 0, None, true).await {
-        Ok((events, _)) => events,
+    let folded = match fold_log(store, aggregate_id).await {
+        Ok(folded) => folded,
         Err(e) => return fail(None, format!("reading the events: {e}"), 0),
     };
-    let mut state: Option<Box<dyn domain::State>> = None;
-    let mut version = 0;
-    let mut failure = None;
-    for (i, event) in events.iter().enumerate() {
-        let not_applied = (events.len() - i) as u64;
-        if event.version != version + 1 {
-            failure = Some((
-                event.version,
-                format!("the log has a hole at version {}", version + 1),
-                not_applied,
-            ));
-            break;
-        }
-        let folded = match &mut state {
-            Some(s) => s.fold(&event.event_type, event.schema_version(), &event.event_data),
-            None => registry()
-                .replay([(
-                    event.event_type.as_str(),
-                    event.schema_version(),
-                    &event.event_data,
-                )])
-                .map(|s| state = s),
-        };
-        if let Err(e) = folded {
-            failure = Some((event.version, e.to_string(), not_applied));
-            break;
-        }
-        version = event.version;
-    }
-    let failure = failure.map(|(v, reason, n)| ReplayFailure {
-        aggregate_id: aggregate_id.to_string(),
-        version: Some(v),
-        reason,
-        events_not_applied: n,
-    });
+    let Folded {
+        state,
+        version,
+        failure,
+    } = folded;
     let mut result = AggregateResult {
         written: false,
         events: version,
@@ -354,4 +324,60 @@ pub async fn replay_aggregate<S: EventStore>(
         format!("the read model kept changing during {MAX_ATTEMPTS} attempts; run replay again"),
         0,
     )
+}
+
+/// One aggregate's log folded through the registry: the state after the last applied event, that event's
+/// version, and the first event that could not be applied (the fold stops there).
+pub struct Folded {
+    pub state: Option<Box<dyn domain::State>>,
+    pub version: u64,
+    pub failure: Option<ReplayFailure>,
+}
+
+/// Reads one aggregate's whole log (consistent) and folds it, as the projector would.
+pub async fn fold_log<S: EventStore>(
+    store: &S,
+    aggregate_id: &str,
+) -> std::result::Result<Folded, StoreError> {
+    let (events, _) = store.read_events(aggregate_id, 0, None, true).await?;
+    let mut state: Option<Box<dyn domain::State>> = None;
+    let mut version = 0;
+    let mut failure = None;
+    for (i, event) in events.iter().enumerate() {
+        let not_applied = (events.len() - i) as u64;
+        if event.version != version + 1 {
+            failure = Some((
+                event.version,
+                format!("the log has a hole at version {}", version + 1),
+                not_applied,
+            ));
+            break;
+        }
+        let folded = match &mut state {
+            Some(s) => s.fold(&event.event_type, event.schema_version(), &event.event_data),
+            None => registry()
+                .replay([(
+                    event.event_type.as_str(),
+                    event.schema_version(),
+                    &event.event_data,
+                )])
+                .map(|s| state = s),
+        };
+        if let Err(e) = folded {
+            failure = Some((event.version, e.to_string(), not_applied));
+            break;
+        }
+        version = event.version;
+    }
+    let failure = failure.map(|(v, reason, n)| ReplayFailure {
+        aggregate_id: aggregate_id.to_string(),
+        version: Some(v),
+        reason,
+        events_not_applied: n,
+    });
+    Ok(Folded {
+        state,
+        version,
+        failure,
+    })
 }

@@ -75,7 +75,7 @@ pub async fn teardown(
     ui: &dyn Ui,
 ) -> Result<TeardownOutcome> {
     let started = Instant::now();
-    let tables = [&plan.events_table, &plan.projections_table];
+    let tables: Vec<_> = plan.tables().into_iter().map(|(_, t)| t).collect();
     if opts.delete_data && tables.iter().any(|t| t.deletion_protection) {
         return Err(Error::Refused(format!(
             "refusing --delete-data: {} protects this environment's data (`deletion_protection` on a table); \
