@@ -175,6 +175,11 @@ pub(crate) async fn deploy_in(
             print!("{outcome}");
             if let (EnvKind::Local, Some(url)) = (plan.kind, &outcome.api_url) {
                 println!("try: curl -s {url}/health");
+                if let Some(inspector) = crate::inspect::running_url(&plan) {
+                    println!(
+                        "inspector: {inspector} (read-only view of the local data; `cargo xtask inspect` opens it)"
+                    );
+                }
             }
         }
     }
