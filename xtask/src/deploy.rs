@@ -118,6 +118,18 @@ pub(crate) async fn deploy_in(
             crate::serve::reload_or_restart(&plan, endpoint_url)
                 .await
                 .context("reloading the local engine on the new code")?;
+            // The inspector's hotswap history (`dev` records its swaps the same way).
+            if plan.local.is_some() {
+                let paths =
+                    local_engine::state::StatePaths::new(local_engine::state::state_dir(&plan.env));
+                let entry = local_engine::inspector::HotswapEntry::of(&outcome);
+                if let Err(e) = local_engine::inspector::record_hotswap(&paths, &entry) {
+                    eprintln!(
+                        "could not record the swap in {}: {e}",
+                        paths.hotswaps().display()
+                    );
+                }
+            }
         }
         match args.output {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),

@@ -515,22 +515,9 @@ impl Session<'_> {
             return Ok(Swap::UpToDate);
         }
         let swapped: Vec<FunctionName> = outcome.swapped.iter().map(|s| s.function).collect();
-        // The inspector's hotswap history: nothing else keeps one (the drift record is cleared by the next
-        // full deploy), and a user chasing a behaviour change wants to see which code ran when.
-        let entry = local_engine::inspector::HotswapEntry {
-            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            release_digest: outcome.release_digest.clone(),
-            functions: outcome
-                .swapped
-                .iter()
-                .map(|s| local_engine::inspector::SwappedEntry {
-                    function: s.function.as_str().to_string(),
-                    code_key: s.code_key.clone(),
-                    code_sha256: s.code_sha256.clone(),
-                })
-                .collect(),
-            elapsed_ms: outcome.elapsed_ms,
-        };
+        // The inspector's hotswap history (`deploy --hotswap` records its swaps too): the drift record is
+        // cleared by the next full deploy, and a user chasing a behaviour change wants to see which code ran when.
+        let entry = local_engine::inspector::HotswapEntry::of(&outcome);
         let paths = local_engine::state::StatePaths::new(local_engine::state::state_dir(&plan.env));
         if let Err(e) = local_engine::inspector::record_hotswap(&paths, &entry) {
             eprintln!(

@@ -157,6 +157,26 @@ pub struct SwappedEntry {
     pub code_sha256: String,
 }
 
+impl HotswapEntry {
+    /// The history's entry for a hotswap that swapped code (`dev`, or `deploy --hotswap` of a local environment).
+    pub fn of(outcome: &deployer::hotswap::HotswapOutcome) -> HotswapEntry {
+        HotswapEntry {
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            release_digest: outcome.release_digest.clone(),
+            functions: outcome
+                .swapped
+                .iter()
+                .map(|s| SwappedEntry {
+                    function: s.function.as_str().to_string(),
+                    code_key: s.code_key.clone(),
+                    code_sha256: s.code_sha256.clone(),
+                })
+                .collect(),
+            elapsed_ms: outcome.elapsed_ms,
+        }
+    }
+}
+
 /// Appends one swap to the state directory's hotswap history.
 pub fn record_hotswap(paths: &StatePaths, entry: &HotswapEntry) -> std::io::Result<()> {
     crate::state::append_json_line(&paths.hotswaps(), entry)
@@ -685,6 +705,31 @@ mod tests {
             );
         }
         assert!(code.contains(".visibility_timeout(0)"));
+    }
+
+    #[test]
+    fn the_hotswap_history_reads_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::new(dir.path());
+        assert!(hotswap_history(&paths).is_empty());
+        for digest in ["a", "b"] {
+            let entry = HotswapEntry {
+                at: "2026-12-03T00:00:00.000Z".into(),
+                release_digest: digest.into(),
+                functions: vec![SwappedEntry {
+                    function: "query".into(),
+                    code_key: "functions/query/x.zip".into(),
+                    code_sha256: "c2hh".into(),
+                }],
+                elapsed_ms: 5,
+            };
+            record_hotswap(&paths, &entry).unwrap();
+        }
+        let read: Vec<String> = hotswap_history(&paths)
+            .into_iter()
+            .map(|e| e.release_digest)
+            .collect();
+        assert_eq!(read, ["b", "a"]);
     }
 
     #[test]
