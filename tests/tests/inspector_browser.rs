@@ -2,7 +2,8 @@
 //! against a local deploy through the real CLI: `deploy` prints the inspector's URL beside the API's, and
 //! `inspect` prints it without blocking; a posted event shows in its aggregate's timeline with the read model
 //! and the replay side by side; a read model made wrong on purpose is flagged field by field; a poisoned
-//! record shows in the dead-letter view with a link to its aggregate. Every view is screenshotted (into
+//! record shows in the dead-letter view with a link to its aggregate; a `deploy --hotswap` shows in the
+//! functions view's hotswap history. Every view is screenshotted (into
 //! `$INSPECTOR_SCREENSHOTS` when set, which is how `docs/inspector/*.png` are made; else a temporary
 //! directory) and each screenshot is checked to be a PNG.
 //!
@@ -272,6 +273,25 @@ async fn the_inspector_shows_timelines_flags_wrong_read_models_and_dead_letters_
     assert!(
         poisoned.contains("not a readable event") && poisoned.contains("not_an_event"),
         "the link leads to the poisoned event:\n{poisoned}"
+    );
+
+    // A code swap shows in the functions view's hotswap history (`dev` records its swaps the same way; the
+    // query binary bakes `CQRS_BUILD_TAG` in, so a new tag is a code change of the query alone).
+    let swap = env
+        .command(&["deploy", "--hotswap"])
+        .env("CQRS_BUILD_TAG", "inspector")
+        .output()
+        .unwrap();
+    assert!(swap.status.success(), "{}", text(&swap));
+    let dom = dump_dom(&format!("{inspector}/functions"));
+    let history = section(&dom, "id=\"hotswaps\"", "</table>");
+    assert!(
+        history.contains("query") && !history.contains("no swap yet"),
+        "the swap is in the hotswap history:\n{history}"
+    );
+    assert!(
+        dom.contains("id=\"release-digest\"") && dom.contains("REPORT lines"),
+        "the release and the invocations are shown:\n{dom}"
     );
 
     // One screenshot of each view.
