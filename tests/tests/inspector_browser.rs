@@ -193,6 +193,14 @@ async fn the_inspector_shows_timelines_flags_wrong_read_models_and_dead_letters_
         "the aggregate is listed:\n{listed}"
     );
 
+    // The GSI view: events of one type, with links to their aggregates.
+    let by_type = dump_dom(&format!("{inspector}/events?type=user_updated"));
+    let rows = section(&by_type, "id=\"by-type\"", "</table>");
+    assert!(
+        rows.contains(&format!("href=\"/aggregates/{ada}\"")) && rows.contains("ada@lovelace.org"),
+        "the user_updated event is listed by type:\n{rows}"
+    );
+
     // A read model made wrong on purpose (at the version the log has) is flagged, field by field.
     let bob = format!("bob-{pid}");
     let (s, v) = post(&http, format!("{api}/events"), json!({"aggregateId": bob, "eventType": "user_created", "eventData": {"name": "Bob", "email": "bob@example.com"}})).await;
