@@ -319,6 +319,7 @@ struct RawDeploy {
 struct RawLocal {
     gateway_port: Option<i64>,
     endpoint_port: Option<i64>,
+    inspector_port: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1226,9 +1227,27 @@ impl Ctx {
             );
             return None;
         }
+        // The inspector's port is optional: without it the engine picks a free one and records its URL in the
+        // state directory, where `cargo xtask inspect` reads it.
+        let i = match raw.inspector_port {
+            None => None,
+            Some(_) => {
+                Some(self.ranged("local.inspector_port", raw.inspector_port, 1024, 65535, "")?)
+            }
+        };
+        if let Some(i) = i
+            && (Some(i) == g || Some(i) == e)
+        {
+            self.invalid(
+                "local.inspector_port",
+                format!("{i} is also the gateway's or the endpoint's port; each server needs its own port"),
+            );
+            return None;
+        }
         Some(LocalSettings {
             gateway_port: g? as u16,
             endpoint_port: e? as u16,
+            inspector_port: i.map(|i| i as u16),
         })
     }
 }

@@ -339,6 +339,10 @@ pub struct LocalSettings {
     pub gateway_port: u16,
     /// Port of the local AWS endpoint (moto) on 127.0.0.1.
     pub endpoint_port: u16,
+    /// Port of the local inspector (the read-only page over the local data) on 127.0.0.1; `None` picks a
+    /// free one. Only a local environment has one: no AWS environment renders or exposes the inspector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspector_port: Option<u16>,
 }
 
 /// The routes every environment serves: the fixed ones and one `GET /views/<view>/{key}` per view of the

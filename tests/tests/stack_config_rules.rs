@@ -731,6 +731,29 @@ fn local_section_belongs_to_local_environments_only() {
         "local.gateway_port",
         &["1024 to 65535"],
     );
+    // The inspector's port is optional (a free one), and when set it needs a port of its own.
+    let dir = config_dir(&[("local", LOCAL)]);
+    let plan = config::load(dir.path(), "local").unwrap();
+    assert_eq!(plan.local.unwrap().inspector_port, None);
+    let dir = config_dir(&[("local", &format!("{LOCAL}  inspector_port: 3031\n"))]);
+    let plan = config::load(dir.path(), "local").unwrap();
+    assert_eq!(plan.local.unwrap().inspector_port, Some(3031));
+    let (dir, err) = load_err("local", &format!("{LOCAL}  inspector_port: 3030\n"));
+    assert_problem(
+        dir.path(),
+        &err,
+        "local.yaml",
+        "local.inspector_port",
+        &["its own port"],
+    );
+    let (dir, err) = load_err("local", &format!("{LOCAL}  inspector_port: 99\n"));
+    assert_problem(
+        dir.path(),
+        &err,
+        "local.yaml",
+        "local.inspector_port",
+        &["1024 to 65535"],
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use stack::FunctionName;
 
 use crate::exit::ExitStatus;
 
+mod inspector;
 mod store;
 
 /// Arguments of `cargo xtask bench`.
@@ -44,6 +45,9 @@ pub enum What {
     /// Event store cost: DynamoDB requests and capacity units per append at 10, 1,000 and 10,000 events
     /// of history, per batch append and per projected batch, on a fresh local endpoint of its own.
     Store(store::StoreArgs),
+    /// The local inspector: opening an aggregate of 10,000 events (first open with its full replay, next
+    /// open, a page deep in the history), on a fresh local endpoint of its own.
+    Inspector(inspector::InspectorArgs),
 }
 
 /// Arguments of `cargo xtask bench deploy`.
@@ -93,6 +97,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         What::Dev(a) => crate::bench_dev::run(a).await,
         What::Release(a) => crate::bench_release::run(a).await,
         What::Store(a) => store::run(a).await,
+        What::Inspector(a) => inspector::run(a).await,
     }
 }
 

@@ -118,6 +118,9 @@ pub enum Command {
     Replay(crate::replay::Args),
     /// Show the functions' logs.
     Logs(crate::logs::Args),
+    /// Print the URL of the local inspector (a read-only page over the event log, read models vs replay, the
+    /// pipeline and the functions) and open it in a browser when one is available. Local environments only.
+    Inspect(crate::inspect::Args),
     /// Check the prerequisites of the local engine and list how it differs from AWS.
     Doctor(crate::doctor::Args),
     /// Deploy the release recorded in one environment to the next, without rebuilding.
@@ -146,6 +149,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Status(a) => crate::status::run(a).await,
         Command::Replay(a) => crate::replay::run(a).await,
         Command::Logs(a) => crate::logs::run(a).await,
+        Command::Inspect(a) => crate::inspect::run(a).await,
         Command::Doctor(a) => crate::doctor::run(a).await,
         Command::Promote(a) => crate::promote::run(a).await,
         Command::Smoke(a) => crate::smoke::run(a).await,

@@ -118,6 +118,18 @@ pub(crate) async fn deploy_in(
             crate::serve::reload_or_restart(&plan, endpoint_url)
                 .await
                 .context("reloading the local engine on the new code")?;
+            // The inspector's hotswap history (`dev` records its swaps the same way).
+            if plan.local.is_some() {
+                let paths =
+                    local_engine::state::StatePaths::new(local_engine::state::state_dir(&plan.env));
+                let entry = local_engine::inspector::HotswapEntry::of(&outcome);
+                if let Err(e) = local_engine::inspector::record_hotswap(&paths, &entry) {
+                    eprintln!(
+                        "could not record the swap in {}: {e}",
+                        paths.hotswaps().display()
+                    );
+                }
+            }
         }
         let views_ok = catch_up_views(&plan, &env.clients, ui.as_ref()).await?;
         match args.output {
@@ -180,6 +192,11 @@ pub(crate) async fn deploy_in(
             print!("{outcome}");
             if let (EnvKind::Local, Some(url)) = (plan.kind, &outcome.api_url) {
                 println!("try: curl -s {url}/health");
+                if let Some(inspector) = crate::inspect::running_url(&plan) {
+                    println!(
+                        "inspector: {inspector} (read-only view of the local data; `cargo xtask inspect` opens it)"
+                    );
+                }
             }
         }
     }

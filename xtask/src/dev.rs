@@ -515,6 +515,17 @@ impl Session<'_> {
             return Ok(Swap::UpToDate);
         }
         let swapped: Vec<FunctionName> = outcome.swapped.iter().map(|s| s.function).collect();
+        // The inspector's hotswap history (`deploy --hotswap` records its swaps too): the drift record is
+        // cleared by the next full deploy, and a user chasing a behaviour change wants to see which code ran when.
+        let entry = local_engine::inspector::HotswapEntry::of(&outcome);
+        let paths = local_engine::state::StatePaths::new(local_engine::state::state_dir(&plan.env));
+        if let Err(e) = local_engine::inspector::record_hotswap(&paths, &entry) {
+            eprintln!(
+                "{} could not record the swap in {}: {e}",
+                clock(),
+                paths.hotswaps().display()
+            );
+        }
         let t = Instant::now();
         let (_, applied) = crate::serve::reload_or_restart(&plan, &endpoint_url).await?;
         phases.reload = t.elapsed();

@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod dev;
 pub mod diff;
 pub mod doctor;
+pub mod inspect;
 pub mod logs;
 pub mod openapi;
 pub mod promote;

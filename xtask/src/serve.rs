@@ -56,9 +56,45 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     if let Some(port) = args.port {
         cfg.gateway_port = port;
     }
+    // The inspector's port is bound and recorded before the gateway answers, so whoever waits for the
+    // gateway (`deploy`) finds the inspector's URL already written.
+    let paths = StatePaths::new(&state_dir);
+    let inspector_cfg =
+        local_engine::inspector::InspectorConfig::of_engine(&cfg, Some(dist.clone()));
+    let inspector_listener = match &inspector_cfg {
+        Some(_) => {
+            let listener = local_engine::inspector::bind(local.inspector_port.unwrap_or(0)).await?;
+            let url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
+            local_engine::inspector::record(&paths, &url)?;
+            Some((listener, url))
+        }
+        None => {
+            let _ = std::fs::remove_file(paths.inspector());
+            eprintln!(
+                "local engine: no inspector: the deployed functions name no EVENTS_TABLE/PROJECTIONS_TABLE"
+            );
+            None
+        }
+    };
     let engine = Engine::start(cfg)
         .await
         .context("starting the local engine")?;
+    let (inspector_stop, inspector_stopped) = tokio::sync::oneshot::channel::<()>();
+    let inspector_url = match (inspector_cfg, inspector_listener) {
+        (Some(icfg), Some((listener, url))) => {
+            let stats = engine.poller_stats_watch();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = inspector_stopped.await;
+                };
+                if let Err(e) = local_engine::inspector::serve(listener, icfg, stats, stop).await {
+                    tracing::error!("inspector stopped: {e}");
+                }
+            });
+            url
+        }
+        _ => "(none)".to_string(),
+    };
     // Hotswaps (`deploy --hotswap`, `dev`) ask through this socket for the changed functions to be reloaded.
     let source = local_engine::control::DeployedSource {
         plan: plan.clone(),
@@ -77,10 +113,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         }
     };
     eprintln!(
-        "local engine: gateway {} -> functions from {}; endpoint {endpoint_url}; logs in {}",
+        "local engine: gateway {} -> functions from {}; endpoint {endpoint_url}; inspector {inspector_url}; logs in {}",
         engine.url(),
         dist.display(),
-        StatePaths::new(&state_dir).function_logs().display()
+        paths.function_logs().display()
     );
     // Serve until SIGTERM (teardown) or Ctrl-C, then kill every function process before exiting.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -90,6 +126,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         _ = tokio::signal::ctrl_c() => {}
     }
     eprintln!("local engine: stopping");
+    let _ = inspector_stop.send(());
+    let _ = std::fs::remove_file(paths.inspector());
     engine.stop().await;
     Ok(ExitStatus::Success)
 }

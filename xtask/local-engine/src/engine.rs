@@ -281,6 +281,11 @@ impl EngineHandle {
         self.poller_stats.as_ref().map(|s| s.borrow().clone())
     }
 
+    /// The poller's counters as they change (the inspector samples the projection lag from them).
+    pub fn poller_stats_watch(&self) -> Option<watch::Receiver<PollerStats>> {
+        self.poller_stats.clone()
+    }
+
     /// Whether the engine found the endpoint's data reset since its last run (see `check_marker`).
     pub fn data_reset(&self) -> bool {
         self.data_reset

@@ -5,7 +5,8 @@
 //! source mapping, which the endpoint cannot run. [`engine`] starts the three together, [`deployed`] reads
 //! what was deployed so the engine serves exactly that, [`daemon`] runs the engine in the background,
 //! [`control`] lets a hotswap reload the changed functions of a running engine, and [`process`] is the one
-//! place that starts, identifies and signals the processes the tool leaves running.
+//! place that starts, identifies and signals the processes the tool leaves running. [`inspector`] is the
+//! read-only page over a running local environment (event log, read models vs replay, pipeline, functions).
 
 pub mod bench;
 pub mod control;
@@ -15,6 +16,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod gateway;
 pub mod host;
+pub mod inspector;
 pub mod lock;
 pub mod poller;
 pub mod process;

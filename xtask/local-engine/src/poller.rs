@@ -53,6 +53,32 @@ pub struct PollerStats {
     pub batches_failed: u64,
     pub records_delivered: u64,
     pub records_sent_to_dlq: u64,
+    /// Projection lag of the last delivered batch: from its oldest event's `timestamp` to the end of the
+    /// projector invocation that applied it, in milliseconds.
+    pub last_lag_ms: Option<u64>,
+    /// The `timestamp` (epoch ms) of the oldest event of the batch being delivered or retried, `None` when
+    /// no batch is in flight: the inspector reads a growing lag from it while the projector fails.
+    pub in_flight_since_ms: Option<i64>,
+}
+
+/// What the poller notes of a batch it sent to the dead-letter queue ([`crate::state::StatePaths::dead_letters`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterNote {
+    /// The message's `requestContext.requestId`.
+    pub request_id: String,
+    pub condition: String,
+    /// Why the batch failed: the invocation's error, or `batchItemFailures` when the projector reported them.
+    pub error: Option<String>,
+    pub records: Vec<DeadRecord>,
+}
+
+/// One record of a dead-lettered batch: enough to find its event in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadRecord {
+    pub aggregate_id: Option<String>,
+    pub version: Option<u64>,
+    pub event_type: Option<String>,
+    pub sequence_number: Option<String>,
 }
 
 /// Persisted per-shard progress.
@@ -327,6 +353,8 @@ impl Poller {
             if batch.is_empty() {
                 continue;
             }
+            let oldest = batch.iter().filter_map(event_time_ms).min();
+            self.stats.send_modify(|s| s.in_flight_since_ms = oldest);
             let payload =
                 Bytes::from(serde_json::to_vec(&self.event(&batch)).expect("json serialises"));
             let failed_from: Result<Option<usize>, String> =
@@ -337,9 +365,12 @@ impl Poller {
             let (remaining, error) = match failed_from {
                 Ok(None) => {
                     self.checkpoint(shard_id, &batch);
+                    let now = chrono::Utc::now().timestamp_millis();
                     self.stats.send_modify(|s| {
                         s.batches_ok += 1;
                         s.records_delivered += batch.len() as u64;
+                        s.last_lag_ms = oldest.map(|t| (now - t).max(0) as u64);
+                        s.in_flight_since_ms = None;
                     });
                     continue;
                 }
@@ -370,6 +401,7 @@ impl Poller {
                 )
                 .await;
                 self.checkpoint(shard_id, &remaining);
+                self.stats.send_modify(|s| s.in_flight_since_ms = None);
             } else if mapping.bisect_batch_on_function_error && remaining.len() > 1 {
                 let mut first = remaining;
                 let second = first.split_off(first.len() / 2);
@@ -413,6 +445,24 @@ impl Poller {
         self.stats
             .send_modify(|s| s.records_sent_to_dlq += records.len() as u64);
         let message = failure_description(&self.cfg, shard_id, records, condition, attempts, error);
+        // The queue's message, like Lambda's, names only a sequence range; the note keeps what a person
+        // debugging it needs (the error and each record's event), for the inspector.
+        let note = DeadLetterNote {
+            request_id: message["requestContext"]["requestId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            condition: condition.to_string(),
+            error: error.map(str::to_string),
+            records: records.iter().map(dead_record).collect(),
+        };
+        let journal = self
+            .cfg
+            .checkpoint_path
+            .with_file_name("dead-letters.jsonl");
+        if let Err(e) = crate::state::append_json_line(&journal, &note) {
+            tracing::warn!("noting a dead-lettered batch in {}: {e}", journal.display());
+        }
         let Some(url) = &self.cfg.dead_letter_queue_url else {
             tracing::error!(
                 "dropping {} record(s) with no on-failure destination: {message}",
@@ -475,6 +525,35 @@ pub fn failure_description(
             "streamArn": cfg.stream_arn,
         }
     })
+}
+
+/// The keys of a stream record's event (from its new image).
+fn dead_record(r: &Record) -> DeadRecord {
+    let image = r.dynamodb.as_ref().and_then(|d| d.new_image.as_ref());
+    let s = |name: &str| {
+        image
+            .and_then(|i| i.get(name))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    };
+    DeadRecord {
+        aggregate_id: s("aggregate_id"),
+        version: image
+            .and_then(|i| i.get("version"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok()),
+        event_type: s("event_type"),
+        sequence_number: sequence_number(r),
+    }
+}
+
+/// The stored event's `timestamp` (epoch ms), from the record's new image.
+fn event_time_ms(r: &Record) -> Option<i64> {
+    let image = r.dynamodb.as_ref()?.new_image.as_ref()?;
+    let ts = image.get("timestamp")?.as_s().ok()?;
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 fn sequence_number(r: &Record) -> Option<String> {

@@ -110,6 +110,34 @@ impl StatePaths {
     pub fn endpoint_marker(&self) -> PathBuf {
         self.root.join("engine-endpoint.json")
     }
+    /// The poller's note of every batch it sent to the dead-letter queue: the error and the records' keys,
+    /// which the queue's Lambda-style message does not carry (the inspector joins them by request id).
+    pub fn dead_letters(&self) -> PathBuf {
+        self.root.join("poller").join("dead-letters.jsonl")
+    }
+    /// The running engine's inspector: its URL and the engine's pid (`cargo xtask inspect` reads it).
+    pub fn inspector(&self) -> PathBuf {
+        self.root.join("inspector.json")
+    }
+    /// One line per code swap `cargo xtask dev` applied (the inspector's hotswap history).
+    pub fn hotswaps(&self) -> PathBuf {
+        self.root.join("hotswaps.jsonl")
+    }
+}
+
+/// Appends one JSON line to a journal file (O_APPEND keeps concurrent lines whole).
+pub fn append_json_line(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(&line)
 }
 
 /// Writes a file atomically (temporary file + rename) so a crash never leaves half a checkpoint.
