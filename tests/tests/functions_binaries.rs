@@ -11,7 +11,7 @@ use local_engine::endpoint::Endpoint;
 use local_engine::host::{FunctionSpec, Host, HostConfig};
 use serde_json::{Value, json};
 use service::testing::{create_tables, stream_event, stream_record};
-use service::{Config, DynamoStore, EventStore};
+use service::{Config, EventStore};
 use stack::FunctionName;
 
 /// Builds the three function binaries (debug) and returns their paths by package name.

@@ -23,7 +23,7 @@ use service::aws_sdk_dynamodb::error::BoxError;
 use service::aws_sdk_dynamodb::operation;
 use service::aws_sdk_dynamodb::{Client, Config as SdkConfig};
 use service::testing::{create_tables, request, stream_event, stream_record};
-use service::{Config, DynamoStore, EventStore};
+use service::{Config, EventStore};
 use stack::{FunctionName, Plan};
 use tests::iam;
 
