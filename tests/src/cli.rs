@@ -251,3 +251,36 @@ impl Drop for Background {
         let _ = self.child.wait();
     }
 }
+
+/// Copies the checkout's files (what git tracks, and untracked files it does not ignore) into `dst`, keeping
+/// their modification times.
+pub fn clone_checkout(dst: &Path) {
+    let root = repo_root();
+    let listed = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("git runs");
+    assert!(listed.status.success(), "{}", output_text(&listed));
+    for rel in listed.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(rel).expect("UTF-8 paths"));
+        let (from, to) = (root.join(rel), dst.join(rel));
+        let Ok(meta) = std::fs::metadata(&from) else {
+            continue; // deleted in the working tree, not yet in the index
+        };
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&to)
+            .unwrap()
+            .set_modified(meta.modified().unwrap())
+            .unwrap();
+    }
+}

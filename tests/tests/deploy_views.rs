@@ -105,7 +105,9 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
     assert_eq!(body["version"], old);
 
     // The new version is filled from the log, then reads switch to it.
-    let outcome = rebuild(&client, &tables, &view, target, 4, &ui).await.unwrap();
+    let outcome = rebuild(&client, &tables, &view, target, 4, &ui)
+        .await
+        .unwrap();
     assert!(outcome.switched, "{outcome}");
     assert_eq!(outcome.previous, Some(old));
     assert_eq!(outcome.aggregates_seen, 4);
@@ -122,7 +124,10 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
     // Paging: one row a page, the cursor leads to the next and ends.
     let (_, first) = get(&store, "/views/accounts_by_owner/ann?limit=1").await;
     assert_eq!(ids(&first), ["acc-1"]);
-    let cursor = first["nextCursor"].as_str().expect("a next cursor").to_string();
+    let cursor = first["nextCursor"]
+        .as_str()
+        .expect("a next cursor")
+        .to_string();
     let (_, second) = get(
         &store,
         &format!("/views/accounts_by_owner/ann?limit=1&cursor={cursor}"),
@@ -143,7 +148,9 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
         updated_at: domain::now_timestamp(),
     };
     assert!(store.put_view_row(&newer).await.unwrap());
-    let again = rebuild(&client, &tables, &view, target, 4, &ui).await.unwrap();
+    let again = rebuild(&client, &tables, &view, target, 4, &ui)
+        .await
+        .unwrap();
     assert!(again.switched);
     assert_eq!(again.rows_written, 2, "acc-3's newer row is kept: {again}");
     let (_, body) = get(&store, "/views/accounts_by_owner/bob").await;
@@ -211,5 +218,8 @@ async fn a_log_that_does_not_fold_keeps_the_old_version_live() {
     assert!(outcome.to_string().contains("NOT switched"), "{outcome}");
     let (status, body) = get(&store, "/views/accounts_by_owner/ann").await;
     assert_eq!(status, 200);
-    assert_eq!(body["version"], old, "reads stay on the old version: {body}");
+    assert_eq!(
+        body["version"], old,
+        "reads stay on the old version: {body}"
+    );
 }

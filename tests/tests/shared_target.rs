@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use tests::cli::{output_text, xtask_binary};
+use tests::cli::{clone_checkout, output_text, xtask_binary};
 use tests::repo_root;
 
 /// The target directory of this test run (`<target>/debug/xtask`).
@@ -25,39 +25,6 @@ fn target_dir() -> PathBuf {
         .nth(2)
         .expect("the xtask binary lives in <target>/debug")
         .to_path_buf()
-}
-
-/// Copies the checkout's files (what git tracks, and untracked files it does not ignore) into `dst`, keeping
-/// their modification times.
-fn clone_checkout(dst: &Path) {
-    let root = repo_root();
-    let listed = Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .current_dir(&root)
-        .output()
-        .expect("git runs");
-    assert!(listed.status.success(), "{}", output_text(&listed));
-    for rel in listed.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-        let rel = Path::new(std::str::from_utf8(rel).expect("UTF-8 paths"));
-        let (from, to) = (root.join(rel), dst.join(rel));
-        let Ok(meta) = std::fs::metadata(&from) else {
-            continue; // deleted in the working tree, not yet in the index
-        };
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&from, &to).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&to)
-            .unwrap()
-            .set_modified(meta.modified().unwrap())
-            .unwrap();
-    }
 }
 
 /// `cargo xtask <args>` in `checkout`, as a user runs it there, with this run's target directory.
