@@ -8,8 +8,10 @@
 //!   gateway port restarts the engine there. Moving the endpoint port is refused: the endpoint holds the data;
 //! - `Cargo.toml` or `Cargo.lock` at the workspace root changed (a dependency or a profile): the functions are
 //!   rebuilt and swapped as for a source edit (the hotswap path finds which binaries changed);
-//! - a template or `stack/` changed: both are compiled into xtask, so it rebuilds itself and starts over (the
-//!   fresh process deploys through the same `deploy` path).
+//! - a template, `stack/` or the domain (`functions/domain/`) changed: all are compiled into xtask (the plan
+//!   derives routes, tables and grants from the domain, and deploy checks its event schemas against the ones
+//!   recorded for the environment), so it rebuilds itself and starts over (the fresh process deploys through
+//!   the same `deploy` path, guard included; a hotswap could not add a view's route or table).
 //!
 //! One line per change says what was done and how long it took. A build error leaves the previous version
 //! serving (cargo's errors are shown) and the next save tries again. Ctrl-C stops watching and leaves the engine
@@ -63,7 +65,7 @@ struct Changes {
     /// Function sources, and the workspace's `Cargo.toml`/`Cargo.lock`: rebuild the functions and swap.
     functions: BTreeSet<PathBuf>,
     config: BTreeSet<PathBuf>,
-    /// Sources compiled into xtask (`templates/`, `stack/`): rebuild xtask and start over.
+    /// Sources compiled into xtask (`templates/`, `stack/`, `functions/domain/`): rebuild xtask and start over.
     tool: BTreeSet<PathBuf>,
 }
 
@@ -80,6 +82,8 @@ struct Watched {
     config: PathBuf,
     templates: PathBuf,
     stack: PathBuf,
+    /// `functions/domain`: compiled into xtask too.
+    domain: PathBuf,
 }
 
 impl Watched {
@@ -93,7 +97,10 @@ impl Watched {
             }
             if path.starts_with(&self.config) {
                 into.config.insert(path.clone());
-            } else if path.starts_with(&self.templates) || path.starts_with(&self.stack) {
+            } else if path.starts_with(&self.templates)
+                || path.starts_with(&self.stack)
+                || path.starts_with(&self.domain)
+            {
                 into.tool.insert(path.clone());
             } else if path.starts_with(&self.functions) || self.is_manifest(path) {
                 into.functions.insert(path.clone());
@@ -198,6 +205,7 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
         functions: root.join("functions"),
         templates: root.join("templates"),
         stack: root.join("stack"),
+        domain: root.join("functions/domain"),
         config: config_dir,
         root: root.clone(),
     };
@@ -565,7 +573,7 @@ impl Session<'_> {
             return Ok(None);
         }
         eprintln!(
-            "{} {why}: templates and stack/ are compiled into xtask: rebuilt it in {:.1} s; restarting `dev` to deploy them",
+            "{} {why}: templates, stack/ and the domain are compiled into xtask: rebuilt it in {:.1} s; restarting `dev` to deploy them",
             clock(),
             started.elapsed().as_secs_f64()
         );
@@ -637,6 +645,7 @@ mod tests {
             config: "/w/config".into(),
             templates: "/w/templates".into(),
             stack: "/w/stack".into(),
+            domain: "/w/functions/domain".into(),
         }
     }
 
@@ -655,6 +664,7 @@ mod tests {
             "/w/config/local.yaml",
             "/w/templates/stack.yaml.hbs",
             "/w/stack/src/plan.rs",
+            "/w/functions/domain/src/aggregates/account.rs",
             "/w/Cargo.lock",
             "/w/Cargo.toml",
             "/w/README.md",
@@ -676,6 +686,7 @@ mod tests {
         assert_eq!(
             c.tool,
             BTreeSet::from([
+                PathBuf::from("/w/functions/domain/src/aggregates/account.rs"),
                 PathBuf::from("/w/stack/src/plan.rs"),
                 PathBuf::from("/w/templates/stack.yaml.hbs"),
             ])
