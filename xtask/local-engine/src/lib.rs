@@ -7,7 +7,6 @@
 //! [`control`] lets a hotswap reload the changed functions of a running engine, and [`process`] is the one
 //! place that starts, identifies and signals the processes the tool leaves running.
 
-pub mod bench;
 pub mod control;
 pub mod daemon;
 pub mod deployed;
@@ -18,7 +17,6 @@ pub mod host;
 pub mod lock;
 pub mod poller;
 pub mod process;
-pub mod startup;
 pub mod state;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineHandle, StreamSettings};
