@@ -577,47 +577,21 @@ impl Ctx {
         {
             self.invalid("app", format!("`{app}` is not allowed; use 1-20 lowercase letters, digits and `-`, starting with a letter"));
         }
-        let stack_name = raw
-            .stack_name
-            .or_else(|| app.as_ref().map(|a| format!("{a}-{env}")));
-        if let Some(s) = &stack_name {
-            // Physical names are `<stack>-projector-dlq` (SQS: 80 chars) and `<stack>-projector`
-            // (Lambda: 64 chars); 40 leaves room for both.
-            let ok = s.len() <= 40
-                && s.starts_with(|c: char| c.is_ascii_alphabetic())
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-            if !ok {
-                self.invalid(
-                    "stack_name",
-                    format!("`{s}` is not allowed; use 1-40 letters, digits and `-`, starting with a letter (default: `<app>-<env>`)"),
-                );
-            }
-        }
+        let stack_name = self.stack_name(raw.stack_name, app.as_deref(), env);
 
         let kind = match self.one_of("kind", raw.kind.as_deref(), &["local", "aws"]) {
             Some("local") => Some(EnvKind::Local),
             Some(_) => Some(EnvKind::Aws),
             None => None,
         };
-        if let (Some(mine), Some(EnvKind::Aws), Some(account)) =
-            (&stack_name, kind, &raw.account_id)
-        {
-            // The deploy role's grants are scoped by name prefix (`table/<stack>-*`, `function:<stack>-*`,
-            // `<stack>-*` queues, log groups and alarms) within its account: were one stack name a prefix of
-            // another's in the same account, one environment's role would reach the other's resources (and
-            // equal names would share the account-wide role names `<stack>-<function>`). Other accounts'
-            // environments may reuse a name (a disaster-recovery copy, say).
-            for (other_env, other) in self.other_aws_stacks(env_file, env, account, known_envs) {
-                if mine.starts_with(&other) || other.starts_with(mine.as_str()) {
-                    self.refuse(
-                        "stack_name",
-                        format!(
-                            "`{mine}` and `{other}` (environment `{other_env}`) start alike: the deploy role of one would be granted the other's resources (they are scoped by `<stack_name>-*`); choose stack names neither of which is a prefix of the other"
-                        ),
-                    );
-                }
-            }
-        }
+        self.stack_name_is_own(
+            stack_name.as_deref(),
+            kind,
+            raw.account_id.as_deref(),
+            env,
+            env_file,
+            known_envs,
+        );
         let protected =
             kind == Some(EnvKind::Aws) && (env == "prod" || raw.protected == Some(true));
 
@@ -631,36 +605,7 @@ impl Ctx {
             );
         }
         let account_id = raw.account_id;
-        match (&account_id, kind) {
-            (Some(a), _) if !(a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())) => {
-                self.invalid("account_id", format!("`{a}` is not an AWS account id; use the 12 digits, quoted"))
-            }
-            (None, Some(EnvKind::Aws)) => self.invalid(
-                "account_id",
-                "missing; an `aws` environment needs its 12-digit account id (quoted) so a deploy cannot hit the wrong account".into(),
-            ),
-            _ => {}
-        }
-        if let Some(role) = &raw.role_arn {
-            let parsed = role
-                .strip_prefix("arn:aws:iam::")
-                .and_then(|r| r.split_once(":role/"));
-            match parsed {
-                Some((acct, name)) if !name.is_empty() => {
-                    if let Some(a) = &account_id
-                        && acct != a {
-                            self.invalid(
-                                "role_arn",
-                                format!("the role is in account {acct} but `account_id` is {a}; they must match"),
-                            );
-                        }
-                }
-                _ => self.invalid(
-                    "role_arn",
-                    format!("`{role}` is not an IAM role ARN; expected `arn:aws:iam::<account_id>:role/<name>`"),
-                ),
-            }
-        }
+        self.account(account_id.as_deref(), raw.role_arn.as_deref(), kind);
 
         let functions = self.functions(
             raw.functions.unwrap_or_default(),
@@ -683,7 +628,7 @@ impl Ctx {
         let views = crate::plan::domain_views();
         let views_table = projections_table.as_ref().and_then(|p| {
             (!views.is_empty()).then(|| TablePlan {
-                table_name: format!("{}-views", stack_name.as_deref().unwrap_or("")),
+                table_name: crate::plan::views_table_name(stack_name.as_deref().unwrap_or("")),
                 ..p.clone()
             })
         });
@@ -732,29 +677,7 @@ impl Ctx {
         };
 
         if protected {
-            // Losing the event log is unrecoverable: it is the source of truth every read model derives from.
-            for (key, t) in [
-                ("tables.events", &events_table),
-                ("tables.projections", &projections_table),
-            ] {
-                let Some(t) = t else { continue };
-                let why =
-                    format!("`{env}` is a protected environment (named prod or `protected: true`)");
-                if !t.retain_on_delete {
-                    self.refuse(&format!("{key}.retain_on_delete"), format!("{why}: deleting the stack would delete the table's data; set `retain_on_delete: true`"));
-                }
-                if !t.deletion_protection {
-                    self.refuse(&format!("{key}.deletion_protection"), format!("{why}: the table could be deleted by hand or by a replacement; set `deletion_protection: true`"));
-                }
-                if !t.point_in_time_recovery {
-                    self.refuse(&format!("{key}.point_in_time_recovery"), format!("{why}: without point-in-time recovery a bad write cannot be undone; set `point_in_time_recovery: true`"));
-                }
-            }
-            if let Some(d) = &deploy
-                && d.hotswap
-            {
-                self.refuse("deploy.hotswap", format!("`{env}` is a protected environment: hotswap bypasses the change set review; set `hotswap: false`"));
-            }
+            self.protected_env_rules(env, [&events_table, &projections_table], deploy.as_ref());
         }
 
         Some(Plan {
@@ -779,6 +702,127 @@ impl Ctx {
             deploy: deploy?,
             local,
         })
+    }
+
+    /// `stack_name`, or its default `<app>-<env>`, checked against the longest physical name derived from it.
+    fn stack_name(
+        &mut self,
+        stack_name: Option<String>,
+        app: Option<&str>,
+        env: &str,
+    ) -> Option<String> {
+        let stack_name = stack_name.or_else(|| app.map(|a| format!("{a}-{env}")));
+        if let Some(s) = &stack_name {
+            // Physical names are `<stack>-projector-dlq` (SQS: 80 chars) and `<stack>-projector`
+            // (Lambda: 64 chars); 40 leaves room for both.
+            let ok = s.len() <= 40
+                && s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                self.invalid(
+                    "stack_name",
+                    format!("`{s}` is not allowed; use 1-40 letters, digits and `-`, starting with a letter (default: `<app>-<env>`)"),
+                );
+            }
+        }
+        stack_name
+    }
+
+    /// In an `aws` environment, refuses a stack name that is a prefix of another environment's in the same account
+    /// (or has one as its prefix).
+    fn stack_name_is_own(
+        &mut self,
+        stack_name: Option<&str>,
+        kind: Option<EnvKind>,
+        account_id: Option<&str>,
+        env: &str,
+        env_file: &Path,
+        known_envs: &[String],
+    ) {
+        if let (Some(mine), Some(EnvKind::Aws), Some(account)) = (stack_name, kind, account_id) {
+            // The deploy role's grants are scoped by name prefix (`table/<stack>-*`, `function:<stack>-*`,
+            // `<stack>-*` queues, log groups and alarms) within its account: were one stack name a prefix of
+            // another's in the same account, one environment's role would reach the other's resources (and
+            // equal names would share the account-wide role names `<stack>-<function>`). Other accounts'
+            // environments may reuse a name (a disaster-recovery copy, say).
+            for (other_env, other) in self.other_aws_stacks(env_file, env, account, known_envs) {
+                if mine.starts_with(&other) || other.starts_with(mine) {
+                    self.refuse(
+                        "stack_name",
+                        format!(
+                            "`{mine}` and `{other}` (environment `{other_env}`) start alike: the deploy role of one would be granted the other's resources (they are scoped by `<stack_name>-*`); choose stack names neither of which is a prefix of the other"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// `account_id` (12 digits; required for `aws`) and `role_arn` (an IAM role of that account).
+    fn account(&mut self, account_id: Option<&str>, role_arn: Option<&str>, kind: Option<EnvKind>) {
+        match (account_id, kind) {
+            (Some(a), _) if !(a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())) => {
+                self.invalid("account_id", format!("`{a}` is not an AWS account id; use the 12 digits, quoted"))
+            }
+            (None, Some(EnvKind::Aws)) => self.invalid(
+                "account_id",
+                "missing; an `aws` environment needs its 12-digit account id (quoted) so a deploy cannot hit the wrong account".into(),
+            ),
+            _ => {}
+        }
+        if let Some(role) = role_arn {
+            let parsed = role
+                .strip_prefix("arn:aws:iam::")
+                .and_then(|r| r.split_once(":role/"));
+            match parsed {
+                Some((acct, name)) if !name.is_empty() => {
+                    if let Some(a) = account_id
+                        && acct != a {
+                            self.invalid(
+                                "role_arn",
+                                format!("the role is in account {acct} but `account_id` is {a}; they must match"),
+                            );
+                        }
+                }
+                _ => self.invalid(
+                    "role_arn",
+                    format!("`{role}` is not an IAM role ARN; expected `arn:aws:iam::<account_id>:role/<name>`"),
+                ),
+            }
+        }
+    }
+
+    /// A protected environment (named prod or `protected: true`) keeps its data and its review: retained,
+    /// deletion-protected tables with point-in-time recovery, and no hotswap.
+    fn protected_env_rules(
+        &mut self,
+        env: &str,
+        tables: [&Option<TablePlan>; 2],
+        deploy: Option<&DeployPolicy>,
+    ) {
+        // Losing the event log is unrecoverable: it is the source of truth every read model derives from.
+        for (key, t) in ["tables.events", "tables.projections"]
+            .into_iter()
+            .zip(tables)
+        {
+            let Some(t) = t else { continue };
+            let why =
+                format!("`{env}` is a protected environment (named prod or `protected: true`)");
+            if !t.retain_on_delete {
+                self.refuse(&format!("{key}.retain_on_delete"), format!("{why}: deleting the stack would delete the table's data; set `retain_on_delete: true`"));
+            }
+            if !t.deletion_protection {
+                self.refuse(&format!("{key}.deletion_protection"), format!("{why}: the table could be deleted by hand or by a replacement; set `deletion_protection: true`"));
+            }
+            if !t.point_in_time_recovery {
+                self.refuse(&format!("{key}.point_in_time_recovery"), format!("{why}: without point-in-time recovery a bad write cannot be undone; set `point_in_time_recovery: true`"));
+            }
+        }
+        if let Some(d) = deploy
+            && d.hotswap
+        {
+            self.refuse("deploy.hotswap", format!("`{env}` is a protected environment: hotswap bypasses the change set review; set `hotswap: false`"));
+        }
     }
 
     /// The stack names of the other `aws` environments of `account` next to `env_file`, read as their files declare them
@@ -897,7 +941,7 @@ impl Ctx {
                     format!("{stack}-projections"),
                 );
                 if !crate::plan::domain_views().is_empty() {
-                    environment.insert("VIEWS_TABLE".to_string(), format!("{stack}-views"));
+                    environment.insert("VIEWS_TABLE".to_string(), crate::plan::views_table_name(stack));
                 }
             }
             environment.insert("RUST_LOG".to_string(), level.to_string());

@@ -40,6 +40,34 @@ pub fn access_log_group_name(stack_name: &str) -> String {
     format!("/aws/apigateway/{stack_name}-access")
 }
 
+/// The log group Lambda writes a function's logs to: `/aws/lambda/<physical function name>`.
+pub fn function_log_group_name(function_name: &str) -> String {
+    format!("/aws/lambda/{function_name}")
+}
+
+/// The views table: `<stack>-views`. The deploy role may manage it in every environment, so a domain's
+/// first view deploys without a new role.
+pub fn views_table_name(stack_name: &str) -> String {
+    format!("{stack_name}-views")
+}
+
+/// The projector's dead-letter queue (SQS): `<stack>-projector-dlq`.
+pub fn dlq_name(stack_name: &str) -> String {
+    format!("{stack_name}-projector-dlq")
+}
+
+/// The AWS partition of `region` (`aws`, `aws-cn`, `aws-us-gov`): the second field of every ARN there. Templates
+/// write `${AWS::Partition}`; code that builds an ARN itself takes it from here, never a literal `arn:aws:`.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
 /// One environment's validated plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {

@@ -145,7 +145,7 @@ fn view_model(plan: &Plan) -> Json {
                 "log_retention_days": f.log_retention_days,
                 "environment": environment,
                 "has_routes": has_routes,
-                "log_group_name": format!("/aws/lambda/{}", f.function_name),
+                "log_group_name": crate::function_log_group_name(&f.function_name),
                 "errors_alarm_description": format!("The {} function reported errors.", f.name),
                 "throttles_alarm_description": format!("Invocations of the {} function were throttled.", f.name),
             })
@@ -201,7 +201,7 @@ fn view_model(plan: &Plan) -> Json {
         "projections_table": table(&plan.projections_table),
         "views_table": plan.views_table.as_ref().map(table),
         "functions": functions,
-        "dlq_name": format!("{}-projector-dlq", plan.stack_name),
+        "dlq_name": crate::dlq_name(&plan.stack_name),
         "stream_mapping": {
             "filter_patterns": sm.filter_patterns,
             "batch_size": sm.batch_size,

@@ -357,7 +357,7 @@ impl Checker {
             ) {
                 let props = &resources[&lid]["Properties"];
                 if props.get("LogGroupName")
-                    != Some(&json!(format!("/aws/lambda/{}", f.function_name)))
+                    != Some(&json!(crate::function_log_group_name(&f.function_name)))
                 {
                     self.push(&lid, &key, format!("LogGroupName must be /aws/lambda/{}, where Lambda writes the function's logs", f.function_name));
                 }

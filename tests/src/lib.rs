@@ -8,16 +8,12 @@ pub mod moto;
 pub mod release;
 pub mod tools;
 
-/// The repository root: the parent of this package's directory, as cargo names it when it runs the test (at
-/// run time, so a test binary that cargo reuses from another clone sharing the target directory acts on the
-/// checkout it runs in), or as compiled in when the binary is started by hand.
+/// The repository root, resolved at run time the way the tool resolves it ([`local_engine::state::repo_root`]:
+/// the workspace holding the `xtask` member above the current directory, which cargo sets to this package's
+/// directory when it runs a test), so a test binary that cargo reuses from another clone sharing the target
+/// directory acts on the checkout it runs in. The one definition every test uses.
 pub fn repo_root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .parent()
-        .expect("tests/ is one level below the root")
-        .to_path_buf()
+    local_engine::state::repo_root()
 }
 
 /// The JSON body of `GET url` (panics when the server does not answer or the body is not JSON).

@@ -4,17 +4,10 @@
 //! default `.local/tools`), installed on first use by `tests::tools::cfn_lint`. If it cannot be installed the
 //! test fails saying why; it never skips, so a green run always means the templates were linted.
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use tests::repo_root;
 use tests::tools::CFN_LINT_VERSION;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 #[test]
 fn cfn_lint_reports_no_errors_for_any_environment() {

@@ -5,7 +5,7 @@
 //! Releases are packaged from a small real ELF with per-function variants, so "change one function" is exact and
 //! nothing has to compile.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use deployer::aws::Clients;
 use deployer::build::Release;
@@ -13,13 +13,7 @@ use deployer::deploy::{DeployOptions, DeployRequest, DeployResult};
 use deployer::ui::{Confirmation, RecordingUi};
 use local_engine::endpoint::Endpoint;
 use stack::{FunctionName, Plan, RenderedTemplate};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use tests::repo_root;
 
 struct Env {
     moto: Endpoint,

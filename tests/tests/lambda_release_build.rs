@@ -2,8 +2,9 @@
 //! target (release profile, `x86_64-unknown-linux-gnu.2.26`) through the deployer's own `build::build`, exactly
 //! as `cargo xtask deploy --env <aws env>` builds them. It checks what AWS depends on and no other test can:
 //! the zips of the real release binaries are byte-identical from one packaging to the next (so the content
-//! address and `CodeSha256` name the code), every binary's glibc floor, read from its ELF version needs, is one
-//! Lambda's runtime has, and each zip stays under the size budget. The sizes are printed (`--nocapture`).
+//! address and `CodeSha256` name the code), every binary's glibc floor, read from its ELF version needs (and
+//! read again by binutils' `readelf`, an independent reader), is one Lambda's runtime has, and each zip stays
+//! under the size budget. The sizes are printed (`--nocapture`).
 //!
 //! The build goes to the workspace target dir (`target/lambda/...`, cached by CI with the rest of the target
 //! dir) and cargo-lambda to the tools dir, so after the first run the build is cargo's no-op.
@@ -74,6 +75,13 @@ fn the_lambda_release_build_gives_reproducible_small_zips_that_run_on_lambdas_gl
             artifact.glibc_floor.as_deref(),
             Some(floor.to_string().as_str())
         );
+        // The same floor read by another reader: binutils' readelf, not the ELF code under test.
+        let bootstrap = first.dist_dir.join(f.as_str()).join("bootstrap");
+        assert_eq!(
+            glibc_floor_by_readelf(&bootstrap),
+            floor.to_string(),
+            "{f}: readelf and deployer::elf disagree on the glibc floor"
+        );
         println!(
             "{f:<10} zip {:>9} bytes  binary {:>9} bytes  glibc {floor}",
             za.len(),
@@ -87,6 +95,38 @@ fn the_lambda_release_build_gives_reproducible_small_zips_that_run_on_lambdas_gl
         );
     }
     assert_eq!(first.digest(), second.digest());
+}
+
+/// The highest `GLIBC_x.y` among the version needs (`.gnu.version_r`) of the ELF at `path`, as binutils'
+/// `readelf` prints them: an independent check of `deployer::elf::glibc_floor`.
+fn glibc_floor_by_readelf(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("readelf")
+        .args(["--version-info", "--wide"])
+        .arg(path)
+        .output()
+        .expect("readelf runs (binutils: apt-get install binutils)");
+    assert!(
+        out.status.success(),
+        "readelf {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needs = text
+        .split_once("Version needs section")
+        .unwrap_or_else(|| panic!("{}: readelf shows no version needs:\n{text}", path.display()))
+        .1;
+    needs
+        .split("Name: GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version = rest.split_whitespace().next()?;
+            let (major, minor) = version.split_once('.')?;
+            Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+        })
+        .max()
+        .map(|(major, minor)| format!("{major}.{minor}"))
+        .unwrap_or_else(|| panic!("{}: no GLIBC_ version need:\n{text}", path.display()))
 }
 
 /// `(name, version)` of every package in the normal (run-time) dependency graph of the three functions, resolved

@@ -2,7 +2,9 @@
 //! (pinned, installed on first use like cfn-lint) generates requests from `functions/openapi.yaml`, valid and
 //! invalid, and sends them through the gateway of a real local deploy (the same stack, functions and
 //! DynamoDB emulator a user runs). Any finding fails the test: a 5xx, a status or body the document does
-//! not declare, a schema-invalid request accepted, or a schema-valid one refused as invalid.
+//! not declare, a schema-invalid request accepted, or a schema-valid one refused as invalid. Every
+//! `operationId` of the document must appear in schemathesis's JUnit report as run (not skipped), so an
+//! operation the fuzzer cannot reach fails the test instead of going untested.
 //!
 //! The run is bounded (a fixed number of examples per operation, a fixed seed so a finding reproduces, a
 //! wall-clock limit) so it fits the suite on a loaded 2-core machine.
@@ -75,6 +77,10 @@ fn the_deployed_api_keeps_its_openapi_contract_under_schema_driven_fuzzing() {
         .args(["--generation-database", "none"])
         .args(["--workers", "2"])
         .args(["--request-timeout", "30"])
+        // The JUnit report names each operation it ran: the proof below that every one was exercised.
+        .args(["--report", "junit"])
+        .arg("--report-junit-path")
+        .arg(work.path().join("junit.xml"))
         .arg("--no-color")
         .current_dir(work.path())
         .stdin(Stdio::null())
@@ -114,4 +120,51 @@ fn the_deployed_api_keeps_its_openapi_contract_under_schema_driven_fuzzing() {
         out.contains("generated"),
         "schemathesis ran no test case:\n{out}\n{err}"
     );
+    let junit = std::fs::read_to_string(work.path().join("junit.xml"))
+        .unwrap_or_else(|e| panic!("schemathesis wrote no JUnit report ({e}):\n{out}\n{err}"));
+    let ran = exercised_operations(&junit);
+    for (operation_id, label) in operations(&schema) {
+        assert!(
+            ran.contains(&label),
+            "operation `{operation_id}` ({label}) was not exercised by the fuzzer (not in its report, or skipped); ran: {ran:?}"
+        );
+    }
+}
+
+/// Every operation of the document: (`operationId`, `METHOD /path` as schemathesis labels it).
+fn operations(schema: &std::path::Path) -> Vec<(String, String)> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(schema).unwrap())
+        .expect("functions/openapi.yaml parses");
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_mapping().expect("the document has paths") {
+        for (method, op) in item.as_mapping().expect("a path item is a mapping") {
+            let (Some(path), Some(method)) = (path.as_str(), method.as_str()) else {
+                continue;
+            };
+            if let Some(id) = op.get("operationId").and_then(serde_yaml::Value::as_str) {
+                found.push((id.to_string(), format!("{} {path}", method.to_uppercase())));
+            }
+        }
+    }
+    assert!(!found.is_empty(), "no operationId in {}", schema.display());
+    found
+}
+
+/// The operations a schemathesis JUnit report ran: each `<testcase name="METHOD /path">` without `<skipped`.
+fn exercised_operations(junit: &str) -> std::collections::BTreeSet<String> {
+    junit
+        .split("<testcase ")
+        .skip(1)
+        .filter(|case| {
+            !case
+                .split("</testcase>")
+                .next()
+                .unwrap_or("")
+                .contains("<skipped")
+        })
+        .filter_map(|case| {
+            let name = case.split("name=\"").nth(1)?.split('"').next()?;
+            Some(name.replace("&amp;", "&").replace("&quot;", "\""))
+        })
+        .collect()
 }

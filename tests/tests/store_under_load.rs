@@ -11,7 +11,10 @@
 //!    aggregate converges to the replay of its log.
 //!
 //! One deploy serves the three scenarios in turn (a deploy costs a minute here; three stacks at once would
-//! starve 2 cores). Request counts and waits are bounded; nothing asserts speed.
+//! starve 2 cores). Request counts and waits are bounded; nothing asserts speed. A client timeout is an
+//! ambiguous outcome, never a failure: the append may or may not have happened, so it is settled against the
+//! log (an unguarded one may be stored at most once, a guarded one is looked for before it is retried, a
+//! command with a `commandId` is resent and stored once), as for the function's own timeout (504).
 
 mod local_support;
 
@@ -133,16 +136,54 @@ struct Ack {
     version: u64,
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Result<(u16, Value), String> {
-    let r = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+/// A request that got no answer. When the client gave up waiting (`timed_out`), the append may or may not have
+/// happened: the outcome is ambiguous, like a 504, and the test settles it against the log instead of failing.
+#[derive(Debug)]
+struct NoAnswer {
+    timed_out: bool,
+    error: String,
+}
+
+impl From<reqwest::Error> for NoAnswer {
+    fn from(e: reqwest::Error) -> NoAnswer {
+        NoAnswer {
+            timed_out: e.is_timeout(),
+            error: e.to_string(),
+        }
+    }
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Result<(u16, Value), NoAnswer> {
+    let r = http.post(url).json(body).send().await?;
     let status = r.status().as_u16();
-    let body = r.json().await.unwrap_or(Value::Null);
-    Ok((status, body))
+    // The answer can also be lost while its body is read.
+    let bytes = r.bytes().await?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+/// Attempts of one command whose answers keep being lost before the test gives up on the server.
+const LOST_ANSWER_ATTEMPTS: usize = 5;
+
+/// Sends a command that carries a `commandId` until it is answered: such a command is idempotent, so a request
+/// whose answer was lost (client timeout) is sent again and stored once, whether or not it had landed.
+async fn post_command(http: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    assert!(
+        body.get("commandId").is_some(),
+        "only a command with a commandId may be resent: {body}"
+    );
+    for _ in 0..LOST_ANSWER_ATTEMPTS {
+        match post(http, url, body).await {
+            Ok(answer) => return answer,
+            Err(e) if e.timed_out => {
+                eprintln!("answer lost ({}); resending the same command", e.error)
+            }
+            Err(e) => panic!("POST {url}: {}", e.error),
+        }
+    }
+    panic!("POST {url}: no answer in {LOST_ANSWER_ATTEMPTS} attempts of {body}");
 }
 
 async fn create_user(http: &reqwest::Client, url: &str, id: &str) {
@@ -152,7 +193,7 @@ async fn create_user(http: &reqwest::Client, url: &str, id: &str) {
         &json!({"eventType": "user_created", "eventData": {"name": "load"}}),
     )
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("creating {id}: no answer: {}", e.error));
     assert_eq!(status, 201, "creating {id}: {body}");
 }
 
@@ -244,6 +285,10 @@ async fn unguarded_writers(http: &reqwest::Client, url: &str, id: &str) {
                 let marker = format!("w{w}r{r}");
                 match post(&http, &target, &update(&marker)).await {
                     Ok((201, body)) => acks.push(ack(marker, &body)),
+                    // The client gave up: ambiguous, like the function's own timeout (504).
+                    Err(e) if e.timed_out => {
+                        refused.push((marker, "Ok((504, client timeout))".into()))
+                    }
                     other => refused.push((marker, format!("{other:?}"))),
                 }
             }
@@ -313,7 +358,12 @@ async fn guarded_writers(http: &reqwest::Client, url: &str, id: &str) {
                         "{marker} starved after {MAX_ATTEMPTS} attempts"
                     );
                     body["expectedVersion"] = json!(expected);
-                    let (status, answer) = post(&http, &target, &body).await.unwrap();
+                    let (status, answer) = match post(&http, &target, &body).await {
+                        Ok(answer) => answer,
+                        // The answer was lost: as ambiguous as a 504, and settled the same way.
+                        Err(e) if e.timed_out => (504, Value::Null),
+                        Err(e) => panic!("{marker}: {}", e.error),
+                    };
                     match status {
                         201 => {
                             let a = ack(marker.clone(), &answer);
@@ -376,7 +426,7 @@ async fn same_command_from_many(
             format!("{url}/aggregates/{id}/events"),
             body.clone(),
         );
-        clients.spawn(async move { post(&http, &target, &body).await.unwrap() });
+        clients.spawn(async move { post_command(&http, &target, &body).await });
     }
     let mut answers = Vec::new();
     while let Some(done) = clients.join_next().await {
@@ -519,13 +569,12 @@ async fn engine_killed_mid_traffic(env: &LocalEnv, http: &reqwest::Client, url: 
     // Every command that got no answer is retried with its commandId: it is stored once, landed or not.
     for s in sent.iter_mut().filter(|s| s.answer.is_none()) {
         let marker = s.body["eventData"]["marker"].as_str().unwrap().to_string();
-        let (status, answer) = post(
+        let (status, answer) = post_command(
             http,
             &format!("{url}/aggregates/{}/events", s.aggregate),
             &s.body,
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(status, 201, "retrying {marker} after the restart: {answer}");
         s.answer = Some(ack(marker, &answer));
     }

@@ -3,13 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use tests::repo_root;
 
 /// Tracked and not-yet-tracked (but not ignored) files, so a new file is checked before its first commit.
 fn repo_files(pattern: &str) -> Vec<PathBuf> {
@@ -160,6 +154,38 @@ fn architecture_invariants_hold_in_the_manifests() {
         .filter(|d| d.starts_with("aws") || d.starts_with("lambda"))
         .collect();
     assert!(aws.is_empty(), "the domain must not depend on AWS: {aws:?}");
+    // No production crate carries benchmark code: the benchmarks are the `bench` crate's (ARCHITECTURE.md).
+    // The crates the xtask is built from, and the three function binaries.
+    let production = xtask::sources::CRATES.into_iter().chain([
+        "functions/command",
+        "functions/query",
+        "functions/projector",
+    ]);
+    for krate in production {
+        let dir = root.join(krate);
+        let deps = dependencies(&dir.join("Cargo.toml"));
+        for forbidden in ["bench", "criterion"] {
+            assert!(
+                !deps.iter().any(|d| d == forbidden),
+                "{krate} must not depend on {forbidden}: benchmarks live in bench/"
+            );
+        }
+        assert!(
+            !dir.join("benches").exists(),
+            "{krate}/benches: benchmarks live in bench/"
+        );
+        let bench_files: Vec<_> = std::fs::read_dir(dir.join("src"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            // The xtask's `bench.rs` only hands `cargo xtask bench` to the bench crate's binary.
+            .filter(|n| n.starts_with("bench") && !(krate == "xtask" && n == "bench.rs"))
+            .collect();
+        assert!(
+            bench_files.is_empty(),
+            "{krate}/src holds benchmark code {bench_files:?}: benchmarks live in bench/"
+        );
+    }
     // Functions never depend on the pipeline.
     for f in ["domain", "service", "command", "query", "projector"] {
         let deps = dependencies(&root.join("functions").join(f).join("Cargo.toml"));

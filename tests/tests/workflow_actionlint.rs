@@ -4,13 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use tests::repo_root;
 
 /// The node program: lints each file given on the command line, prints `file:line:col: message [kind]` per
 /// finding, exits 1 when there is any.

@@ -11,13 +11,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde_yaml::Value;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the repo root")
-        .to_path_buf()
-}
+use tests::repo_root;
 
 fn workflow_path() -> PathBuf {
     repo_root().join(".github/workflows/ci.yml")

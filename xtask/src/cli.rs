@@ -127,7 +127,8 @@ pub enum Command {
     Promote(crate::promote::Args),
     /// Run the smoke test against a deployed environment and record the result.
     Smoke(crate::smoke::Args),
-    /// Print benchmark figures (deploy, local engine, hotswap).
+    /// Print benchmark figures (`cargo xtask bench --help` lists them; see docs/benchmarks.md). Runs the
+    /// benchmarks' own crate (`bench/`): the tool carries no benchmark code.
     Bench(crate::bench::Args),
     /// Run the local engine (function host, HTTP gateway, stream poller) in the foreground.
     /// `deploy` starts this in the background; you rarely run it yourself.

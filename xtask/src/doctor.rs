@@ -38,8 +38,44 @@ pub const DIFFERENCES: &[&str] = &[
 ];
 
 pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let mut failed = false;
-    let mut check = |ok: bool, required: bool, what: &str, detail: String| {
+    let mut check = Checks::default();
+    check_tools(&mut check);
+    match stack::config::load(&args.env.config_dir, &args.env.env) {
+        Err(e) => check.check(false, true, "config", e.to_string()),
+        Ok(plan) => match &plan.local {
+            None => check.check(
+                true,
+                false,
+                "environment",
+                format!(
+                    "`{}` is an AWS environment; the local checks do not apply",
+                    plan.env
+                ),
+            ),
+            Some(local) => check_environment(&mut check, &plan, local).await,
+        },
+    }
+
+    println!("\nknown differences between the local engine and AWS:");
+    for d in DIFFERENCES {
+        println!("  - {d}");
+    }
+    Ok(if check.failed {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// The checks' printed marks, and whether a required one failed.
+#[derive(Default)]
+struct Checks {
+    failed: bool,
+}
+
+impl Checks {
+    /// Prints one check (`ok`, `FAIL` when a required check fails, `warn` otherwise).
+    fn check(&mut self, ok: bool, required: bool, what: &str, detail: String) {
         let mark = if ok {
             "ok  "
         } else if required {
@@ -48,11 +84,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
             "warn"
         };
         println!("[{mark}] {what}: {detail}");
-        failed |= required && !ok;
-    };
+        self.failed |= required && !ok;
+    }
+}
 
+/// What the machine needs: Linux with /proc, python3 with venv, cargo, and whether moto is installed.
+fn check_tools(check: &mut Checks) {
     let linux = local_engine::process::supported();
-    check(
+    check.check(
         linux,
         true,
         "platform",
@@ -65,7 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         },
     );
     let python = version_of("python3", &["--version"]);
-    check(
+    check.check(
         python.is_some(),
         true,
         "python3",
@@ -77,7 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         .args(["-c", "import venv, ensurepip"])
         .output()
         .is_ok_and(|o| o.status.success());
-    check(
+    check.check(
         venv,
         true,
         "python3 venv module",
@@ -89,14 +128,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let cargo_v = version_of(&cargo, &["--version"]);
-    check(
+    check.check(
         cargo_v.is_some(),
         true,
         "cargo",
         cargo_v.unwrap_or_else(|| "not found; install Rust with rustup".into()),
     );
     let moto = local_engine::endpoint::venv_dir().join("bin/moto_server");
-    check(
+    check.check(
         moto.exists(),
         false,
         "local endpoint (moto)",
@@ -114,134 +153,110 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
             "not installed yet; `cargo xtask deploy` installs it on first use (needs the Python package index)".into()
         },
     );
+}
 
-    match stack::config::load(&args.env.config_dir, &args.env.env) {
-        Err(e) => check(false, true, "config", e.to_string()),
-        Ok(plan) => match &plan.local {
-            None => check(
-                true,
-                false,
-                "environment",
-                format!(
-                    "`{}` is an AWS environment; the local checks do not apply",
-                    plan.env
-                ),
+/// A local environment's ports, pid files, endpoint and engine.
+async fn check_environment(check: &mut Checks, plan: &stack::Plan, local: &stack::LocalSettings) {
+    let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
+    let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
+    // Only the moto this tool started counts (its pid file matches and it holds the port).
+    let endpoint_up = local_engine::endpoint::Endpoint::running(&paths.root, local.endpoint_port)
+        .await
+        .is_some();
+    let port_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+    if endpoint_up {
+        check.check(
+            true,
+            true,
+            "endpoint port",
+            format!(
+                "{} in use by the local endpoint ({endpoint_url} answers)",
+                local.endpoint_port
             ),
-            Some(local) => {
-                let paths = StatePaths::new(local_engine::state::state_dir(&plan.env));
-                let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
-                // Only the moto this tool started counts (its pid file matches and it holds the port).
-                let endpoint_up =
-                    local_engine::endpoint::Endpoint::running(&paths.root, local.endpoint_port)
-                        .await
-                        .is_some();
-                let port_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-                if endpoint_up {
-                    check(
-                        true,
-                        true,
-                        "endpoint port",
-                        format!(
-                            "{} in use by the local endpoint ({endpoint_url} answers)",
-                            local.endpoint_port
-                        ),
-                    );
-                } else if port_free(local.endpoint_port) {
-                    check(
-                        true,
-                        true,
-                        "endpoint port",
-                        format!("{} free (the endpoint is not running)", local.endpoint_port),
-                    );
-                } else {
-                    check(
-                        false,
-                        true,
-                        "endpoint port",
-                        format!(
-                            "{} is used by another program; free it or change local.endpoint_port in {}",
-                            local.endpoint_port,
-                            plan.config_path.display()
-                        ),
-                    );
-                }
-                for (what, file) in [
-                    ("engine pid file", paths.engine_pid()),
-                    (
-                        "endpoint pid file",
-                        local_engine::endpoint::Endpoint::pid_file(&paths.root),
-                    ),
-                ] {
-                    if let local_engine::process::Recorded::Stale { reason, .. } =
-                        local_engine::process::read_pid_file(&file)
-                    {
-                        check(
-                            false,
-                            false,
-                            what,
-                            format!(
-                                "{} is stale: {reason}; `cargo xtask teardown` removes it without signalling anything",
-                                file.display()
-                            ),
-                        );
-                    }
-                }
-                let engine_pid = local_engine::daemon::serves_port(&paths, local.gateway_port);
-                let gateway_url = format!("http://127.0.0.1:{}", local.gateway_port);
-                if let Some(pid) = engine_pid {
-                    let healthy = answers(&format!("{gateway_url}/health")).await;
-                    check(
-                        healthy,
-                        true,
-                        "gateway port",
-                        format!(
-                            "{} in use by the local engine (pid {pid}); /health {}",
-                            local.gateway_port,
-                            if healthy {
-                                "answers"
-                            } else {
-                                "does not answer: see `cargo xtask logs` and the engine log"
-                            }
-                        ),
-                    );
-                } else if port_free(local.gateway_port) {
-                    check(
-                        true,
-                        true,
-                        "gateway port",
-                        format!("{} free (the engine is not running)", local.gateway_port),
-                    );
-                } else {
-                    check(
-                        false,
-                        true,
-                        "gateway port",
-                        format!(
-                            "{} is used by another program; free it or change local.gateway_port in {}",
-                            local.gateway_port,
-                            plan.config_path.display()
-                        ),
-                    );
-                }
-                check(
-                    true,
-                    false,
-                    "state directory",
-                    paths.root.display().to_string(),
-                );
-            }
-        },
-    }
-
-    println!("\nknown differences between the local engine and AWS:");
-    for d in DIFFERENCES {
-        println!("  - {d}");
-    }
-    Ok(if failed {
-        ExitStatus::Failed
+        );
+    } else if port_free(local.endpoint_port) {
+        check.check(
+            true,
+            true,
+            "endpoint port",
+            format!("{} free (the endpoint is not running)", local.endpoint_port),
+        );
     } else {
-        ExitStatus::Success
-    })
+        check.check(
+            false,
+            true,
+            "endpoint port",
+            format!(
+                "{} is used by another program; free it or change local.endpoint_port in {}",
+                local.endpoint_port,
+                plan.config_path.display()
+            ),
+        );
+    }
+    for (what, file) in [
+        ("engine pid file", paths.engine_pid()),
+        (
+            "endpoint pid file",
+            local_engine::endpoint::Endpoint::pid_file(&paths.root),
+        ),
+    ] {
+        if let local_engine::process::Recorded::Stale { reason, .. } =
+            local_engine::process::read_pid_file(&file)
+        {
+            check.check(
+                    false,
+                    false,
+                    what,
+                    format!(
+                        "{} is stale: {reason}; `cargo xtask teardown` removes it without signalling anything",
+                        file.display()
+                    ),
+                );
+        }
+    }
+    let engine_pid = local_engine::daemon::serves_port(&paths, local.gateway_port);
+    let gateway_url = format!("http://127.0.0.1:{}", local.gateway_port);
+    if let Some(pid) = engine_pid {
+        let healthy = answers(&format!("{gateway_url}/health")).await;
+        check.check(
+            healthy,
+            true,
+            "gateway port",
+            format!(
+                "{} in use by the local engine (pid {pid}); /health {}",
+                local.gateway_port,
+                if healthy {
+                    "answers"
+                } else {
+                    "does not answer: see `cargo xtask logs` and the engine log"
+                }
+            ),
+        );
+    } else if port_free(local.gateway_port) {
+        check.check(
+            true,
+            true,
+            "gateway port",
+            format!("{} free (the engine is not running)", local.gateway_port),
+        );
+    } else {
+        check.check(
+            false,
+            true,
+            "gateway port",
+            format!(
+                "{} is used by another program; free it or change local.gateway_port in {}",
+                local.gateway_port,
+                plan.config_path.display()
+            ),
+        );
+    }
+    check.check(
+        true,
+        false,
+        "state directory",
+        paths.root.display().to_string(),
+    );
 }
 
 fn version_of(cmd: &str, args: &[&str]) -> Option<String> {

@@ -7,9 +7,6 @@ pub mod cli;
 pub mod exit;
 
 pub mod bench;
-pub mod bench_cli;
-pub mod bench_dev;
-pub mod bench_release;
 pub mod build;
 pub mod deploy;
 pub mod dev;

@@ -167,6 +167,20 @@ where
     }
 }
 
+/// How many BatchGetItem rounds a read makes before it reports the keys DynamoDB keeps leaving unprocessed as
+/// throttling (503 with `Retry-After`: the client comes back later, as for the SDK's own throttling errors).
+pub const UNPROCESSED_ROUNDS: u32 = 5;
+
+/// The pause before retry `round` (1-based) of BatchGetItem's unprocessed keys: a ceiling doubling from 25 ms
+/// (at most 400 ms), of which half is waited and half is a fresh random fraction ("equal jitter"), so readers
+/// refused together do not come back together. At most 25 + 50 + 100 + 200 ms in total before giving up.
+pub fn unprocessed_backoff(round: u32) -> std::time::Duration {
+    let ceiling = (25u64 << (round.saturating_sub(1)).min(4)).min(400);
+    // The jitter needs no quality: the low bits of a fresh v7 UUID are random, and plenty.
+    let jitter = (uuid::Uuid::now_v7().as_u128() % 1000) as u64;
+    std::time::Duration::from_millis(ceiling / 2 + ceiling * jitter / 2000)
+}
+
 fn key(aggregate_id: &str, sort_key: &str) -> Item {
     HashMap::from([
         (
@@ -388,8 +402,20 @@ impl EventStore for DynamoStore {
                 .map_err(|e| backend("building a batch read", e))?,
         );
         let (mut head, mut record) = (None, None);
-        // BatchGetItem may leave keys unprocessed under load; ask again for those only.
+        // BatchGetItem may leave keys unprocessed under load (it answers 200 with `UnprocessedKeys` instead of
+        // a throttling error, so the SDK's retries never see it); ask again for those only, backing off as
+        // DynamoDB's documentation asks, and give up as throttled after a bounded number of rounds.
+        let mut round = 0;
         while let Some(request) = keys.take() {
+            if round > 0 {
+                if round >= UNPROCESSED_ROUNDS {
+                    return Err(StoreError::Throttled(format!(
+                        "reading the head and command record of an aggregate: DynamoDB left keys unprocessed {round} times in a row"
+                    )));
+                }
+                tokio::time::sleep(unprocessed_backoff(round)).await;
+            }
+            round += 1;
             let out = self
                 .client
                 .batch_get_item()

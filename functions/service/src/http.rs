@@ -293,191 +293,11 @@ async fn handle<S: EventStore>(
 ) -> Result<Response<Body>, ApiError> {
     let aggregate_id = aggregate_id.unwrap_or_default();
     match route {
-        RouteId::AppendEvent => {
-            let body = json_body(request)?;
-            let cmd = parse_append_event(body).map_err(ApiError::InvalidRequest)?;
-            let outcome = append(store, &cmd, metadata(request)).await?;
-            let e = &outcome.events[0];
-            Ok(json(
-                StatusCode::OK,
-                &AppendEventResponse {
-                    message: "Event stored successfully".into(),
-                    aggregate_id: outcome.aggregate_id.clone(),
-                    version: e.version,
-                    event_id: e.event_id.clone(),
-                    timestamp: e.timestamp.clone(),
-                },
-            ))
-        }
-        RouteId::AppendToAggregate => {
-            validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
-            let body = json_body(request)?;
-            let cmd =
-                parse_append_to_aggregate(&aggregate_id, body).map_err(ApiError::InvalidRequest)?;
-            let outcome = append(store, &cmd, metadata(request)).await?;
-            Ok(json(
-                StatusCode::CREATED,
-                &AppendBatchResponse {
-                    aggregate_id: outcome.aggregate_id,
-                    version: outcome.events.last().map_or(0, |e| e.version),
-                    events: outcome.events,
-                },
-            ))
-        }
-        RouteId::ListAggregateEvents => {
-            validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
-            let params = query_params(request);
-            let after = match param(&params, "after") {
-                None => 0,
-                Some(s) => s
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|v| *v <= MAX_VERSION)
-                    .ok_or_else(|| {
-                        ApiError::InvalidRequest(format!(
-                            "`after` must be an integer version from 0 to {MAX_VERSION}, got `{s}`"
-                        ))
-                    })?,
-            };
-            let limit = parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?;
-            let (events, more) = store
-                .read_events(&aggregate_id, after, Some(limit), true)
-                .await?;
-            let mut events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
-            let cut = cap_page(&mut events);
-            let next_after = if more || cut {
-                events.last().map(|e| e.version)
-            } else {
-                None
-            };
-            Ok(json(
-                StatusCode::OK,
-                &EventsPage {
-                    aggregate_id,
-                    events,
-                    next_after,
-                },
-            ))
-        }
-        RouteId::GetAggregate => {
-            validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
-            let params = query_params(request);
-            let consistent = match param(&params, "consistent") {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    return Err(ApiError::InvalidRequest(format!(
-                        "`consistent` must be true or false, got `{other}`"
-                    )));
-                }
-            };
-            if consistent {
-                // The seed's replayEvents, paging through the whole log.
-                let (events, _) = store.read_events(&aggregate_id, 0, None, true).await?;
-                let Some(last) = events.last() else {
-                    return Err(ApiError::NotFound(format!(
-                        "aggregate `{aggregate_id}` has no events"
-                    )));
-                };
-                let version = last.version;
-                let state = registry()
-                    .replay(
-                        events
-                            .iter()
-                            .map(|e| (e.event_type.as_str(), e.schema_version(), &e.event_data)),
-                    )
-                    .map_err(|e| {
-                        ApiError::Internal(format!("the stored events cannot be replayed: {e}"))
-                    })?
-                    .ok_or_else(|| {
-                        ApiError::Internal("a non-empty log replayed to nothing".into())
-                    })?;
-                return Ok(json(
-                    StatusCode::OK,
-                    &AggregateView {
-                        aggregate_id,
-                        aggregate_type: Some(state.kind().to_string()),
-                        version,
-                        state: state.state(),
-                    },
-                ));
-            }
-            match store.get_read_model(&aggregate_id).await? {
-                Some(m) => Ok(json(
-                    StatusCode::OK,
-                    &AggregateView {
-                        aggregate_id,
-                        aggregate_type: m.aggregate_type,
-                        version: m.version,
-                        state: m.state,
-                    },
-                )),
-                None => Err(ApiError::NotFound(format!(
-                    "aggregate `{aggregate_id}` has no read model: it has no events, or the projector has not caught up yet (add ?consistent=true to replay the event log)"
-                ))),
-            }
-        }
-        RouteId::ListEventsByType => {
-            let params = query_params(request);
-            let event_type = param(&params, "type").ok_or_else(|| {
-                ApiError::InvalidRequest(
-                    "the `type` query parameter is required, e.g. ?type=user_created".into(),
-                )
-            })?;
-            validate_id("type", event_type).map_err(ApiError::InvalidRequest)?;
-            if registry().spec(event_type).is_none() {
-                return Err(ApiError::InvalidRequest(format!(
-                    "`type` is `{event_type}`, which is not an event type of this API; event types: {}",
-                    registry().event_types().join(", ")
-                )));
-            }
-            let bound = |name: &str| {
-                param(&params, name)
-                    .map(|v| {
-                        normalize_timestamp(v)
-                            .map_err(|e| ApiError::InvalidRequest(format!("`{name}`: {e}")))
-                    })
-                    .transpose()
-            };
-            let (from, to) = (bound("from")?, bound("to")?);
-            if let (Some(f), Some(t)) = (&from, &to)
-                && f > t
-            {
-                return Err(ApiError::InvalidRequest(format!(
-                    "`from` ({f}) is after `to` ({t})"
-                )));
-            }
-            let query = TypeQuery {
-                event_type: event_type.to_string(),
-                from,
-                to,
-                limit: parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?,
-                cursor: param(&params, "cursor").map(str::to_string),
-            };
-            let (events, mut next_cursor) = store.events_by_type(&query).await?;
-            let mut events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
-            if cap_page(&mut events)
-                && let Some(last) = events.last()
-            {
-                next_cursor = Some(encode_cursor(
-                    &CursorKey {
-                        aggregate_id: last.aggregate_id.clone(),
-                        version: last.version,
-                        event_type: last.event_type.clone(),
-                        timestamp: last.timestamp.clone(),
-                    },
-                    &query,
-                ));
-            }
-            Ok(json(
-                StatusCode::OK,
-                &EventsByTypePage {
-                    event_type: query.event_type,
-                    events,
-                    next_cursor,
-                },
-            ))
-        }
+        RouteId::AppendEvent => append_event(store, request).await,
+        RouteId::AppendToAggregate => append_to_aggregate(store, request, aggregate_id).await,
+        RouteId::ListAggregateEvents => list_aggregate_events(store, request, aggregate_id).await,
+        RouteId::GetAggregate => get_aggregate(store, request, aggregate_id).await,
+        RouteId::ListEventsByType => list_events_by_type(store, request).await,
         RouteId::Health => Ok(json(
             StatusCode::OK,
             &HealthResponse {
@@ -493,7 +313,7 @@ async fn handle<S: EventStore>(
 
 /// `GET /views/<view>/{key}`: one page of the rows listed under `key` in the view's live version. Until a
 /// version has caught up (a new view on an existing log, before deploy or `cargo xtask replay` built it)
-/// the answer is 503 `unavailable`: an empty list there would be a wrong answer, not a slow one.
+/// the answer is 503 `view_not_ready`: an empty list there would be a wrong answer, not a slow one.
 async fn list_view<S: EventStore>(
     store: &S,
     request: &Request,
@@ -536,6 +356,214 @@ async fn list_view<S: EventStore>(
                     row: r.row,
                 })
                 .collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// `POST /events`: one event (the seed's request), answered with its version.
+async fn append_event<S: EventStore>(
+    store: &S,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let body = json_body(request)?;
+    let cmd = parse_append_event(body).map_err(ApiError::InvalidRequest)?;
+    let outcome = append(store, &cmd, metadata(request)).await?;
+    let e = &outcome.events[0];
+    Ok(json(
+        StatusCode::OK,
+        &AppendEventResponse {
+            message: "Event stored successfully".into(),
+            aggregate_id: outcome.aggregate_id.clone(),
+            version: e.version,
+            event_id: e.event_id.clone(),
+            timestamp: e.timestamp.clone(),
+        },
+    ))
+}
+
+/// `POST /aggregates/{id}/events`: a batch of events appended to one aggregate.
+async fn append_to_aggregate<S: EventStore>(
+    store: &S,
+    request: &Request,
+    aggregate_id: String,
+) -> Result<Response<Body>, ApiError> {
+    validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
+    let body = json_body(request)?;
+    let cmd = parse_append_to_aggregate(&aggregate_id, body).map_err(ApiError::InvalidRequest)?;
+    let outcome = append(store, &cmd, metadata(request)).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &AppendBatchResponse {
+            aggregate_id: outcome.aggregate_id,
+            version: outcome.events.last().map_or(0, |e| e.version),
+            events: outcome.events,
+        },
+    ))
+}
+
+/// `GET /aggregates/{id}/events`: a page of one aggregate's events after a version.
+async fn list_aggregate_events<S: EventStore>(
+    store: &S,
+    request: &Request,
+    aggregate_id: String,
+) -> Result<Response<Body>, ApiError> {
+    validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
+    let params = query_params(request);
+    let after = match param(&params, "after") {
+        None => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|v| *v <= MAX_VERSION)
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                    "`after` must be an integer version from 0 to {MAX_VERSION}, got `{s}`"
+                ))
+            })?,
+    };
+    let limit = parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?;
+    let (events, more) = store
+        .read_events(&aggregate_id, after, Some(limit), true)
+        .await?;
+    let mut events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+    let cut = cap_page(&mut events);
+    let next_after = if more || cut {
+        events.last().map(|e| e.version)
+    } else {
+        None
+    };
+    Ok(json(
+        StatusCode::OK,
+        &EventsPage {
+            aggregate_id,
+            events,
+            next_after,
+        },
+    ))
+}
+
+/// `GET /aggregates/{id}`: the read model, or with `?consistent=true` the replay of the log.
+async fn get_aggregate<S: EventStore>(
+    store: &S,
+    request: &Request,
+    aggregate_id: String,
+) -> Result<Response<Body>, ApiError> {
+    validate_id("aggregateId", &aggregate_id).map_err(ApiError::InvalidRequest)?;
+    let params = query_params(request);
+    let consistent = match param(&params, "consistent") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "`consistent` must be true or false, got `{other}`"
+            )));
+        }
+    };
+    if consistent {
+        // The seed's replayEvents, paging through the whole log.
+        let (events, _) = store.read_events(&aggregate_id, 0, None, true).await?;
+        let Some(last) = events.last() else {
+            return Err(ApiError::NotFound(format!(
+                "aggregate `{aggregate_id}` has no events"
+            )));
+        };
+        let version = last.version;
+        let state = registry()
+            .replay(
+                events
+                    .iter()
+                    .map(|e| (e.event_type.as_str(), e.schema_version(), &e.event_data)),
+            )
+            .map_err(|e| ApiError::Internal(format!("the stored events cannot be replayed: {e}")))?
+            .ok_or_else(|| ApiError::Internal("a non-empty log replayed to nothing".into()))?;
+        return Ok(json(
+            StatusCode::OK,
+            &AggregateView {
+                aggregate_id,
+                aggregate_type: Some(state.kind().to_string()),
+                version,
+                state: state.state(),
+            },
+        ));
+    }
+    match store.get_read_model(&aggregate_id).await? {
+        Some(m) => Ok(json(
+            StatusCode::OK,
+            &AggregateView {
+                aggregate_id,
+                aggregate_type: m.aggregate_type,
+                version: m.version,
+                state: m.state,
+            },
+        )),
+        None => Err(ApiError::NotFound(format!(
+            "aggregate `{aggregate_id}` has no read model: it has no events, or the projector has not caught up yet (add ?consistent=true to replay the event log)"
+        ))),
+    }
+}
+
+/// `GET /events?type=`: a page of the events of one type, optionally within a time range.
+async fn list_events_by_type<S: EventStore>(
+    store: &S,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let params = query_params(request);
+    let event_type = param(&params, "type").ok_or_else(|| {
+        ApiError::InvalidRequest(
+            "the `type` query parameter is required, e.g. ?type=user_created".into(),
+        )
+    })?;
+    validate_id("type", event_type).map_err(ApiError::InvalidRequest)?;
+    if registry().spec(event_type).is_none() {
+        return Err(ApiError::InvalidRequest(format!(
+            "`type` is `{event_type}`, which is not an event type of this API; event types: {}",
+            registry().event_types().join(", ")
+        )));
+    }
+    let bound = |name: &str| {
+        param(&params, name)
+            .map(|v| {
+                normalize_timestamp(v)
+                    .map_err(|e| ApiError::InvalidRequest(format!("`{name}`: {e}")))
+            })
+            .transpose()
+    };
+    let (from, to) = (bound("from")?, bound("to")?);
+    if let (Some(f), Some(t)) = (&from, &to)
+        && f > t
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`from` ({f}) is after `to` ({t})"
+        )));
+    }
+    let query = TypeQuery {
+        event_type: event_type.to_string(),
+        from,
+        to,
+        limit: parse_limit(param(&params, "limit")).map_err(ApiError::InvalidRequest)?,
+        cursor: param(&params, "cursor").map(str::to_string),
+    };
+    let (events, mut next_cursor) = store.events_by_type(&query).await?;
+    let mut events: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+    if cap_page(&mut events)
+        && let Some(last) = events.last()
+    {
+        next_cursor = Some(encode_cursor(
+            &CursorKey {
+                aggregate_id: last.aggregate_id.clone(),
+                version: last.version,
+                event_type: last.event_type.clone(),
+                timestamp: last.timestamp.clone(),
+            },
+            &query,
+        ));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &EventsByTypePage {
+            event_type: query.event_type,
+            events,
             next_cursor,
         },
     ))

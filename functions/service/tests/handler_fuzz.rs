@@ -4,18 +4,39 @@
 //! bodies (request-shaped JSON with wrong types, extreme numbers and huge strings; invalid JSON; arbitrary
 //! bytes, invalid UTF-8 included). Whatever arrives: the handler never panics, never answers 500 (the memory
 //! store cannot fail, so a 500 could only be bad input let through), always answers JSON in the documented
-//! shape, and writes nothing when it refuses.
+//! shape, writes nothing when it refuses or reads, and writes exactly the events it answers for when it
+//! accepts an append.
+//!
+//! Not every generated case reaches the handler: the `http` crate refuses some methods and header values
+//! before any handler could see them. The run counts the cases that were checked, and how many of those were
+//! accepted appends, and fails when either falls below its minimum, so a generator that drifts into cases
+//! nothing checks cannot pass quietly.
 
 mod support;
 
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
 use service::MemoryStore;
 use service::lambda_http::{Body, Request, RequestExt};
 
 /// Cases per run: each is a fresh store and one request, so this is about a second of work.
 const CASES: u32 = 768;
+/// At least this many cases must reach the handler (about 70% do: the rest are requests `http` refuses).
+const MIN_CHECKED: u32 = CASES / 2;
+/// At least this many checked cases must be accepted appends (the write path's exact-count check).
+const MIN_APPENDS: u32 = CASES / 20;
+
+/// What one case came to.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// `http` refused the request's parts: nothing reached the handler.
+    NotAHttpRequest,
+    /// Checked, and refused or read.
+    Checked,
+    /// Checked, and an accepted append.
+    Appended,
+}
 
 /// One generated request, kept as plain data so a failure prints it.
 #[derive(Debug, Clone)]
@@ -321,7 +342,7 @@ fn body() -> impl Strategy<Value = Option<Vec<u8>>> {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (method(), path(), query(), headers(), body()).prop_map(
+    let arbitrary = (method(), path(), query(), headers(), body()).prop_map(
         |(method, (path, gateway_id), query, headers, body)| Case {
             method,
             path,
@@ -330,7 +351,57 @@ fn case() -> impl Strategy<Value = Case> {
             headers,
             body,
         },
+    );
+    // Arbitrary requests almost never make a valid append (a run of them had none), so a share of the cases
+    // are well-formed appends: the write path's exact-count check needs them.
+    prop_oneof![9 => arbitrary, 1 => valid_append()]
+}
+
+/// A well-formed append of a registered aggregate's example events to a new aggregate: `POST /events` with
+/// the first event, or `POST /aggregates/{id}/events` with the whole example, with or without a `commandId`.
+fn valid_append() -> impl Strategy<Value = Case> {
+    let kinds: Vec<&'static str> = domain::registry().kinds().map(|k| k.name()).collect();
+    (
+        prop::sample::select(kinds),
+        "[a-z][a-z0-9]{0,11}",
+        any::<bool>(),
+        prop::option::of("[a-z0-9-]{1,20}"),
+        any::<bool>(),
     )
+        .prop_map(|(kind, id, batch, command_id, content_type)| {
+            let example = domain::registry()
+                .kind(kind)
+                .expect("a registered kind")
+                .example();
+            let event =
+                |(t, d): &(&str, Map<String, Value>)| json!({"eventType": t, "eventData": d});
+            let id = format!("new-{id}");
+            let (path, mut body) = if batch {
+                (
+                    format!("/aggregates/{id}/events"),
+                    json!({"events": example.iter().map(event).collect::<Vec<_>>()}),
+                )
+            } else {
+                let mut first = event(&example[0]);
+                first["aggregateId"] = json!(id);
+                ("/events".to_string(), first)
+            };
+            if let Some(c) = command_id {
+                body["commandId"] = json!(c);
+            }
+            Case {
+                method: "POST".into(),
+                path,
+                query: None,
+                gateway_id: batch.then_some(id),
+                headers: if content_type {
+                    vec![("content-type".into(), b"application/json".to_vec())]
+                } else {
+                    Vec::new()
+                },
+                body: Some(body.to_string().into_bytes()),
+            }
+        })
 }
 
 fn percent_encode(bytes: &[u8]) -> String {
@@ -390,9 +461,9 @@ async fn seeded() -> MemoryStore {
     store
 }
 
-async fn check(case: Case) -> Result<(), TestCaseError> {
+async fn check(case: Case) -> Result<Outcome, TestCaseError> {
     let Some(request) = build(&case) else {
-        return Ok(());
+        return Ok(Outcome::NotAHttpRequest);
     };
     let store = seeded().await;
     let before = store.all_events();
@@ -434,32 +505,95 @@ async fn check(case: Case) -> Result<(), TestCaseError> {
             "a refused request wrote events: {:?}",
             case
         );
-    } else if !is_get {
-        let written = body["events"].as_array().map_or(1, Vec::len);
-        let grown = store.all_events().len() - before.len();
-        prop_assert!(
-            grown == written || grown == 0,
-            "{} events answered, {} stored, for {:?}",
-            written,
-            grown,
+        prop_assert_eq!(store.read_model_writes(), writes_before);
+        return Ok(Outcome::Checked);
+    }
+    if is_get {
+        prop_assert_eq!(
+            store.all_events(),
+            before,
+            "a read wrote events: {:?}",
             case
         );
+        prop_assert_eq!(store.read_model_writes(), writes_before);
+        return Ok(Outcome::Checked);
     }
+    // An accepted append: `POST /events` answers 200 for its one event, `POST /aggregates/{id}/events` 201
+    // with the events it wrote; exactly those are new in the store, at the versions answered.
+    let after = store.all_events();
+    let new: Vec<_> = after.iter().filter(|e| !before.contains(e)).collect();
+    let answered: Vec<u64> = match body["events"].as_array() {
+        Some(events) => {
+            prop_assert_eq!(status, 201, "{} for {:?}", body, case);
+            events
+                .iter()
+                .filter_map(|e| e["version"].as_u64())
+                .collect()
+        }
+        None => {
+            prop_assert_eq!(status, 200, "{} for {:?}", body, case);
+            body["version"].as_u64().into_iter().collect()
+        }
+    };
+    prop_assert!(
+        !answered.is_empty(),
+        "an append answered no version: {} for {:?}",
+        body,
+        case
+    );
+    prop_assert_eq!(
+        new.iter().map(|e| e.version).collect::<Vec<_>>(),
+        answered,
+        "stored {:?} for the answer {} to {:?}",
+        new,
+        body,
+        case
+    );
+    prop_assert_eq!(
+        after.len(),
+        before.len() + new.len(),
+        "an append changed stored events: {:?}",
+        case
+    );
     prop_assert_eq!(store.read_model_writes(), writes_before);
-    Ok(())
+    Ok(Outcome::Appended)
 }
 
-proptest! {
-    #![proptest_config(Config {
+#[test]
+fn any_request_is_answered_in_json_without_500_and_refusals_write_nothing() {
+    let mut runner = TestRunner::new(Config {
         cases: CASES,
         // A failure is printed with its minimal case; nothing is written into the source tree.
         failure_persistence: None,
         ..Config::default()
-    })]
-
-    #[test]
-    fn any_request_is_answered_in_json_without_500_and_refusals_write_nothing(case in case()) {
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        runtime.block_on(check(case))?;
+    });
+    let counts = std::cell::RefCell::new(std::collections::BTreeMap::<String, u32>::new());
+    let result = runner.run(&case(), |case| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcome = runtime.block_on(check(case))?;
+        *counts
+            .borrow_mut()
+            .entry(format!("{outcome:?}"))
+            .or_default() += 1;
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
+    // Shrinking reruns failing cases; a passing run counts each generated case once.
+    let counts = counts.into_inner();
+    let count = |o: Outcome| counts.get(&format!("{o:?}")).copied().unwrap_or(0);
+    let (appended, checked) = (count(Outcome::Appended), count(Outcome::Checked));
+    eprintln!("handler_fuzz: {counts:?} of {CASES} cases");
+    assert!(
+        checked + appended >= MIN_CHECKED,
+        "only {} of {CASES} cases reached the handler ({counts:?}); at least {MIN_CHECKED} must: the generator drifted into requests `http` refuses",
+        checked + appended
+    );
+    assert!(
+        appended >= MIN_APPENDS,
+        "only {appended} of {CASES} cases were accepted appends ({counts:?}); at least {MIN_APPENDS} must, or the write path goes unchecked"
+    );
 }

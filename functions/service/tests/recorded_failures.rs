@@ -3,7 +3,8 @@
 //! echo what the store sent, e.g. its own event id), and every request is recorded so the exact requests
 //! are asserted. Covered: the two-request append (one consistent read of the head, one conditional
 //! transaction), an ambiguous write (applied, response lost, SDK retry refused) recognised as our own,
-//! throttling as 503 with `Retry-After`, a 500 without internals, a lost race reported with the version.
+//! throttling as 503 with `Retry-After`, a 500 without internals, a lost race reported with the version,
+//! BatchGetItem's unprocessed keys read again after a backoff, and refused as throttled when they stay so.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -221,6 +222,91 @@ async fn with_a_command_id_the_read_is_one_batch_and_the_record_expires() {
     assert!(
         (in_a_day - 60..=in_a_day + 60).contains(&expires),
         "{expires}"
+    );
+}
+
+/// A BatchGetItem answer that processed nothing: every key the store asked for comes back in `UnprocessedKeys`
+/// (DynamoDB's answer under load, a 200 that the SDK's retries never see).
+fn nothing_processed() -> Step {
+    Box::new(|request: &Value| {
+        (
+            200,
+            json!({"Responses": {"events": []}, "UnprocessedKeys": request["RequestItems"].clone()}),
+        )
+    })
+}
+
+/// Unprocessed keys are asked for again, after a pause (DynamoDB asks for a backoff), and the append then
+/// goes on as usual.
+#[tokio::test]
+async fn unprocessed_keys_are_read_again_after_a_backoff() {
+    let at = Arc::new(Mutex::new(Vec::new()));
+    let timed = |step: Step| -> Step {
+        let at = Arc::clone(&at);
+        Box::new(move |request: &Value| {
+            at.lock().unwrap().push(std::time::Instant::now());
+            step(request)
+        })
+    };
+    let (store, sent) = store(
+        vec![
+            timed(nothing_processed()),
+            timed(nothing_processed()),
+            timed(canned(
+                200,
+                json!({"Responses": {"events": []}, "UnprocessedKeys": {}}),
+            )),
+            canned(200, json!({})),
+        ],
+        1,
+    );
+    let (status, body, _) = post(
+        &store,
+        "/aggregates/u1/events",
+        json!({"eventType": "user_created", "eventData": {}, "commandId": "c-1"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        targets(&sent),
+        [
+            "BatchGetItem",
+            "BatchGetItem",
+            "BatchGetItem",
+            "TransactWriteItems"
+        ]
+    );
+    // Each retry waited at least the fixed half of the first backoff, 12.5 ms (a sleep never returns early).
+    let at = at.lock().unwrap();
+    for (retry, pair) in at.windows(2).enumerate() {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(12),
+            "retry {} came after {:?}",
+            retry + 1,
+            pair[1] - pair[0]
+        );
+    }
+}
+
+/// Keys DynamoDB keeps leaving unprocessed are not asked for forever: after a bounded number of rounds the
+/// append is refused as throttled (503, `Retry-After`), and nothing is written.
+#[tokio::test]
+async fn unprocessed_keys_that_stay_unprocessed_are_a_503_after_bounded_rounds() {
+    let rounds = service::dynamo::UNPROCESSED_ROUNDS as usize;
+    let (store, sent) = store((0..rounds).map(|_| nothing_processed()).collect(), 1);
+    let (status, body, retry_after) = post(
+        &store,
+        "/aggregates/u1/events",
+        json!({"eventType": "user_created", "eventData": {}, "commandId": "c-1"}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(
+        targets(&sent),
+        vec!["BatchGetItem"; rounds],
+        "nothing written"
     );
 }
 

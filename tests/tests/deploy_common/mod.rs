@@ -21,12 +21,7 @@ pub struct TestEnv {
 }
 
 /// The repository root (this crate lives in `tests/`).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use tests::repo_root;
 
 impl TestEnv {
     /// A fresh endpoint and a config dir whose `local.yaml` names the stack `t-<name>` and adds `extra` (YAML

@@ -181,70 +181,23 @@ pub async fn deploy(
     };
 
     // 1. No-op detection: two reads, no uploads, no change set.
-    let mut existing = stackops::describe(&clients.cfn, stack_name).await?;
-    if let Some(stack) = &existing {
-        let status = stackops::status_of(stack);
-        if stackops::is_success(&status) && stackops::parameters_of(stack) == params {
-            let deployed = stackops::template_body(&clients.cfn, stack_name).await?;
-            if deployed == req.template_body {
-                return Ok(outcome(
-                    DeployResult::UpToDate,
-                    status,
-                    stackops::outputs_of(stack),
-                ));
-            }
-        }
+    let existing = stackops::describe(&clients.cfn, stack_name).await?;
+    if let Some(stack) = &existing
+        && let Some(status) =
+            up_to_date(clients, stack_name, stack, &params, req.template_body).await?
+    {
+        return Ok(outcome(
+            DeployResult::UpToDate,
+            status,
+            stackops::outputs_of(stack),
+        ));
     }
 
     // 2. States that decide how to go on.
-    if let Some(stack) = &existing {
-        let status = stackops::status_of(stack);
-        let id = stack.stack_id().unwrap_or(stack_name).to_string();
-        match status.as_str() {
-            "ROLLBACK_COMPLETE" => {
-                ui.line(&format!("notice: stack `{stack_name}` is in ROLLBACK_COMPLETE from a failed first create; it holds nothing, deleting it before creating it again"));
-                stackops::delete_and_wait(&clients.cfn, &id, ui, opts.polling()).await?;
-                existing = None;
-            }
-            // A stack created by a change set that was never executed: creating again reuses it.
-            "REVIEW_IN_PROGRESS" => existing = None,
-            s if !stackops::is_terminal(s) => {
-                return Err(Error::StackFailed(format!(
-                    "stack `{stack_name}` is busy ({s}); wait for that operation to finish (`cargo xtask status --env {}`) and deploy again",
-                    plan.env
-                )));
-            }
-            "DELETE_COMPLETE" => existing = None,
-            s if stackops::recovery_step(stack_name, None, None, s, &[]).is_some() => {
-                // CloudFormation would reject a change set here (or apply it to a broken stack): say what
-                // happened and the command that gets the stack out of this state.
-                let events = stackops::last_operation_events(&clients.cfn, &id).await?;
-                let step = stackops::recovery_step(
-                    stack_name,
-                    Some(&clients.region),
-                    Some(&plan.env),
-                    s,
-                    &events,
-                )
-                .unwrap_or_default();
-                return Err(Error::StackFailed(format!(
-                    "{}\n{step}",
-                    stackops::failure_report(stack_name, s, &events)
-                )));
-            }
-            _ => {}
-        }
-    }
+    let mut existing = settle(clients, plan, existing, opts, ui).await?;
 
     // 3. Artifacts.
-    artifacts::ensure_bucket(&clients.s3, req.bucket, &clients.region, stack_name).await?;
-    let uploads = artifacts::upload_release(&clients.s3, req.bucket, req.release).await?;
-    ui.line(&format!(
-        "artifacts: {} uploaded, {} already in s3://{}",
-        uploads.uploaded.len(),
-        uploads.skipped.len(),
-        req.bucket
-    ));
+    let uploads = upload_artifacts(clients, &req, ui).await?;
 
     let mut attempt = 0;
     loop {
@@ -259,13 +212,8 @@ pub async fn deploy(
             }
         }
         let creating = existing.is_none();
-        let (old_body, old_params) = match &existing {
-            Some(stack) => (
-                Some(stackops::template_body(&clients.cfn, stack_name).await?),
-                stackops::parameters_of(stack),
-            ),
-            None => (None, BTreeMap::new()),
-        };
+        let (old_body, old_params) =
+            deployed_template(clients, stack_name, existing.as_ref()).await?;
 
         // 5. Change set and preview.
         let input = ChangeSetInput {
@@ -283,10 +231,16 @@ pub async fn deploy(
         };
         let change_set =
             stackops::create_change_set(&clients.cfn, input.clone(), opts.polling()).await?;
-        let diff =
-            preview::template_diff(old_body.as_deref(), req.template_body, &old_params, &params)?;
         let preview = Preview {
-            changes: preview::merge(change_set.changes.clone(), diff),
+            changes: preview::merge(
+                change_set.changes.clone(),
+                preview::template_diff(
+                    old_body.as_deref(),
+                    req.template_body,
+                    &old_params,
+                    &params,
+                )?,
+            ),
             parameters: preview::parameter_changes(&old_params, &params),
         };
         if change_set.empty || preview.is_empty() {
@@ -328,11 +282,7 @@ pub async fn deploy(
             o.change_set = Some(change_set.name);
             o.preview = Some(preview);
             o.uploads = Some(uploads);
-            if plan.kind == EnvKind::Aws && opts.read_back_api {
-                let api = crate::api::read_back(clients, plan).await?;
-                o.api_url = Some(api.endpoint.clone());
-                o.api = Some(api);
-            }
+            read_back_api(clients, plan, opts, &mut o).await?;
             return Ok(o);
         }
         match after_failure(
@@ -355,6 +305,129 @@ pub async fn deploy(
             AfterFailure::Fail(err) => return Err(err),
         }
     }
+}
+
+/// The template and parameters the stack runs now (none for a stack to create): the "before" of the preview.
+async fn deployed_template(
+    clients: &Clients,
+    stack_name: &str,
+    existing: Option<&aws_sdk_cloudformation::types::Stack>,
+) -> Result<(Option<String>, BTreeMap<String, String>)> {
+    Ok(match existing {
+        Some(stack) => (
+            Some(stackops::template_body(&clients.cfn, stack_name).await?),
+            stackops::parameters_of(stack),
+        ),
+        None => (None, BTreeMap::new()),
+    })
+}
+
+/// After a successful deploy to AWS, the HTTP API as deployed (routes, authorizer, stage), read back into the
+/// outcome when the options ask for it.
+async fn read_back_api(
+    clients: &Clients,
+    plan: &Plan,
+    opts: &DeployOptions,
+    outcome: &mut DeployOutcome,
+) -> Result<()> {
+    if plan.kind == EnvKind::Aws && opts.read_back_api {
+        let api = crate::api::read_back(clients, plan).await?;
+        outcome.api_url = Some(api.endpoint.clone());
+        outcome.api = Some(api);
+    }
+    Ok(())
+}
+
+/// Step 3 of [`deploy`]: the artifact bucket made sure of, and the release's zips not already in it uploaded.
+async fn upload_artifacts(
+    clients: &Clients,
+    req: &DeployRequest<'_>,
+    ui: &dyn Ui,
+) -> Result<UploadSummary> {
+    artifacts::ensure_bucket(
+        &clients.s3,
+        req.bucket,
+        &clients.region,
+        &req.plan.stack_name,
+    )
+    .await?;
+    let uploads = artifacts::upload_release(&clients.s3, req.bucket, req.release).await?;
+    ui.line(&format!(
+        "artifacts: {} uploaded, {} already in s3://{}",
+        uploads.uploaded.len(),
+        uploads.skipped.len(),
+        req.bucket
+    ));
+    Ok(uploads)
+}
+
+/// Step 1 of [`deploy`]: the stack's status when it already runs `template_body` with `params` (nothing to do).
+async fn up_to_date(
+    clients: &Clients,
+    stack_name: &str,
+    stack: &aws_sdk_cloudformation::types::Stack,
+    params: &BTreeMap<String, String>,
+    template_body: &str,
+) -> Result<Option<String>> {
+    let status = stackops::status_of(stack);
+    if !stackops::is_success(&status) || &stackops::parameters_of(stack) != params {
+        return Ok(None);
+    }
+    let deployed = stackops::template_body(&clients.cfn, stack_name).await?;
+    Ok((deployed == template_body).then_some(status))
+}
+
+/// Step 2 of [`deploy`]: the existing stack a change set applies to, after the states that decide how to go on
+/// (`None`: create it). A stack left empty by a failed first create is deleted; a busy stack, or one in a state
+/// a change set cannot fix, is an error naming the command that gets it out.
+async fn settle(
+    clients: &Clients,
+    plan: &Plan,
+    existing: Option<aws_sdk_cloudformation::types::Stack>,
+    opts: &DeployOptions,
+    ui: &dyn Ui,
+) -> Result<Option<aws_sdk_cloudformation::types::Stack>> {
+    let stack_name = plan.stack_name.as_str();
+    let Some(stack) = &existing else {
+        return Ok(None);
+    };
+    let status = stackops::status_of(stack);
+    let id = stack.stack_id().unwrap_or(stack_name).to_string();
+    match status.as_str() {
+        "ROLLBACK_COMPLETE" => {
+            ui.line(&format!("notice: stack `{stack_name}` is in ROLLBACK_COMPLETE from a failed first create; it holds nothing, deleting it before creating it again"));
+            stackops::delete_and_wait(&clients.cfn, &id, ui, opts.polling()).await?;
+            return Ok(None);
+        }
+        // A stack created by a change set that was never executed: creating again reuses it.
+        "REVIEW_IN_PROGRESS" => return Ok(None),
+        s if !stackops::is_terminal(s) => {
+            return Err(Error::StackFailed(format!(
+                "stack `{stack_name}` is busy ({s}); wait for that operation to finish (`cargo xtask status --env {}`) and deploy again",
+                plan.env
+            )));
+        }
+        "DELETE_COMPLETE" => return Ok(None),
+        s if stackops::recovery_step(stack_name, None, None, s, &[]).is_some() => {
+            // CloudFormation would reject a change set here (or apply it to a broken stack): say what
+            // happened and the command that gets the stack out of this state.
+            let events = stackops::last_operation_events(&clients.cfn, &id).await?;
+            let step = stackops::recovery_step(
+                stack_name,
+                Some(&clients.region),
+                Some(&plan.env),
+                s,
+                &events,
+            )
+            .unwrap_or_default();
+            return Err(Error::StackFailed(format!(
+                "{}\n{step}",
+                stackops::failure_report(stack_name, s, &events)
+            )));
+        }
+        _ => {}
+    }
+    Ok(existing)
 }
 
 /// Applies the data-loss guard and asks for confirmation. On refusal the change set is deleted, so nothing is
@@ -610,7 +683,7 @@ async fn retained_tables(
                 ));
             }
         }
-        let queue = format!("{}-projector-dlq", plan.stack_name);
+        let queue = stack::dlq_name(&plan.stack_name);
         if let Ok(out) = clients.sqs.get_queue_url().queue_name(&queue).send().await
             && let Some(url) = out.queue_url()
         {

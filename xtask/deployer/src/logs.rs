@@ -43,7 +43,7 @@ impl LogGroup {
     pub fn of(plan: &Plan, function: FunctionName) -> Self {
         LogGroup {
             function,
-            name: format!("/aws/lambda/{}", plan.function(function).function_name),
+            name: stack::function_log_group_name(&plan.function(function).function_name),
         }
     }
 }

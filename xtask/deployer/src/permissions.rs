@@ -136,40 +136,55 @@ pub const REPLAY_STORE_ACTIONS: &[&str] =
 impl Target {
     /// The ARNs this target covers in one environment (`bucket` is the artifact bucket's name).
     pub fn arns(self, plan: &Plan, account: &str, bucket: &str) -> Vec<String> {
+        // Every name comes from the plan (the template's names), every ARN from the region's partition.
         let (region, stack) = (&plan.region, &plan.stack_name);
+        let arn = |service: &str, resource: String| {
+            format!(
+                "arn:{}:{service}:{region}:{account}:{resource}",
+                stack::partition(region)
+            )
+        };
+        let s3 = |resource: String| format!("arn:{}:s3:::{resource}", stack::partition(region));
+        let functions = || plan.functions.iter().map(|f| &f.function_name);
         match self {
             Any => vec!["*".into()],
-            Stack => vec![format!(
-                "arn:aws:cloudformation:{region}:{account}:stack/{stack}/*"
+            Stack => vec![arn("cloudformation", format!("stack/{stack}/*"))],
+            ArtifactBucket => vec![s3(bucket.to_string())],
+            ArtifactObjects => vec![s3(format!("{bucket}/*"))],
+            // The views table whether or not the domain declares a view yet: adding the first one needs no
+            // new deploy role.
+            Tables => [
+                plan.events_table.table_name.clone(),
+                plan.projections_table.table_name.clone(),
+                stack::views_table_name(stack),
+            ]
+            .iter()
+            .map(|t| arn("dynamodb", format!("table/{t}")))
+            .collect(),
+            Functions => functions()
+                .map(|f| arn("lambda", format!("function:{f}")))
+                .collect(),
+            HttpApis => vec![format!(
+                "arn:{}:apigateway:{region}::/apis/*",
+                stack::partition(region)
             )],
-            ArtifactBucket => vec![format!("arn:aws:s3:::{bucket}")],
-            ArtifactObjects => vec![format!("arn:aws:s3:::{bucket}/*")],
-            Tables => ["events", "projections", "views"]
-                .iter()
-                .map(|t| format!("arn:aws:dynamodb:{region}:{account}:table/{stack}-{t}"))
-                .collect(),
-            Functions => ["command", "query", "projector"]
-                .iter()
-                .map(|f| format!("arn:aws:lambda:{region}:{account}:function:{stack}-{f}"))
-                .collect(),
-            HttpApis => vec![format!("arn:aws:apigateway:{region}::/apis/*")],
-            FunctionLogGroups => ["command", "query", "projector"]
-                .iter()
+            FunctionLogGroups => functions()
                 .map(|f| {
-                    format!("arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{stack}-{f}:*")
+                    arn(
+                        "logs",
+                        format!("log-group:{}:*", stack::function_log_group_name(f)),
+                    )
                 })
                 .collect(),
             LogGroups => {
                 let mut arns = FunctionLogGroups.arns(plan, account, bucket);
-                arns.push(format!(
-                    "arn:aws:logs:{region}:{account}:log-group:{}:*",
-                    stack::access_log_group_name(stack)
+                arns.push(arn(
+                    "logs",
+                    format!("log-group:{}:*", stack::access_log_group_name(stack)),
                 ));
                 arns
             }
-            Queue => vec![format!(
-                "arn:aws:sqs:{region}:{account}:{stack}-projector-dlq"
-            )],
+            Queue => vec![arn("sqs", stack::dlq_name(stack))],
             DeployRole => plan.role_arn.iter().cloned().collect(),
         }
     }

@@ -188,7 +188,7 @@ pub fn retained_log_groups(plan: &Plan) -> Vec<(String, String)> {
         .map(|f| {
             (
                 format!("{}LogGroup", f.name.logical_prefix()),
-                format!("/aws/lambda/{}", f.function_name),
+                stack::function_log_group_name(&f.function_name),
             )
         })
         .collect();
@@ -222,7 +222,7 @@ async fn delete_operational_resources(clients: &Clients, plan: &Plan, ui: &dyn U
             }
         }
     }
-    let queue = format!("{}-projector-dlq", plan.stack_name);
+    let queue = stack::dlq_name(&plan.stack_name);
     if let Ok(out) = clients.sqs.get_queue_url().queue_name(&queue).send().await
         && let Some(url) = out.queue_url()
     {

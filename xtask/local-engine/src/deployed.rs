@@ -233,7 +233,7 @@ pub async fn events_stream_arn(
 pub async fn dead_letter_queue_url(sdk: &aws_config::SdkConfig, plan: &Plan) -> Option<String> {
     aws_sdk_sqs::Client::new(sdk)
         .get_queue_url()
-        .queue_name(format!("{}-projector-dlq", plan.stack_name))
+        .queue_name(stack::dlq_name(&plan.stack_name))
         .send()
         .await
         .ok()

@@ -636,7 +636,7 @@ impl Pool {
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
             (
                 "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{}", spec.function_name),
+                stack::function_log_group_name(&spec.function_name),
             ),
             (
                 "AWS_LAMBDA_LOG_STREAM_NAME",

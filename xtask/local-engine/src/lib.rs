@@ -8,7 +8,6 @@
 //! place that starts, identifies and signals the processes the tool leaves running. [`inspector`] is the
 //! read-only page over a running local environment (event log, read models vs replay, pipeline, functions).
 
-pub mod bench;
 pub mod control;
 pub mod daemon;
 pub mod deployed;
@@ -20,7 +19,6 @@ pub mod inspector;
 pub mod lock;
 pub mod poller;
 pub mod process;
-pub mod startup;
 pub mod state;
 
 pub use engine::{Engine, EngineConfig, EngineError, EngineHandle, StreamSettings};

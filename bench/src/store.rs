@@ -2,6 +2,11 @@
 //! single-event append at 10, 1,000 and 10,000 events of history, per 98-event batch append and per
 //! projected batch, on a fresh local endpoint of its own.
 //!
+//! The events are the domain's own, through the registry: the first registered aggregate's `example()`
+//! starts each aggregate with its first event and repeats its last (the seed's `user`: `user_created`, then
+//! `user_updated`), so the figures are those of whatever domain the workspace holds. The event size is printed
+//! with the figures, since capacity units follow item sizes.
+//!
 //! Why requests and capacity, not milliseconds: moto's latency is not DynamoDB's, but the number of
 //! requests and the bytes they read and write are the design's, and they are what DynamoDB bills. The
 //! requests are counted and the capacity summed by `service::testing::DynamoMeter`, an SDK interceptor
@@ -9,22 +14,26 @@
 
 use domain::api::{AppendCommand, NewEvent};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use service::aws_sdk_dynamodb::{Client, config::Builder};
 use service::testing::{DynamoMeter, Usage, create_tables, stream_event, stream_record};
 use service::{Config, DynamoStore, EventStore};
 
-use crate::exit::ExitStatus;
-
 /// Arguments of `cargo xtask bench store`.
 #[derive(Debug, clap::Args)]
-pub struct StoreArgs {
+pub struct Args {
     /// Appends measured per figure (the mean per append is printed).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// Events of history before the measured appends, one aggregate (and table) per length.
+    #[arg(long, value_delimiter = ',', default_values_t = [10u64, 1_000, 10_000])]
+    pub histories: Vec<u64>,
+    /// Events per measured batch append (and per projected batch); DynamoDB's transaction limit leaves 98.
+    #[arg(long, default_value_t = 98)]
+    pub batch: usize,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::cli::OutputFormat,
+    pub output: crate::OutputFormat,
 }
 
 /// One figure: the mean usage of one operation of the store.
@@ -76,42 +85,87 @@ impl std::fmt::Display for StoreReport {
     }
 }
 
-pub async fn run(args: StoreArgs) -> anyhow::Result<ExitStatus> {
-    let rounds = args.rounds.max(1);
+pub async fn run(args: &Args) -> anyhow::Result<StoreReport> {
+    anyhow::ensure!(
+        !args.histories.is_empty() && args.histories.iter().all(|h| *h >= 1),
+        "--histories needs at least one length, each at least 1 (got {:?})",
+        args.histories
+    );
+    anyhow::ensure!(
+        (1..=domain::validate::MAX_BATCH_EVENTS).contains(&args.batch),
+        "--batch must be between 1 and {} (DynamoDB's transaction limit); got {}",
+        domain::validate::MAX_BATCH_EVENTS,
+        args.batch
+    );
     let tmp = tempfile::tempdir()?;
     let endpoint = local_engine::endpoint::Endpoint::start_fresh(&tmp.path().join("state")).await?;
-    let result = measure(&endpoint, rounds).await;
+    let result = measure(&endpoint, args).await;
     endpoint.stop();
-    let report = result?;
-    match args.output {
-        crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        crate::cli::OutputFormat::Text => print!("{report}"),
+    result
+}
+
+/// The events the benchmark writes: the example's first event starts an aggregate, its last one is repeated.
+pub(crate) struct Events {
+    first: (&'static str, Map<String, Value>),
+    next: (&'static str, Map<String, Value>),
+}
+
+impl Events {
+    pub(crate) fn of_domain() -> Events {
+        let example = crate::example();
+        Events {
+            first: example.first().cloned().expect("examples are not empty"),
+            next: example.last().cloned().expect("examples are not empty"),
+        }
     }
-    Ok(ExitStatus::Success)
-}
 
-/// A ~1 KB event payload (the size of the measurements); the same keys every time, so the user's
-/// state, and with it the head item, keeps one size however long the history.
-fn payload(n: u64) -> Map<String, Value> {
-    json!({"n": n, "note": "x".repeat(960)})
-        .as_object()
-        .cloned()
-        .expect("an object")
-}
+    /// Event `v` (1-based) of an aggregate's history.
+    fn nth(&self, v: u64) -> &(&'static str, Map<String, Value>) {
+        if v == 1 { &self.first } else { &self.next }
+    }
 
-fn command(aggregate: &str, events: Vec<(&str, u64)>, command_id: Option<String>) -> AppendCommand {
-    AppendCommand {
-        aggregate_id: aggregate.to_string(),
-        aggregate_type: None,
-        events: events
-            .into_iter()
-            .map(|(t, n)| NewEvent {
-                event_type: t.to_string(),
-                event_data: payload(n),
-            })
-            .collect(),
-        expected_version: None,
-        command_id,
+    fn stored(&self, aggregate: &str, v: u64) -> domain::StoredEvent {
+        let (event_type, data) = self.nth(v);
+        let registry = domain::registry();
+        domain::StoredEvent {
+            aggregate_id: aggregate.to_string(),
+            version: v,
+            event_id: uuid::Uuid::now_v7().to_string(),
+            event_type: event_type.to_string(),
+            event_data: data.clone(),
+            timestamp: domain::now_timestamp(),
+            command_id: None,
+            metadata: domain::Metadata::default(),
+            aggregate_type: registry
+                .kind_of_event(event_type)
+                .map(|k| k.name().to_string()),
+            schema_version: registry.spec(event_type).map(|s| s.version),
+        }
+    }
+
+    /// An append of `count` events to `aggregate`, the first being event `from` of its history.
+    fn command(
+        &self,
+        aggregate: &str,
+        from: u64,
+        count: usize,
+        command_id: Option<String>,
+    ) -> AppendCommand {
+        AppendCommand {
+            aggregate_id: aggregate.to_string(),
+            aggregate_type: None,
+            events: (from..from + count as u64)
+                .map(|v| {
+                    let (t, data) = self.nth(v);
+                    NewEvent {
+                        event_type: t.to_string(),
+                        event_data: data.clone(),
+                    }
+                })
+                .collect(),
+            expected_version: None,
+            command_id,
+        }
     }
 }
 
@@ -126,27 +180,9 @@ async fn append(store: &DynamoStore, cmd: &AppendCommand) -> anyhow::Result<()> 
 /// very long (its TransactWriteItems deep-copies the whole table), so all but the last event are written
 /// with BatchWriteItem and the last one through the store's own append transaction with the head folded
 /// from all of them: the same items the API would have written.
-pub(crate) async fn seed(store: &DynamoStore, aggregate: &str, n: u64) -> anyhow::Result<()> {
+pub(crate) async fn seed(store: &DynamoStore, events: &Events, aggregate: &str, n: u64) -> anyhow::Result<()> {
     use service::aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-    let events: Vec<domain::StoredEvent> = (1..=n)
-        .map(|v| domain::StoredEvent {
-            aggregate_id: aggregate.to_string(),
-            version: v,
-            event_id: uuid::Uuid::now_v7().to_string(),
-            event_type: if v == 1 {
-                "user_created"
-            } else {
-                "user_updated"
-            }
-            .to_string(),
-            event_data: payload(v),
-            timestamp: domain::now_timestamp(),
-            command_id: None,
-            metadata: domain::Metadata::default(),
-            aggregate_type: None,
-            schema_version: None,
-        })
-        .collect();
+    let events: Vec<domain::StoredEvent> = (1..=n).map(|v| events.stored(aggregate, v)).collect();
     let table = &store.config.events_table;
     for chunk in events[..events.len() - 1].chunks(25) {
         let mut requests = Vec::new();
@@ -249,8 +285,11 @@ async fn project(
 
 async fn measure(
     endpoint: &local_engine::endpoint::Endpoint,
-    rounds: usize,
+    args: &Args,
 ) -> anyhow::Result<StoreReport> {
+    let rounds = args.rounds.max(1);
+    let batch = args.batch;
+    let events = Events::of_domain();
     let meter = DynamoMeter::default();
     let conf = Builder::from(&endpoint.sdk_config().await)
         .interceptor(meter.clone())
@@ -258,37 +297,36 @@ async fn measure(
     let client = Client::from_conf(conf);
     // One table pair per aggregate size: moto's TransactWriteItems deep-copies every table it touches, so a
     // shared table would make every measured write slow (DynamoDB's cost does not depend on the table).
-    let tables = |name: &str| Config {
-        events_table: format!("bench-{name}-events"),
-        projections_table: format!("bench-{name}-projections"),
-    };
-    let mut stores = Vec::new();
-    for name in ["h10", "h1000", "h10000", "projection"] {
-        let config = tables(name);
+    let new_store = async |name: &str| -> anyhow::Result<DynamoStore> {
+        let config = Config {
+            events_table: format!("bench-{name}-events"),
+            projections_table: format!("bench-{name}-projections"),
+        };
         create_tables(&client, &config.events_table, &config.projections_table)
             .await
             .map_err(|e| anyhow::anyhow!("creating the benchmark tables: {e}"))?;
-        stores.push(DynamoStore::new(client.clone(), config));
-    }
+        Ok(DynamoStore::new(client.clone(), config))
+    };
     let mut figures = Vec::new();
 
-    for (history, store) in [10u64, 1_000, 10_000].into_iter().zip(&stores) {
+    let mut longest: Option<(u64, String, u64, DynamoStore)> = None;
+    for &history in &args.histories {
+        let store = new_store(&format!("h{history}")).await?;
         let id = format!("history-{history}");
         eprintln!("seeding `{id}` with {history} events");
-        seed(store, &id, history).await?;
+        seed(&store, &events, &id, history).await?;
+        let mut next = history + 1;
         meter.reset();
-        for r in 0..rounds {
-            append(store, &command(&id, vec![("user_updated", r as u64)], None)).await?;
+        for _ in 0..rounds {
+            append(&store, &events.command(&id, next, 1, None)).await?;
+            next += 1;
         }
         figures.push(figure("single-event append", Some(history), &meter, rounds));
         meter.reset();
         for r in 0..rounds {
-            let cmd = command(
-                &id,
-                vec![("user_updated", r as u64)],
-                Some(format!("c-{r}")),
-            );
-            append(store, &cmd).await?;
+            let cmd = events.command(&id, next, 1, Some(format!("c-{r}")));
+            append(&store, &cmd).await?;
+            next += 1;
         }
         figures.push(figure(
             "single-event append with commandId",
@@ -304,43 +342,43 @@ async fn measure(
                 .collect::<Vec<_>>()
                 .join("\n")
         );
+        if longest.as_ref().is_none_or(|(h, ..)| *h < history) {
+            longest = Some((history, id, next, store));
+        }
     }
-    let store = &stores[2];
+    let (history, id, mut next, store) = longest.expect("--histories is not empty");
     meter.reset();
-    for r in 0..rounds {
-        let events = (0..98)
-            .map(|i| ("user_updated", (r * 98 + i) as u64))
-            .collect();
-        append(store, &command("history-10000", events, None)).await?;
+    for _ in 0..rounds {
+        append(&store, &events.command(&id, next, batch, None)).await?;
+        next += batch as u64;
     }
     figures.push(figure(
-        "98-event batch append",
-        Some(10_000),
+        &format!("{batch}-event batch append"),
+        Some(history),
         &meter,
         rounds,
     ));
 
     eprintln!("{:?}", figures.last());
-    let store = &stores[3];
-    // Projection: read models that are current, then one batch of new events.
+    let store = new_store("projection").await?;
+    // Projection: read models that are current, then one batch of new events: `batch` records of one
+    // aggregate, and 10 records each of 10 aggregates.
     let one = vec!["projected-1".to_string()];
     let ten: Vec<String> = (0..10).map(|i| format!("projected-10-{i}")).collect();
     for a in one.iter().chain(&ten) {
-        append(store, &command(a, vec![("user_created", 0)], None)).await?;
+        append(&store, &events.command(a, 1, 1, None)).await?;
     }
-    project(store, &meter, "set-up", &one, 0).await?;
-    project(store, &meter, "set-up", &ten, 0).await?;
-    let events = (1..=98).map(|n| ("user_updated", n)).collect();
-    append(store, &command("projected-1", events, None)).await?;
+    project(&store, &meter, "set-up", &one, 0).await?;
+    project(&store, &meter, "set-up", &ten, 0).await?;
+    append(&store, &events.command("projected-1", 2, batch, None)).await?;
     for a in &ten {
-        let events = (1..=10).map(|n| ("user_updated", n)).collect();
-        append(store, &command(a, events, None)).await?;
+        append(&store, &events.command(a, 2, 10, None)).await?;
     }
     figures.push(
         project(
-            store,
+            &store,
             &meter,
-            "projected batch: 98 records of 1 aggregate",
+            &format!("projected batch: {batch} records of 1 aggregate"),
             &one,
             1,
         )
@@ -348,7 +386,7 @@ async fn measure(
     );
     figures.push(
         project(
-            store,
+            &store,
             &meter,
             "projected batch: 100 records of 10 aggregates",
             &ten,
@@ -357,18 +395,7 @@ async fn measure(
         .await?,
     );
     Ok(StoreReport {
-        event_bytes: service::size::event_item_size(&domain::StoredEvent {
-            aggregate_id: "history-1000".into(),
-            version: 1000,
-            event_id: uuid::Uuid::now_v7().to_string(),
-            event_type: "user_updated".into(),
-            event_data: payload(1000),
-            timestamp: domain::now_timestamp(),
-            command_id: None,
-            metadata: domain::Metadata::default(),
-            aggregate_type: None,
-            schema_version: None,
-        }),
+        event_bytes: service::size::event_item_size(&events.stored("history-1000", 1000)),
         figures,
     })
 }

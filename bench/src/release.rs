@@ -4,7 +4,7 @@
 //!
 //! The release is built exactly as an AWS deploy builds it (`deployer::build::build`, cargo-lambda, release
 //! profile, `.2.26` glibc target), into its own dist directory; a warm build is cargo's no-op. Start-up is
-//! measured on this machine through the local engine's environment for a function (`local_engine::startup`),
+//! measured on this machine through the local engine's environment for a function (`crate::startup`),
 //! so the figures compare binaries with each other, not with Lambda's own init times.
 
 use std::time::Duration;
@@ -14,8 +14,6 @@ use local_engine::host::{FunctionSpec, Host, HostConfig};
 use serde::Serialize;
 use stack::{Architecture, EnvKind, FunctionName};
 
-use crate::exit::ExitStatus;
-
 /// Arguments of `cargo xtask bench release`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,7 +22,7 @@ pub struct Args {
     pub rounds: usize,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::cli::OutputFormat,
+    pub output: crate::OutputFormat,
 }
 
 /// One function's row.
@@ -44,8 +42,8 @@ pub struct Row {
 /// environment's.
 const BENCH_ENV: &str = "bench-release";
 
-pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let root = crate::cli::repo_root();
+pub async fn run(args: &Args) -> anyhow::Result<Report> {
+    let root = crate::repo_root();
     let req = BuildRequest {
         target_dir: deployer::build::default_target_dir(&root),
         env: BENCH_ENV.into(),
@@ -102,7 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     for name in FunctionName::ALL {
         let artifact = &release.manifest.functions[&name];
         let binary = release.dist_dir.join(name.as_str()).join("bootstrap");
-        let mut times: Vec<f64> = local_engine::startup::time_to_ready(&host, name, rounds)
+        let mut times: Vec<f64> = crate::startup::time_to_ready(&host, name, rounds)
             .await?
             .into_iter()
             .map(|d| d.as_secs_f64() * 1000.0)
@@ -121,37 +119,50 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     }
     drop(host);
     let _ = std::fs::remove_dir_all(&scratch);
-    match args.output {
-        crate::cli::OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "build_seconds": build_time.as_secs_f64(),
-                "functions": rows,
-            }))?
-        ),
-        crate::cli::OutputFormat::Text => {
-            println!(
-                "release build (cargo-lambda, x86_64 .2.26, release profile): {:.1} s (a warm build is cargo's no-op)",
-                build_time.as_secs_f64()
-            );
-            println!(
-                "  function      binary        zip  glibc   start-to-ready (spawn -> first /next, {rounds} starts)"
-            );
-            for r in &rows {
-                println!(
-                    "  {:<10} {:>9} {:>10}  {:<6} median {:6.2} ms  min {:6.2} ms  max {:6.2} ms",
-                    r.function.as_str(),
-                    r.binary_bytes,
-                    r.zip_bytes,
-                    r.glibc_floor.as_deref().unwrap_or("none"),
-                    r.ready_ms_median,
-                    r.ready_ms_min,
-                    r.ready_ms_max
-                );
-            }
+    Ok(Report {
+        build_seconds: build_time.as_secs_f64(),
+        rounds,
+        functions: rows,
+    })
+}
+
+/// What `bench release` reports.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The release build's wall time (a warm build is cargo's no-op).
+    pub build_seconds: f64,
+    #[serde(skip)]
+    pub rounds: usize,
+    pub functions: Vec<Row>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "release build (cargo-lambda, x86_64 .2.26, release profile): {:.1} s (a warm build is cargo's no-op)",
+            self.build_seconds
+        )?;
+        writeln!(
+            f,
+            "  function      binary        zip  glibc   start-to-ready (spawn -> first /next, {} starts)",
+            self.rounds
+        )?;
+        for r in &self.functions {
+            writeln!(
+                f,
+                "  {:<10} {:>9} {:>10}  {:<6} median {:6.2} ms  min {:6.2} ms  max {:6.2} ms",
+                r.function.as_str(),
+                r.binary_bytes,
+                r.zip_bytes,
+                r.glibc_floor.as_deref().unwrap_or("none"),
+                r.ready_ms_median,
+                r.ready_ms_min,
+                r.ready_ms_max
+            )?;
         }
+        Ok(())
     }
-    Ok(ExitStatus::Success)
 }
 
 /// A fresh scratch directory for the host's log files.

@@ -1,8 +1,8 @@
 //! `cargo xtask bench inspector`: how long the local inspector takes to open an aggregate of 10,000 events
 //! (the bar: under a second), on a fresh local endpoint of its own.
 //!
-//! The aggregate is seeded as `bench store` seeds its histories (~1 KB events, the head written by the
-//! store's own append), its read model is written as the projector would, and the inspector is served on a
+//! The aggregate is seeded as `bench store` seeds its histories (the domain's example events, the head
+//! written by the store's own append), its read model is written as the projector would, and the inspector is served on a
 //! free port exactly as the engine serves it. Timed: the first open (the timeline's first page and the read
 //! model; replay starts folding every event and the page is shown once it is done or its budget is spent),
 //! how long until the comparison with replay is on the page, a next open (the head says nothing was written
@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use service::{Config, DynamoStore, EventStore, ReadModel};
 
-use crate::exit::ExitStatus;
-
 /// Arguments of `cargo xtask bench inspector`.
 #[derive(Debug, clap::Args)]
-pub struct InspectorArgs {
+pub struct Args {
     /// Events of the aggregate opened.
     #[arg(long, default_value_t = 10_000)]
     pub events: u64,
@@ -28,7 +26,7 @@ pub struct InspectorArgs {
     pub rounds: usize,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::cli::OutputFormat,
+    pub output: crate::OutputFormat,
 }
 
 /// The figures of one run.
@@ -47,7 +45,7 @@ impl std::fmt::Display for InspectorReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "inspector: opening an aggregate of {} events (~1 KB each), page of {} bytes",
+            "inspector: opening an aggregate of {} events (the domain's example events), page of {} bytes",
             self.events, self.page_bytes
         )?;
         writeln!(
@@ -74,27 +72,22 @@ impl std::fmt::Display for InspectorReport {
     }
 }
 
-pub async fn run(args: InspectorArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run(args: &Args) -> anyhow::Result<InspectorReport> {
     anyhow::ensure!(
         args.events >= 1,
         "--events must be at least 1 (the aggregate opened needs a history)"
     );
     let tmp = tempfile::tempdir()?;
     let endpoint = local_engine::endpoint::Endpoint::start_fresh(&tmp.path().join("state")).await?;
-    let result = measure(&endpoint, tmp.path(), &args).await;
+    let result = measure(&endpoint, tmp.path(), args).await;
     endpoint.stop();
-    let report = result?;
-    match args.output {
-        crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        crate::cli::OutputFormat::Text => print!("{report}"),
-    }
-    Ok(ExitStatus::Success)
+    result
 }
 
 async fn measure(
     endpoint: &local_engine::endpoint::Endpoint,
     dir: &std::path::Path,
-    args: &InspectorArgs,
+    args: &Args,
 ) -> anyhow::Result<InspectorReport> {
     let sdk = endpoint.sdk_config().await;
     let client = service::aws_sdk_dynamodb::Client::new(&sdk);
@@ -108,7 +101,7 @@ async fn measure(
     let store = DynamoStore::new(client, config.clone());
     let id = format!("inspector-{}", args.events);
     eprintln!("seeding `{id}` with {} events", args.events);
-    super::store::seed(&store, &id, args.events).await?;
+    crate::store::seed(&store, &crate::store::Events::of_domain(), &id, args.events).await?;
     let (head, _) = store.read_head(&id, None).await?;
     let head = head.ok_or_else(|| anyhow::anyhow!("the seeded aggregate has no head"))?;
     store

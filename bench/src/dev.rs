@@ -7,7 +7,9 @@
 //! - `cargo lambda watch` (the pinned cargo-lambda) serving the query function, answer read through its invoke
 //!   API with an API Gateway v2 event for `GET /health`.
 //!
-//! The edited file is restored afterwards whatever happens (error, panic, Ctrl-C of the benchmark).
+//! Both sides build and watch a scratch copy of the workspace's sources (in a temporary directory, removed
+//! afterwards, building into this checkout's target directory so the dependencies stay compiled): the
+//! benchmark never edits the checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::exit::ExitStatus;
+use crate::median;
 
 /// How long one edit may take to show before the round fails.
 const ROUND_LIMIT: Duration = Duration::from_secs(300);
@@ -31,7 +33,7 @@ pub struct Args {
     pub rounds: usize,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::cli::OutputFormat,
+    pub output: crate::OutputFormat,
 }
 
 /// The figures of one run.
@@ -70,83 +72,103 @@ impl std::fmt::Display for EditToLive {
     }
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let root = crate::cli::repo_root();
-    let source = root.join("functions/query/src/main.rs");
-    let guard = Restore::new(&source)?;
+pub async fn run(args: &Args) -> anyhow::Result<EditToLive> {
+    let root = crate::repo_root();
+    let workspace = Workspace::copy_of(&root)?;
     let rounds = args.rounds.max(1);
-    let result = tokio::select! {
-        r = measure(&root, &guard, rounds) => r,
+    tokio::select! {
+        r = measure(&workspace, rounds) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-    };
-    drop(guard);
-    let report = result?;
-    match args.output {
-        crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        crate::cli::OutputFormat::Text => print!("{report}"),
     }
-    Ok(ExitStatus::Success)
 }
 
-async fn measure(root: &Path, source: &Restore, rounds: usize) -> anyhow::Result<EditToLive> {
-    let xtask_dev_s = dev_side(source, rounds).await?;
-    source.restore()?;
-    let (cargo_lambda_watch_s, cargo_lambda_version) = watch_side(root, source, rounds).await?;
+async fn measure(workspace: &Workspace, rounds: usize) -> anyhow::Result<EditToLive> {
+    let xtask_dev_s = dev_side(workspace, rounds).await?;
+    workspace.restore()?;
+    let (cargo_lambda_watch_s, cargo_lambda_version) = watch_side(workspace, rounds).await?;
     Ok(EditToLive {
-        edited: "functions/query/src/main.rs".into(),
+        edited: EDITED.into(),
         xtask_dev_s,
         cargo_lambda_watch_s,
         cargo_lambda_version,
     })
 }
 
-/// The edited source: its original text, written back on drop.
-struct Restore {
-    path: PathBuf,
+/// The file both sides see edited, relative to the workspace.
+const EDITED: &str = "functions/query/src/main.rs";
+
+/// A scratch copy of the workspace's sources (not `target/`, `.git/`, `.local/`), removed on drop; the
+/// benchmark edits [`EDITED`] there.
+struct Workspace {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
     original: String,
+    /// The checkout's target directory: both sides build the copy into it (its dependencies are compiled).
+    target_dir: PathBuf,
 }
 
-impl Restore {
-    fn new(path: &Path) -> anyhow::Result<Restore> {
-        let original =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+impl Workspace {
+    fn copy_of(checkout: &Path) -> anyhow::Result<Workspace> {
+        let dir = tempfile::Builder::new()
+            .prefix("xtask-bench-dev-ws-")
+            .tempdir()?;
+        let root = dir.path().join("workspace");
+        copy_sources(checkout, &root).with_context(|| {
+            format!(
+                "copying the workspace at {} to {}",
+                checkout.display(),
+                root.display()
+            )
+        })?;
+        let path = root.join(EDITED);
+        let original = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         anyhow::ensure!(
             original.contains("unwrap_or(\"dev\")"),
-            "{} no longer sets the `dev` build tag the benchmark edits; update xtask/src/bench_dev.rs",
-            path.display()
+            "{EDITED} no longer sets the `dev` build tag the benchmark edits; update bench/src/dev.rs"
         );
-        Ok(Restore {
-            path: path.to_path_buf(),
+        Ok(Workspace {
+            _dir: dir,
+            root,
             original,
+            target_dir: deployer::build::default_target_dir(checkout),
         })
     }
 
-    /// Saves the source with `tag` as the build tag `/health` reports.
+    /// Saves the copy's source with `tag` as the build tag `/health` reports.
     fn edit(&self, tag: &str) -> anyhow::Result<()> {
         let text =
             self.original
                 .replacen("unwrap_or(\"dev\")", &format!("unwrap_or(\"{tag}\")"), 1);
-        std::fs::write(&self.path, text).with_context(|| format!("editing {}", self.path.display()))
+        let path = self.root.join(EDITED);
+        std::fs::write(&path, text).with_context(|| format!("editing {}", path.display()))
     }
 
+    /// Puts the unedited source back (between the two sides).
     fn restore(&self) -> anyhow::Result<()> {
-        if std::fs::read_to_string(&self.path).ok().as_deref() != Some(&self.original) {
-            std::fs::write(&self.path, &self.original)
-                .with_context(|| format!("restoring {}", self.path.display()))?;
-        }
-        Ok(())
+        let path = self.root.join(EDITED);
+        std::fs::write(&path, &self.original)
+            .with_context(|| format!("restoring {}", path.display()))
     }
 }
 
-impl Drop for Restore {
-    fn drop(&mut self) {
-        if let Err(e) = self.restore() {
-            eprintln!(
-                "error: {e:#}; restore it with `git checkout -- {}`",
-                self.path.display()
-            );
+/// Copies the sources under `src` (not `target/`, `.git/`, `.local/`) into `dst`.
+fn copy_sources(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(name.to_str(), Some("target" | ".git" | ".local")) {
+            continue;
+        }
+        let to = dst.join(&name);
+        if entry.file_type()?.is_dir() {
+            copy_sources(&entry.path(), &to)?;
+        } else {
+            std::fs::copy(entry.path(), &to)?;
         }
     }
+    Ok(())
 }
 
 /// A process started by the benchmark, killed (with its process group) when dropped.
@@ -173,7 +195,7 @@ impl Scratch {
         let config = dir.join("config");
         std::fs::create_dir_all(&config)?;
         std::fs::copy(
-            crate::cli::repo_root().join("config/defaults.yaml"),
+            crate::repo_root().join("config/defaults.yaml"),
             config.join("defaults.yaml"),
         )?;
         let gateway_port = local_engine::endpoint::free_port()?;
@@ -191,7 +213,7 @@ impl Scratch {
     fn cargo_xtask(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd: tokio::process::Command =
             deployer::cargo::command(deployer::cargo::cargo_path()).into();
-        cmd.current_dir(crate::cli::repo_root())
+        cmd.current_dir(crate::repo_root())
             .args(["xtask"])
             .args(args)
             .args(["--env", "bench-dev"])
@@ -207,7 +229,7 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         // Stops the engine and the endpoint `dev` left running (that is what `dev` does on exit).
         let _ = deployer::cargo::command(deployer::cargo::cargo_path())
-            .current_dir(crate::cli::repo_root())
+            .current_dir(crate::repo_root())
             .args(["xtask", "teardown", "--env", "bench-dev", "--yes"])
             .env("XTASK_CONFIG_DIR", self.dir.join("config"))
             .env("XTASK_STATE_DIR", self.dir.join("state"))
@@ -221,12 +243,20 @@ impl Drop for Scratch {
 
 /// `cargo xtask dev` as a whole process; each round saves a new tag and polls `GET /health` through the
 /// gateway until it shows.
-async fn dev_side(source: &Restore, rounds: usize) -> anyhow::Result<Vec<f64>> {
+async fn dev_side(workspace: &Workspace, rounds: usize) -> anyhow::Result<Vec<f64>> {
     let scratch = Scratch::new()?;
     let log = scratch.dir.join("dev.log");
     let out = std::fs::File::create(&log)?;
     let child = scratch
-        .cargo_xtask(&["dev"])
+        .cargo_xtask(&[
+            "dev",
+            "--workspace",
+            workspace
+                .root
+                .to_str()
+                .context("the scratch workspace's path is not UTF-8")?,
+        ])
+        .env("CARGO_TARGET_DIR", &workspace.target_dir)
         .stdout(out.try_clone()?)
         .stderr(out)
         .kill_on_drop(true)
@@ -262,7 +292,7 @@ async fn dev_side(source: &Restore, rounds: usize) -> anyhow::Result<Vec<f64>> {
         build_tag(&http).await.as_deref() == Some("dev"),
         "the gateway at {url} does not serve the unedited query function"
     );
-    let times = time_edits(source, rounds, "xtask dev", &dev.log, async || {
+    let times = time_edits(workspace, rounds, "xtask dev", &dev.log, async || {
         build_tag(&http).await
     })
     .await?;
@@ -281,12 +311,8 @@ async fn dev_side(source: &Restore, rounds: usize) -> anyhow::Result<Vec<f64>> {
 
 /// `cargo lambda watch` serving the query function; each round saves a new tag and invokes `GET /health`
 /// through its invoke API until the answer shows it.
-async fn watch_side(
-    root: &Path,
-    source: &Restore,
-    rounds: usize,
-) -> anyhow::Result<(Vec<f64>, String)> {
-    let tools = deployer::build::tools_dir(root);
+async fn watch_side(workspace: &Workspace, rounds: usize) -> anyhow::Result<(Vec<f64>, String)> {
+    let tools = deployer::build::tools_dir(&crate::repo_root());
     let venv = tokio::task::spawn_blocking(move || {
         deployer::build::ensure_cargo_lambda(&tools, &deployer::ui::ConsoleUi::new(true))
     })
@@ -307,7 +333,8 @@ async fn watch_side(
         &std::env::var_os("PATH").unwrap_or_default(),
     )))?;
     let mut cmd: tokio::process::Command = deployer::cargo::command(&exe).into();
-    cmd.current_dir(root)
+    cmd.current_dir(&workspace.root)
+        .env("CARGO_TARGET_DIR", &workspace.target_dir)
         .env("PATH", path)
         .env("CARGO", deployer::cargo::cargo_path())
         .env_remove("CQRS_BUILD_TAG")
@@ -324,7 +351,7 @@ async fn watch_side(
         .kill_on_drop(true);
     let child = cmd.spawn().context("starting `cargo lambda watch`")?;
     let watch = Spawned { child, log };
-    let result = watch_rounds(&watch, port, source, rounds).await;
+    let result = watch_rounds(&watch, port, workspace, rounds).await;
     drop(watch);
     let _ = std::fs::remove_dir_all(&scratch);
     Ok((result?, version))
@@ -333,7 +360,7 @@ async fn watch_side(
 async fn watch_rounds(
     watch: &Spawned,
     port: u16,
-    source: &Restore,
+    workspace: &Workspace,
     rounds: usize,
 ) -> anyhow::Result<Vec<f64>> {
     let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/query/invocations");
@@ -370,7 +397,7 @@ async fn watch_rounds(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let times = time_edits(
-        source,
+        workspace,
         rounds,
         "cargo lambda watch",
         &watch.log,
@@ -383,7 +410,7 @@ async fn watch_rounds(
 /// Times `rounds` edits of the `/health` build tag on one side: each round saves a new tag and polls
 /// `served_tag` until it answers with it. `log` is the side's output, named when a round takes too long.
 async fn time_edits(
-    source: &Restore,
+    workspace: &Workspace,
     rounds: usize,
     side: &str,
     log: &Path,
@@ -397,7 +424,7 @@ async fn time_edits(
             std::process::id()
         );
         let t = Instant::now();
-        source.edit(&tag)?;
+        workspace.edit(&tag)?;
         while served_tag().await.as_deref() != Some(tag.as_str()) {
             anyhow::ensure!(
                 t.elapsed() < ROUND_LIMIT,
@@ -438,10 +465,4 @@ fn health_event() -> serde_json::Value {
         },
         "isBase64Encoded": false
     })
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }

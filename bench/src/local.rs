@@ -15,8 +15,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use stack::{FunctionName, Plan};
 
-use crate::gateway::{self, GatewayConfig, IncomingRequest};
-use crate::{Engine, EngineConfig};
+use local_engine::gateway::{self, GatewayConfig, IncomingRequest};
+use local_engine::{Engine, EngineConfig};
 
 /// Latency percentiles of one measured path, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -107,9 +107,90 @@ impl std::fmt::Display for LocalBench {
     }
 }
 
+/// Arguments of `cargo xtask bench local`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Environment to measure: the stem of a file in the config directory (a `local` one, deployed).
+    #[arg(long = "env", short = 'e', default_value = "local", env = "XTASK_ENV")]
+    pub env: String,
+    /// Directory holding the per-environment YAML files (default: the checkout's `config/`).
+    #[arg(long, env = "XTASK_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Requests per latency figure.
+    #[arg(long, default_value_t = 200)]
+    pub samples: usize,
+    /// Events posted for the projection lag figure (each waits for its read model before the next is posted).
+    #[arg(long, default_value_t = 100)]
+    pub lag_events: usize,
+    /// Leave out the `cargo lambda watch` comparison (it installs the pinned cargo-lambda on first use).
+    #[arg(long)]
+    pub no_cargo_lambda: bool,
+    /// Print JSON instead of text.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: crate::OutputFormat,
+}
+
+/// `cargo xtask bench local`: the environment's plan and its deployed build, measured.
+pub async fn run(args: &Args) -> anyhow::Result<LocalBench> {
+    let config_dir = args
+        .config_dir
+        .clone()
+        .unwrap_or_else(|| crate::repo_root().join("config"));
+    let plan = stack::config::load(&config_dir, &args.env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(local) = &plan.local else {
+        anyhow::bail!(
+            "`bench local` needs a local environment; `{}` is not one",
+            plan.env
+        );
+    };
+    let endpoint_url = format!("http://127.0.0.1:{}", local.endpoint_port);
+    let cargo_lambda = if args.no_cargo_lambda {
+        CargoLambda::Unavailable("left out (--no-cargo-lambda)".into())
+    } else {
+        cargo_lambda_for_bench().await
+    };
+    let dist = deployer::build::dist_dir(
+        &deployer::build::default_target_dir(&crate::repo_root()),
+        &plan.env,
+    );
+    measure_deployed(
+        &plan,
+        &endpoint_url,
+        &dist,
+        args.samples.max(1),
+        args.lag_events.max(1),
+        &cargo_lambda,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:#}; deploy the local stack first with `cargo xtask deploy`"))
+}
+
+/// The pinned cargo-lambda for the `cargo lambda watch` comparison, installed on first use where the deployer
+/// installs it for release builds (`<tools>/cargo-lambda`); an install failure skips the comparison, saying why.
+async fn cargo_lambda_for_bench() -> CargoLambda {
+    let root = crate::repo_root();
+    let tools = deployer::build::tools_dir(&root);
+    let installed = tokio::task::spawn_blocking(move || {
+        let ui = deployer::ui::ConsoleUi::new(true);
+        deployer::build::ensure_cargo_lambda(&tools, &ui)
+    })
+    .await;
+    match installed {
+        Ok(Ok(venv)) => CargoLambda::Installed {
+            bin_dir: venv.join("bin"),
+            workspace: root,
+        },
+        Ok(Err(e)) => CargoLambda::Unavailable(format!(
+            "installing cargo-lambda {} failed: {e}",
+            deployer::build::CARGO_LAMBDA_VERSION
+        )),
+        Err(e) => CargoLambda::Unavailable(e.to_string()),
+    }
+}
+
 /// Runs the benchmark against a deployed local stack. `samples` requests per latency figure, `lag_events`
 /// events for the projection lag.
-pub async fn run(
+pub async fn measure_deployed(
     plan: &Plan,
     endpoint_url: &str,
     dist: &Path,
@@ -118,8 +199,8 @@ pub async fn run(
     cargo_lambda: &CargoLambda,
 ) -> anyhow::Result<LocalBench> {
     let scratch = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
-    let paths = crate::state::StatePaths::new(crate::state::state_dir(&plan.env));
-    let daemon = crate::daemon::running_pid(&paths);
+    let paths = local_engine::state::StatePaths::new(local_engine::state::state_dir(&plan.env));
+    let daemon = local_engine::daemon::running_pid(&paths);
     let mut cfg = EngineConfig::from_deployed(plan, endpoint_url, &scratch, dist).await?;
     cfg.gateway_port = 0;
     if daemon.is_some() {
@@ -144,7 +225,7 @@ pub async fn run(
 
 async fn measure(
     plan: &Plan,
-    engine: &crate::EngineHandle,
+    engine: &local_engine::EngineHandle,
     daemon: bool,
     samples: usize,
     lag_events: usize,
@@ -175,7 +256,7 @@ async fn measure(
     let gw_cfg = GatewayConfig {
         routes: plan.api.routes.clone(),
         region: plan.region.clone(),
-        account_id: crate::endpoint::LOCAL_ACCOUNT_ID.into(),
+        account_id: local_engine::endpoint::LOCAL_ACCOUNT_ID.into(),
         api_id: "local".into(),
         stage: plan.api.stage_name.clone(),
         cors: plan.api.cors.clone(),
@@ -212,11 +293,16 @@ async fn measure(
         (true, Some(local)) => format!("http://127.0.0.1:{}", local.gateway_port),
         _ => url.clone(),
     };
+    // The domain's own first event (the first registered aggregate's example), whatever the domain is.
+    let (first_type, first_data) = crate::example()
+        .first()
+        .cloned()
+        .expect("examples are not empty");
     let mut lags = Vec::new();
     let mut note = None;
     for i in 0..lag_events {
         let id = format!("bench-{}-{i}", uuid::Uuid::now_v7().simple());
-        let body = serde_json::json!({"aggregateId": id, "eventType": "user_created", "eventData": {"name": "Bench", "email": "bench@example.com"}});
+        let body = serde_json::json!({"aggregateId": id, "eventType": first_type, "eventData": first_data});
         let resp = http
             .post(format!("{api}/events"))
             .json(&body)
@@ -290,7 +376,7 @@ pub enum CargoLambda {
 /// port, runs the deployed query binary against it with the environment the host would give it, and times
 /// `samples` invocations of `event` through cargo-lambda's invoke API. Both processes die with this call.
 async fn watch_latency(
-    host: &crate::host::Host,
+    host: &local_engine::host::Host,
     bin_dir: &Path,
     workspace: &Path,
     scratch: &Path,
@@ -309,7 +395,7 @@ async fn watch_latency(
         .find(|s| s.name == FunctionName::Query)
         .context("the host has no query function")?
         .clone();
-    let port = crate::endpoint::free_port()?;
+    let port = local_engine::endpoint::free_port()?;
     std::fs::create_dir_all(scratch)?;
     let log_path = scratch.join("cargo-lambda-watch.log");
     let log = std::fs::File::create(&log_path)?;

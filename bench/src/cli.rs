@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::exit::ExitStatus;
+use crate::median;
 
 /// Arguments of `cargo xtask bench cli`.
 #[derive(Debug, clap::Args)]
@@ -30,7 +30,7 @@ pub struct Args {
     pub cold: bool,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t)]
-    pub output: crate::cli::OutputFormat,
+    pub output: crate::OutputFormat,
 }
 
 /// One timed whole process.
@@ -59,14 +59,14 @@ pub struct Report {
     /// no-op deploy / full deploy.
     pub noop_over_full: f64,
     /// The same deploy path in-process (`bench deploy`): full, no-op, teardown.
-    pub in_process: crate::bench::DeployFigures,
+    pub in_process: crate::deploy::DeployFigures,
     /// The first deploy of a fresh clone (`--cold`).
     pub cold_first_deploy: Option<Run>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
+pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let rounds = args.rounds.max(1);
-    let root = crate::cli::repo_root();
+    let root = crate::repo_root();
     let sandbox = UserSandbox::new(&root)?;
     // Not timed: bring the function build up to date, so the figures are deploys, not a compile.
     sandbox.run(&["build"]).context("building the functions")?;
@@ -84,28 +84,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     let teardown = sandbox.run(&["teardown", "--yes"])?;
     drop(sandbox);
 
-    let in_process = crate::bench::deploy_figures(rounds.min(3)).await?;
+    let in_process = crate::deploy::deploy_figures(rounds.min(3)).await?;
     let cold_first_deploy = if args.cold {
         Some(cold_first_deploy(&root)?)
     } else {
         None
     };
-    let noop_deploy_ms = median(&mut noop);
+    let noop_deploy_ms = median(&noop);
     let report = Report {
         rounds,
         noop_over_full: noop_deploy_ms / full_deploy.ms,
         full_deploy,
         noop_deploy_ms,
-        status_ms: median(&mut status),
+        status_ms: median(&status),
         teardown_ms: teardown.ms,
         in_process,
         cold_first_deploy,
     };
-    match args.output {
-        crate::cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        crate::cli::OutputFormat::Text => print!("{report}"),
-    }
-    Ok(ExitStatus::Success)
+    Ok(report)
 }
 
 impl std::fmt::Display for Report {
@@ -150,14 +146,14 @@ impl std::fmt::Display for Report {
 
 /// A `local` environment of its own: the checkout's `config/` copied with free ports, an empty state
 /// directory, both removed on drop (after a best-effort teardown, so no process outlives the benchmark).
-struct UserSandbox {
+pub struct UserSandbox {
     root: PathBuf,
     dir: PathBuf,
     torn_down: std::cell::Cell<bool>,
 }
 
 impl UserSandbox {
-    fn new(root: &Path) -> anyhow::Result<UserSandbox> {
+    pub fn new(root: &Path) -> anyhow::Result<UserSandbox> {
         let dir = std::env::temp_dir().join(format!("xtask-bench-cli-{}", std::process::id()));
         let config = dir.join("config");
         std::fs::create_dir_all(&config)?;
@@ -184,7 +180,8 @@ impl UserSandbox {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
+    /// Runs `cargo xtask <args>` in the sandbox, timed.
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<Run> {
         if args.first() == Some(&"teardown") {
             self.torn_down.set(true);
         }
@@ -194,6 +191,23 @@ impl UserSandbox {
         )?;
         eprintln!("  cargo xtask {:<16} {:>8.0} ms", args.join(" "), run.ms);
         Ok(run)
+    }
+
+    /// What `cargo xtask <args>` prints on stdout in the sandbox (a failure is an error carrying its output).
+    pub fn stdout(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("starting `cargo xtask {}`", args.join(" ")))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "`cargo xtask {}` failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Runs and checks that the output says `expect` (e.g. that a no-op deploy really was one).
@@ -340,9 +354,4 @@ fn timed(mut cmd: Command, what: &str) -> anyhow::Result<(Run, String)> {
         },
         output,
     ))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }

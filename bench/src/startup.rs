@@ -15,7 +15,7 @@ use stack::FunctionName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::host::{Host, INIT_TIMEOUT};
+use local_engine::host::{Host, INIT_TIMEOUT};
 
 /// Why a binary's start-to-ready time could not be measured.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,16 @@
+//! The benchmark binary, started by `cargo xtask bench ...` (or `cargo run -p bench -- ...`): parses the
+//! command line and hands it to the library, where each benchmark lives and where the suite's tests call it.
+
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = bench::Cli::parse();
+    match bench::run(cli.what).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
