@@ -35,6 +35,10 @@ pub fn function_role_name(stack_name: &str, function: FunctionName) -> String {
     format!("{stack_name}-{}", function.as_str())
 }
 
+/// The alias every route and the stream mapping invoke on AWS (`<function>:live`): each deploy publishes a
+/// version and moves the alias to it; `rollback` moves it back. The local engine models the same alias.
+pub const LIVE_ALIAS: &str = "live";
+
 /// The log group of the HTTP API stage's access logs.
 pub fn access_log_group_name(stack_name: &str) -> String {
     format!("/aws/apigateway/{stack_name}-access")

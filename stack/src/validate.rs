@@ -779,7 +779,7 @@ impl Checker {
             ),
             (
                 "FunctionName",
-                json!({"Ref": "ProjectorFunction"}),
+                json!({"Ref": "ProjectorLiveAlias"}),
                 "functions.projector",
             ),
             (
@@ -932,12 +932,27 @@ impl Checker {
                 self.push(id, "api", "IntegrationType must be AWS_PROXY".into());
             }
         }
-        // Every function behind a route can be invoked by API Gateway.
+        // Every function behind a route can be invoked by API Gateway, through its live alias (never
+        // $LATEST: a deploy shifts traffic between versions there, and `rollback` moves it back).
         for f in FunctionName::ALL
             .into_iter()
             .filter(|f| plan.api.routes.iter().any(|r| r.function == *f))
         {
-            let fid = format!("{}Function", f.logical_prefix());
+            let fid = format!("{}LiveAlias", f.logical_prefix());
+            let integration = format!("{}Integration", f.logical_prefix());
+            if let Some(i) = resources.get(&integration)
+                && i.pointer("/Properties/IntegrationUri") != Some(&json!({"Ref": fid}))
+            {
+                self.push(
+                    &integration,
+                    "api",
+                    format!(
+                        "IntegrationUri must be {{\"Ref\":\"{fid}\"}} (the live alias), found {}",
+                        i.pointer("/Properties/IntegrationUri")
+                            .unwrap_or(&Json::Null)
+                    ),
+                );
+            }
             let has_permission = resources.values().any(|r| {
                 resource_type_of(r) == "AWS::Lambda::Permission"
                     && r.pointer("/Properties/FunctionName") == Some(&json!({"Ref": fid}))

@@ -183,9 +183,24 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "no runtime alias: the functions use the OS-only runtime provided.al2023",
     ),
     (
-        "AWS::Lambda::Function",
-        "lambda:PublishVersion",
-        "no published versions (no AWS::Lambda::Version, no alias): the stack runs $LATEST; the deploy strategy work adds it with its versions",
+        "AWS::Lambda::Version",
+        "lambda:PutFunctionScalingConfig",
+        "no capacity provider (Lambda managed instances): versions carry no FunctionScalingConfig",
+    ),
+    (
+        "AWS::Lambda::Version",
+        "lambda:GetFunctionScalingConfig",
+        "no capacity provider (Lambda managed instances)",
+    ),
+    (
+        "AWS::Lambda::*",
+        "lambda:*ProvisionedConcurrencyConfig",
+        "no ProvisionedConcurrencyConfig on the versions or the live alias: the functions scale on demand",
+    ),
+    (
+        "AWS::Lambda::Alias",
+        "codedeploy:*",
+        "no CodeDeploy UpdatePolicy on the live alias (yet): every deploy points it at the new version at once",
     ),
     (
         "AWS::DynamoDB::Table",
@@ -305,6 +320,14 @@ fn handler_arns(
     match (resource_type, service) {
         ("AWS::DynamoDB::Table", "dynamodb") => target(Tables),
         ("AWS::Lambda::Function" | "AWS::Lambda::Permission", "lambda") => target(Functions),
+        // A version's and an alias's ARN is the function's, qualified (`...:function:<name>:live`).
+        ("AWS::Lambda::Version" | "AWS::Lambda::Alias", "lambda") => Some(
+            Functions
+                .arns(plan, &account, &bucket)
+                .into_iter()
+                .flat_map(|f| [format!("{f}:7"), format!("{f}:live"), f])
+                .collect(),
+        ),
         ("AWS::Lambda::Function", "s3") => target(ArtifactObjects),
         (_, "iam") => Some(
             stack::FunctionName::ALL

@@ -523,7 +523,34 @@ fn a_function_api_gateway_cannot_invoke_is_caught() {
         &vs,
         "CommandApiPermission",
         "api",
-        "no permission to invoke CommandFunction",
+        "no permission to invoke CommandLiveAlias",
+    );
+}
+
+#[test]
+fn an_integration_or_a_stream_mapping_that_bypasses_the_live_alias_is_caught() {
+    // $LATEST (the function itself) would serve new code before any traffic shift and ignore `rollback`.
+    let vs = violations(
+        "dev",
+        "IntegrationUri: !Ref QueryLiveAlias",
+        "IntegrationUri: !GetAtt QueryFunction.Arn",
+    );
+    assert_violation(
+        &vs,
+        "QueryIntegration",
+        "api",
+        "IntegrationUri must be {\"Ref\":\"QueryLiveAlias\"} (the live alias)",
+    );
+    let vs = violations(
+        "dev",
+        "FunctionName: !Ref ProjectorLiveAlias\n      Enabled",
+        "FunctionName: !Ref ProjectorFunction\n      Enabled",
+    );
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "functions.projector",
+        "FunctionName must be {\"Ref\":\"ProjectorLiveAlias\"}",
     );
 }
 
