@@ -410,6 +410,49 @@ async fn create_update_noop_refused_data_loss_and_teardown_through_the_cli() {
     assert_eq!(json["change_set"], Value::Null);
     assert!(!stderr(&out).contains("change set `"), "{}", stderr(&out));
 
+    // 3a. rollback moves every live alias back to the versions of the previous release (v1) with UpdateAlias, no
+    //     stack update; status shows the live versions and the history; a second rollback has nothing older.
+    let out = sb.xtask(
+        &["rollback", "--env", "dev", "--output", "json"],
+        &base,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let json = stdout_json(&out, "rollback");
+    assert_eq!(json["release_digest"], v1.digest().as_str(), "{json}");
+    assert_eq!(json["moved"]["command"], json!(["2", "1"]), "{json}");
+    for f in FunctionName::ALL {
+        let name = format!("cqrs-dev-{}", f.as_str());
+        assert_eq!(
+            live(&clients, &name).await,
+            ("1".to_string(), expected_code_sha256(&v1, f))
+        );
+    }
+    let out = sb.xtask(&["status", "--env", "dev", "--output", "json"], &base, None);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let json = stdout_json(&out, "status");
+    assert_eq!(json["live"]["query"]["version"], "1", "{json}");
+    let changes: Vec<&str> = json["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["deploy", "deploy", "rollback"], "{json}");
+    let out = sb.xtask(&["status", "--env", "dev"], &base, None);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("live (alias `live`):\n  command    version 1 (100%)"),
+        "{text}"
+    );
+    let out = sb.xtask(&["rollback", "--env", "dev"], &base, None);
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+    assert!(
+        stderr(&out).contains("has no earlier release in its history"),
+        "{}",
+        stderr(&out)
+    );
+
     // 3b. A hotswap (dev allows it) updates $LATEST, publishes it and moves the live alias, or the API would
     //     keep serving the old version; the next full deploy keeps the alias on that code.
     let v3 = sb.package("dev", "v3");
