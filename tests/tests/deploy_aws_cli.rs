@@ -412,12 +412,18 @@ async fn create_update_noop_refused_data_loss_and_teardown_through_the_cli() {
 
     // 3a. rollback moves every live alias back to the versions of the previous release (v1) with UpdateAlias, no
     //     stack update; status shows the live versions and the history; a second rollback has nothing older.
+    let started = std::time::Instant::now();
     let out = sb.xtask(
         &["rollback", "--env", "dev", "--output", "json"],
         &base,
         None,
     );
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    // The whole process, for docs/benchmarks.md (printed, never asserted).
+    eprintln!(
+        "rollback (whole process, moto): {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let json = stdout_json(&out, "rollback");
     assert_eq!(json["release_digest"], v1.digest().as_str(), "{json}");
     assert_eq!(json["moved"]["command"], json!(["2", "1"]), "{json}");
