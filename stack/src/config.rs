@@ -232,7 +232,16 @@ struct RawConfig {
     alarms: Option<bool>,
     alarm_topic_arn: Option<String>,
     deploy: Option<RawDeploy>,
+    deployment: Option<RawDeployment>,
     local: Option<RawLocal>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeployment {
+    strategy: Option<String>,
+    percent: Option<i64>,
+    interval_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -656,6 +665,7 @@ impl Ctx {
             _ => {}
         }
         let deploy = self.deploy(raw.deploy.unwrap_or_default(), env, known_envs);
+        let deployment = self.deployment(raw.deployment.unwrap_or_default(), kind);
         let local = match (kind, raw.local) {
             (Some(EnvKind::Local), Some(l)) => self.local(l),
             (Some(EnvKind::Local), None) => {
@@ -700,6 +710,7 @@ impl Ctx {
             alarms,
             alarm_topic_arn,
             deploy: deploy?,
+            deployment: deployment?,
             local,
         })
     }
@@ -823,6 +834,75 @@ impl Ctx {
         {
             self.refuse("deploy.hotswap", format!("`{env}` is a protected environment: hotswap bypasses the change set review; set `hotswap: false`"));
         }
+    }
+
+    fn deployment(&mut self, raw: RawDeployment, kind: Option<EnvKind>) -> Option<TrafficShift> {
+        let strategy = self.one_of(
+            "deployment.strategy",
+            Some(raw.strategy.as_deref().unwrap_or("all_at_once")),
+            &["all_at_once", "canary", "linear"],
+        )?;
+        if strategy == "all_at_once" {
+            for (key, v) in [
+                ("percent", raw.percent),
+                ("interval_minutes", raw.interval_minutes),
+            ] {
+                if v.is_some() {
+                    self.invalid(
+                        &format!("deployment.{key}"),
+                        "only meaningful with `strategy: canary` or `linear`; remove it".into(),
+                    );
+                }
+            }
+            return Some(TrafficShift::AllAtOnce);
+        }
+        if kind == Some(EnvKind::Local) {
+            self.invalid(
+                "deployment.strategy",
+                format!("`{strategy}` needs CodeDeploy, which the local endpoint does not have; set `strategy: all_at_once` for a local environment"),
+            );
+            return None;
+        }
+        let percent = self.ranged(
+            "deployment.percent",
+            raw.percent,
+            1,
+            99,
+            " (percent of the traffic)",
+        );
+        let minutes = self.ranged(
+            "deployment.interval_minutes",
+            raw.interval_minutes,
+            1,
+            60,
+            " minutes",
+        );
+        let (percent, interval_minutes) = (percent?, minutes?);
+        if !PREDEFINED_SHIFTS.contains(&(strategy, percent, interval_minutes)) {
+            let allowed: Vec<String> = PREDEFINED_SHIFTS
+                .iter()
+                .filter(|(s, _, _)| *s == strategy)
+                .map(|(_, p, m)| format!("percent {p} with interval_minutes {m}"))
+                .collect();
+            self.invalid(
+                "deployment.interval_minutes",
+                format!(
+                    "{strategy} {percent}% every {interval_minutes} min is not one of CodeDeploy's predefined Lambda shifts; use {}",
+                    allowed.join(", or ")
+                ),
+            );
+            return None;
+        }
+        Some(match strategy {
+            "canary" => TrafficShift::Canary {
+                percent,
+                interval_minutes,
+            },
+            _ => TrafficShift::Linear {
+                percent,
+                interval_minutes,
+            },
+        })
     }
 
     /// The stack names of the other `aws` environments of `account` next to `env_file`, read as their files declare them

@@ -35,6 +35,10 @@ pub fn function_role_name(stack_name: &str, function: FunctionName) -> String {
     format!("{stack_name}-{}", function.as_str())
 }
 
+/// The alias every route and the stream mapping invoke on AWS (`<function>:live`): each deploy publishes a
+/// version and moves the alias to it; `rollback` moves it back. The local engine models the same alias.
+pub const LIVE_ALIAS: &str = "live";
+
 /// The log group of the HTTP API stage's access logs.
 pub fn access_log_group_name(stack_name: &str) -> String {
     format!("/aws/apigateway/{stack_name}-access")
@@ -101,6 +105,9 @@ pub struct Plan {
     /// The SNS topic every alarm notifies (alarm and OK); set exactly when `alarms` is on.
     pub alarm_topic_arn: Option<String>,
     pub deploy: DeployPolicy,
+    /// How a deploy moves the `live` alias to the new versions (`deployment` in the config).
+    #[serde(default)]
+    pub deployment: TrafficShift,
     /// Present only for `local` environments.
     pub local: Option<LocalSettings>,
 }
@@ -358,6 +365,71 @@ pub struct DeployPolicy {
     pub hotswap: bool,
     /// Whether a passing smoke test of the source is required before promotion into this environment.
     pub require_smoke: bool,
+}
+
+/// How a deploy moves each function's `live` alias to its new version. `AllAtOnce` lets CloudFormation point
+/// the alias at the new version directly; `Canary` and `Linear` hand the shift to CodeDeploy (AWS's own engine,
+/// as SAM's `DeploymentPreference` does), which stops and rolls back when an alarm on the new version fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "strategy")]
+pub enum TrafficShift {
+    #[default]
+    AllAtOnce,
+    /// `percent` of the traffic for `interval_minutes`, then the rest.
+    Canary { percent: u32, interval_minutes: u32 },
+    /// `percent` more every `interval_minutes` until all of it.
+    Linear { percent: u32, interval_minutes: u32 },
+}
+
+/// The shifts CodeDeploy predefines for Lambda (`CodeDeployDefault.Lambda*`): (strategy, percent, minutes).
+/// Other values would need a custom `AWS::CodeDeploy::DeploymentConfig`, which the templates do not render.
+pub const PREDEFINED_SHIFTS: [(&str, u32, u32); 8] = [
+    ("canary", 10, 5),
+    ("canary", 10, 10),
+    ("canary", 10, 15),
+    ("canary", 10, 30),
+    ("linear", 10, 1),
+    ("linear", 10, 2),
+    ("linear", 10, 3),
+    ("linear", 10, 10),
+];
+
+impl TrafficShift {
+    /// Whether CodeDeploy shifts the traffic (and the stack renders its application, groups and alarms).
+    pub fn uses_codedeploy(self) -> bool {
+        self != TrafficShift::AllAtOnce
+    }
+
+    /// The CodeDeploy deployment configuration, e.g. `CodeDeployDefault.LambdaCanary10Percent5Minutes`.
+    pub fn codedeploy_config(self) -> String {
+        match self {
+            TrafficShift::AllAtOnce => "CodeDeployDefault.LambdaAllAtOnce".into(),
+            TrafficShift::Canary {
+                percent,
+                interval_minutes,
+            } => format!("CodeDeployDefault.LambdaCanary{percent}Percent{interval_minutes}Minutes"),
+            TrafficShift::Linear {
+                percent,
+                interval_minutes: 1,
+            } => format!("CodeDeployDefault.LambdaLinear{percent}PercentEvery1Minute"),
+            TrafficShift::Linear {
+                percent,
+                interval_minutes,
+            } => format!(
+                "CodeDeployDefault.LambdaLinear{percent}PercentEvery{interval_minutes}Minutes"
+            ),
+        }
+    }
+}
+
+/// The CodeDeploy application of a stack's functions (one deployment group per function, named like it).
+pub fn codedeploy_application_name(stack_name: &str) -> String {
+    format!("{stack_name}-functions")
+}
+
+/// The role CodeDeploy assumes to shift the aliases and read the alarms, under the function role path.
+pub fn codedeploy_role_name(stack_name: &str) -> String {
+    format!("{stack_name}-codedeploy")
 }
 
 /// Settings that only the local engine uses.

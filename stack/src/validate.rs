@@ -210,7 +210,7 @@ impl Checker {
         self.parameters(&params);
         self.outputs(plan, &outs, &resources);
         self.functions(plan, &resources);
-        self.iam(&resources);
+        self.iam(plan, &resources);
         self.boundaries(plan, &resources);
         self.events_table(plan, &resources);
         self.projections_table(plan, &resources);
@@ -218,6 +218,7 @@ impl Checker {
         self.stream_mapping(plan, &resources);
         self.api(plan, &resources);
         self.alarms(plan, &resources);
+        self.deployment(plan, &resources);
     }
 
     /// Every `Ref`, `GetAtt`, `Sub` variable and `DependsOn` names a parameter, resource or pseudo parameter.
@@ -499,10 +500,15 @@ impl Checker {
     }
 
     /// No wildcard anywhere in IAM, and each role only the actions and resources its function needs.
-    fn iam(&mut self, resources: &Map<String, Json>) {
+    fn iam(&mut self, plan: &Plan, resources: &Map<String, Json>) {
+        let codedeploy = plan.kind == EnvKind::Aws && plan.deployment.uses_codedeploy();
         for (id, r) in resources {
             let ty = r.get("Type").and_then(Json::as_str).unwrap_or("");
             if !ty.starts_with("AWS::IAM::") {
+                continue;
+            }
+            if codedeploy && id == CODEDEPLOY_ROLE {
+                self.codedeploy_role(r);
                 continue;
             }
             let function = FunctionName::ALL
@@ -822,7 +828,7 @@ impl Checker {
             ),
             (
                 "FunctionName",
-                json!({"Ref": "ProjectorFunction"}),
+                json!({"Ref": "ProjectorLiveAlias"}),
                 "functions.projector",
             ),
             (
@@ -975,12 +981,27 @@ impl Checker {
                 self.push(id, "api", "IntegrationType must be AWS_PROXY".into());
             }
         }
-        // Every function behind a route can be invoked by API Gateway.
+        // Every function behind a route can be invoked by API Gateway, through its live alias (never
+        // $LATEST: a deploy shifts traffic between versions there, and `rollback` moves it back).
         for f in FunctionName::ALL
             .into_iter()
             .filter(|f| plan.api.routes.iter().any(|r| r.function == *f))
         {
-            let fid = format!("{}Function", f.logical_prefix());
+            let fid = format!("{}LiveAlias", f.logical_prefix());
+            let integration = format!("{}Integration", f.logical_prefix());
+            if let Some(i) = resources.get(&integration)
+                && i.pointer("/Properties/IntegrationUri") != Some(&json!({"Ref": fid}))
+            {
+                self.push(
+                    &integration,
+                    "api",
+                    format!(
+                        "IntegrationUri must be {{\"Ref\":\"{fid}\"}} (the live alias), found {}",
+                        i.pointer("/Properties/IntegrationUri")
+                            .unwrap_or(&Json::Null)
+                    ),
+                );
+            }
             let has_permission = resources.values().any(|r| {
                 resource_type_of(r) == "AWS::Lambda::Permission"
                     && r.pointer("/Properties/FunctionName") == Some(&json!({"Ref": fid}))
@@ -1047,11 +1068,131 @@ impl Checker {
         }
     }
 
+    /// The role CodeDeploy shifts the aliases with: exactly [`CODEDEPLOY_ROLE_ACTIONS`], on the stack's own
+    /// functions (their aliases) and alarms.
+    fn codedeploy_role(&mut self, r: &Json) {
+        let key = "deployment";
+        let mut statements = Vec::new();
+        if let Some(Json::Array(policies)) = r.pointer("/Properties/Policies") {
+            for p in policies {
+                statements.extend(statements_of(p.get("PolicyDocument")));
+            }
+        }
+        if r.pointer("/Properties/ManagedPolicyArns").is_some() {
+            self.push(
+                CODEDEPLOY_ROLE,
+                key,
+                "managed policies are not allowed: their permissions are not reviewed here".into(),
+            );
+        }
+        for s in statements {
+            for a in strings_of(s.get("Action")) {
+                if !CODEDEPLOY_ROLE_ACTIONS.contains(&a.as_str()) {
+                    self.push(
+                        CODEDEPLOY_ROLE,
+                        key,
+                        format!(
+                            "action `{a}` is not one CodeDeploy needs to shift a Lambda alias ({})",
+                            CODEDEPLOY_ROLE_ACTIONS.join(", ")
+                        ),
+                    );
+                }
+            }
+            let items = match s.get("Resource").cloned().unwrap_or(Json::Null) {
+                Json::Array(a) => a,
+                other => vec![other],
+            };
+            for item in items {
+                let mut targets = Vec::new();
+                collect_refs(&item, &mut |t, _| {
+                    targets.push(t.split('.').next().unwrap_or("").to_string())
+                });
+                let own = |t: &String| {
+                    FunctionName::ALL
+                        .iter()
+                        .any(|f| *t == format!("{}Function", f.logical_prefix()))
+                        || (t.contains("NewVersion") && t.ends_with("Alarm"))
+                };
+                if targets.is_empty() || !targets.iter().all(own) {
+                    self.push(CODEDEPLOY_ROLE, key, format!("resource {item} is not one of the stack's function aliases or deployment alarms"));
+                }
+            }
+        }
+    }
+
+    /// With `deployment.strategy` canary or linear (AWS), every live alias is updated by CodeDeploy through its
+    /// function's deployment group, which rolls back on the new version's alarms; otherwise nothing of CodeDeploy.
+    fn deployment(&mut self, plan: &Plan, resources: &Map<String, Json>) {
+        let key = "deployment.strategy";
+        let codedeploy = plan.kind == EnvKind::Aws && plan.deployment.uses_codedeploy();
+        if !codedeploy {
+            for (id, r) in resources {
+                if resource_type_of(r).starts_with("AWS::CodeDeploy::")
+                    || r.get("UpdatePolicy").is_some()
+                {
+                    self.push(id, key, "the deployment strategy is all_at_once (or the environment is local): no CodeDeploy resource or UpdatePolicy".into());
+                }
+            }
+            return;
+        }
+        for f in FunctionName::ALL {
+            let p = f.logical_prefix();
+            let (alias, group) = (format!("{p}LiveAlias"), format!("{p}DeploymentGroup"));
+            let Some(a) = resources.get(&alias) else {
+                continue;
+            };
+            if a.pointer("/UpdatePolicy/CodeDeployLambdaAliasUpdate/DeploymentGroupName")
+                != Some(&json!({"Ref": group}))
+            {
+                self.push(&alias, key, format!("the alias must be updated by CodeDeploy: UpdatePolicy.CodeDeployLambdaAliasUpdate.DeploymentGroupName = {{\"Ref\":\"{group}\"}}"));
+            }
+            let Some(g) = resources.get(&group) else {
+                self.push(
+                    &group,
+                    key,
+                    "missing: the function's traffic shift has no deployment group".into(),
+                );
+                continue;
+            };
+            let props = &g["Properties"];
+            if props.get("DeploymentConfigName")
+                != Some(&json!(plan.deployment.codedeploy_config()))
+            {
+                self.push(
+                    &group,
+                    key,
+                    format!(
+                        "DeploymentConfigName must be {} (the configured shift)",
+                        plan.deployment.codedeploy_config()
+                    ),
+                );
+            }
+            let rollback_events = strings_of(props.pointer("/AutoRollbackConfiguration/Events"));
+            if props.pointer("/AutoRollbackConfiguration/Enabled") != Some(&json!(true))
+                || !rollback_events
+                    .iter()
+                    .any(|e| e == "DEPLOYMENT_STOP_ON_ALARM")
+            {
+                self.push(&group, key, "the shift must roll back by itself: AutoRollbackConfiguration enabled with DEPLOYMENT_STOP_ON_ALARM".into());
+            }
+            let alarms = props
+                .pointer("/AlarmConfiguration/Alarms")
+                .and_then(Json::as_array)
+                .map_or(0, Vec::len);
+            if props.pointer("/AlarmConfiguration/Enabled") != Some(&json!(true)) || alarms < 3 {
+                self.push(&group, key, "the shift must be watched: AlarmConfiguration enabled with the new version's errors, throttles and latency alarms".into());
+            }
+        }
+    }
+
     fn alarms(&mut self, plan: &Plan, resources: &Map<String, Json>) {
+        let codedeploy = plan.kind == EnvKind::Aws && plan.deployment.uses_codedeploy();
         let alarms: Vec<&String> = resources
             .iter()
             .filter(|(_, r)| resource_type_of(r) == "AWS::CloudWatch::Alarm")
             .map(|(k, _)| k)
+            // The deployment alarms belong to the traffic shift, whatever `alarms` says.
+            .filter(|k| !(codedeploy && k.contains("NewVersion")))
             .collect();
         let wanted = plan.kind == EnvKind::Aws && plan.alarms;
         if !wanted {
@@ -1080,6 +1221,7 @@ impl Checker {
                 );
             }
             let topic = json!([plan.alarm_topic_arn]);
+            // (Deployment alarms notify it too: a rolled-back canary is news.)
             for (id, r) in resources
                 .iter()
                 .filter(|(_, r)| resource_type_of(r) == "AWS::CloudWatch::Alarm")
@@ -1095,6 +1237,18 @@ impl Checker {
         }
     }
 }
+
+/// The logical id of the role CodeDeploy assumes (rendered with a canary or linear `deployment`).
+const CODEDEPLOY_ROLE: &str = "CodeDeployRole";
+
+/// What CodeDeploy does with that role in a Lambda deployment (AWSCodeDeployRoleForLambda, minus hooks,
+/// notifications and S3 AppSpecs, which the stack does not use).
+pub const CODEDEPLOY_ROLE_ACTIONS: [&str; 4] = [
+    "cloudwatch:DescribeAlarms",
+    "lambda:GetAlias",
+    "lambda:GetProvisionedConcurrencyConfig",
+    "lambda:UpdateAlias",
+];
 
 fn resource_type<'a>(resources: &'a Map<String, Json>, id: &str) -> Option<&'a str> {
     resources.get(id)?.get("Type")?.as_str()

@@ -268,3 +268,16 @@ pub fn stack_template(plan: &stack::Plan) -> Value {
     let (_, t) = stack::load_checked(&dir, &plan.env).unwrap_or_else(|e| panic!("{e}"));
     stack::template::parse(&t.body).unwrap()
 }
+
+/// The stack of `plan` as it renders with a canary `deployment` (whatever its config says): every role a
+/// deployment strategy can add (CodeDeploy's) is there, so the boundary, which is bootstrapped once, can be
+/// checked against all of them.
+pub fn stack_template_with_every_role(plan: &stack::Plan) -> Value {
+    let mut plan = plan.clone();
+    plan.deployment = stack::TrafficShift::Canary {
+        percent: 10,
+        interval_minutes: 5,
+    };
+    let t = stack::render::render(&plan).unwrap_or_else(|e| panic!("{e}"));
+    stack::template::parse(&t.body).unwrap()
+}

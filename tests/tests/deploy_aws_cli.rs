@@ -183,6 +183,29 @@ async fn code_sha256(clients: &Clients, function: &str) -> String {
         .to_string()
 }
 
+/// The version the function's `live` alias points at (what the API and the stream mapping invoke), and that
+/// version's `CodeSha256`.
+async fn live(clients: &Clients, function: &str) -> (String, String) {
+    let alias = clients
+        .lambda
+        .get_alias()
+        .function_name(function)
+        .name(stack::LIVE_ALIAS)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{function}:{}: {e:?}", stack::LIVE_ALIAS));
+    let version = alias.function_version().unwrap().to_string();
+    let config = clients
+        .lambda
+        .get_function_configuration()
+        .function_name(function)
+        .qualifier(&version)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{function}:{version}: {e:?}"));
+    (version, config.code_sha256().unwrap().to_string())
+}
+
 fn expected_code_sha256(release: &Release, f: FunctionName) -> String {
     deployer::promote::code_sha256_of_hex(&release.manifest.functions[&f].zip_sha256).unwrap()
 }
@@ -303,9 +326,15 @@ async fn create_update_noop_refused_data_loss_and_teardown_through_the_cli() {
     assert!(err.contains("change set `xtask-"), "{err}");
     assert!(err.contains("creating: CREATE_COMPLETE"), "{err}");
     for f in FunctionName::ALL {
+        let name = format!("cqrs-dev-{}", f.as_str());
         assert_eq!(
-            code_sha256(&clients, &format!("cqrs-dev-{}", f.as_str())).await,
+            code_sha256(&clients, &name).await,
             expected_code_sha256(&v1, f)
+        );
+        // The stack published the code as version 1 and its live alias serves it.
+        assert_eq!(
+            live(&clients, &name).await,
+            ("1".to_string(), expected_code_sha256(&v1, f))
         );
     }
 
@@ -349,6 +378,27 @@ async fn create_update_noop_refused_data_loss_and_teardown_through_the_cli() {
         command.code_sha256(),
         Some(expected_code_sha256(&v2, FunctionName::Command).as_str())
     );
+    // Every changed function got a new version and the live alias moved to it; version 1 is retained.
+    for f in FunctionName::ALL {
+        let name = format!("cqrs-dev-{}", f.as_str());
+        assert_eq!(
+            live(&clients, &name).await,
+            ("2".to_string(), expected_code_sha256(&v2, f))
+        );
+    }
+    let versions = clients
+        .lambda
+        .list_versions_by_function()
+        .function_name("cqrs-dev-command")
+        .send()
+        .await
+        .unwrap();
+    let versions: Vec<&str> = versions
+        .versions()
+        .iter()
+        .filter_map(|v| v.version())
+        .collect();
+    assert_eq!(versions, ["$LATEST", "1", "2"]);
 
     // 3. The same again: nothing uploaded, no change set; 4 with --detailed-exitcode.
     let mut noop = deploy.to_vec();
@@ -359,6 +409,76 @@ async fn create_update_noop_refused_data_loss_and_teardown_through_the_cli() {
     assert_eq!(json["result"], "up_to_date", "{json}");
     assert_eq!(json["change_set"], Value::Null);
     assert!(!stderr(&out).contains("change set `"), "{}", stderr(&out));
+
+    // 3a. rollback moves every live alias back to the versions of the previous release (v1) with UpdateAlias, no
+    //     stack update; status shows the live versions and the history; a second rollback has nothing older.
+    let started = std::time::Instant::now();
+    let out = sb.xtask(
+        &["rollback", "--env", "dev", "--output", "json"],
+        &base,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    // The whole process, for docs/benchmarks.md (printed, never asserted).
+    eprintln!(
+        "rollback (whole process, moto): {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let json = stdout_json(&out, "rollback");
+    assert_eq!(json["release_digest"], v1.digest().as_str(), "{json}");
+    assert_eq!(json["moved"]["command"], json!(["2", "1"]), "{json}");
+    for f in FunctionName::ALL {
+        let name = format!("cqrs-dev-{}", f.as_str());
+        assert_eq!(
+            live(&clients, &name).await,
+            ("1".to_string(), expected_code_sha256(&v1, f))
+        );
+    }
+    let out = sb.xtask(&["status", "--env", "dev", "--output", "json"], &base, None);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let json = stdout_json(&out, "status");
+    assert_eq!(json["live"]["query"]["version"], "1", "{json}");
+    let changes: Vec<&str> = json["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["deploy", "deploy", "rollback"], "{json}");
+    let out = sb.xtask(&["status", "--env", "dev"], &base, None);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("live (alias `live`):\n  command    version 1 (100%)"),
+        "{text}"
+    );
+    let out = sb.xtask(&["rollback", "--env", "dev"], &base, None);
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+    assert!(
+        stderr(&out).contains("has no earlier release in its history"),
+        "{}",
+        stderr(&out)
+    );
+
+    // 3b. A hotswap (dev allows it) updates $LATEST, publishes it and moves the live alias, or the API would
+    //     keep serving the old version; the next full deploy keeps the alias on that code.
+    let v3 = sb.package("dev", "v3");
+    let mut hotswap = deploy.to_vec();
+    hotswap.push("--hotswap");
+    let out = sb.xtask(&hotswap, &base, None);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    for f in FunctionName::ALL {
+        let name = format!("cqrs-dev-{}", f.as_str());
+        assert_eq!(
+            live(&clients, &name).await,
+            ("3".to_string(), expected_code_sha256(&v3, f))
+        );
+    }
+    let out = sb.xtask(&deploy, &base, None);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    for f in FunctionName::ALL {
+        let name = format!("cqrs-dev-{}", f.as_str());
+        assert_eq!(live(&clients, &name).await.1, expected_code_sha256(&v3, f));
+    }
 
     // 4. A stack whose events table an earlier template named differently (created here out of band, with the
     //    tables alone): deploying today's template would replace the table by a new, empty one. Refused with

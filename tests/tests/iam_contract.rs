@@ -183,9 +183,24 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "no runtime alias: the functions use the OS-only runtime provided.al2023",
     ),
     (
-        "AWS::Lambda::Function",
-        "lambda:PublishVersion",
-        "no published versions (no AWS::Lambda::Version, no alias): the stack runs $LATEST; the deploy strategy work adds it with its versions",
+        "AWS::Lambda::Version",
+        "lambda:PutFunctionScalingConfig",
+        "no capacity provider (Lambda managed instances): versions carry no FunctionScalingConfig",
+    ),
+    (
+        "AWS::Lambda::Version",
+        "lambda:GetFunctionScalingConfig",
+        "no capacity provider (Lambda managed instances)",
+    ),
+    (
+        "AWS::Lambda::*",
+        "lambda:*ProvisionedConcurrencyConfig",
+        "no ProvisionedConcurrencyConfig on the versions or the live alias: the functions scale on demand",
+    ),
+    (
+        "AWS::CodeDeploy::DeploymentGroup",
+        "codedeploy:RegisterOnPremisesInstance",
+        "ComputePlatform Lambda: the deployment groups have no on-premises (or EC2) instances",
     ),
     (
         "AWS::DynamoDB::Table",
@@ -305,6 +320,14 @@ fn handler_arns(
     match (resource_type, service) {
         ("AWS::DynamoDB::Table", "dynamodb") => target(Tables),
         ("AWS::Lambda::Function" | "AWS::Lambda::Permission", "lambda") => target(Functions),
+        // A version's and an alias's ARN is the function's, qualified (`...:function:<name>:live`).
+        ("AWS::Lambda::Version" | "AWS::Lambda::Alias", "lambda") => Some(
+            Functions
+                .arns(plan, &account, &bucket)
+                .into_iter()
+                .flat_map(|f| [format!("{f}:7"), format!("{f}:live"), f])
+                .collect(),
+        ),
         ("AWS::Lambda::Function", "s3") => target(ArtifactObjects),
         (_, "iam") => Some(
             stack::FunctionName::ALL
@@ -315,6 +338,34 @@ fn handler_arns(
         ("AWS::Lambda::EventSourceMapping", "lambda") => Some(vec![format!(
             "arn:aws:lambda:{region}:{account}:event-source-mapping:0f6b2c1e-8d9a-4e52-9b7c-3a1d2e4f5a6b"
         )]),
+        // The stack's application, its deployment groups and the predefined Lambda configurations.
+        (
+            "AWS::CodeDeploy::Application"
+            | "AWS::CodeDeploy::DeploymentGroup"
+            | "AWS::Lambda::Alias",
+            "codedeploy",
+        ) => {
+            let app = stack::codedeploy_application_name(stack);
+            let all = [
+                format!("arn:aws:codedeploy:{region}:{account}:application:{app}"),
+                format!(
+                    "arn:aws:codedeploy:{region}:{account}:deploymentgroup:{app}/{stack}-command"
+                ),
+                format!(
+                    "arn:aws:codedeploy:{region}:{account}:deploymentconfig:CodeDeployDefault.LambdaCanary10Percent5Minutes"
+                ),
+            ];
+            // Only the resource types IAM's reference names for the action.
+            Some(
+                all.into_iter()
+                    .filter(|arn| {
+                        known
+                            .iter()
+                            .any(|t| arn.contains(&format!(":{}:", t.to_ascii_lowercase())))
+                    })
+                    .collect(),
+            )
+        }
         ("AWS::SQS::Queue", "sqs") => target(Queue),
         ("AWS::Logs::LogGroup", "logs") => target(LogGroups),
         ("AWS::CloudWatch::Alarm", "cloudwatch") => Some(vec![format!(
@@ -1004,8 +1055,9 @@ const FORBIDDEN: &[&str] = &[
     "sts:AssumeRoleWithWebIdentity",
 ];
 
-/// The services a role of the templates may pass roles to.
-const PASS_TO: &[&str] = &["lambda.amazonaws.com"];
+/// The services a role of the templates may pass roles to: Lambda (the function roles) and CodeDeploy (only
+/// the CodeDeploy role, see `escalation_problems`).
+const PASS_TO: &[&str] = &["lambda.amazonaws.com", "codedeploy.amazonaws.com"];
 
 fn condition_values(condition: &Value, operator: &str, key: &str) -> Vec<String> {
     match &condition[operator][key] {
@@ -1056,6 +1108,15 @@ fn escalation_problems(role: &Role, boundary: &str) -> Vec<String> {
                 problems.push(format!(
                     "{id}: iam:PassRole not limited by StringEquals iam:PassedToService to {PASS_TO:?} (got {:?})",
                     s.condition
+                ));
+            }
+            // CodeDeploy may be handed exactly one role, the one whose trust and policy the stack defines for it.
+            if to.iter().any(|t| t == "codedeploy.amazonaws.com")
+                && (to.len() != 1 || s.resources.iter().any(|r| !r.ends_with("-codedeploy")))
+            {
+                problems.push(format!(
+                    "{id}: iam:PassRole to CodeDeploy must name only the stack's CodeDeploy role (got {:?} for {:?})",
+                    s.resources, to
                 ));
             }
         }
@@ -1205,6 +1266,31 @@ fn concrete(plan: &Plan, symbolic: &str) -> String {
             f.function_name
         );
     }
+    // `${CommandFunction.Arn}:live` (resolved as `CommandFunction:live`): the function's alias.
+    if let Some((logical, qualifier)) = symbolic.split_once(':')
+        && let Some(prefix) = logical.strip_suffix("Function")
+    {
+        let f = plan
+            .functions
+            .iter()
+            .find(|f| f.name.logical_prefix() == prefix)
+            .unwrap_or_else(|| panic!("no function for {symbolic}"));
+        return format!(
+            "arn:aws:lambda:{region}:{account}:function:{}:{qualifier}",
+            f.function_name
+        );
+    }
+    // The deployment alarms get generated names: `<stack>-<logical id>-<suffix>`.
+    if let Some(logical) = symbolic
+        .strip_suffix(".Arn")
+        .or(Some(symbolic))
+        .filter(|l| l.ends_with("Alarm"))
+    {
+        return format!(
+            "arn:aws:cloudwatch:{region}:{account}:alarm:{}-{logical}-1A2B3C4D5E6F",
+            plan.stack_name
+        );
+    }
     panic!("no ARN for {symbolic}")
 }
 
@@ -1241,8 +1327,9 @@ fn every_function_role_carries_the_boundary_and_stays_inside_it() {
             "{}: the boundary must name data actions only",
             e.plan.env
         );
-        let functions = iam::roles(&e.template, &account);
-        assert_eq!(functions.len(), 3, "{}", e.plan.env);
+        // The function roles and CodeDeploy's (rendered as a canary would: the boundary is bootstrapped once).
+        let functions = iam::roles(&iam::stack_template_with_every_role(&e.plan), &account);
+        assert_eq!(functions.len(), 4, "{}", e.plan.env);
         // Every boundary grant is one some function role makes (the boundary is no wider than the code).
         let mut used: BTreeSet<String> = BTreeSet::new();
         for role in functions.values() {

@@ -896,3 +896,100 @@ fn aws_stack_names_that_are_prefixes_of_one_another_are_refused() {
     let dir = config_dir(&[("dev", &dev), ("dr", dr)]);
     config::load(dir.path(), "dev").unwrap();
 }
+
+#[test]
+fn the_deployment_strategy_defaults_to_all_at_once_and_prod_ships_a_canary() {
+    let dir = config_dir(&[("dev", AWS)]);
+    let plan = config::load(dir.path(), "dev").unwrap();
+    assert_eq!(plan.deployment, stack::TrafficShift::AllAtOnce);
+    let prod = config::load(&repo_config(), "prod").unwrap();
+    assert_eq!(
+        prod.deployment,
+        stack::TrafficShift::Canary {
+            percent: 10,
+            interval_minutes: 5
+        }
+    );
+    assert_eq!(
+        prod.deployment.codedeploy_config(),
+        "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+    );
+    let linear = stack::TrafficShift::Linear {
+        percent: 10,
+        interval_minutes: 1,
+    };
+    assert_eq!(
+        linear.codedeploy_config(),
+        "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"
+    );
+}
+
+#[test]
+fn bad_deployment_settings_name_the_file_the_key_and_the_fix() {
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}deployment:\n  strategy: blue_green\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "deployment.strategy",
+        &["`blue_green` is not allowed", "all_at_once, canary, linear"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}deployment:\n  strategy: canary\n  percent: 10\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "deployment.interval_minutes",
+        &["missing"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}deployment:\n  strategy: canary\n  percent: 150\n  interval_minutes: 5\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "deployment.percent",
+        &["150 is out of range", "1 to 99"],
+    );
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}deployment:\n  strategy: linear\n  percent: 10\n  interval_minutes: 5\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "deployment.interval_minutes",
+        &[
+            "not one of CodeDeploy's predefined Lambda shifts",
+            "percent 10 with interval_minutes 2",
+        ],
+    );
+    let (dir, err) = load_err("dev", &format!("{AWS}deployment:\n  percent: 10\n"));
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "deployment.percent",
+        &["only meaningful with `strategy: canary` or `linear`"],
+    );
+    let (dir, err) = load_err(
+        "local",
+        &format!("{LOCAL}deployment:\n  strategy: canary\n  percent: 10\n  interval_minutes: 5\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "local.yaml",
+        "deployment.strategy",
+        &["needs CodeDeploy", "set `strategy: all_at_once`"],
+    );
+}

@@ -523,7 +523,34 @@ fn a_function_api_gateway_cannot_invoke_is_caught() {
         &vs,
         "CommandApiPermission",
         "api",
-        "no permission to invoke CommandFunction",
+        "no permission to invoke CommandLiveAlias",
+    );
+}
+
+#[test]
+fn an_integration_or_a_stream_mapping_that_bypasses_the_live_alias_is_caught() {
+    // $LATEST (the function itself) would serve new code before any traffic shift and ignore `rollback`.
+    let vs = violations(
+        "dev",
+        "IntegrationUri: !Ref QueryLiveAlias",
+        "IntegrationUri: !GetAtt QueryFunction.Arn",
+    );
+    assert_violation(
+        &vs,
+        "QueryIntegration",
+        "api",
+        "IntegrationUri must be {\"Ref\":\"QueryLiveAlias\"} (the live alias)",
+    );
+    let vs = violations(
+        "dev",
+        "FunctionName: !Ref ProjectorLiveAlias\n      Enabled",
+        "FunctionName: !Ref ProjectorFunction\n      Enabled",
+    );
+    assert_violation(
+        &vs,
+        "ProjectorEventSourceMapping",
+        "functions.projector",
+        "FunctionName must be {\"Ref\":\"ProjectorLiveAlias\"}",
     );
 }
 
@@ -622,4 +649,71 @@ fn all_violations_are_reported_together() {
         .replace("- ReportBatchItemFailures", "- X");
     let vs = violations_of(&plan, body);
     assert!(vs.len() >= 3, "{vs:#?}");
+}
+
+#[test]
+fn a_canary_that_would_not_roll_back_or_not_go_through_codedeploy_is_caught() {
+    // prod shifts 10% for 5 minutes through CodeDeploy; each weakening is refused, naming `deployment`.
+    let vs = violations(
+        "prod",
+        "          - DEPLOYMENT_FAILURE\n          - DEPLOYMENT_STOP_ON_ALARM\n",
+        "          - DEPLOYMENT_FAILURE\n",
+    );
+    assert_violation(
+        &vs,
+        "CommandDeploymentGroup",
+        "deployment.strategy",
+        "AutoRollbackConfiguration enabled with DEPLOYMENT_STOP_ON_ALARM",
+    );
+    let vs = violations(
+        "prod",
+        "        DeploymentGroupName: !Ref QueryDeploymentGroup\n",
+        "        DeploymentGroupName: !Ref CommandDeploymentGroup\n",
+    );
+    assert_violation(
+        &vs,
+        "QueryLiveAlias",
+        "deployment.strategy",
+        "the alias must be updated by CodeDeploy",
+    );
+    let vs = violations(
+        "prod",
+        "DeploymentConfigName: CodeDeployDefault.LambdaCanary10Percent5Minutes",
+        "DeploymentConfigName: CodeDeployDefault.LambdaAllAtOnce",
+    );
+    assert_violation(
+        &vs,
+        "CommandDeploymentGroup",
+        "deployment.strategy",
+        "must be CodeDeployDefault.LambdaCanary10Percent5Minutes",
+    );
+    let vs = violations(
+        "prod",
+        "                  - lambda:UpdateAlias\n",
+        "                  - lambda:UpdateAlias\n                  - lambda:UpdateFunctionCode\n",
+    );
+    assert_violation(
+        &vs,
+        "CodeDeployRole",
+        "deployment",
+        "action `lambda:UpdateFunctionCode` is not one CodeDeploy needs",
+    );
+}
+
+#[test]
+fn codedeploy_resources_in_an_all_at_once_environment_are_caught() {
+    let (plan, body) = rendered("dev");
+    assert!(!body.contains("AWS::CodeDeploy::"), "dev is all_at_once");
+    let body = body.replacen(
+        "  CommandLiveAlias:\n    Type: AWS::Lambda::Alias\n",
+        "  CommandLiveAlias:\n    Type: AWS::Lambda::Alias\n    UpdatePolicy:\n      CodeDeployLambdaAliasUpdate:\n        ApplicationName: x\n        DeploymentGroupName: y\n",
+        1,
+    );
+    let vs = violations_of(&plan, body);
+    assert_violation(
+        &vs,
+        "CommandLiveAlias",
+        "deployment.strategy",
+        "no CodeDeploy resource or UpdatePolicy",
+    );
 }

@@ -112,8 +112,12 @@ pub enum Command {
     Teardown(crate::teardown::Args),
     /// Preview what a deploy would change (the change set is deleted afterwards).
     Diff(crate::diff::Args),
-    /// Show stack status, last deploy, deployed digests vs the local build, outputs.
+    /// Show stack status, last deploy, deployed digests vs the local build, outputs; on AWS each function's live
+    /// version, the traffic split and the release history.
     Status(crate::status::Args),
+    /// Put the previous release live again by moving each function's `live` alias back (AWS; seconds, no
+    /// CloudFormation update), and record it in the release history.
+    Rollback(crate::rollback::Args),
     /// Rebuild read models from the event log.
     Replay(crate::replay::Args),
     /// Show the functions' logs.
@@ -148,6 +152,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Teardown(a) => crate::teardown::run(a).await,
         Command::Diff(a) => crate::diff::run(a).await,
         Command::Status(a) => crate::status::run(a).await,
+        Command::Rollback(a) => crate::rollback::run(a).await,
         Command::Replay(a) => crate::replay::run(a).await,
         Command::Logs(a) => crate::logs::run(a).await,
         Command::Inspect(a) => crate::inspect::run(a).await,

@@ -114,6 +114,17 @@ pub(crate) async fn deploy_in(
         )
         .await?;
         record_domain().await?;
+        if plan.kind == EnvKind::Aws && !outcome.up_to_date {
+            deployer::rollback::record(
+                &env.clients,
+                &plan,
+                &bucket,
+                deployer::rollback::Change::Hotswap,
+                Some(release.digest()),
+            )
+            .await
+            .context("recording the release history")?;
+        }
         if let (Some(endpoint_url), false) = (&env.endpoint_url, outcome.up_to_date) {
             crate::serve::reload_or_restart(&plan, endpoint_url)
                 .await
@@ -157,6 +168,18 @@ pub(crate) async fn deploy_in(
     // A full deploy ends any hotswap drift: the stack's parameters name the running code again.
     let reconciled =
         deployer::hotswap::reconcile(&env.clients, &plan, &bucket, &release.manifest).await?;
+    if plan.kind == EnvKind::Aws {
+        // What `rollback` goes back to: the live versions after this deploy (a no-op adds nothing).
+        deployer::rollback::record(
+            &env.clients,
+            &plan,
+            &bucket,
+            deployer::rollback::Change::Deploy,
+            Some(release.digest()),
+        )
+        .await
+        .context("recording the release history")?;
+    }
     let code_unchanged =
         matches!(outcome.result, deployer::deploy::DeployResult::UpToDate) && reconciled.is_none();
     if let Some(set_back) = reconciled {

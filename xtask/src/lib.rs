@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod promote;
 pub mod render;
 pub mod replay;
+pub mod rollback;
 pub mod serve;
 pub mod smoke;
 pub mod sources;

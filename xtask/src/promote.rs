@@ -279,6 +279,18 @@ pub async fn promote(
             )
         })?;
     let code = promotion::verify_code(&dst.clients.lambda, target, &manifest).await?;
+    if target.kind == stack::EnvKind::Aws {
+        // The target's live versions of the promoted digests, for its `rollback`.
+        deployer::rollback::record(
+            &dst.clients,
+            target,
+            &dst_bucket,
+            deployer::rollback::Change::Deploy,
+            Some(digest.clone()),
+        )
+        .await
+        .context("recording the release history")?;
+    }
     Ok(PromotionReport {
         from: source.env.clone(),
         to: target.env.clone(),

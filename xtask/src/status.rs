@@ -41,6 +41,8 @@ async fn status(args: Args) -> anyhow::Result<ExitStatus> {
             api: None,
             api_url: None,
             drift: None,
+            live: Default::default(),
+            history: Vec::new(),
         };
         match args.output {
             OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -601,6 +601,18 @@ pub fn after_failure(
             "{report}\n{why}: fix the cause, then run `cargo xtask deploy --env {env}` again (it deletes the empty stack left in ROLLBACK_COMPLETE and creates it anew)"
         )));
     }
+    // A live alias that failed to update under CodeDeploy is a traffic shift that was stopped (an alarm on the
+    // new version, or a failed deployment) and rolled back: say so plainly, before the stack's own recovery.
+    let report = match stackops::root_cause(events) {
+        Some(e) if e.resource_type == "AWS::Lambda::Alias" && e.status == "UPDATE_FAILED" => {
+            format!(
+                "{report}\ntraffic shift stopped: CodeDeploy rolled `{}` back, so the previous version serves all traffic again; \
+             the new version's alarms (`cargo xtask logs --env {env}`) say why",
+                e.logical_id
+            )
+        }
+        _ => report,
+    };
     match stackops::recovery_step(stack_name, Some(region), Some(env), status, events) {
         Some(step) => AfterFailure::Fail(Error::StackFailed(format!("{report}\n{step}"))),
         None => AfterFailure::Fail(Error::StackFailed(report)),

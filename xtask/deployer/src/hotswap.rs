@@ -176,12 +176,17 @@ pub struct SwappedFunction {
     pub code_key: String,
     /// `CodeSha256` after the update (base64), checked against the manifest.
     pub code_sha256: String,
+    /// On AWS, the version published from the new code, which the `live` alias now points at (the API and the
+    /// stream mapping invoke the alias, so updating `$LATEST` alone would change nothing they serve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_version: Option<String>,
     pub duration_ms: u64,
 }
 
 /// Updates each function of `swap` to its new zip (already uploaded to `bucket`) and waits until the update is
 /// active (`function_updated_v2` waiter), checking the reported `CodeSha256` against the manifest. Functions are
-/// updated concurrently: they are independent and each waits on its own.
+/// updated concurrently: they are independent and each waits on its own. On AWS each new code is then published
+/// as a version and the `live` alias moved to it ([`publish_live`]).
 pub async fn swap_code(
     lambda: &aws_sdk_lambda::Client,
     plan: &Plan,
@@ -226,16 +231,53 @@ pub async fn swap_code(
                     "`{function_name}` reports CodeSha256 {code_sha256} after the update, expected {expected}; run a full deploy"
                 )));
             }
+            let live_version = if plan.kind == stack::EnvKind::Aws {
+                Some(publish_live(lambda, &function_name, &format!("code {key}, hotswap")).await?)
+            } else {
+                None
+            };
             Ok(SwappedFunction {
                 function: *f,
                 function_name,
                 code_key: key.clone(),
                 code_sha256,
+                live_version,
                 duration_ms: started.elapsed().as_millis() as u64,
             })
         }
     });
     futures::future::try_join_all(updates).await
+}
+
+/// Publishes `function_name`'s current code and settings as a version and points its `live` alias
+/// ([`stack::LIVE_ALIAS`]) at it; returns the version. Only for stacks that have the alias (`aws` environments).
+pub async fn publish_live(
+    lambda: &aws_sdk_lambda::Client,
+    function_name: &str,
+    description: &str,
+) -> Result<String> {
+    let published = lambda
+        .publish_version()
+        .function_name(function_name)
+        .description(description)
+        .send()
+        .await
+        .map_err(Error::aws(format!(
+            "publishing a version of `{function_name}` (lambda:PublishVersion)"
+        )))?;
+    let version = published.version().unwrap_or_default().to_string();
+    lambda
+        .update_alias()
+        .function_name(function_name)
+        .name(stack::LIVE_ALIAS)
+        .function_version(&version)
+        .send()
+        .await
+        .map_err(Error::aws(format!(
+            "pointing the `{}` alias of `{function_name}` at version {version} (lambda:UpdateAlias)",
+            stack::LIVE_ALIAS
+        )))?;
+    Ok(version)
 }
 
 /// The drift record after a hotswap: earlier swapped functions stay listed unless the stack already names

@@ -32,6 +32,7 @@ pub mod permissions;
 pub mod preview;
 pub mod promote;
 pub mod replay;
+pub mod rollback;
 pub mod stackops;
 pub mod status;
 pub mod teardown;

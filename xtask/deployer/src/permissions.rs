@@ -114,6 +114,9 @@ pub const CALLS: &[Call] = &[
     call("get_function_configuration", "lambda:GetFunctionConfiguration", Functions, "promote, deploy (CodeSha256)"),
     call("update_function_code", "lambda:UpdateFunctionCode", Functions, "hotswap"),
     call("wait_until_function_updated_v2", "lambda:GetFunction", Functions, "hotswap"),
+    call("publish_version", "lambda:PublishVersion", Functions, "hotswap (the live alias follows the new code)"),
+    call("update_alias", "lambda:UpdateAlias", Functions, "hotswap, rollback"),
+    call("get_alias", "lambda:GetAlias", Functions, "deploy, promote, hotswap, rollback, status (the live versions)"),
     // API Gateway v2 (read back after deploy). IAM names API Gateway actions by HTTP verb.
     call("get_api", "apigateway:GET", HttpApis, "deploy, status"),
     call("get_stages", "apigateway:GET", HttpApis, "deploy, status"),

@@ -642,6 +642,10 @@ struct OidcRole {
     /// The IAM path of the stack's function roles (`stack::function_role_path`): the deploy role's IAM
     /// grants reach only roles under it.
     function_role_path: String,
+    /// The stack's CodeDeploy application and the role CodeDeploy shifts the aliases with: every deploy role
+    /// may manage them, so turning on a canary never needs a new bootstrap.
+    codedeploy_application: String,
+    codedeploy_role_name: String,
     /// The role of the environment this one promotes from (it assumes that role to read the release).
     promote_from: Option<OidcPeer>,
     /// The roles of the environments that promote from this one (this role trusts them).
@@ -763,6 +767,8 @@ pub fn render_oidc_roles(
             artifact_bucket: e.artifact_bucket.clone(),
             permissions_boundary: stack::permissions_boundary_name(&plan.stack_name),
             function_role_path: stack::function_role_path(&plan.stack_name),
+            codedeploy_application: stack::codedeploy_application_name(&plan.stack_name),
+            codedeploy_role_name: stack::codedeploy_role_name(&plan.stack_name),
             promote_from,
             promoters,
         });

@@ -441,6 +441,8 @@ impl Watcher {
     ) -> Result<String> {
         let started = Instant::now();
         ui.progress_start(what);
+        // Once the stack rolls back, an alias that completes its update is back on its previous version.
+        let mut rolling_back = false;
         let result = loop {
             let status = match describe(cfn, &self.stack_id).await {
                 Ok(Some(s)) => status_of(&s),
@@ -451,6 +453,11 @@ impl Watcher {
                 Ok(lines) => {
                     for l in lines {
                         ui.line(&l.to_string());
+                        rolling_back |= l.resource_type == "AWS::CloudFormation::Stack"
+                            && l.status.contains("ROLLBACK");
+                        if let Some(shift) = shift_note(&l, rolling_back) {
+                            ui.line(&shift);
+                        }
                     }
                 }
                 Err(e) => break Err(e),
@@ -472,6 +479,35 @@ impl Watcher {
             ));
         }
         result
+    }
+}
+
+/// What an event of a live alias means for its traffic: under CodeDeploy (`deployment.strategy` canary or
+/// linear) the alias's update *is* the shift, which can take the configured minutes; its completion means the
+/// new version serves all traffic (or, while the stack rolls back, the previous one again), its failure that
+/// CodeDeploy stopped the shift and rolled it back.
+pub fn shift_note(e: &EventLine, rolling_back: bool) -> Option<String> {
+    if e.resource_type != "AWS::Lambda::Alias" {
+        return None;
+    }
+    let function = e
+        .logical_id
+        .strip_suffix("LiveAlias")
+        .unwrap_or(&e.logical_id);
+    match e.status.as_str() {
+        "UPDATE_IN_PROGRESS" if !rolling_back => Some(format!(
+            "  traffic shift: {function} is moving to its new version (with a canary or linear deployment, CodeDeploy shifts it step by step and watches its alarms)"
+        )),
+        "UPDATE_COMPLETE" if rolling_back => Some(format!(
+            "  traffic shift: {function} serves its previous version again"
+        )),
+        "UPDATE_COMPLETE" => Some(format!(
+            "  traffic shift: {function} serves its new version"
+        )),
+        "UPDATE_FAILED" => Some(format!(
+            "  traffic shift: {function} stopped and rolled back to its previous version"
+        )),
+        _ => None,
     }
 }
 

@@ -30,6 +30,12 @@ pub struct StatusReport {
     pub api_url: Option<String>,
     /// Set while a hotswap left the functions on other code than the stack names.
     pub drift: Option<crate::hotswap::DriftRecord>,
+    /// On AWS, the version each function's `live` alias serves, and the traffic split during a shift.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub live: BTreeMap<stack::FunctionName, crate::rollback::LiveAlias>,
+    /// On AWS, the release history (`deploy`, `hotswap`, `rollback`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<crate::rollback::HistoryEntry>,
 }
 
 impl std::fmt::Display for StatusReport {
@@ -86,6 +92,39 @@ impl std::fmt::Display for StatusReport {
         if let Some(drift) = &self.drift {
             write!(f, "{drift}")?;
         }
+        if !self.live.is_empty() {
+            writeln!(f, "live (alias `{}`):", stack::LIVE_ALIAS)?;
+            for (name, alias) in &self.live {
+                writeln!(f, "  {:<10} {alias}", name.as_str())?;
+            }
+        }
+        if let Some(last) = self.history.last()
+            && last.change == crate::rollback::Change::Rollback
+        {
+            writeln!(
+                f,
+                "rolled back: the live versions are release {}'s; the stack still names {} (the next deploy that changes a function moves its alias on)",
+                last.release_digest.as_deref().unwrap_or("(unrecorded)"),
+                self.deployed_digest.as_deref().unwrap_or("unknown")
+            )?;
+        }
+        if !self.history.is_empty() {
+            writeln!(f, "history (newest last):")?;
+            for e in &self.history {
+                let versions: Vec<String> =
+                    e.live.iter().map(|(n, v)| format!("{n} {v}")).collect();
+                writeln!(
+                    f,
+                    "  {} {:<8} {:<12} {}",
+                    e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    format!("{:?}", e.change).to_lowercase(),
+                    e.release_digest
+                        .as_deref()
+                        .map_or("-", |d| &d[..d.len().min(12)]),
+                    versions.join(", ")
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -110,6 +149,8 @@ pub async fn status(
         api: None,
         api_url: None,
         drift: None,
+        live: BTreeMap::new(),
+        history: Vec::new(),
     };
     let Some(stack) = stack else {
         return Ok(report);
@@ -133,6 +174,12 @@ pub async fn status(
     report.outputs = stackops::outputs_of(&stack);
     let bucket = crate::artifacts::bucket_name(plan, plan.account_id.as_deref());
     report.drift = crate::hotswap::read_drift(&clients.s3, &bucket, &plan.env).await?;
+    if plan.kind == EnvKind::Aws {
+        report.live = crate::rollback::live_versions(&clients.lambda, plan).await?;
+        report.history = crate::rollback::read_history(&clients.s3, &bucket, &plan.env)
+            .await?
+            .entries;
+    }
     if plan.kind == EnvKind::Aws
         && let Ok(api) = crate::api::read_back(clients, plan).await
     {

@@ -1,7 +1,8 @@
 //! Failure paths the local endpoint cannot produce, replayed from recorded CloudFormation HTTP exchanges
 //! (`StaticReplayClient`): per-resource failures reported root cause first, a rolled-back first create that is
-//! retried only for a transient cause, `UPDATE_ROLLBACK_FAILED` with its recovery command, throttling retried by the SDK, and a
-//! change set that would replace the events table refused. Each test asserts the exact requests sent and what
+//! retried only for a transient cause, `UPDATE_ROLLBACK_FAILED` with its recovery command, throttling retried by the SDK, a
+//! canary that CodeDeploy stops and rolls back (moto has no CodeDeploy), and a change set that would replace the events
+//! table refused. Each test asserts the exact requests sent and what
 //! was printed.
 
 use std::collections::BTreeMap;
@@ -316,6 +317,144 @@ async fn the_rolled_back_stack_is_deleted_before_the_retry() {
         ui.text().contains("deleting: DELETE_COMPLETE"),
         "{}",
         ui.text()
+    );
+}
+
+/// A canary (`deployment.strategy: canary`) whose new version fires its errors alarm: CloudFormation hands the
+/// live alias's update to CodeDeploy, which stops the shift and rolls back; the alias update fails and the stack
+/// rolls back. The shift is reported as it goes (in progress, stopped, previous version again) and the deploy
+/// fails (non-zero exit) saying the previous version serves all traffic. The event sequence and statuses are
+/// CloudFormation's for an alias under `CodeDeployLambdaAliasUpdate`; the reason text is illustrative.
+#[tokio::test]
+async fn a_canary_rolled_back_by_codedeploy_is_reported_as_it_goes_and_fails_the_deploy() {
+    let mut recorded = execute_prelude("UPDATE_COMPLETE");
+    let reason = "CodeDeploy deployment d-7QZ1X2Y3A failed: the deployment was stopped because alarm cqrs-dev-CommandNewVersionErrorsAlarm-1A2B3C went into ALARM";
+    recorded.extend([
+        exchange(
+            &describe_stacks_req(STACK_ID),
+            200,
+            stacks("UPDATE_IN_PROGRESS"),
+        ),
+        exchange(
+            &events_req(),
+            200,
+            events(&[
+                (
+                    "e12",
+                    "CommandLiveAlias",
+                    "AWS::Lambda::Alias",
+                    "UPDATE_IN_PROGRESS",
+                    "",
+                ),
+                (
+                    "e1",
+                    "CommandVersion",
+                    "AWS::Lambda::Version",
+                    "CREATE_COMPLETE",
+                    "",
+                ),
+            ]),
+        ),
+        exchange(
+            &describe_stacks_req(STACK_ID),
+            200,
+            stacks("UPDATE_ROLLBACK_COMPLETE"),
+        ),
+        exchange(
+            &events_req(),
+            200,
+            events(&[
+                (
+                    "e123456",
+                    STACK,
+                    "AWS::CloudFormation::Stack",
+                    "UPDATE_ROLLBACK_COMPLETE",
+                    "",
+                ),
+                (
+                    "e12345",
+                    "CommandLiveAlias",
+                    "AWS::Lambda::Alias",
+                    "UPDATE_COMPLETE",
+                    "",
+                ),
+                (
+                    "e1234",
+                    STACK,
+                    "AWS::CloudFormation::Stack",
+                    "UPDATE_ROLLBACK_IN_PROGRESS",
+                    "The following resource(s) failed to update: [CommandLiveAlias].",
+                ),
+                (
+                    "e123",
+                    "CommandLiveAlias",
+                    "AWS::Lambda::Alias",
+                    "UPDATE_FAILED",
+                    reason,
+                ),
+                (
+                    "e12",
+                    "CommandLiveAlias",
+                    "AWS::Lambda::Alias",
+                    "UPDATE_IN_PROGRESS",
+                    "",
+                ),
+                (
+                    "e1",
+                    "CommandVersion",
+                    "AWS::Lambda::Version",
+                    "CREATE_COMPLETE",
+                    "",
+                ),
+            ]),
+        ),
+    ]);
+    let replay = StaticReplayClient::new(recorded);
+    let clients = clients(&replay).await;
+    let ui = RecordingUi::new(Confirmation::Yes);
+    let no_params = BTreeMap::new();
+    let (status, events, _) = deployer::deploy::execute(
+        &clients.cfn,
+        &input(&no_params, ChangeSetType::Update),
+        &change_set(ChangeSetType::Update),
+        false,
+        &opts(),
+        &ui,
+    )
+    .await
+    .unwrap();
+    replay.assert_requests_match(&[]);
+    assert_eq!(status, "UPDATE_ROLLBACK_COMPLETE");
+    let shift: Vec<String> = ui
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("traffic shift:"))
+        .collect();
+    assert_eq!(
+        shift,
+        [
+            "  traffic shift: Command is moving to its new version (with a canary or linear deployment, CodeDeploy shifts it step by step and watches its alarms)",
+            "  traffic shift: Command stopped and rolled back to its previous version",
+            "  traffic shift: Command serves its previous version again",
+        ],
+        "{}",
+        ui.text()
+    );
+    let AfterFailure::Fail(err) =
+        deployer::deploy::after_failure(STACK, "us-east-1", "dev", &status, &events, false, 1)
+    else {
+        panic!("not retried")
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "root cause: CommandLiveAlias (AWS::Lambda::Alias) UPDATE_FAILED: {reason}"
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("traffic shift stopped: CodeDeploy rolled `CommandLiveAlias` back, so the previous version serves all traffic again"),
+        "{msg}"
     );
 }
 

@@ -17,6 +17,14 @@
    names, and the length of each touched table's stream. On failure the named items are put back as they were
    (absent ones removed) and each stream is cut back to its length, which is what restoring moto's whole-table
    copy did.
+3. Lambda versions and aliases in CloudFormation. moto's CloudFormation creates an `AWS::Lambda::Version` but gives
+   it no `Version` attribute and never publishes again on an update, and it knows no `AWS::Lambda::Alias` at all
+   (a stack with one loses its outputs). The stack of an `aws` environment invokes every function through its
+   `live` alias (see templates/functions.yaml.hbs), and the tests run that stack on this endpoint, so the patch
+   models both as AWS does, through moto's own Lambda API: a Version publishes on create and on every update
+   (AWS replaces it; the old one is retained as the template asks) and an Alias is created, re-pointed and
+   deleted with moto's alias calls. moto re-evaluates a resource only when its own properties or the parameters
+   it names change, which the template's alias satisfies (its description names the code key).
 
 The patch reads and replaces moto internals that no moto release promises to keep. So before patching, `check()`
 proves each of them exists and behaves as expected, on a private backend that is thrown away; if anything differs
@@ -32,7 +40,7 @@ import sys
 import threading
 import types
 
-PATCH_VERSION = 2
+PATCH_VERSION = 3
 # The moto release this patch was written and checked against; the pinned requirements install exactly this.
 MOTO_VERSION = "5.2.5"
 # The exit status of a refused start (kept equal to `endpoint::PATCH_EXIT_INCOMPATIBLE`).
@@ -168,8 +176,114 @@ def public_methods(cls):
     ]
 
 
+def lambda_backend(account_id, region_name):
+    from moto.awslambda.models import lambda_backends
+
+    return lambda_backends[account_id][region_name]
+
+
+def version_from_cloudformation(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    """Publishes the function's current code and settings, as AWS does for a new (or replaced) Version."""
+    properties = cloudformation_json["Properties"]
+    published = lambda_backend(account_id, region_name).publish_version(
+        properties["FunctionName"], properties.get("Description", "")
+    )
+    version = cls({"Version": str(published.version)})
+    version.arn = published.function_arn
+    return version
+
+
+def version_update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    # AWS replaces a Version whose properties change; the template retains the old one, so publishing anew is all.
+    return version_from_cloudformation(cls, new_resource_name, cloudformation_json, account_id, region_name)
+
+
+def make_alias_model():
+    """`AWS::Lambda::Alias` for moto's CloudFormation, backed by moto's Lambda alias calls."""
+    from moto.core.common_models import CloudFormationModel
+
+    class LambdaAliasResource(CloudFormationModel):
+        # moto's model metaclass derives the service from the module name.
+        __module__ = "moto.awslambda.models"
+
+        def __init__(self, alias, function_name):
+            self.alias = alias
+            self.function_name = function_name
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::Lambda::Alias"
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "Name"
+
+        @property
+        def physical_resource_id(self):
+            return self.alias.arn
+
+        @classmethod
+        def has_cfn_attr(cls, attr):
+            return attr == "AliasArn"
+
+        def get_cfn_attribute(self, attribute_name):
+            return self.alias.arn
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+            p = cloudformation_json["Properties"]
+            backend = lambda_backend(account_id, region_name)
+            function = backend.get_function(p["FunctionName"]).function_name
+            alias = backend.create_alias(
+                p["Name"], function, str(p["FunctionVersion"]), p.get("Description", ""), p.get("RoutingConfig")
+            )
+            return cls(alias, function)
+
+        @classmethod
+        def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+            p = cloudformation_json["Properties"]
+            alias = lambda_backend(account_id, region_name).update_alias(
+                p["Name"],
+                original_resource.function_name,
+                str(p["FunctionVersion"]),
+                p.get("Description", ""),
+                p.get("RoutingConfig"),
+            )
+            return cls(alias, original_resource.function_name)
+
+        def delete(self, account_id, region_name):
+            # moto's stack deletion calls this on the resource it created (the template's properties are
+            # unresolved there).
+            from moto.awslambda.exceptions import UnknownFunctionException
+
+            try:
+                lambda_backend(account_id, region_name).delete_alias(self.alias.name, self.function_name)
+            except UnknownFunctionException:
+                pass  # deleted with its function already
+
+    return LambdaAliasResource
+
+
+def apply_lambda_cloudformation():
+    import moto.cloudformation.parsing as parsing
+    from moto.awslambda.models import LambdaVersion
+
+    LambdaVersion.has_cfn_attr = classmethod(lambda cls, attr: attr == "Version")
+    LambdaVersion.get_cfn_attribute = lambda self, attribute_name: self.version
+    LambdaVersion.physical_resource_id = property(lambda self: self.arn)
+    LambdaVersion.create_from_cloudformation_json = classmethod(version_from_cloudformation)
+    LambdaVersion.update_from_cloudformation_json = classmethod(version_update)
+    # Versions are retained (the template's DeletionPolicy); AWS deletes them with their function.
+    LambdaVersion.delete_from_cloudformation_json = classmethod(lambda cls, *args, **kwargs: None)
+    make_alias_model()
+    # The model list is cached from CloudFormationModel.__subclasses__(); the new class must be seen.
+    parsing.get_model_list.cache_clear()
+    parsing.get_model_map.cache_clear()
+
+
 def apply():
     """Patches moto (after `check()` passed)."""
+    apply_lambda_cloudformation()
     import moto.dynamodb.models as models
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
@@ -293,11 +407,49 @@ def check():
         elif handler is not None:
             method(handler, "call_action", ["self"])
 
+    problems.extend(check_lambda_cloudformation(module_attr, method))
     if problems or None in (backend_cls, table_cls, shard_cls, dynamo_type, not_found):
         return problems
     problems.extend(probe_layout(backend_cls, table_cls, dynamo_type))
     if not problems:
         problems.extend(probe_transactions(backend_cls, table_cls, dynamo_type))
+    return problems
+
+
+def check_lambda_cloudformation(module_attr, method):
+    """What `apply_lambda_cloudformation` reads or replaces."""
+    problems = []
+    module_attr("moto.core.common_models", "CloudFormationModel", "a class")
+    version_cls = module_attr("moto.awslambda.models", "LambdaVersion", "a class")
+    module_attr("moto.awslambda.models", "lambda_backends", "the Lambda backends")
+    module_attr("moto.awslambda.exceptions", "UnknownFunctionException", "an exception class")
+    lambda_cls = module_attr("moto.awslambda.models", "LambdaBackend", "a class")
+    for name in ("get_model_list", "get_model_map"):
+        f = module_attr("moto.cloudformation.parsing", name, "an lru_cache'd function")
+        if f is not None and not hasattr(f, "cache_clear"):
+            problems.append(
+                Incompatible(f"moto.cloudformation.parsing.{name}", "an lru_cache'd function", repr(f))
+            )
+    if lambda_cls is not None:
+        alias = ["self", "name", "function_name", "function_version", "description", "routing_config"]
+        method(lambda_cls, "create_alias", alias)
+        method(lambda_cls, "update_alias", alias)
+        method(lambda_cls, "delete_alias", ["self", "name", "function_name"])
+        method(lambda_cls, "publish_version", ["self", "function_name", "description"])
+        method(lambda_cls, "get_function", ["self", "function_name_or_arn"])
+    if version_cls is not None:
+        try:
+            version = version_cls({"Version": "1"})
+            if version.version != "1":
+                raise AttributeError(f"version is {version.version!r}")
+        except Exception as e:
+            problems.append(
+                Incompatible(
+                    "moto.awslambda.models.LambdaVersion",
+                    "LambdaVersion({'Version': v}).version == v",
+                    f"{type(e).__name__}: {e}",
+                )
+            )
     return problems
 
 
