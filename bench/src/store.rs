@@ -180,7 +180,12 @@ async fn append(store: &DynamoStore, cmd: &AppendCommand) -> anyhow::Result<()> 
 /// very long (its TransactWriteItems deep-copies the whole table), so all but the last event are written
 /// with BatchWriteItem and the last one through the store's own append transaction with the head folded
 /// from all of them: the same items the API would have written.
-pub(crate) async fn seed(store: &DynamoStore, events: &Events, aggregate: &str, n: u64) -> anyhow::Result<()> {
+pub(crate) async fn seed(
+    store: &DynamoStore,
+    events: &Events,
+    aggregate: &str,
+    n: u64,
+) -> anyhow::Result<()> {
     use service::aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
     let events: Vec<domain::StoredEvent> = (1..=n).map(|v| events.stored(aggregate, v)).collect();
     let table = &store.config.events_table;

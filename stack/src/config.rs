@@ -1021,7 +1021,10 @@ impl Ctx {
                     format!("{stack}-projections"),
                 );
                 if !crate::plan::domain_views().is_empty() {
-                    environment.insert("VIEWS_TABLE".to_string(), crate::plan::views_table_name(stack));
+                    environment.insert(
+                        "VIEWS_TABLE".to_string(),
+                        crate::plan::views_table_name(stack),
+                    );
                 }
             }
             environment.insert("RUST_LOG".to_string(), level.to_string());

@@ -1,13 +1,15 @@
 //! The real AWS build, in the suite: the three functions built with the pinned cargo-lambda for the Lambda
 //! target (release profile, `x86_64-unknown-linux-gnu.2.26`) through the deployer's own `build::build`, exactly
 //! as `cargo xtask deploy --env <aws env>` builds them. It checks what AWS depends on and no other test can:
-//! the zips of the real release binaries are byte-identical from one packaging to the next (so the content
-//! address and `CodeSha256` name the code), every binary's glibc floor, read from its ELF version needs (and
+//! the release binaries compiled twice, in two separate target directories (the second one empty, so cargo
+//! compiles everything again), zip to byte-identical files (so the content address and `CodeSha256` name the
+//! code, whichever machine or cache built it), every binary's glibc floor, read from its ELF version needs (and
 //! read again by binutils' `readelf`, an independent reader), is one Lambda's runtime has, and each zip stays
 //! under the size budget. The sizes are printed (`--nocapture`).
 //!
-//! The build goes to the workspace target dir (`target/lambda/...`, cached by CI with the rest of the target
-//! dir) and cargo-lambda to the tools dir, so after the first run the build is cargo's no-op.
+//! The first build goes to the workspace target dir (`target/lambda/...`, cached by CI with the rest of the
+//! target dir), the second to a new temporary directory, compiled from nothing every run; cargo-lambda comes
+//! from the tools dir.
 //!
 //! A second test reads the functions' dependency graph (`cargo tree`, offline) and checks it links one HTTP/TLS
 //! stack and one crypto library: the size budget depends on it, and a default feature of a new dependency
@@ -23,10 +25,10 @@ use stack::{Architecture, EnvKind, FunctionName};
 /// Each zip must stay below this: it is what every deploy uploads and every cold start downloads.
 const ZIP_BUDGET_BYTES: u64 = 3 * 1024 * 1024;
 
-fn request(env: &str) -> BuildRequest {
+fn request(env: &str, target_dir: &std::path::Path) -> BuildRequest {
     let repo = tests::repo_root();
     BuildRequest {
-        target_dir: deployer::build::default_target_dir(&repo),
+        target_dir: target_dir.to_path_buf(),
         env: env.into(),
         kind: EnvKind::Aws,
         architecture: Architecture::X86_64,
@@ -39,8 +41,8 @@ fn request(env: &str) -> BuildRequest {
 
 /// Builds and packages into `<target>/xtask/dist/<env>`, starting from an empty dist dir so the packaging
 /// really zips (it keeps an unchanged function's previous zip otherwise).
-fn build_fresh(env: &str) -> Release {
-    let req = request(env);
+fn build_fresh(env: &str, target_dir: &std::path::Path) -> Release {
+    let req = request(env, target_dir);
     let dist = dist_dir(&req.target_dir, env);
     if dist.exists() {
         std::fs::remove_dir_all(&dist).unwrap();
@@ -51,14 +53,21 @@ fn build_fresh(env: &str) -> Release {
 
 #[test]
 fn the_lambda_release_build_gives_reproducible_small_zips_that_run_on_lambdas_glibc() {
-    let first = build_fresh("lambda-release-a");
-    let second = build_fresh("lambda-release-b");
+    let workspace_target = deployer::build::default_target_dir(&tests::repo_root());
+    let first = build_fresh("lambda-release-a", &workspace_target);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let second = build_fresh("lambda-release-b", elsewhere.path());
     for f in FunctionName::ALL {
         let (za, zb) = (
             std::fs::read(first.zip_path(f)).unwrap(),
             std::fs::read(second.zip_path(f)).unwrap(),
         );
-        assert!(za == zb, "{f}: two packagings of the release build differ");
+        assert!(
+            za == zb,
+            "{f}: the release builds in {} and {} differ: the build is not reproducible",
+            workspace_target.display(),
+            elsewhere.path().display()
+        );
         let artifact = &first.manifest.functions[&f];
         assert_eq!(artifact, &second.manifest.functions[&f]);
         assert_eq!(artifact.zip_sha256, deployer::package::sha256_hex(&za));
@@ -114,7 +123,12 @@ fn glibc_floor_by_readelf(path: &std::path::Path) -> String {
     let text = String::from_utf8_lossy(&out.stdout);
     let needs = text
         .split_once("Version needs section")
-        .unwrap_or_else(|| panic!("{}: readelf shows no version needs:\n{text}", path.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: readelf shows no version needs:\n{text}",
+                path.display()
+            )
+        })
         .1;
     needs
         .split("Name: GLIBC_")

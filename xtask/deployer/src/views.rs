@@ -157,7 +157,7 @@ pub async fn rebuild(
     outcome
         .failures
         .sort_by(|a, b| a.aggregate_id.cmp(&b.aggregate_id));
-    let live = live_version(&store, &view.name).await?;
+    let live = live_version(store, &view.name).await?;
     outcome.previous = live;
     if outcome.failures.is_empty() {
         if live != Some(version) {
