@@ -31,6 +31,10 @@ pub struct Args {
     /// Events per measured batch append (and per projected batch); DynamoDB's transaction limit leaves 98.
     #[arg(long, default_value_t = 98)]
     pub batch: usize,
+    /// The registered aggregate type whose example events are written (default: the first registered). One
+    /// that declares views shows what its view rows add to the projector's batch.
+    #[arg(long)]
+    pub aggregate: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::OutputFormat,
@@ -53,6 +57,8 @@ pub struct Figure {
 /// Every figure of one run: `Display` for people, `Serialize` for `--output json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreReport {
+    /// The aggregate type whose example events were written.
+    pub aggregate: String,
     pub event_bytes: usize,
     pub figures: Vec<Figure>,
 }
@@ -61,8 +67,8 @@ impl std::fmt::Display for StoreReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "event store cost per operation (events of ~{} bytes; capacity modelled from item sizes)",
-            self.event_bytes
+            "event store cost per operation (`{}` events of ~{} bytes; capacity modelled from item sizes)",
+            self.aggregate, self.event_bytes
         )?;
         writeln!(
             f,
@@ -97,6 +103,8 @@ pub async fn run(args: &Args) -> anyhow::Result<StoreReport> {
         domain::validate::MAX_BATCH_EVENTS,
         args.batch
     );
+    // An unknown aggregate type is refused before any endpoint starts.
+    Events::of_kind(args.aggregate.as_deref())?;
     let tmp = tempfile::tempdir()?;
     let endpoint = local_engine::endpoint::Endpoint::start_fresh(&tmp.path().join("state")).await?;
     let result = measure(&endpoint, args).await;
@@ -106,17 +114,41 @@ pub async fn run(args: &Args) -> anyhow::Result<StoreReport> {
 
 /// The events the benchmark writes: the example's first event starts an aggregate, its last one is repeated.
 pub(crate) struct Events {
+    kind: &'static str,
     first: (&'static str, Map<String, Value>),
     next: (&'static str, Map<String, Value>),
 }
 
 impl Events {
+    /// The first registered aggregate's example events.
     pub(crate) fn of_domain() -> Events {
-        let example = crate::example();
-        Events {
+        Events::of_kind(None).expect("the registry refuses a domain without aggregates")
+    }
+
+    /// The example events of aggregate type `kind` (the first registered when `None`).
+    pub(crate) fn of_kind(kind: Option<&str>) -> anyhow::Result<Events> {
+        let registry = domain::registry();
+        let kind = match kind {
+            None => registry.kinds().next(),
+            Some(name) => registry.kind(name),
+        }
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`--aggregate {}` is not a registered aggregate type; the domain registers: {}",
+                kind.unwrap_or_default(),
+                registry
+                    .kinds()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let example = kind.example();
+        Ok(Events {
+            kind: kind.name(),
             first: example.first().cloned().expect("examples are not empty"),
             next: example.last().cloned().expect("examples are not empty"),
-        }
+        })
     }
 
     /// Event `v` (1-based) of an aggregate's history.
@@ -294,7 +326,7 @@ async fn measure(
 ) -> anyhow::Result<StoreReport> {
     let rounds = args.rounds.max(1);
     let batch = args.batch;
-    let events = Events::of_domain();
+    let events = Events::of_kind(args.aggregate.as_deref())?;
     let meter = DynamoMeter::default();
     let conf = Builder::from(&endpoint.sdk_config().await)
         .interceptor(meter.clone())
@@ -310,7 +342,8 @@ async fn measure(
         create_tables(&client, &config.events_table, &config.projections_table)
             .await
             .map_err(|e| anyhow::anyhow!("creating the benchmark tables: {e}"))?;
-        Ok(DynamoStore::new(client.clone(), config))
+        // With the views table the deployed functions get when the domain declares views.
+        Ok(service::testing::store(client.clone(), config))
     };
     let mut figures = Vec::new();
 
@@ -400,6 +433,7 @@ async fn measure(
         .await?,
     );
     Ok(StoreReport {
+        aggregate: events.kind.to_string(),
         event_bytes: service::size::event_item_size(&events.stored("history-1000", 1000)),
         figures,
     })

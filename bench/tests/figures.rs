@@ -17,6 +17,7 @@ async fn store_reports_every_figure_and_two_requests_per_append() {
         rounds: 1,
         histories: vec![2, 5],
         batch: 3,
+        aggregate: None,
         output: OutputFormat::Json,
     })
     .await
@@ -45,6 +46,55 @@ async fn store_reports_every_figure_and_two_requests_per_append() {
     }
     assert!(report.event_bytes > 0);
     assert!(report.to_string().contains("| single-event append | 5 |"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_with_an_aggregate_that_declares_a_view_counts_the_view_rows() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let report = bench::store::run(&bench::store::Args {
+        rounds: 1,
+        histories: vec![2],
+        batch: 3,
+        aggregate: Some("account".into()),
+        output: OutputFormat::Json,
+    })
+    .await
+    .expect("bench store --aggregate account runs");
+    assert_eq!(report.aggregate, "account");
+    // The account declares `accounts_by_owner`: the projector writes each aggregate's read model and its
+    // view row once per batch, so 3 requests per aggregate (GetItem, 2 PutItem); appends do not change.
+    let projected: Vec<(&str, f64)> = report
+        .figures
+        .iter()
+        .filter(|f| f.what.starts_with("projected"))
+        .map(|f| (f.what.as_str(), f.requests))
+        .collect();
+    assert_eq!(
+        projected,
+        [
+            ("projected batch: 3 records of 1 aggregate", 3.0),
+            ("projected batch: 100 records of 10 aggregates", 30.0),
+        ],
+        "{report}"
+    );
+    for f in report.figures.iter().filter(|f| f.what.contains("append")) {
+        assert_eq!(f.requests, 2.0, "{f:?}");
+    }
+    let unknown = bench::store::run(&bench::store::Args {
+        rounds: 1,
+        histories: vec![2],
+        batch: 3,
+        aggregate: Some("invoice".into()),
+        output: OutputFormat::Json,
+    })
+    .await
+    .expect_err("an unregistered aggregate type is refused");
+    assert!(
+        unknown
+            .to_string()
+            .contains("`--aggregate invoice` is not a registered aggregate type"),
+        "{unknown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

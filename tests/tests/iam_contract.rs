@@ -1223,12 +1223,17 @@ fn the_escalation_check_fails_on_a_removed_condition_a_wildcard_a_boundary_remov
 }
 
 /// The ARN of a symbolic resource of the stack template (`EventsTable`, `EventsTable.StreamArn`,
-/// `EventsTable/index/I`, `ProjectorDeadLetterQueue`, `CommandLogGroup`) in one environment.
+/// `EventsTable/index/I`, `ViewsTable`, `ProjectorDeadLetterQueue`, `CommandLogGroup`) in one environment.
 fn concrete(plan: &Plan, symbolic: &str) -> String {
     let (region, account) = (&plan.region, iam::account(plan));
     let table = |logical: &str| match logical {
         "EventsTable" => plan.events_table.table_name.clone(),
         "ProjectionsTable" => plan.projections_table.table_name.clone(),
+        "ViewsTable" => plan
+            .views_table
+            .as_ref()
+            .map(|t| t.table_name.clone())
+            .unwrap_or_else(|| panic!("a grant names ViewsTable but the plan has no views table")),
         other => panic!("unknown table {other}"),
     };
     if let Some((t, rest)) = symbolic.split_once('/') {
