@@ -838,7 +838,11 @@ impl Ctx {
         if shared.is_empty() {
             return;
         }
-        let list = shared.iter().map(|o| named(o)).collect::<Vec<_>>().join(", ");
+        let list = shared
+            .iter()
+            .map(|o| named(o))
+            .collect::<Vec<_>>()
+            .join(", ");
         let message = if protected {
             format!(
                 "`{env}` is a protected environment (named prod or `protected: true`) but its account {account} is shared with the non-protected {list}: {WHY}; give `{env}` an AWS account of its own (one account per protected environment)"

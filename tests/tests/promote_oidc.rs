@@ -231,7 +231,8 @@ fn the_cli_prints_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("render one template per account with --account"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("render one template per account with --account"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1038,7 +1038,10 @@ fn a_protected_environment_sharing_its_account_with_a_non_protected_one_is_refus
         &err,
         "dev.yaml",
         "account_id",
-        &["with the protected `live` (", "give `live` an AWS account of its own"],
+        &[
+            "with the protected `live` (",
+            "give `live` an AWS account of its own",
+        ],
     );
     // Its own account: both load. Two non-protected environments may share one.
     let prod_elsewhere =
@@ -1094,5 +1097,9 @@ fn anonymous_write_routes_above_the_cost_cap_are_refused_with_the_arithmetic() {
     // A protected environment and a local one are not capped.
     let prod = format!("{AWS}{SAFE_TABLES}{fast}");
     config::load(config_dir(&[("prod", &prod)]).path(), "prod").unwrap();
-    config::load(config_dir(&[("local", &format!("{LOCAL}{fast}"))]).path(), "local").unwrap();
+    config::load(
+        config_dir(&[("local", &format!("{LOCAL}{fast}"))]).path(),
+        "local",
+    )
+    .unwrap();
 }

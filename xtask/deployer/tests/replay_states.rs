@@ -852,7 +852,10 @@ fn a_first_create_whose_stream_mapping_could_not_read_the_stream_yet_is_retried_
     }
     match decide(2) {
         deployer::deploy::AfterFailure::Fail(err) => {
-            assert!(err.to_string().contains("it failed again after one retry"), "{err}")
+            assert!(
+                err.to_string().contains("it failed again after one retry"),
+                "{err}"
+            )
         }
         other => panic!("retried twice: {other:?}"),
     }
@@ -908,9 +911,15 @@ async fn a_protected_environment_s_stack_gets_termination_protection_once() {
 
     let replay = StaticReplayClient::new(vec![
         deployed_stack(false),
-        cfn("GetTemplate", &format!("<TemplateBody>{TEMPLATE}</TemplateBody>")),
+        cfn(
+            "GetTemplate",
+            &format!("<TemplateBody>{TEMPLATE}</TemplateBody>"),
+        ),
         deployed_stack(false),
-        cfn("UpdateTerminationProtection", &format!("<StackId>{STACK_ID}</StackId>")),
+        cfn(
+            "UpdateTerminationProtection",
+            &format!("<StackId>{STACK_ID}</StackId>"),
+        ),
     ]);
     let (result, printed) = deploy_plan(&replay, &protected).await;
     assert_eq!(
@@ -937,7 +946,10 @@ async fn a_protected_environment_s_stack_gets_termination_protection_once() {
     // Already on: looked at, not set again.
     let replay = StaticReplayClient::new(vec![
         deployed_stack(true),
-        cfn("GetTemplate", &format!("<TemplateBody>{TEMPLATE}</TemplateBody>")),
+        cfn(
+            "GetTemplate",
+            &format!("<TemplateBody>{TEMPLATE}</TemplateBody>"),
+        ),
         deployed_stack(true),
     ]);
     let (result, printed) = deploy_plan(&replay, &protected).await;
@@ -949,7 +961,10 @@ async fn a_protected_environment_s_stack_gets_termination_protection_once() {
     // Not protected: nothing beyond the deploy's own reads.
     let replay = StaticReplayClient::new(vec![
         deployed_stack(false),
-        cfn("GetTemplate", &format!("<TemplateBody>{TEMPLATE}</TemplateBody>")),
+        cfn(
+            "GetTemplate",
+            &format!("<TemplateBody>{TEMPLATE}</TemplateBody>"),
+        ),
     ]);
     let (result, printed) = deploy_plan(&replay, &plan()).await;
     assert_eq!(result.unwrap(), DeployResult::UpToDate, "{printed}");
