@@ -28,6 +28,10 @@ pub const LOG_RETENTION_DAYS: [u32; 22] = [
     3288, 3653,
 ];
 
+/// The most requests per second the API of a non-protected `aws` environment without `api.jwt` may be
+/// throttled to: its write routes take anyone's requests, and this caps them at 432,000 a day.
+pub const ANONYMOUS_RATE_LIMIT: f64 = 5.0;
+
 /// Log levels a function accepts (they become `RUST_LOG`).
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
@@ -497,6 +501,27 @@ fn display_path(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// Another `aws` environment of the same account, as its own file says (merged over the defaults).
+struct OtherEnv {
+    env: String,
+    file: PathBuf,
+    stack: Option<String>,
+    protected: bool,
+}
+
+/// `4320000` as `4,320,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn is_valid_env_name(env: &str) -> bool {
     !env.is_empty()
         && env.len() <= 32
@@ -603,6 +628,14 @@ impl Ctx {
         );
         let protected =
             kind == Some(EnvKind::Aws) && (env == "prod" || raw.protected == Some(true));
+        self.protected_account_is_own(
+            protected,
+            kind,
+            raw.account_id.as_deref(),
+            env,
+            env_file,
+            known_envs,
+        );
 
         let region = self.required("region", raw.region, "an AWS region such as `eu-west-1`");
         if let Some(r) = &region
@@ -643,6 +676,12 @@ impl Ctx {
         });
         let stream_mapping = self.stream_mapping(raw.stream_mapping.unwrap_or_default());
         let api = self.api(raw.api.unwrap_or_default());
+        if kind == Some(EnvKind::Aws)
+            && !protected
+            && let Some(api) = &api
+        {
+            self.anonymous_writes_are_capped(env, api);
+        }
         self.tags(raw.tags.as_ref());
         let alarms = raw.alarms.unwrap_or(false);
         if alarms && kind == Some(EnvKind::Local) {
@@ -696,6 +735,7 @@ impl Ctx {
             app: app?,
             stack_name: stack_name?,
             kind: kind?,
+            protected,
             region: region?,
             account_id,
             role_arn: raw.role_arn,
@@ -756,7 +796,10 @@ impl Ctx {
             // another's in the same account, one environment's role would reach the other's resources (and
             // equal names would share the account-wide role names `<stack>-<function>`). Other accounts'
             // environments may reuse a name (a disaster-recovery copy, say).
-            for (other_env, other) in self.other_aws_stacks(env_file, env, account, known_envs) {
+            for o in self.other_aws_envs(env_file, env, account, known_envs) {
+                let (other_env, Some(other)) = (o.env, o.stack) else {
+                    continue;
+                };
                 if mine.starts_with(&other) || other.starts_with(mine) {
                     self.refuse(
                         "stack_name",
@@ -767,6 +810,79 @@ impl Ctx {
                 }
             }
         }
+    }
+
+    /// One AWS account per protected environment: refuses a protected `aws` environment that shares its account
+    /// with a non-protected one, from either side.
+    fn protected_account_is_own(
+        &mut self,
+        protected: bool,
+        kind: Option<EnvKind>,
+        account_id: Option<&str>,
+        env: &str,
+        env_file: &Path,
+        known_envs: &[String],
+    ) {
+        let (Some(EnvKind::Aws), Some(account)) = (kind, account_id) else {
+            return;
+        };
+        // Some of a deploy role's grants cannot be scoped to its own stack: API Gateway gives HTTP APIs random
+        // ids, so the role may change every HTTP API of its region in its account. A non-protected environment's
+        // role is assumed on every push without approval; in a protected environment's account it could remove
+        // that environment's authorizer or reroute its routes, getting around the protected environment's
+        // review. Only a separate account keeps them apart.
+        const WHY: &str = "the deploy role of the non-protected one, assumed without approval, may change every HTTP API in its account (API Gateway's random ids cannot be scoped to a stack), so it could remove the protected environment's authorizer or reroute its routes";
+        let others = self.other_aws_envs(env_file, env, account, known_envs);
+        let named = |o: &OtherEnv| format!("`{}` ({})", o.env, display_path(&o.file));
+        let shared: Vec<&OtherEnv> = others.iter().filter(|o| o.protected != protected).collect();
+        if shared.is_empty() {
+            return;
+        }
+        let list = shared
+            .iter()
+            .map(|o| named(o))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = if protected {
+            format!(
+                "`{env}` is a protected environment (named prod or `protected: true`) but its account {account} is shared with the non-protected {list}: {WHY}; give `{env}` an AWS account of its own (one account per protected environment)"
+            )
+        } else {
+            let names = shared
+                .iter()
+                .map(|o| format!("`{}`", o.env))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "`{env}` shares account {account} with the protected {list}: {WHY}; give {names} an AWS account of its own (one account per protected environment)"
+            )
+        };
+        self.refuse("account_id", message);
+    }
+
+    /// At most [`ANONYMOUS_RATE_LIMIT`] requests per second on a non-protected `aws` environment whose write
+    /// routes need no token (no `api.jwt`): anyone who finds the URL may call them, each call billed.
+    fn anonymous_writes_are_capped(&mut self, env: &str, api: &ApiPlan) {
+        let writes: Vec<String> = api
+            .routes
+            .iter()
+            .filter(|r| r.method != HttpMethod::Get)
+            .map(|r| format!("{} {}", r.method.as_str(), r.path))
+            .collect();
+        let rate = api.throttling_rate_limit;
+        if api.jwt.is_some() || writes.is_empty() || rate <= ANONYMOUS_RATE_LIMIT {
+            return;
+        }
+        let per_day = |r: f64| thousands((r * 86_400.0).round() as u64);
+        self.refuse(
+            "api.throttling.rate_limit",
+            format!(
+                "`{env}` serves {} without authentication (no `api.jwt`), so anyone who finds its URL can append events: {rate} requests/s × 86,400 s = {} billed requests a day (each an API Gateway request, a Lambda invocation and DynamoDB writes); a non-protected environment without `api.jwt` allows at most {ANONYMOUS_RATE_LIMIT} requests/s ({} a day): set `rate_limit` to {ANONYMOUS_RATE_LIMIT} or less, or set `api.jwt` to require a token",
+                writes.join(", "),
+                per_day(rate),
+                per_day(ANONYMOUS_RATE_LIMIT),
+            ),
+        );
     }
 
     /// `account_id` (12 digits; required for `aws`) and `role_arn` (an IAM role of that account).
@@ -905,20 +1021,21 @@ impl Ctx {
         })
     }
 
-    /// The stack names of the other `aws` environments of `account` next to `env_file`, read as their files declare them
-    /// (or default them: `<app>-<env>`) without validating them; a file that does not parse is skipped here
-    /// (its own validation reports it).
-    fn other_aws_stacks(
+    /// The other `aws` environments of `account` next to `env_file`: their stack names and whether they are
+    /// protected, read as their files declare them (or default them: `<app>-<env>`) without validating them; a
+    /// file that does not parse is skipped here (its own validation reports it).
+    fn other_aws_envs(
         &self,
         env_file: &Path,
         env: &str,
         account: &str,
         known_envs: &[String],
-    ) -> Vec<(String, String)> {
+    ) -> Vec<OtherEnv> {
         let dir = env_file.parent().unwrap_or(Path::new("."));
         let mut out = Vec::new();
         for other in known_envs.iter().filter(|e| e.as_str() != env) {
-            let Ok(text) = std::fs::read_to_string(dir.join(format!("{other}.yaml"))) else {
+            let file = dir.join(format!("{other}.yaml"));
+            let Ok(text) = std::fs::read_to_string(&file) else {
                 continue;
             };
             let Ok(doc) = serde_yaml::from_str::<Value>(&text) else {
@@ -937,9 +1054,17 @@ impl Ctx {
             }
             let stack =
                 field("stack_name").or_else(|| field("app").map(|app| format!("{app}-{other}")));
-            if let Some(stack) = stack {
-                out.push((other.clone(), stack));
-            }
+            let protected = other == "prod"
+                || lookup(&doc, "protected")
+                    .or_else(|| lookup(&self.defaults_doc, "protected"))
+                    .and_then(Value::as_bool)
+                    == Some(true);
+            out.push(OtherEnv {
+                env: other.clone(),
+                file,
+                stack,
+                protected,
+            });
         }
         out
     }

@@ -1,5 +1,5 @@
-//! The example values the shipped `config/*.yaml` carry (an account, its deploy roles, a JWT issuer, a CORS
-//! origin), recognised so that none of them ever reaches AWS.
+//! The example values the shipped `config/*.yaml` carry (two accounts, their deploy roles, a JWT issuer, a
+//! CORS origin), recognised so that none of them ever reaches AWS.
 //!
 //! They are well-formed, so config validation accepts them and `cargo xtask validate` keeps passing on the
 //! shipped examples (it prints these as warnings). A deploy or promotion into an `aws` environment refuses them
@@ -9,8 +9,15 @@
 use crate::config::ConfigProblem;
 use crate::plan::{EnvKind, Plan};
 
-/// The account id of the shipped examples.
+/// The account id of the shipped non-protected examples (`dev`, `staging`).
 pub const EXAMPLE_ACCOUNT: &str = "111111111111";
+
+/// The account id of the shipped `prod`: a protected environment needs an account of its own
+/// (`stack::config` refuses one shared with a non-protected environment), so the example has its own too.
+pub const EXAMPLE_PROD_ACCOUNT: &str = "888888888888";
+
+/// Every example account id.
+pub const EXAMPLE_ACCOUNTS: [&str; 2] = [EXAMPLE_ACCOUNT, EXAMPLE_PROD_ACCOUNT];
 
 /// Domains reserved for documentation (RFC 2606); the shipped issuer and origin live under `example.com`.
 const EXAMPLE_DOMAINS: [&str; 3] = ["example.com", "example.net", "example.org"];
@@ -30,17 +37,23 @@ pub fn placeholders(plan: &Plan) -> Vec<ConfigProblem> {
             unsafe_setting: false,
         })
     };
-    if plan.account_id.as_deref() == Some(EXAMPLE_ACCOUNT) {
+    if let Some(account) = plan
+        .account_id
+        .as_deref()
+        .filter(|a| EXAMPLE_ACCOUNTS.contains(a))
+    {
         add(
             "account_id",
             format!(
-                "`{EXAMPLE_ACCOUNT}` is the shipped example; put the 12-digit id (quoted) of the AWS account `{}` deploys into (`aws sts get-caller-identity --query Account`)",
+                "`{account}` is the shipped example; put the 12-digit id (quoted) of the AWS account `{}` deploys into (`aws sts get-caller-identity --query Account`)",
                 plan.env
             ),
         );
     }
     if let Some(role) = &plan.role_arn
-        && role.contains(&format!("::{EXAMPLE_ACCOUNT}:"))
+        && EXAMPLE_ACCOUNTS
+            .iter()
+            .any(|a| role.contains(&format!("::{a}:")))
     {
         let name = role.rsplit('/').next().unwrap_or("<name>");
         add(
@@ -63,7 +76,9 @@ pub fn placeholders(plan: &Plan) -> Vec<ConfigProblem> {
         );
     }
     if let Some(topic) = &plan.alarm_topic_arn
-        && topic.contains(&format!(":{EXAMPLE_ACCOUNT}:"))
+        && EXAMPLE_ACCOUNTS
+            .iter()
+            .any(|a| topic.contains(&format!(":{a}:")))
     {
         add(
             "alarm_topic_arn",

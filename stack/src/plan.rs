@@ -84,6 +84,10 @@ pub struct Plan {
     /// CloudFormation stack name; also the prefix of every physical name.
     pub stack_name: String,
     pub kind: EnvKind,
+    /// An `aws` environment named `prod` or with `protected: true`: its data is kept and protected, it takes no
+    /// hotswap, it has an AWS account of its own, and its stack has termination protection.
+    #[serde(default)]
+    pub protected: bool,
     pub region: String,
     /// Required for `aws` environments, optional for `local`.
     pub account_id: Option<String>,

@@ -778,6 +778,15 @@ impl Checker {
                 ),
             );
         }
+        // The AWS-owned key: `SSEEnabled: true` (or a KMS key id) selects a KMS key, billed per request and
+        // needing kms:* permissions the deploy role does not have (see templates/tables.yaml.hbs).
+        if props.get("SSESpecification") != Some(&json!({"SSEEnabled": false})) {
+            self.push(
+                id,
+                key,
+                "SSESpecification must be `SSEEnabled: false` (encryption at rest with the AWS-owned key): `SSEEnabled: true` or a KMS key selects a KMS key, billed per request and needing kms:* permissions the deploy role does not grant".into(),
+            );
+        }
         true
     }
 

@@ -1,5 +1,5 @@
 //! The OIDC bootstrap template (`cargo xtask promote --oidc-roles-template`), rendered from the repository's
-//! configs: one deploy role per AWS environment named exactly as its `role_arn`, trusting only this repository's
+//! configs, one per account (the shipped prod has an account of its own): one deploy role per AWS environment named exactly as its `role_arn`, trusting only this repository's
 //! GitHub environment of the job that deploys it (the one the workflow uses), itself (the tool assumes
 //! `role_arn` again) and the roles that promote from it; checked by cfn-lint like the stack's templates.
 
@@ -21,7 +21,21 @@ fn aws_plans() -> Vec<stack::Plan> {
         .collect()
 }
 
+/// The shipped environments' accounts: dev and staging share one, prod (protected) has its own.
+fn accounts(plans: &[stack::Plan]) -> Vec<String> {
+    let mut accounts: Vec<String> = plans.iter().filter_map(|p| p.account_id.clone()).collect();
+    accounts.sort();
+    accounts.dedup();
+    accounts
+}
+
+/// The template of the first plan's account.
 fn render(plans: &[stack::Plan], repo: &str) -> deployer::Result<String> {
+    render_account(plans, repo, plans[0].account_id.as_deref().unwrap())
+}
+
+/// The template of one account: its environments' roles (the others only as promotion peers).
+fn render_account(plans: &[stack::Plan], repo: &str, account: &str) -> deployer::Result<String> {
     let all: Vec<OidcEnvironment<'_>> = plans
         .iter()
         .map(|p| OidcEnvironment {
@@ -29,7 +43,7 @@ fn render(plans: &[stack::Plan], repo: &str) -> deployer::Result<String> {
             artifact_bucket: deployer::artifacts::bucket_name(p, p.account_id.as_deref()),
         })
         .collect();
-    let account = plans[0].account_id.clone().unwrap();
+    let account = account.to_string();
     let mine: Vec<_> = all
         .iter()
         .filter(|e| e.plan.account_id.as_deref() == Some(account.as_str()))
@@ -50,9 +64,21 @@ fn every_aws_environment_gets_its_configured_role_trusting_only_its_github_envir
         plans.len() >= 3,
         "dev, staging and prod are aws environments"
     );
-    let body = render(&plans, "acme/cqrs").unwrap();
-    let res = resources(&body);
-    assert!(res.contains_key("GitHubOidcProvider"));
+    // One template per account (the shipped prod has an account of its own), each with its provider.
+    let accounts = accounts(&plans);
+    assert_eq!(accounts.len(), 2, "{accounts:?}");
+    let mut res = serde_json::Map::new();
+    let mut body = String::new();
+    for account in &accounts {
+        let text = render_account(&plans, "acme/cqrs", account).unwrap();
+        let mine = resources(&text);
+        assert!(mine.contains_key("GitHubOidcProvider"));
+        res.extend(
+            mine.into_iter()
+                .map(|(id, r)| (format!("{account}/{id}"), r)),
+        );
+        body.push_str(&text);
+    }
     for plan in &plans {
         let arn = plan.role_arn.clone().unwrap();
         let name = arn.rsplit('/').next().unwrap();
@@ -152,20 +178,23 @@ fn bad_input_is_refused_with_what_to_do() {
 
 #[test]
 fn the_rendered_template_passes_cfn_lint() {
-    let body = render(&aws_plans(), "acme/cqrs").unwrap();
+    let plans = aws_plans();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("oidc-roles.yaml");
-    std::fs::write(&path, &body).unwrap();
-    let out = Command::new(tests::tools::cfn_lint())
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cfn-lint:\n{}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for account in accounts(&plans) {
+        let body = render_account(&plans, "acme/cqrs", &account).unwrap();
+        let path = dir.path().join(format!("oidc-roles-{account}.yaml"));
+        std::fs::write(&path, &body).unwrap();
+        let out = Command::new(tests::tools::cfn_lint())
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cfn-lint:\n{}{}\n{body}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -176,6 +205,8 @@ fn the_cli_prints_it() {
             "--oidc-roles-template",
             "--github-repo",
             "acme/cqrs",
+            "--account",
+            stack::placeholders::EXAMPLE_ACCOUNT,
         ])
         .current_dir(repo_root())
         .output()
@@ -187,6 +218,24 @@ fn the_cli_prints_it() {
     );
     let body = String::from_utf8(out.stdout).unwrap();
     assert!(resources(&body).contains_key("GitHubOidcProvider"));
+    // Without --account the shipped configs name two accounts: one template each, said so.
+    let out = Command::new(xtask_bin())
+        .args([
+            "promote",
+            "--oidc-roles-template",
+            "--github-repo",
+            "acme/cqrs",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("render one template per account with --account"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(xtask_bin())
         .args(["promote", "--oidc-roles-template"])
         .env_remove("GITHUB_REPOSITORY")

@@ -993,3 +993,113 @@ fn bad_deployment_settings_name_the_file_the_key_and_the_fix() {
         &["needs CodeDeploy", "set `strategy: all_at_once`"],
     );
 }
+
+/// One AWS account per protected environment: a protected environment (named prod, or `protected: true`) that
+/// shares its account with a non-protected one is refused on both sides, each naming the other's file; another
+/// account, or a local environment, is fine. (The deploy roles' HTTP API grant cannot be scoped to a stack.)
+#[test]
+fn a_protected_environment_sharing_its_account_with_a_non_protected_one_is_refused() {
+    let prod = format!("{AWS}{SAFE_TABLES}");
+    let dir = config_dir(&[("dev", AWS), ("prod", &prod), ("local", LOCAL)]);
+    let err = config::load(dir.path(), "prod").expect_err("a shared account is refused");
+    assert!(err.has_unsafe_setting(), "{err}");
+    let dev_file = dir.path().join("dev.yaml").display().to_string();
+    assert_problem(
+        dir.path(),
+        &err,
+        "prod.yaml",
+        "account_id",
+        &[
+            "`prod` is a protected environment (named prod or `protected: true`) but its account 111111111111 is shared with the non-protected `dev` (",
+            &dev_file,
+            "could remove the protected environment's authorizer or reroute its routes",
+            "give `prod` an AWS account of its own",
+        ],
+    );
+    let err = config::load(dir.path(), "dev").expect_err("refused from the other side too");
+    let prod_file = dir.path().join("prod.yaml").display().to_string();
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "account_id",
+        &[
+            "`dev` shares account 111111111111 with the protected `prod` (",
+            &prod_file,
+            "give `prod` an AWS account of its own",
+        ],
+    );
+    // `protected: true` counts as prod does.
+    let live = format!("{AWS}{SAFE_TABLES}protected: true\n");
+    let dir = config_dir(&[("dev", AWS), ("live", &live)]);
+    let err = config::load(dir.path(), "dev").expect_err("refused");
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "account_id",
+        &[
+            "with the protected `live` (",
+            "give `live` an AWS account of its own",
+        ],
+    );
+    // Its own account: both load. Two non-protected environments may share one.
+    let prod_elsewhere =
+        format!("kind: aws\naccount_id: \"222233334444\"\nregion: eu-west-1\n{SAFE_TABLES}");
+    let dir = config_dir(&[
+        ("dev", AWS),
+        ("staging", AWS),
+        ("prod", &prod_elsewhere),
+        ("local", LOCAL),
+    ]);
+    for env in ["dev", "staging", "prod", "local"] {
+        config::load(dir.path(), env).unwrap_or_else(|e| panic!("{env}: {e}"));
+    }
+    // The shipped configs follow the model.
+    let prod = config::load(&repo_config(), "prod").unwrap();
+    let dev = config::load(&repo_config(), "dev").unwrap();
+    assert!(prod.protected && !dev.protected);
+    assert_ne!(prod.account_id, dev.account_id);
+}
+
+/// A non-protected `aws` environment without `api.jwt` serves its write routes to anyone: its throttle may
+/// allow at most 5 requests/s (432,000 a day), and the refusal shows the arithmetic for the rate it was given.
+/// A JWT, a protected environment (prod requires a token and is watched) or a local one lift the cap.
+#[test]
+fn anonymous_write_routes_above_the_cost_cap_are_refused_with_the_arithmetic() {
+    let fast = "api:\n  throttling:\n    rate_limit: 50\n";
+    let (dir, err) = load_err("dev", &format!("{AWS}{fast}"));
+    assert!(err.has_unsafe_setting(), "{err}");
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "api.throttling.rate_limit",
+        &[
+            "`dev` serves POST /events, POST /aggregates/{aggregateId}/events without authentication (no `api.jwt`)",
+            "50 requests/s × 86,400 s = 4,320,000 billed requests a day",
+            "at most 5 requests/s (432,000 a day)",
+            "set `rate_limit` to 5 or less, or set `api.jwt`",
+        ],
+    );
+    assert_eq!(stack::config::ANONYMOUS_RATE_LIMIT, 5.0);
+    // The defaults stay under the cap; the cap itself, and below it, pass.
+    let plan = config::load(config_dir(&[("dev", AWS)]).path(), "dev").unwrap();
+    assert!(plan.api.throttling_rate_limit <= stack::config::ANONYMOUS_RATE_LIMIT);
+    for rate in ["5", "0.5"] {
+        let text = format!("{AWS}api:\n  throttling:\n    rate_limit: {rate}\n");
+        config::load(config_dir(&[("dev", &text)]).path(), "dev")
+            .unwrap_or_else(|e| panic!("{rate}: {e}"));
+    }
+    // With a JWT authorizer every write needs a token.
+    let jwt = "api:\n  throttling:\n    rate_limit: 50\n  jwt:\n    issuer: https://auth.acme.test/\n    audience: [cqrs-api]\n";
+    config::load(config_dir(&[("dev", &format!("{AWS}{jwt}"))]).path(), "dev").unwrap();
+    // A protected environment and a local one are not capped.
+    let prod = format!("{AWS}{SAFE_TABLES}{fast}");
+    config::load(config_dir(&[("prod", &prod)]).path(), "prod").unwrap();
+    config::load(
+        config_dir(&[("local", &format!("{LOCAL}{fast}"))]).path(),
+        "local",
+    )
+    .unwrap();
+}

@@ -375,6 +375,36 @@ fn a_changed_stream_view_is_caught() {
     assert_violation(&vs, "EventsTable", "tables.events", "NEW_IMAGE");
 }
 
+/// Every table is encrypted with the AWS-owned key (`SSEEnabled: false`): the AWS-managed KMS key that
+/// `SSEEnabled: true` selects, or a customer key, is caught on each table.
+#[test]
+fn a_table_encrypted_with_a_kms_key_is_caught() {
+    let vs = violations("dev", "SSEEnabled: false", "SSEEnabled: true");
+    assert_violation(
+        &vs,
+        "EventsTable",
+        "tables.events",
+        "SSESpecification must be `SSEEnabled: false` (encryption at rest with the AWS-owned key)",
+    );
+    let (plan, body) = rendered("prod");
+    let tables = body.matches("SSEEnabled: false").count();
+    assert!(tables >= 2, "{tables}");
+    let vs = violations_of(
+        &plan,
+        body.replace(
+            "SSEEnabled: false",
+            "SSEEnabled: true\n        SSEType: KMS\n        KMSMasterKeyId: alias/mine",
+        ),
+    );
+    for (table, key) in [
+        ("EventsTable", "tables.events"),
+        ("ProjectionsTable", "tables.projections"),
+    ] {
+        assert_violation(&vs, table, key, "a KMS key selects a KMS key");
+    }
+    assert_eq!(vs.len(), tables, "{vs:#?}");
+}
+
 #[test]
 fn retention_that_disagrees_with_the_config_is_caught() {
     let vs = violations("prod", "DeletionPolicy: Retain", "DeletionPolicy: Delete");

@@ -1,7 +1,8 @@
 //! One deploy, start to finish: no-op detection, the stack states that need a person (refused with the exact
 //! recovery command instead of a change set CloudFormation would reject), artifact upload, adoption of retained
 //! tables, change set, preview and guards, confirmation, execution with progress, one retry of a first create
-//! that failed for a transient reason, outputs. Every wait has an overall deadline (`wait_timeout`).
+//! that failed for a transient reason, outputs, and termination protection on a protected environment's stack.
+//! Every wait has an overall deadline (`wait_timeout`).
 //!
 //! The same function deploys to AWS and to the local endpoint; only the clients differ.
 
@@ -153,8 +154,22 @@ fn short(digest: &str) -> &str {
     &digest[..digest.len().min(12)]
 }
 
-/// Deploys a release. See the module docs for the steps.
+/// Deploys a release. See the module docs for the steps. A protected environment's stack ends with termination
+/// protection on, whatever the deploy found (created, updated or up to date).
 pub async fn deploy(
+    clients: &Clients,
+    req: DeployRequest<'_>,
+    opts: &DeployOptions,
+    ui: &dyn Ui,
+) -> Result<DeployOutcome> {
+    let outcome = deploy_release(clients, req, opts, ui).await?;
+    if req.plan.protected {
+        stackops::protect_from_termination(&clients.cfn, &req.plan.stack_name, ui).await?;
+    }
+    Ok(outcome)
+}
+
+async fn deploy_release(
     clients: &Clients,
     req: DeployRequest<'_>,
     opts: &DeployOptions,

@@ -88,6 +88,7 @@ pub const CALLS: &[Call] = &[
     call("create_stack", "cloudformation:CreateStack", Stack, "deploy (first create)"),
     call("update_stack", "cloudformation:UpdateStack", Stack, "deploy"),
     call("delete_stack", "cloudformation:DeleteStack", Stack, "teardown, deploy (failed first create)"),
+    call("update_termination_protection", "cloudformation:UpdateTerminationProtection", Stack, "deploy (a protected environment's stack)"),
     // S3: the artifact bucket.
     call("head_bucket", "s3:ListBucket", ArtifactBucket, "deploy, teardown"),
     call("create_bucket", "s3:CreateBucket", ArtifactBucket, "deploy (first)"),

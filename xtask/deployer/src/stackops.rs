@@ -519,10 +519,10 @@ pub fn root_cause(events: &[EventLine]) -> Option<&EventLine> {
 }
 
 /// Whether a failure's reason says it may pass by itself (throttling, a service's internal error, an IAM role
-/// not yet visible to Lambda), so that trying the same create again is worth it. Anything else (a bad property,
-/// a name already taken, a quota) fails the same way again and needs a person.
+/// or its policy not yet visible to Lambda), so that trying the same create again is worth it. Anything else (a
+/// bad property, a name already taken, a quota) fails the same way again and needs a person.
 pub fn is_transient(reason: &str) -> bool {
-    const MARKERS: [&str; 12] = [
+    const MARKERS: [&str; 13] = [
         "throttl",
         "rate exceeded",
         "too many requests",
@@ -536,6 +536,12 @@ pub fn is_transient(reason: &str) -> bool {
         "try again later",
         // Lambda sees a new IAM role only after it has propagated.
         "cannot be assumed by lambda",
+        // ... and the role's new policy too: the stream mapping is created right after the projector's role, and
+        // Lambda checks the role may read the stream before IAM has propagated the grant (`Cannot access stream
+        // <arn>. Please ensure the role can perform the GetRecords, ... Actions on your stream in IAM.`). The
+        // projector's role grants those actions on the stream (`templates/roles.yaml.hbs`), so the same create
+        // succeeds once IAM has caught up; a role that truly lacked them fails the one retry the same way.
+        "cannot access stream",
     ];
     let reason = reason.to_ascii_lowercase();
     MARKERS.iter().any(|m| reason.contains(m))
@@ -696,6 +702,44 @@ fn region_of(stack: &str) -> Option<&str> {
         .strip_prefix("arn:")
         .and_then(|r| r.split(':').nth(2))
         .filter(|r| !r.is_empty())
+}
+
+/// Turns on the termination protection of a protected environment's stack, unless it is on already. A change
+/// set cannot carry it (only `CreateStack` takes `EnableTerminationProtection`), so a deploy sets it right after
+/// the first create, and on any stack deployed before. It makes CloudFormation refuse `DeleteStack` until
+/// someone turns it off by hand; `teardown` refuses first, saying how ([`termination_protected`]).
+pub async fn protect_from_termination(cfn: &Client, stack: &str, ui: &dyn Ui) -> Result<()> {
+    let Some(found) = describe(cfn, stack).await? else {
+        return Ok(());
+    };
+    if found.enable_termination_protection() == Some(true) {
+        return Ok(());
+    }
+    cfn.update_termination_protection()
+        .stack_name(stack)
+        .enable_termination_protection(true)
+        .send()
+        .await
+        .map_err(Error::aws(format!(
+            "turning on termination protection of stack `{stack}`"
+        )))?;
+    ui.line(&format!(
+        "turned on termination protection of stack `{stack}` (a protected environment): teardown and DeleteStack refuse it"
+    ));
+    Ok(())
+}
+
+/// The refusal to tear down a stack with termination protection on, with the deliberate step that lifts it;
+/// `None` when the stack has none.
+pub fn termination_protected(stack: &Stack, region: &str, env: &str) -> Option<String> {
+    let name = stack.stack_name().unwrap_or_default();
+    (stack.enable_termination_protection() == Some(true)).then(|| {
+        format!(
+            "refusing to tear down `{name}`: the stack has termination protection (`{env}` is a protected environment, so every deploy turns it on) and nothing was deleted; \
+             if it really must go, turn the protection off by hand, `aws cloudformation update-termination-protection --no-enable-termination-protection --stack-name {name} --region {region}`, \
+             then run `cargo xtask teardown --env {env}` again (its tables are retained either way)"
+        )
+    })
 }
 
 /// Deletes a stack and follows it; a delete that fails ends with the report and the recovery step.

@@ -1,5 +1,6 @@
 //! Teardown: delete the stack, keep or delete the retained tables, and remove the artifact bucket the tool
-//! created (every object version first, as S3 requires for a versioned bucket).
+//! created (every object version first, as S3 requires for a versioned bucket). A stack with termination
+//! protection (a protected environment's) is refused, naming the deliberate step that lifts it.
 
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,14 @@ pub async fn teardown(
             plan.config_path.display()
         )));
     }
+    // Looked up before asking: a stack with termination protection is refused without a question.
+    let existing = stackops::describe(&clients.cfn, &plan.stack_name).await?;
+    if let Some(refusal) = existing
+        .as_ref()
+        .and_then(|s| stackops::termination_protected(s, &plan.region, &plan.env))
+    {
+        return Err(Error::Refused(refusal));
+    }
     if opts.confirm {
         let what = if opts.delete_data {
             "Delete the stack and ALL its data"
@@ -107,7 +116,7 @@ pub async fn teardown(
     }
 
     let mut stack_deleted = false;
-    if let Some(stack) = stackops::describe(&clients.cfn, &plan.stack_name).await? {
+    if let Some(stack) = existing {
         let id = stack.stack_id().unwrap_or(&plan.stack_name).to_string();
         let polling = stackops::Polling {
             interval: opts.poll_interval,

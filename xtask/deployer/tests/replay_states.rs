@@ -794,6 +794,7 @@ fn only_transient_causes_are_retried() {
         "InternalFailure",
         "Service Unavailable (Service: AmazonDynamoDBv2; Status Code: 503)",
         "The role defined for the function cannot be assumed by Lambda.",
+        CANNOT_ACCESS_STREAM,
     ] {
         assert!(stackops::is_transient(reason), "{reason}");
     }
@@ -805,4 +806,201 @@ fn only_transient_causes_are_retried() {
     ] {
         assert!(!stackops::is_transient(reason), "{reason}");
     }
+}
+
+/// What CloudFormation records when it creates the stream mapping before IAM has propagated the projector role's
+/// grant on the stream (the role and its policy are created moments earlier in the same stack).
+const CANNOT_ACCESS_STREAM: &str = "Resource handler returned message: \"Invalid request provided: Cannot access stream arn:aws:dynamodb:eu-west-1:111111111111:table/cqrs-dev-events/stream/2026-01-01T00:00:00.000. Please ensure the role can perform the GetRecords, GetShardIterator, DescribeStream, and ListStreams Actions on your stream in IAM. (Service: Lambda, Status Code: 400, Request ID: x)\" (RequestToken: t, HandlerErrorCode: InvalidRequest)";
+
+/// A first create whose stream mapping failed because IAM had not yet propagated the stream grant is deleted and
+/// retried once, like a role Lambda cannot assume yet; a second such failure is given up with the reason.
+#[test]
+fn a_first_create_whose_stream_mapping_could_not_read_the_stream_yet_is_retried_once() {
+    let failed = [
+        stackops::EventLine {
+            logical_id: STACK.into(),
+            resource_type: STACK_TYPE.into(),
+            status: "ROLLBACK_COMPLETE".into(),
+            reason: None,
+            timestamp: "2026-01-01T00:00:02Z".into(),
+        },
+        stackops::EventLine {
+            logical_id: "ProjectorEventSourceMapping".into(),
+            resource_type: "AWS::Lambda::EventSourceMapping".into(),
+            status: "CREATE_FAILED".into(),
+            reason: Some(CANNOT_ACCESS_STREAM.into()),
+            timestamp: "2026-01-01T00:00:01Z".into(),
+        },
+    ];
+    let decide = |attempt| {
+        deployer::deploy::after_failure(
+            STACK,
+            "eu-west-1",
+            "dev",
+            "ROLLBACK_COMPLETE",
+            &failed,
+            true,
+            attempt,
+        )
+    };
+    match decide(1) {
+        deployer::deploy::AfterFailure::RetryCreate(report) => assert!(
+            report.contains("root cause: ProjectorEventSourceMapping (AWS::Lambda::EventSourceMapping) CREATE_FAILED: Resource handler returned message: \"Invalid request provided: Cannot access stream"),
+            "{report}"
+        ),
+        other => panic!("not retried: {other:?}"),
+    }
+    match decide(2) {
+        deployer::deploy::AfterFailure::Fail(err) => {
+            assert!(
+                err.to_string().contains("it failed again after one retry"),
+                "{err}"
+            )
+        }
+        other => panic!("retried twice: {other:?}"),
+    }
+}
+
+/// `DescribeStacks`: the stack, complete and running this release (so the deploy finds it up to date), with its
+/// termination protection as given.
+fn deployed_stack(protected: bool) -> ReplayEvent {
+    let digest = release().digest();
+    cfn(
+        "DescribeStacks",
+        &format!(
+            "<Stacks><member><StackId>{STACK_ID}</StackId><StackName>{STACK}</StackName><CreationTime>2026-01-01T00:00:00Z</CreationTime><StackStatus>UPDATE_COMPLETE</StackStatus><EnableTerminationProtection>{protected}</EnableTerminationProtection><Parameters><member><ParameterKey>ArtifactBucket</ParameterKey><ParameterValue>{BUCKET}</ParameterValue></member><member><ParameterKey>ReleaseDigest</ParameterKey><ParameterValue>{digest}</ParameterValue></member></Parameters></member></Stacks>"
+        ),
+    )
+}
+
+async fn deploy_plan(
+    replay: &StaticReplayClient,
+    plan: &stack::Plan,
+) -> (deployer::Result<DeployResult>, String) {
+    let clients = clients(replay).await;
+    let release = release();
+    let ui = RecordingUi::new(Confirmation::Yes);
+    let result = deployer::deploy::deploy(
+        &clients,
+        DeployRequest {
+            plan,
+            template_body: TEMPLATE,
+            release: &release,
+            bucket: BUCKET,
+        },
+        &opts(),
+        &ui,
+    )
+    .await
+    .map(|o| o.result);
+    (result, ui.text())
+}
+
+/// A protected environment's stack ends every deploy with termination protection on: a stack without it (one
+/// deployed before, or just created: a change set cannot carry the flag) gets `UpdateTerminationProtection`; a
+/// stack that has it gets no call; a non-protected environment's stack is left as it is. moto does not implement
+/// `UpdateTerminationProtection`, hence recorded answers.
+#[tokio::test]
+async fn a_protected_environment_s_stack_gets_termination_protection_once() {
+    let mut protected = plan();
+    protected.protected = true;
+    let up_to_date = [
+        format!("DescribeStacks {STACK}"),
+        format!("GetTemplate {STACK}"),
+    ];
+
+    let replay = StaticReplayClient::new(vec![
+        deployed_stack(false),
+        cfn(
+            "GetTemplate",
+            &format!("<TemplateBody>{TEMPLATE}</TemplateBody>"),
+        ),
+        deployed_stack(false),
+        cfn(
+            "UpdateTerminationProtection",
+            &format!("<StackId>{STACK_ID}</StackId>"),
+        ),
+    ]);
+    let (result, printed) = deploy_plan(&replay, &protected).await;
+    assert_eq!(
+        result.unwrap_or_else(|e| panic!("{e}\n{printed}")),
+        DeployResult::UpToDate
+    );
+    let mut expected = up_to_date.to_vec();
+    expected.extend([
+        format!("DescribeStacks {STACK}"),
+        format!("UpdateTerminationProtection {STACK}"),
+    ]);
+    assert_eq!(operations(&replay), expected, "{printed}");
+    let body = replay
+        .actual_requests()
+        .last()
+        .map(|r| decode(std::str::from_utf8(r.body().bytes().unwrap()).unwrap()))
+        .unwrap();
+    assert!(body.contains("EnableTerminationProtection=true"), "{body}");
+    assert!(
+        printed.contains("turned on termination protection of stack `cqrs-dev`"),
+        "{printed}"
+    );
+
+    // Already on: looked at, not set again.
+    let replay = StaticReplayClient::new(vec![
+        deployed_stack(true),
+        cfn(
+            "GetTemplate",
+            &format!("<TemplateBody>{TEMPLATE}</TemplateBody>"),
+        ),
+        deployed_stack(true),
+    ]);
+    let (result, printed) = deploy_plan(&replay, &protected).await;
+    assert_eq!(result.unwrap(), DeployResult::UpToDate, "{printed}");
+    let mut expected = up_to_date.to_vec();
+    expected.push(format!("DescribeStacks {STACK}"));
+    assert_eq!(operations(&replay), expected, "{printed}");
+
+    // Not protected: nothing beyond the deploy's own reads.
+    let replay = StaticReplayClient::new(vec![
+        deployed_stack(false),
+        cfn(
+            "GetTemplate",
+            &format!("<TemplateBody>{TEMPLATE}</TemplateBody>"),
+        ),
+    ]);
+    let (result, printed) = deploy_plan(&replay, &plan()).await;
+    assert_eq!(result.unwrap(), DeployResult::UpToDate, "{printed}");
+    assert_eq!(operations(&replay), up_to_date, "{printed}");
+}
+
+/// Teardown refuses a stack with termination protection before asking anything, says how to lift it, and
+/// deletes nothing; it reads the flag from the stack, so lifting it by hand is the way through.
+#[tokio::test]
+async fn teardown_refuses_a_stack_with_termination_protection_and_says_how_to_lift_it() {
+    let replay = StaticReplayClient::new(vec![deployed_stack(true)]);
+    let clients = clients(&replay).await;
+    let mut protected = plan();
+    protected.protected = true;
+    let ui = RecordingUi::new(Confirmation::Yes);
+    let err = deployer::teardown::teardown(
+        &clients,
+        &protected,
+        BUCKET,
+        &deployer::teardown::TeardownOptions {
+            delete_data: false,
+            confirm: true,
+            poll_interval: Duration::from_millis(1),
+            wait_timeout: Duration::from_secs(60),
+        },
+        &ui,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, deployer::Error::Refused(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "refusing to tear down `cqrs-dev`: the stack has termination protection (`dev` is a protected environment, so every deploy turns it on) and nothing was deleted; \
+         if it really must go, turn the protection off by hand, `aws cloudformation update-termination-protection --no-enable-termination-protection --stack-name cqrs-dev --region eu-west-1`, \
+         then run `cargo xtask teardown --env dev` again (its tables are retained either way)"
+    );
+    assert_eq!(operations(&replay), [format!("DescribeStacks {STACK}")]);
+    assert!(ui.questions().is_empty(), "asked {:?}", ui.questions());
 }
