@@ -115,7 +115,11 @@ pub fn render(bootstrap: &Bootstrap<'_>) -> Result<String, crate::RenderError> {
 }
 
 fn view_model(b: &Bootstrap<'_>) -> Json {
-    let app = b.roles.first().map(|r| r.plan.app.clone()).unwrap_or_default();
+    let app = b
+        .roles
+        .first()
+        .map(|r| r.plan.app.clone())
+        .unwrap_or_default();
     let roles: Vec<Json> = b
         .roles
         .iter()
@@ -182,9 +186,7 @@ impl HelperDef for SubHelper {
             .param(0)
             .filter(|p| p.relative_path().is_none())
             .and_then(|p| p.value().as_str())
-            .ok_or_else(|| {
-                RenderErrorReason::Other("`sub` takes one literal string".into())
-            })?;
+            .ok_or_else(|| RenderErrorReason::Other("`sub` takes one literal string".into()))?;
         let mut body = String::new();
         let mut rest = pattern;
         while let Some(open) = rest.find('<') {
@@ -297,11 +299,16 @@ mod tests {
         let mut expected = vec!["GitHubOidcProvider", logical.as_str(), boundary.as_str()];
         expected.sort_unstable();
         assert_eq!(keys, expected, "{body}");
-        assert_eq!(t["Description"], format!("GitHub Actions OIDC deploy roles for {evil} ({evil}, account {evil})"));
+        assert_eq!(
+            t["Description"],
+            format!("GitHub Actions OIDC deploy roles for {evil} ({evil}, account {evil})")
+        );
         let props = &t["Resources"][&logical]["Properties"];
         assert_eq!(props["RoleName"], evil);
         assert_eq!(props["Path"], evil);
-        let trust = props["AssumeRolePolicyDocument"]["Statement"].as_array().unwrap();
+        let trust = props["AssumeRolePolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap();
         assert_eq!(trust.len(), 3, "{body}");
         assert_eq!(
             trust[0]["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"],
@@ -328,10 +335,15 @@ mod tests {
         let tables = statements.iter().find(|s| s["Sid"] == "Tables").unwrap();
         assert_eq!(
             tables["Resource"][0]["Fn::Sub"],
-            format!("arn:${{AWS::Partition}}:dynamodb:{escaped}:${{AWS::AccountId}}:table/{escaped}-*")
+            format!(
+                "arn:${{AWS::Partition}}:dynamodb:{escaped}:${{AWS::AccountId}}:table/{escaped}-*"
+            )
         );
         let boundary = &t["Resources"][&boundary]["Properties"];
-        assert_eq!(boundary["ManagedPolicyName"], format!("{evil}-function-boundary"));
+        assert_eq!(
+            boundary["ManagedPolicyName"],
+            format!("{evil}-function-boundary")
+        );
     }
 
     #[test]

@@ -510,7 +510,10 @@ fn deploy_role_problems(
             }
         }
     }
-    let calls: BTreeSet<String> = tool.iter().map(|(a, _, _)| a.to_ascii_lowercase()).collect();
+    let calls: BTreeSet<String> = tool
+        .iter()
+        .map(|(a, _, _)| a.to_ascii_lowercase())
+        .collect();
     for s in role.statements.iter().filter(|s| s.allow) {
         let sid = s.sid.as_deref().unwrap_or("(no sid)");
         for action in &s.actions {
@@ -845,7 +848,11 @@ fn the_deploy_role_contract_fails_on_a_dropped_a_misplaced_and_an_unused_action(
             "{env}: {p:?}"
         );
         // The bucket grants without the owner condition; AddPermission for any principal.
-        for sid in ["ToolArtifactBucket", "ToolArtifactObjects", "ArtifactObjects"] {
+        for sid in [
+            "ToolArtifactBucket",
+            "ToolArtifactObjects",
+            "ArtifactObjects",
+        ] {
             let p = check(&unconditioned(&e.role, sid));
             assert!(
                 p.iter().any(|p| p.contains(&format!(

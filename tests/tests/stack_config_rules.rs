@@ -651,8 +651,7 @@ fn role_arn_must_be_a_role_in_the_account() {
     // Any partition's IAM is a role ARN (China, GovCloud); the account rule still holds.
     let (dir, err) = load_err(
         "dev",
-        &format!("{AWS}role_arn: arn:aws-cn:iam::222222222222:role/deploy
-"),
+        &format!("{AWS}role_arn: arn:aws-cn:iam::222222222222:role/deploy\n"),
     );
     assert_problem(
         dir.path(),

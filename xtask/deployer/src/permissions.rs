@@ -227,12 +227,18 @@ impl Target {
             Functions => vec![arn("lambda", format!("function:{stack}-*"))],
             FunctionLogGroups => vec![arn(
                 "logs",
-                format!("log-group:{}*", stack::function_log_group_name(&format!("{stack}-"))),
+                format!(
+                    "log-group:{}*",
+                    stack::function_log_group_name(&format!("{stack}-"))
+                ),
             )],
             LogGroups => vec![
                 arn(
                     "logs",
-                    format!("log-group:{}*", stack::function_log_group_name(&format!("{stack}-"))),
+                    format!(
+                        "log-group:{}*",
+                        stack::function_log_group_name(&format!("{stack}-"))
+                    ),
                 ),
                 arn(
                     "logs",
@@ -312,7 +318,9 @@ mod tests {
 
     /// Whether the generated statement of `target` grants `action` (CALLS or replay's store actions).
     fn declared(target: Target, action: &str) -> bool {
-        CALLS.iter().any(|c| c.target == target && c.action == action)
+        CALLS
+            .iter()
+            .any(|c| c.target == target && c.action == action)
             || (target == Tables && REPLAY_STORE_ACTIONS.contains(&action))
     }
 
@@ -333,7 +341,8 @@ mod tests {
             assert!(s.actions.iter().any(|a| a == c.action), "{c:?}");
             assert_eq!(
                 s.resources,
-                c.target.policy_resources(&plan, account, bucket, Some(source))
+                c.target
+                    .policy_resources(&plan, account, bucket, Some(source))
             );
             assert_eq!(s.condition, c.target.condition(&plan, account));
         }
@@ -364,18 +373,30 @@ mod tests {
         assert_eq!(unique, targets, "one statement per target");
         // The tightness that held when the role was written by hand.
         assert_eq!(of(PromoteSourceRole).resources, [source]);
-        assert_eq!(of(DeployRole).resources, plan.role_arn.iter().cloned().collect::<Vec<_>>());
+        assert_eq!(
+            of(DeployRole).resources,
+            plan.role_arn.iter().cloned().collect::<Vec<_>>()
+        );
         assert_eq!(
             of(Stack).resources,
-            [format!("arn:aws:cloudformation:eu-west-1:{account}:stack/{}/*", plan.stack_name)]
+            [format!(
+                "arn:aws:cloudformation:eu-west-1:{account}:stack/{}/*",
+                plan.stack_name
+            )]
         );
         for t in [ArtifactBucket, ArtifactObjects] {
             let c = of(t).condition.clone().expect("owner condition");
-            assert_eq!((c.key.as_str(), c.value.as_str()), ("s3:ResourceAccount", account));
+            assert_eq!(
+                (c.key.as_str(), c.value.as_str()),
+                ("s3:ResourceAccount", account)
+            );
         }
         assert_eq!(of(NewArtifactBucket).actions, ["s3:CreateBucket"]);
         let regional = of(Regional).condition.clone().expect("region condition");
-        assert_eq!((regional.key.as_str(), regional.value.as_str()), ("aws:RequestedRegion", "eu-west-1"));
+        assert_eq!(
+            (regional.key.as_str(), regional.value.as_str()),
+            ("aws:RequestedRegion", "eu-west-1")
+        );
         assert_eq!(of(Any).actions, ["sts:GetCallerIdentity"]);
         // Without a promotion source, no source role is granted.
         assert!(
@@ -387,7 +408,11 @@ mod tests {
 
     #[test]
     fn every_generated_arn_is_in_the_regions_partition() {
-        for (region, partition) in [("eu-west-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")] {
+        for (region, partition) in [
+            ("eu-west-1", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+        ] {
             let plan = plan(region);
             for s in deploy_role_statements(&plan, "111111111111", "b", None) {
                 for r in s.resources.iter().filter(|r| *r != "*") {
