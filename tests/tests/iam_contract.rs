@@ -6,8 +6,9 @@
 //!   its reason. The schemas are the ones bundled with the pinned cfn-lint (`tests::tools::CFN_LINT_VERSION`);
 //!   each permission is checked on the ARNs of the stack's own resources of that type, or on `*` where IAM's
 //!   reference (also bundled with cfn-lint) lists no resource type for the action;
-//! - it grants every AWS operation the tool itself makes (`deployer::permissions::CALLS`) on the resource
-//!   the call targets, and a tidy scan proves that table lists every SDK call in `xtask/deployer/src`;
+//! - its statements generated from `deployer::permissions::CALLS` (`Tool*`) grant every AWS operation the
+//!   tool itself makes on the resource the call targets, and nothing else; the template's own statements grant
+//!   only handler permissions; a tidy scan proves the table lists every SDK call in `xtask/deployer/src`;
 //! - it grants nothing else, and no wildcard action;
 //! - no role in any rendered template can create or widen a role without the permissions boundary, pass a
 //!   role to anything but Lambda, remove the boundary, or attach a managed policy; the deploy role touches
