@@ -898,9 +898,12 @@ impl Ctx {
             _ => {}
         }
         if let Some(role) = role_arn {
+            // Any partition's IAM (`arn:aws:`, `arn:aws-cn:`, `arn:aws-us-gov:`): the ARN is the user's, not built here.
             let parsed = role
-                .strip_prefix("arn:aws:iam::")
-                .and_then(|r| r.split_once(":role/"));
+                .strip_prefix("arn:")
+                .and_then(|r| r.split_once(":iam::"))
+                .filter(|(partition, _)| ["aws", "aws-cn", "aws-us-gov"].contains(partition))
+                .and_then(|(_, r)| r.split_once(":role/"));
             match parsed {
                 Some((acct, name)) if !name.is_empty() => {
                     if let Some(a) = account_id
@@ -913,7 +916,7 @@ impl Ctx {
                 }
                 _ => self.invalid(
                     "role_arn",
-                    format!("`{role}` is not an IAM role ARN; expected `arn:aws:iam::<account_id>:role/<name>`"),
+                    format!("`{role}` is not an IAM role ARN; expected `arn:<partition>:iam::<account_id>:role/<name>`"),
                 ),
             }
         }

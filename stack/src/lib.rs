@@ -4,6 +4,7 @@
 //! data and pure functions (besides reading `config/`), so every rule here is testable without an endpoint.
 
 pub mod config;
+pub mod oidc;
 pub mod placeholders;
 pub mod plan;
 pub mod render;

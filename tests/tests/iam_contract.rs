@@ -6,8 +6,9 @@
 //!   its reason. The schemas are the ones bundled with the pinned cfn-lint (`tests::tools::CFN_LINT_VERSION`);
 //!   each permission is checked on the ARNs of the stack's own resources of that type, or on `*` where IAM's
 //!   reference (also bundled with cfn-lint) lists no resource type for the action;
-//! - it grants every AWS operation the tool itself makes (`deployer::permissions::CALLS`) on the resource
-//!   the call targets, and a tidy scan proves that table lists every SDK call in `xtask/deployer/src`;
+//! - its statements generated from `deployer::permissions::CALLS` (`Tool*`) grant every AWS operation the
+//!   tool itself makes on the resource the call targets, and nothing else; the template's own statements grant
+//!   only handler permissions; a tidy scan proves the table lists every SDK call in `xtask/deployer/src`;
 //! - it grants nothing else, and no wildcard action;
 //! - no role in any rendered template can create or widen a role without the permissions boundary, pass a
 //!   role to anything but Lambda, remove the boundary, or attach a managed policy; the deploy role touches
@@ -478,18 +479,19 @@ fn deploy_role_problems(
             "replay's store (REPLAY_STORE_ACTIONS)".to_string(),
         )
     }));
-    if types.contains("AWS::ApiGatewayV2::Stage") {
-        tool.extend(ACCESS_LOG_DELIVERY.iter().map(|a| {
-            (
-                *a,
-                Target::Any,
-                "stage access logs (ACCESS_LOG_DELIVERY)".to_string(),
-            )
-        }));
-    }
+    // The tool's calls are granted by the statements generated from CALLS (`Tool*`), and only by them.
+    let generated = Role {
+        statements: role
+            .statements
+            .iter()
+            .filter(|s| is_generated(s))
+            .cloned()
+            .collect(),
+        ..role.clone()
+    };
     for (action, target, why) in &tool {
         for arn in target.arns(plan, &account, &bucket) {
-            if !role.allows(action, &arn) {
+            if !generated.allows(action, &arn) {
                 problems.push(format!(
                     "{}: missing {action} on {arn}, needed by {why}",
                     plan.env
@@ -497,25 +499,55 @@ fn deploy_role_problems(
             }
         }
     }
-    let needed: BTreeSet<String> = required
-        .keys()
-        .cloned()
-        .chain(tool.iter().map(|(a, _, _)| a.to_ascii_lowercase()))
+    let mut handlers: BTreeSet<String> = required.keys().cloned().collect();
+    if types.contains("AWS::ApiGatewayV2::Stage") {
+        for a in ACCESS_LOG_DELIVERY {
+            handlers.insert(a.to_ascii_lowercase());
+            if !role.allows(a, "*") {
+                problems.push(format!(
+                    "{}: missing {a} on *, needed by stage access logs (ACCESS_LOG_DELIVERY)",
+                    plan.env
+                ));
+            }
+        }
+    }
+    let calls: BTreeSet<String> = tool
+        .iter()
+        .map(|(a, _, _)| a.to_ascii_lowercase())
         .collect();
-    for action in role.actions() {
-        if action.contains('*') || action.contains('?') {
-            problems.push(format!(
-                "{}: grants the wildcard action {action}; list the actions the handlers and the tool need",
-                plan.env
-            ));
-        } else if !needed.contains(&action.to_ascii_lowercase()) {
-            problems.push(format!(
-                "{}: grants {action}, which no resource handler of the stack and no call of the tool needs",
-                plan.env
-            ));
+    for s in role.statements.iter().filter(|s| s.allow) {
+        let sid = s.sid.as_deref().unwrap_or("(no sid)");
+        for action in &s.actions {
+            let lower = action.to_ascii_lowercase();
+            if action.contains('*') || action.contains('?') {
+                problems.push(format!(
+                    "{}: grants the wildcard action {action}; list the actions the handlers and the tool need",
+                    plan.env
+                ));
+            } else if is_generated(s) && !calls.contains(&lower) {
+                problems.push(format!(
+                    "{}: grants {action}, which no call of the tool needs (generated statement {sid})",
+                    plan.env
+                ));
+            } else if !is_generated(s) && !handlers.contains(&lower) {
+                let hint = if calls.contains(&lower) {
+                    "; the tool's calls are granted by the Tool* statements generated from deployer::permissions"
+                } else {
+                    ""
+                };
+                problems.push(format!(
+                    "{}: grants {action}, which no resource handler of the stack needs (statement {sid}){hint}",
+                    plan.env
+                ));
+            }
         }
     }
     problems
+}
+
+/// A statement generated from `deployer::permissions` (`Sid: Tool<Target>`), not written in the template.
+fn is_generated(s: &iam::Statement) -> bool {
+    s.sid.as_deref().is_some_and(|sid| sid.starts_with("Tool"))
 }
 
 /// Where the deploy role's grants reach: IAM actions only on the stack's function role path, bucket and
@@ -794,7 +826,7 @@ fn the_deploy_role_contract_fails_on_a_dropped_a_misplaced_and_an_unused_action(
         // A tool call granted on the wrong resource: only the bucket, not its objects.
         let p = check(&moved(
             &e.role,
-            "ArtifactObjects",
+            "ToolArtifactObjects",
             vec![format!("arn:aws:s3:::{}", iam::bucket(&e.plan))],
         ));
         assert!(
@@ -817,7 +849,11 @@ fn the_deploy_role_contract_fails_on_a_dropped_a_misplaced_and_an_unused_action(
             "{env}: {p:?}"
         );
         // The bucket grants without the owner condition; AddPermission for any principal.
-        for sid in ["ArtifactBucket", "ArtifactObjects"] {
+        for sid in [
+            "ToolArtifactBucket",
+            "ToolArtifactObjects",
+            "ArtifactObjects",
+        ] {
             let p = check(&unconditioned(&e.role, sid));
             assert!(
                 p.iter().any(|p| p.contains(&format!(
@@ -842,6 +878,32 @@ fn the_deploy_role_contract_fails_on_a_dropped_a_misplaced_and_an_unused_action(
         let p = check(&with(&e.role, "lambda:*"));
         assert!(
             p.iter().any(|p| p.contains("wildcard action lambda:*")),
+            "{env}: {p:?}"
+        );
+        // A tool call written by hand into a handler statement (the generated statements grant the calls),
+        // and an action no call makes added to a generated statement.
+        let added = |sid: &str, action: &str| {
+            let mut r = e.role.clone();
+            r.statements
+                .iter_mut()
+                .find(|s| s.sid.as_deref() == Some(sid))
+                .unwrap_or_else(|| panic!("{env}: no statement {sid}"))
+                .actions
+                .push(action.into());
+            check(&r)
+        };
+        let p = added("Tables", "cloudformation:DescribeStacks");
+        assert!(
+            p.iter().any(|p| p.contains(
+                "grants cloudformation:DescribeStacks, which no resource handler of the stack needs (statement Tables); the tool's calls"
+            )),
+            "{env}: {p:?}"
+        );
+        let p = added("ToolTables", "dynamodb:CreateTable");
+        assert!(
+            p.iter().any(|p| p.contains(
+                "grants dynamodb:CreateTable, which no call of the tool needs (generated statement ToolTables)"
+            )),
             "{env}: {p:?}"
         );
     }

@@ -176,6 +176,27 @@ fn bad_input_is_refused_with_what_to_do() {
     assert!(err.to_string().contains("is not an IAM role ARN"), "{err}");
 }
 
+/// IAM caps the inline policies of a role at 10,240 characters, whitespace not counted. The long form measured
+/// here (`Fn::Sub` objects, `${AWS::AccountId}` unresolved) is longer than the policy CloudFormation sends, so
+/// a role that fits here fits there; the generated statements repeat some handler actions, hence the check.
+#[test]
+fn every_deploy_roles_inline_policy_fits_iams_size_limit() {
+    let body = render(&aws_plans(), "acme/cqrs").unwrap();
+    for (id, role) in resources(&body)
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::IAM::Role")
+    {
+        let size: usize = role["Properties"]["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| serde_json::to_string(&p["PolicyDocument"]).unwrap().len())
+            .sum();
+        eprintln!("{id}: inline policies {size} of 10240 characters");
+        assert!(size <= 10_240, "{id}: inline policies of {size} characters");
+    }
+}
+
 #[test]
 fn the_rendered_template_passes_cfn_lint() {
     let plans = aws_plans();

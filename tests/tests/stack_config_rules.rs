@@ -646,7 +646,19 @@ fn role_arn_must_be_a_role_in_the_account() {
         &err,
         "dev.yaml",
         "role_arn",
-        &["arn:aws:iam::<account_id>:role/<name>"],
+        &["arn:<partition>:iam::<account_id>:role/<name>"],
+    );
+    // Any partition's IAM is a role ARN (China, GovCloud); the account rule still holds.
+    let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}role_arn: arn:aws-cn:iam::222222222222:role/deploy\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "role_arn",
+        &["222222222222", "must match"],
     );
 }
 

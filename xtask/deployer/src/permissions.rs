@@ -5,24 +5,33 @@
 //! fails on the first real deploy (that is how `DescribeStackResource` shipped with only
 //! `DescribeStackResources` granted). The table is the single declaration the deploy role in
 //! `templates/oidc-roles.yaml.hbs` is checked against (`tests/tests/iam_contract.rs`), and a tidy test scans
-//! this crate's sources for SDK calls and fails on any call the table does not list.
+//! this crate's sources for SDK calls and fails on any call the table does not list. The deploy role's
+//! statements for these calls are generated from it ([`deploy_role_statements`], rendered by `stack::oidc`),
+//! one statement per target: a call added here is granted by the next bootstrap, and nothing else is.
 //!
 //! Every call is made by the environment's deploy role (`role_arn`, assumed by CI; or a person's own
 //! credentials, which need the same grants). Promotion reads the source's bucket as the source's deploy role,
 //! which the table covers as that role's own [`Target::ArtifactObjects`].
 
 use stack::Plan;
+use stack::oidc::{Condition, Statement};
 
 /// What a call targets; [`Target::arns`] renders it for one environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// No resource-level permission exists for the action (`*`).
+    /// No resource-level permission exists for the action, nor a region to scope it to (`*`).
     Any,
+    /// No resource-level permission exists for the action: `*`, in the stack's region only
+    /// (`aws:RequestedRegion`).
+    Regional,
     /// The environment's stack (and its change sets, which IAM scopes by stack).
     Stack,
-    /// The artifact bucket itself.
+    /// The artifact bucket, created: the account's grant holds only while the bucket is the account's
+    /// (`s3:ResourceAccount`), since its name is predictable and anyone could take it after a teardown.
     ArtifactBucket,
-    /// The objects in the artifact bucket.
+    /// The artifact bucket before it exists (`s3:CreateBucket`): no owner condition can hold yet.
+    NewArtifactBucket,
+    /// The objects in the artifact bucket (while the bucket is the account's, as [`Target::ArtifactBucket`]).
     ArtifactObjects,
     /// The stack's DynamoDB tables.
     Tables,
@@ -38,6 +47,9 @@ pub enum Target {
     Queue,
     /// The deploy role itself (the tool assumes `role_arn`).
     DeployRole,
+    /// The deploy role of the environment this one promotes from (`deploy.promote_from`): promotion reads the
+    /// source release as that role. Its ARN is the source plan's, so [`Target::arns`] of one plan has none.
+    PromoteSourceRole,
 }
 
 /// One AWS operation of the tool.
@@ -76,6 +88,7 @@ pub const CALLS: &[Call] = &[
     // Credentials.
     call("get_caller_identity", "sts:GetCallerIdentity", Any, "every command (account check)"),
     call("AssumeRoleProvider", "sts:AssumeRole", DeployRole, "every command (assumes role_arn)"),
+    call("AssumeRoleProvider", "sts:AssumeRole", PromoteSourceRole, "promote (reads the source release as its role)"),
     // CloudFormation.
     call("describe_stacks", "cloudformation:DescribeStacks", Stack, "deploy, status, teardown, hotswap"),
     call("get_template", "cloudformation:GetTemplate", Stack, "deploy (no-op detection), hotswap"),
@@ -91,7 +104,7 @@ pub const CALLS: &[Call] = &[
     call("update_termination_protection", "cloudformation:UpdateTerminationProtection", Stack, "deploy (a protected environment's stack)"),
     // S3: the artifact bucket.
     call("head_bucket", "s3:ListBucket", ArtifactBucket, "deploy, teardown"),
-    call("create_bucket", "s3:CreateBucket", ArtifactBucket, "deploy (first)"),
+    call("create_bucket", "s3:CreateBucket", NewArtifactBucket, "deploy (first)"),
     call("put_bucket_tagging", "s3:PutBucketTagging", ArtifactBucket, "deploy (first)"),
     call("put_bucket_versioning", "s3:PutBucketVersioning", ArtifactBucket, "deploy"),
     call("put_bucket_encryption", "s3:PutEncryptionConfiguration", ArtifactBucket, "deploy"),
@@ -124,7 +137,7 @@ pub const CALLS: &[Call] = &[
     call("get_routes", "apigateway:GET", HttpApis, "deploy, status"),
     // CloudWatch Logs.
     call("filter_log_events", "logs:FilterLogEvents", FunctionLogGroups, "logs"),
-    call("describe_log_groups", "logs:DescribeLogGroups", Any, "deploy (retained log groups)"),
+    call("describe_log_groups", "logs:DescribeLogGroups", Regional, "deploy (retained log groups)"),
     call("delete_log_group", "logs:DeleteLogGroup", LogGroups, "teardown --delete-data (retained log groups)"),
     // SQS.
     call("get_queue_url", "sqs:GetQueueUrl", Queue, "deploy, teardown --delete-data (retained dead-letter queue)"),
@@ -151,9 +164,9 @@ impl Target {
         let s3 = |resource: String| format!("arn:{}:s3:::{resource}", stack::partition(region));
         let functions = || plan.functions.iter().map(|f| &f.function_name);
         match self {
-            Any => vec!["*".into()],
+            Any | Regional => vec!["*".into()],
             Stack => vec![arn("cloudformation", format!("stack/{stack}/*"))],
-            ArtifactBucket => vec![s3(bucket.to_string())],
+            ArtifactBucket | NewArtifactBucket => vec![s3(bucket.to_string())],
             ArtifactObjects => vec![s3(format!("{bucket}/*"))],
             // The views table whether or not the domain declares a view yet: adding the first one needs no
             // new deploy role.
@@ -190,6 +203,227 @@ impl Target {
             }
             Queue => vec![arn("sqs", stack::dlq_name(stack))],
             DeployRole => plan.role_arn.iter().cloned().collect(),
+            PromoteSourceRole => Vec::new(),
+        }
+    }
+
+    /// The resources the deploy role's statement for this target names: the ARNs of [`Target::arns`] or the
+    /// patterns of the stack's naming rules that cover them (a table's indexes, a function's versions and
+    /// aliases, every log stream of a log group), with the region's partition. `source_role` is the promotion
+    /// source's `role_arn`.
+    pub fn policy_resources(
+        self,
+        plan: &Plan,
+        account: &str,
+        bucket: &str,
+        source_role: Option<&str>,
+    ) -> Vec<String> {
+        let (region, stack) = (&plan.region, &plan.stack_name);
+        let partition = stack::partition(region);
+        let arn = |service: &str, resource: String| {
+            format!("arn:{partition}:{service}:{region}:{account}:{resource}")
+        };
+        match self {
+            Tables => vec![arn("dynamodb", format!("table/{stack}-*"))],
+            Functions => vec![arn("lambda", format!("function:{stack}-*"))],
+            FunctionLogGroups => vec![arn(
+                "logs",
+                format!(
+                    "log-group:{}*",
+                    stack::function_log_group_name(&format!("{stack}-"))
+                ),
+            )],
+            LogGroups => vec![
+                arn(
+                    "logs",
+                    format!(
+                        "log-group:{}*",
+                        stack::function_log_group_name(&format!("{stack}-"))
+                    ),
+                ),
+                arn(
+                    "logs",
+                    format!("log-group:{}*", stack::access_log_group_name(stack)),
+                ),
+            ],
+            PromoteSourceRole => source_role.iter().map(|r| r.to_string()).collect(),
+            other => other.arns(plan, account, bucket),
+        }
+    }
+
+    /// The condition the deploy role's statement for this target carries, if any.
+    pub fn condition(self, plan: &Plan, account: &str) -> Option<Condition> {
+        let condition = |key: &str, value: &str| Condition {
+            operator: "StringEquals".into(),
+            key: key.into(),
+            value: value.into(),
+        };
+        match self {
+            ArtifactBucket | ArtifactObjects => Some(condition("s3:ResourceAccount", account)),
+            Regional => Some(condition("aws:RequestedRegion", &plan.region)),
+            _ => None,
+        }
+    }
+}
+
+/// The deploy role's statements for the tool's own calls: for each [`Target`] of [`CALLS`] (in the table's
+/// order), one statement `Tool<Target>` with exactly the actions of its calls (replay's store actions
+/// [`REPLAY_STORE_ACTIONS`] on the tables), sorted, on [`Target::policy_resources`] under
+/// [`Target::condition`]. A target without resources (no promotion source) gets no statement.
+pub fn deploy_role_statements(
+    plan: &Plan,
+    account: &str,
+    bucket: &str,
+    source_role: Option<&str>,
+) -> Vec<Statement> {
+    let mut grouped: Vec<(Target, Vec<&str>)> = Vec::new();
+    let rows = CALLS
+        .iter()
+        .map(|c| (c.target, c.action))
+        .chain(REPLAY_STORE_ACTIONS.iter().map(|a| (Tables, *a)));
+    for (target, action) in rows {
+        match grouped.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, actions)) => actions.push(action),
+            None => grouped.push((target, vec![action])),
+        }
+    }
+    grouped
+        .into_iter()
+        .filter_map(|(target, mut actions)| {
+            let resources = target.policy_resources(plan, account, bucket, source_role);
+            if resources.is_empty() {
+                return None;
+            }
+            actions.sort_unstable();
+            actions.dedup();
+            Some(Statement {
+                sid: format!("Tool{target:?}"),
+                actions: actions.into_iter().map(str::to_string).collect(),
+                resources,
+                condition: target.condition(plan, account),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(region: &str) -> Plan {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut plan = stack::config::load(&dir, "dev").expect("config/dev.yaml loads");
+        plan.region = region.into();
+        plan
+    }
+
+    /// Whether the generated statement of `target` grants `action` (CALLS or replay's store actions).
+    fn declared(target: Target, action: &str) -> bool {
+        CALLS
+            .iter()
+            .any(|c| c.target == target && c.action == action)
+            || (target == Tables && REPLAY_STORE_ACTIONS.contains(&action))
+    }
+
+    #[test]
+    fn the_generated_statements_grant_every_call_on_its_target_and_nothing_else() {
+        let plan = plan("eu-west-1");
+        let (account, bucket) = ("111111111111", "cqrs-dev-artifacts-111111111111");
+        let source = "arn:aws:iam::111111111111:role/cqrs-source-deploy";
+        let statements = deploy_role_statements(&plan, account, bucket, Some(source));
+        let of = |t: Target| {
+            statements
+                .iter()
+                .find(|s| s.sid == format!("Tool{t:?}"))
+                .unwrap_or_else(|| panic!("no statement for {t:?}"))
+        };
+        for c in CALLS {
+            let s = of(c.target);
+            assert!(s.actions.iter().any(|a| a == c.action), "{c:?}");
+            assert_eq!(
+                s.resources,
+                c.target
+                    .policy_resources(&plan, account, bucket, Some(source))
+            );
+            assert_eq!(s.condition, c.target.condition(&plan, account));
+        }
+        for a in REPLAY_STORE_ACTIONS {
+            assert!(of(Tables).actions.iter().any(|x| x == a), "{a}");
+        }
+        let targets: Vec<String> = statements.iter().map(|s| s.sid.clone()).collect();
+        for s in &statements {
+            let target = CALLS
+                .iter()
+                .map(|c| c.target)
+                .find(|t| format!("Tool{t:?}") == s.sid)
+                .unwrap_or_else(|| panic!("{} belongs to no target of CALLS", s.sid));
+            for a in &s.actions {
+                assert!(
+                    declared(target, a),
+                    "{} grants {a}, which no call declares",
+                    s.sid
+                );
+            }
+            let mut sorted = s.actions.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(s.actions, sorted, "{}: sorted, once each", s.sid);
+        }
+        let mut unique = targets.clone();
+        unique.dedup();
+        assert_eq!(unique, targets, "one statement per target");
+        // The tightness that held when the role was written by hand.
+        assert_eq!(of(PromoteSourceRole).resources, [source]);
+        assert_eq!(
+            of(DeployRole).resources,
+            plan.role_arn.iter().cloned().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            of(Stack).resources,
+            [format!(
+                "arn:aws:cloudformation:eu-west-1:{account}:stack/{}/*",
+                plan.stack_name
+            )]
+        );
+        for t in [ArtifactBucket, ArtifactObjects] {
+            let c = of(t).condition.clone().expect("owner condition");
+            assert_eq!(
+                (c.key.as_str(), c.value.as_str()),
+                ("s3:ResourceAccount", account)
+            );
+        }
+        assert_eq!(of(NewArtifactBucket).actions, ["s3:CreateBucket"]);
+        let regional = of(Regional).condition.clone().expect("region condition");
+        assert_eq!(
+            (regional.key.as_str(), regional.value.as_str()),
+            ("aws:RequestedRegion", "eu-west-1")
+        );
+        assert_eq!(of(Any).actions, ["sts:GetCallerIdentity"]);
+        // Without a promotion source, no source role is granted.
+        assert!(
+            deploy_role_statements(&plan, account, bucket, None)
+                .iter()
+                .all(|s| s.sid != "ToolPromoteSourceRole")
+        );
+    }
+
+    #[test]
+    fn every_generated_arn_is_in_the_regions_partition() {
+        for (region, partition) in [
+            ("eu-west-1", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+        ] {
+            let plan = plan(region);
+            for s in deploy_role_statements(&plan, "111111111111", "b", None) {
+                for r in s.resources.iter().filter(|r| *r != "*") {
+                    // The deploy role's own ARN is the config's, as given.
+                    if s.sid == "ToolDeployRole" {
+                        continue;
+                    }
+                    assert!(r.starts_with(&format!("arn:{partition}:")), "{region}: {r}");
+                }
+            }
         }
     }
 }

@@ -607,17 +607,8 @@ pub(crate) async fn object_exists(
 // ---------------------------------------------------------------------------------------------------------
 // OIDC bootstrap template.
 
-/// `templates/oidc-roles.yaml.hbs`, embedded so rendering does not depend on the working directory.
-pub const OIDC_ROLES_TEMPLATE: &str = include_str!("../../../templates/oidc-roles.yaml.hbs");
-
-/// The GitHub environment whose jobs deploy `env`: the workflow runs prod in the protected `production`
-/// environment (manual approval), every other environment under its own name.
-pub fn github_environment(env: &str) -> String {
-    match env {
-        "prod" => "production".to_string(),
-        other => other.to_string(),
-    }
-}
+/// The GitHub environment whose jobs deploy `env` (`stack::oidc::github_environment`).
+pub use stack::oidc::github_environment;
 
 /// One environment's input to the OIDC template.
 #[derive(Debug, Clone)]
@@ -626,44 +617,14 @@ pub struct OidcEnvironment<'a> {
     pub artifact_bucket: String,
 }
 
-#[derive(Serialize)]
-struct OidcRole {
-    env: String,
-    logical_id: String,
-    stack_name: String,
-    region: String,
-    role_arn: String,
-    role_name: String,
-    role_path: String,
-    github_environment: String,
-    artifact_bucket: String,
-    /// The managed policy every function role of the stack must carry (`stack::permissions_boundary_name`).
-    permissions_boundary: String,
-    /// The IAM path of the stack's function roles (`stack::function_role_path`): the deploy role's IAM
-    /// grants reach only roles under it.
-    function_role_path: String,
-    /// The stack's CodeDeploy application and the role CodeDeploy shifts the aliases with: every deploy role
-    /// may manage them, so turning on a canary never needs a new bootstrap.
-    codedeploy_application: String,
-    codedeploy_role_name: String,
-    /// The role of the environment this one promotes from (it assumes that role to read the release).
-    promote_from: Option<OidcPeer>,
-    /// The roles of the environments that promote from this one (this role trusts them).
-    promoters: Vec<OidcPeer>,
-}
-
-#[derive(Serialize)]
-struct OidcPeer {
-    env: String,
-    account_id: String,
-    role_arn: String,
-}
-
-/// Renders `templates/oidc-roles.yaml.hbs` (strict mode) for the `aws` environments of one account: GitHub's
-/// OIDC provider and one deploy role per environment, named and pathed as the config's `role_arn` says, trusting
-/// `repo:<github_repo>:environment:<github environment>`, itself (the tool assumes `role_arn` again), and the
-/// roles of the environments that promote from it (promotion reads the source release as the source's role).
-/// `all` is every environment, to resolve promotion peers that may live in other accounts.
+/// Renders `templates/oidc-roles.yaml.hbs` (through `stack::oidc`, which quotes every value) for the `aws`
+/// environments of one account: GitHub's OIDC provider and one deploy role per environment, named and pathed
+/// as the config's `role_arn` says, trusting `repo:<github_repo>:environment:<github environment>`, itself (the
+/// tool assumes `role_arn` again), and the roles of the environments that promote from it (promotion reads the
+/// source release as the source's role). Its statements for the tool's own calls come from
+/// [`crate::permissions::deploy_role_statements`]. `all` is every environment, to resolve promotion peers that
+/// may live in other accounts. The input checks are here: a `role_arn` that is no IAM role of the account, or
+/// that the deploy role could pass to Lambda, is refused naming the config file.
 pub fn render_oidc_roles(
     github_repo: &str,
     account_id: &str,
@@ -681,110 +642,123 @@ pub fn render_oidc_roles(
             "`{github_repo}` is not a GitHub repository; pass it as owner/name (e.g. --github-repo acme/cqrs)"
         )));
     }
-    let peer = |plan: &Plan| -> Result<OidcPeer> {
-        let arn = plan.role_arn.as_deref().ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{}: role_arn is not set; the OIDC template creates the role the config names, so set role_arn (e.g. arn:aws:iam::{account_id}:role/{}-deploy)",
-                plan.config_path.display(),
-                plan.stack_name
-            ))
-        })?;
-        let (account, _, _) = parse_role_arn(arn).ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{}: role_arn `{arn}` is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
-                plan.config_path.display()
-            ))
-        })?;
-        Ok(OidcPeer {
-            env: plan.env.clone(),
-            account_id: account,
-            role_arn: arn.to_string(),
-        })
-    };
     let mut roles = Vec::new();
     for e in envs {
-        let plan = e.plan;
-        let me = peer(plan)?;
-        let (_, role_path, role_name) = parse_role_arn(&me.role_arn).expect("checked by peer()");
-        if me.account_id != account_id {
-            return Err(Error::InvalidInput(format!(
-                "{}: role_arn `{}` is in account {}, not {account_id}; render the template once per account",
-                plan.config_path.display(),
-                me.role_arn,
-                me.account_id
-            )));
-        }
-        // The deploy role may pass the roles under the function role path to Lambda; were it one of them, it
-        // could run code as itself, outside the permissions boundary.
-        if role_path.starts_with(stack::FUNCTION_ROLE_PATH_ROOT) {
-            return Err(Error::InvalidInput(format!(
-                "{}: role_arn `{}` lies under {}, the IAM path of the function roles, which the deploy role may \
-                 pass to Lambda; give the deploy role another path (e.g. arn:aws:iam::{account_id}:role/{}-deploy-{})",
-                plan.config_path.display(),
-                me.role_arn,
-                stack::FUNCTION_ROLE_PATH_ROOT,
-                plan.app,
-                plan.env
-            )));
-        }
-        if role_name.starts_with(&format!("{}-", plan.stack_name)) {
-            return Err(Error::InvalidInput(format!(
-                "{}: role_arn `{}` is named like the stack's own roles (`{}-*`), which the deploy role may pass to \
-                 Lambda; name the deploy role differently (e.g. arn:aws:iam::{account_id}:role/{}-deploy-{})",
-                plan.config_path.display(),
-                me.role_arn,
-                plan.stack_name,
-                plan.app,
-                plan.env
-            )));
-        }
-        let promote_from = match plan.deploy.promote_from.as_deref() {
-            None => None,
-            Some(src) => {
-                let s = all.iter().find(|o| o.plan.env == src).ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "{}: deploy.promote_from names `{src}`, which has no config",
-                        plan.config_path.display()
-                    ))
-                })?;
-                Some(peer(s.plan)?)
-            }
-        };
-        let promoters = all
-            .iter()
-            .filter(|o| o.plan.deploy.promote_from.as_deref() == Some(plan.env.as_str()))
-            .map(|o| peer(o.plan))
-            .collect::<Result<Vec<_>>>()?;
-        roles.push(OidcRole {
-            env: plan.env.clone(),
-            logical_id: format!("{}DeployRole", logical(&plan.env)),
-            stack_name: plan.stack_name.clone(),
-            region: plan.region.clone(),
-            role_arn: me.role_arn.clone(),
-            role_name,
-            role_path,
-            github_environment: github_environment(&plan.env),
-            artifact_bucket: e.artifact_bucket.clone(),
-            permissions_boundary: stack::permissions_boundary_name(&plan.stack_name),
-            function_role_path: stack::function_role_path(&plan.stack_name),
-            codedeploy_application: stack::codedeploy_application_name(&plan.stack_name),
-            codedeploy_role_name: stack::codedeploy_role_name(&plan.stack_name),
-            promote_from,
-            promoters,
-        });
+        roles.push(deploy_role(account_id, e, all)?);
     }
     if roles.is_empty() {
         return Err(Error::InvalidInput(format!(
             "no aws environment deploys into account {account_id}; check role_arn in config/*.yaml"
         )));
     }
-    let app = envs[0].plan.app.clone();
-    let mut hb = handlebars::Handlebars::new();
-    hb.set_strict_mode(true);
-    hb.register_escape_fn(handlebars::no_escape);
-    let data = serde_json::json!({ "github_repo": github_repo, "account_id": account_id, "app": app, "roles": roles });
-    hb.render_template(OIDC_ROLES_TEMPLATE, &data)
+    let bootstrap = stack::oidc::Bootstrap {
+        github_repo,
+        account_id,
+        roles,
+    };
+    stack::oidc::render(&bootstrap)
         .map_err(|e| Error::InvalidInput(format!("rendering templates/oidc-roles.yaml.hbs: {e}")))
+}
+
+/// `plan`'s `role_arn` as a promotion peer (checked to be an IAM role ARN).
+fn peer(plan: &Plan, account_id: &str) -> Result<stack::oidc::Peer> {
+    let arn = plan.role_arn.as_deref().ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "{}: role_arn is not set; the OIDC template creates the role the config names, so set role_arn (e.g. arn:{}:iam::{account_id}:role/{}-deploy)",
+            plan.config_path.display(),
+            stack::partition(&plan.region),
+            plan.stack_name
+        ))
+    })?;
+    let (account, _, _) = parse_role_arn(arn).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "{}: role_arn `{arn}` is not an IAM role ARN (arn:{}:iam::<account>:role/<name>)",
+            plan.config_path.display(),
+            stack::partition(&plan.region)
+        ))
+    })?;
+    Ok(stack::oidc::Peer {
+        env: plan.env.clone(),
+        account_id: account,
+        role_arn: arn.to_string(),
+    })
+}
+
+/// One environment's deploy role: its `role_arn` checked (this account, not passable to Lambda), its
+/// promotion peers resolved, its statements for the tool's own calls generated.
+fn deploy_role<'a>(
+    account_id: &str,
+    e: &OidcEnvironment<'a>,
+    all: &[OidcEnvironment<'_>],
+) -> Result<stack::oidc::DeployRole<'a>> {
+    let plan = e.plan;
+    let me = peer(plan, account_id)?;
+    let (_, role_path, role_name) = parse_role_arn(&me.role_arn).expect("checked by peer()");
+    let partition = stack::partition(&plan.region);
+    if me.account_id != account_id {
+        return Err(Error::InvalidInput(format!(
+            "{}: role_arn `{}` is in account {}, not {account_id}; render the template once per account",
+            plan.config_path.display(),
+            me.role_arn,
+            me.account_id
+        )));
+    }
+    // The deploy role may pass the roles under the function role path to Lambda; were it one of them, it
+    // could run code as itself, outside the permissions boundary.
+    if role_path.starts_with(stack::FUNCTION_ROLE_PATH_ROOT) {
+        return Err(Error::InvalidInput(format!(
+            "{}: role_arn `{}` lies under {}, the IAM path of the function roles, which the deploy role may \
+             pass to Lambda; give the deploy role another path (e.g. arn:{partition}:iam::{account_id}:role/{}-deploy-{})",
+            plan.config_path.display(),
+            me.role_arn,
+            stack::FUNCTION_ROLE_PATH_ROOT,
+            plan.app,
+            plan.env
+        )));
+    }
+    if role_name.starts_with(&format!("{}-", plan.stack_name)) {
+        return Err(Error::InvalidInput(format!(
+            "{}: role_arn `{}` is named like the stack's own roles (`{}-*`), which the deploy role may pass to \
+             Lambda; name the deploy role differently (e.g. arn:{partition}:iam::{account_id}:role/{}-deploy-{})",
+            plan.config_path.display(),
+            me.role_arn,
+            plan.stack_name,
+            plan.app,
+            plan.env
+        )));
+    }
+    let promote_from = match plan.deploy.promote_from.as_deref() {
+        None => None,
+        Some(src) => {
+            let s = all.iter().find(|o| o.plan.env == src).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{}: deploy.promote_from names `{src}`, which has no config",
+                    plan.config_path.display()
+                ))
+            })?;
+            Some(peer(s.plan, account_id)?)
+        }
+    };
+    let promoters = all
+        .iter()
+        .filter(|o| o.plan.deploy.promote_from.as_deref() == Some(plan.env.as_str()))
+        .map(|o| peer(o.plan, account_id))
+        .collect::<Result<Vec<_>>>()?;
+    let tool_statements = crate::permissions::deploy_role_statements(
+        plan,
+        account_id,
+        &e.artifact_bucket,
+        promote_from.as_ref().map(|p| p.role_arn.as_str()),
+    );
+    Ok(stack::oidc::DeployRole {
+        plan,
+        artifact_bucket: e.artifact_bucket.clone(),
+        role_arn: me.role_arn,
+        role_path,
+        role_name,
+        promoters,
+        tool_statements,
+    })
 }
 
 /// `arn:aws:iam::<account>:role/<path/><name>` -> (account, `/<path>/`, name).
@@ -810,19 +784,6 @@ fn parse_role_arn(arn: &str) -> Option<(String, String, String)> {
         None => ("/".to_string(), path_and_name.to_string()),
     };
     (!name.is_empty()).then_some((account.to_string(), path, name))
-}
-
-/// `dev` -> `Dev`, `my-env` -> `MyEnv`: a CloudFormation-safe logical id part.
-fn logical(env: &str) -> String {
-    env.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut cs = p.chars();
-            cs.next()
-                .map(|c| c.to_ascii_uppercase().to_string() + cs.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// Per-function code keys of a manifest, as template parameter name -> key (for logs and JSON output).
@@ -861,12 +822,6 @@ mod tests {
         );
         assert_eq!(parse_role_arn("arn:aws:s3:::bucket"), None);
         assert_eq!(parse_role_arn("arn:aws:iam::1:role/x"), None);
-    }
-
-    #[test]
-    fn logical_ids_are_camel_case() {
-        assert_eq!(logical("dev"), "Dev");
-        assert_eq!(logical("eu-prod_2"), "EuProd2");
     }
 
     fn aws_plan(env: &str, stack_name: &str, region: &str) -> Plan {
