@@ -140,7 +140,10 @@ mod tests {
             wait: crate::cli::WaitArgs { wait_timeout: 1 },
         };
         let err = drift(args).await.expect_err("local has no drift detection");
-        assert_eq!(crate::deploy::exit_status_of(&err), ExitStatus::InvalidInput);
+        assert_eq!(
+            crate::deploy::exit_status_of(&err),
+            ExitStatus::InvalidInput
+        );
         let msg = err.to_string();
         assert!(
             msg.starts_with("`local` is a local environment: drift detection needs CloudFormation on AWS, and the local endpoint (moto) does not implement it"),

@@ -106,11 +106,18 @@ impl fmt::Display for DriftReport {
                 "{stack} is in sync with its template: nothing changed outside the pipeline{when}"
             )?;
         } else {
-            writeln!(f, "{stack}: no drift found in the resources CloudFormation could check{when}")?;
+            writeln!(
+                f,
+                "{stack}: no drift found in the resources CloudFormation could check{when}"
+            )?;
         }
         for r in &self.resources {
             let sign = if r.status == "DELETED" { '-' } else { '~' };
-            write!(f, "  {sign} {} ({}) {}", r.logical_id, r.resource_type, r.status)?;
+            write!(
+                f,
+                "  {sign} {} ({}) {}",
+                r.logical_id, r.resource_type, r.status
+            )?;
             match &r.physical_id {
                 Some(id) if r.status == "DELETED" => writeln!(f, ": `{id}` no longer exists")?,
                 Some(id) => writeln!(f, " `{id}`")?,
@@ -131,7 +138,9 @@ impl fmt::Display for DriftReport {
             writeln!(
                 f,
                 "drift detection failed for part of the stack: {}",
-                self.detection_reason.as_deref().unwrap_or("(no reason given)")
+                self.detection_reason
+                    .as_deref()
+                    .unwrap_or("(no reason given)")
             )?;
         }
         if self.drifted() {
@@ -244,9 +253,9 @@ pub async fn detect(cfn: &Client, plan: &Plan, poll: Polling, ui: &dyn Ui) -> Re
             .stack_drift_status()
             .map(|s| s.as_str().to_string())
             .unwrap_or_else(|| "UNKNOWN".into()),
-        checked_at: status.timestamp().and_then(|t| {
-            t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()
-        }),
+        checked_at: status
+            .timestamp()
+            .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
         resources,
     })
 }

@@ -26,8 +26,7 @@ mod recorded;
 use recorded::{STACK, error_body, ok_body as ok};
 
 const URI: &str = "https://cloudformation.eu-west-1.amazonaws.com/";
-const STACK_ID: &str =
-    "arn:aws:cloudformation:eu-west-1:111111111111:stack/cqrs-dev/4e5f0a10-d0b1-11f0-9c2e-0a1b2c3d4e5f";
+const STACK_ID: &str = "arn:aws:cloudformation:eu-west-1:111111111111:stack/cqrs-dev/4e5f0a10-d0b1-11f0-9c2e-0a1b2c3d4e5f";
 const DETECTION: &str = "b78ac9b0-dec1-11f0-a451-50a68a3a2a5b";
 
 /// One exchange: the form-encoded request the SDK must send, and the recorded answer.
@@ -284,7 +283,8 @@ async fn a_modified_property_and_a_deleted_resource_are_reported_from_every_page
             DriftedResource {
                 logical_id: "ProjectorDeadLetterQueue".into(),
                 physical_id: Some(
-                    "https://sqs.eu-west-1.amazonaws.com/111111111111/cqrs-dev-projector-dlq".into()
+                    "https://sqs.eu-west-1.amazonaws.com/111111111111/cqrs-dev-projector-dlq"
+                        .into()
                 ),
                 resource_type: "AWS::SQS::Queue".into(),
                 status: "DELETED".into(),
@@ -307,7 +307,10 @@ async fn a_modified_property_and_a_deleted_resource_are_reported_from_every_page
     // `--output json`: the same facts, for CI.
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["detection"], "complete");
-    assert_eq!(json["resources"][0]["differences"][0]["path"], "/MemorySize");
+    assert_eq!(
+        json["resources"][0]["differences"][0]["path"],
+        "/MemorySize"
+    );
     assert_eq!(json["resources"][1]["status"], "DELETED");
 }
 
@@ -362,10 +365,17 @@ async fn a_stack_that_does_not_exist_is_an_error_that_says_so() {
     )]);
     let (result, printed) = run(&replay, Duration::from_secs(60)).await;
     replay.assert_requests_match(&[]);
-    assert_eq!(replay.actual_requests().count(), 1, "nothing after the refusal");
+    assert_eq!(
+        replay.actual_requests().count(),
+        1,
+        "nothing after the refusal"
+    );
     assert_eq!(printed, STARTED);
     let err = result.expect_err("no stack, nothing to compare");
-    assert!(matches!(err, deployer::Error::Aws { .. }), "exit 1: {err:?}");
+    assert!(
+        matches!(err, deployer::Error::Aws { .. }),
+        "exit 1: {err:?}"
+    );
     assert_eq!(
         err.to_string(),
         "detecting drift of stack `cqrs-dev`: the stack does not exist in eu-west-1: nothing is deployed to compare with its template (`cargo xtask deploy --env dev` creates it)"
@@ -375,10 +385,8 @@ async fn a_stack_that_does_not_exist_is_an_error_that_says_so() {
 #[tokio::test]
 async fn a_detection_still_running_at_the_deadline_names_its_id_and_how_to_follow_it() {
     // A zero deadline: the first poll that finds the detection running is past it.
-    let replay = StaticReplayClient::new(vec![
-        detect(),
-        status("DETECTION_IN_PROGRESS", None, None),
-    ]);
+    let replay =
+        StaticReplayClient::new(vec![detect(), status("DETECTION_IN_PROGRESS", None, None)]);
     let (result, _) = run(&replay, Duration::ZERO).await;
     replay.assert_requests_match(&[]);
     assert_eq!(replay.actual_requests().count(), 2);
