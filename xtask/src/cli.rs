@@ -115,6 +115,10 @@ pub enum Command {
     /// Show stack status, last deploy, deployed digests vs the local build, outputs; on AWS each function's live
     /// version, the traffic split and the release history.
     Status(crate::status::Args),
+    /// Run CloudFormation drift detection on the stack (AWS) and show what changed outside the pipeline: each
+    /// modified or deleted resource and its property differences. CloudFormation checks the properties the
+    /// template sets, on resource types that support drift detection. `--detailed-exitcode`: exit 5 on drift.
+    Drift(crate::drift::Args),
     /// Put the previous release live again by moving each function's `live` alias back (AWS; seconds, no
     /// CloudFormation update), and record it in the release history.
     Rollback(crate::rollback::Args),
@@ -152,6 +156,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Teardown(a) => crate::teardown::run(a).await,
         Command::Diff(a) => crate::diff::run(a).await,
         Command::Status(a) => crate::status::run(a).await,
+        Command::Drift(a) => crate::drift::run(a).await,
         Command::Rollback(a) => crate::rollback::run(a).await,
         Command::Replay(a) => crate::replay::run(a).await,
         Command::Logs(a) => crate::logs::run(a).await,

@@ -34,6 +34,7 @@ pub const DIFFERENCES: &[&str] = &[
     "concurrency is at most 4 processes per function (or the reserved concurrency, if lower); further invocations wait for a free process where Lambda would throttle them",
     "X-Ray is not available: trace ids are handed to the functions but nothing is recorded",
     "a reviewed change set is applied with CreateStack/UpdateStack on moto (it computes no outputs for executed change sets); AWS executes the change set itself",
+    "CloudFormation drift detection does not exist on moto: `cargo xtask drift` runs only for AWS environments (refused locally with exit 2)",
     "CloudWatch alarms, point-in-time recovery, TTL and log retention are accepted but do nothing (command records never expire locally); logs go to .local/state/<env>/logs instead of CloudWatch Logs",
 ];
 

@@ -15,6 +15,8 @@ pub enum ExitStatus {
     Refused,
     /// 4: nothing to do: the deployed stack already matches (only with `--detailed-exitcode`).
     UpToDate,
+    /// 5: `drift` found resources changed outside the pipeline (only with `--detailed-exitcode`).
+    Drifted,
 }
 
 impl ExitStatus {
@@ -25,6 +27,7 @@ impl ExitStatus {
             ExitStatus::InvalidInput => 2,
             ExitStatus::Refused => 3,
             ExitStatus::UpToDate => 4,
+            ExitStatus::Drifted => 5,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod dev;
 pub mod diff;
 pub mod doctor;
+pub mod drift;
 pub mod inspect;
 pub mod logs;
 pub mod openapi;

@@ -9,7 +9,8 @@
 //! - [`deploy`]: no-op detection, change sets, the deploy preview and its data-loss guard ([`preview`]),
 //!   execution with live progress ([`stackops`], [`ui`]).
 //! - [`permissions`]: every AWS operation the tool makes, its IAM action and target (checked against the deploy role).
-//! - [`teardown`], [`status`], [`api`] (reading the HTTP API back), [`replay`], [`logs`] (CloudWatch Logs).
+//! - [`teardown`], [`status`], [`api`] (reading the HTTP API back), [`replay`], [`logs`] (CloudWatch Logs),
+//!   [`drift`] (CloudFormation drift detection).
 //!
 //! **Architecture Invariant:** this crate (with `local-engine`) is the only one that does AWS I/O. It prints
 //! nothing itself: every line for people goes through a [`ui::Ui`], so the CLI decides about terminals and
@@ -22,6 +23,7 @@ pub mod build;
 pub mod cargo;
 pub mod deploy;
 pub mod domain_guard;
+pub mod drift;
 pub mod elf;
 pub mod error;
 pub mod hotswap;

@@ -102,6 +102,13 @@ pub const CALLS: &[Call] = &[
     call("update_stack", "cloudformation:UpdateStack", Stack, "deploy"),
     call("delete_stack", "cloudformation:DeleteStack", Stack, "teardown, deploy (failed first create)"),
     call("update_termination_protection", "cloudformation:UpdateTerminationProtection", Stack, "deploy (a protected environment's stack)"),
+    // Drift detection checks each resource with the caller's own read permissions (the handlers' read
+    // permissions the role holds), and needs DetectStackResourceDrift and BatchDescribeTypeConfigurations too.
+    call("detect_stack_drift", "cloudformation:DetectStackDrift", Stack, "drift"),
+    call("detect_stack_drift", "cloudformation:DetectStackResourceDrift", Stack, "drift"),
+    call("detect_stack_drift", "cloudformation:BatchDescribeTypeConfigurations", Any, "drift"),
+    call("describe_stack_drift_detection_status", "cloudformation:DescribeStackDriftDetectionStatus", Any, "drift"),
+    call("describe_stack_resource_drifts", "cloudformation:DescribeStackResourceDrifts", Stack, "drift"),
     // S3: the artifact bucket.
     call("head_bucket", "s3:ListBucket", ArtifactBucket, "deploy, teardown"),
     call("create_bucket", "s3:CreateBucket", NewArtifactBucket, "deploy (first)"),
