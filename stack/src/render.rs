@@ -84,12 +84,18 @@ pub fn render(plan: &Plan) -> Result<RenderedTemplate, RenderError> {
     Ok(RenderedTemplate::from_body(body))
 }
 
-/// The logical id of a route: `Route` + method + path words, e.g. `RoutePostAggregatesAggregateIdEvents`.
+/// The logical id of a route: `Route` + method + path words, e.g. `RoutePostAggregatesAggregateIdEvents`,
+/// `RouteGetViewsAccountsByOwnerKey`. CloudFormation allows only ASCII letters and digits in a logical id, so
+/// every other character (a view name's `_`, a path's `{}`) separates words.
 pub fn route_logical_id(route: &Route) -> String {
     let mut id = String::from("Route");
     id.push_str(&pascal(&route.method.as_str().to_ascii_lowercase()));
-    for seg in route.path.split('/').filter(|s| !s.is_empty()) {
-        id.push_str(&pascal(seg.trim_matches(|c| c == '{' || c == '}')));
+    for word in route
+        .path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|s| !s.is_empty())
+    {
+        id.push_str(&pascal(word));
     }
     id
 }
@@ -293,6 +299,14 @@ mod tests {
     fn route_ids_are_readable_and_unique() {
         let ids: Vec<String> = default_routes().iter().map(route_logical_id).collect();
         assert_eq!(ids[1], "RoutePostAggregatesAggregateIdEvents");
+        // A view's name (`accounts_by_owner`) becomes words: CloudFormation takes only letters and digits.
+        assert!(
+            ids.contains(&"RouteGetViewsAccountsByOwnerKey".to_string()),
+            "{ids:?}"
+        );
+        for id in &ids {
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        }
         let mut dedup = ids.clone();
         dedup.sort();
         dedup.dedup();

@@ -112,13 +112,29 @@ fn the_plan_carries_the_contract_other_crates_rely_on() {
         env(stack::FunctionName::Command),
         ["EVENTS_TABLE", "RUST_LOG"]
     );
+    // The shipped domain declares views (the account's `accounts_by_owner`), so the query and the projector
+    // also get the views table.
     assert_eq!(
         env(stack::FunctionName::Query),
-        ["EVENTS_TABLE", "PROJECTIONS_TABLE", "RUST_LOG"]
+        [
+            "EVENTS_TABLE",
+            "PROJECTIONS_TABLE",
+            "RUST_LOG",
+            "VIEWS_TABLE"
+        ]
     );
     assert_eq!(
         env(stack::FunctionName::Projector),
-        ["EVENTS_TABLE", "PROJECTIONS_TABLE", "RUST_LOG"]
+        [
+            "EVENTS_TABLE",
+            "PROJECTIONS_TABLE",
+            "RUST_LOG",
+            "VIEWS_TABLE"
+        ]
+    );
+    assert_eq!(
+        plan.function(stack::FunctionName::Query).environment["VIEWS_TABLE"],
+        "cqrs-local-views"
     );
     assert_eq!(
         plan.function(stack::FunctionName::Query).environment["PROJECTIONS_TABLE"],

@@ -106,8 +106,8 @@ pub const CALLS: &[Call] = &[
     // permissions the role holds), and needs DetectStackResourceDrift and BatchDescribeTypeConfigurations too.
     call("detect_stack_drift", "cloudformation:DetectStackDrift", Stack, "drift"),
     call("detect_stack_drift", "cloudformation:DetectStackResourceDrift", Stack, "drift"),
-    call("detect_stack_drift", "cloudformation:BatchDescribeTypeConfigurations", Any, "drift"),
-    call("describe_stack_drift_detection_status", "cloudformation:DescribeStackDriftDetectionStatus", Any, "drift"),
+    call("detect_stack_drift", "cloudformation:BatchDescribeTypeConfigurations", Regional, "drift"),
+    call("describe_stack_drift_detection_status", "cloudformation:DescribeStackDriftDetectionStatus", Regional, "drift"),
     call("describe_stack_resource_drifts", "cloudformation:DescribeStackResourceDrifts", Stack, "drift"),
     // S3: the artifact bucket.
     call("head_bucket", "s3:ListBucket", ArtifactBucket, "deploy, teardown"),

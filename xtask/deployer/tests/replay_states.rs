@@ -581,6 +581,7 @@ async fn a_transient_first_create_failure_is_retried_after_looking_for_retained_
         // Attempt 1: no tables yet; CREATE change set, executed, rolled back for throttling.
         table(false, "cqrs-dev-events"),
         table(false, "cqrs-dev-projections"),
+        table(false, "cqrs-dev-views"),
         cfn(
             "CreateChangeSet",
             &format!("<Id>{CS_ID}</Id><StackId>{STACK_ID}</StackId>"),
@@ -641,6 +642,7 @@ async fn a_transient_first_create_failure_is_retried_after_looking_for_retained_
         // Attempt 2: the events table survived the rollback; it is imported first.
         table(true, "cqrs-dev-events"),
         table(false, "cqrs-dev-projections"),
+        table(false, "cqrs-dev-views"),
         cfn(
             "CreateChangeSet",
             &format!("<Id>{CS_ID}</Id><StackId>{STACK_ID_2}</StackId>"),
@@ -682,6 +684,7 @@ async fn a_transient_first_create_failure_is_retried_after_looking_for_retained_
     expected.extend([
         "DescribeTable cqrs-dev-events".to_string(),
         "DescribeTable cqrs-dev-projections".into(),
+        "DescribeTable cqrs-dev-views".into(),
         format!("CreateChangeSet CREATE {STACK}"),
         format!("DescribeChangeSet {STACK}"),
         format!("DescribeStacks {STACK}"),
@@ -695,6 +698,7 @@ async fn a_transient_first_create_failure_is_retried_after_looking_for_retained_
         format!("DescribeStackEvents {STACK_ID}"),
         "DescribeTable cqrs-dev-events".into(),
         "DescribeTable cqrs-dev-projections".into(),
+        "DescribeTable cqrs-dev-views".into(),
         format!("CreateChangeSet IMPORT {STACK}"),
         format!("DescribeChangeSet {STACK}"),
         format!("ExecuteChangeSet {STACK}"),
@@ -754,6 +758,7 @@ async fn a_first_create_that_failed_for_good_is_not_retried() {
     recorded.extend([
         table(false, "cqrs-dev-events"),
         table(false, "cqrs-dev-projections"),
+        table(false, "cqrs-dev-views"),
         cfn("CreateChangeSet", &format!("<Id>{CS_ID}</Id><StackId>{STACK_ID}</StackId>")),
         change_set("CREATE_COMPLETE", &add("EventsTable")),
         stacks(STACK_ID, "REVIEW_IN_PROGRESS"),
