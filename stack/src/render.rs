@@ -175,13 +175,25 @@ fn view_model(plan: &Plan) -> Json {
             let has_routes = plan.api.routes.iter().any(|r| r.function == f.name);
             // What a published version captures besides the code: a change to any of these must publish
             // a new version (see the Version resource in templates/functions.yaml.hbs).
-            let settings = json!({
-                "memory_mb": f.memory_mb,
-                "timeout_seconds": f.timeout_seconds,
-                "architecture": f.architecture.as_lambda(),
-                "environment": environment,
-            });
-            let settings_digest = hex::encode(&Sha256::digest(settings.to_string().as_bytes())[..6]);
+            // A tuple and sorted pairs, never a JSON object: an object's key order depends on whether
+            // serde_json's `preserve_order` is unified into the build, and the digest must not.
+            let pairs: Vec<(&str, &str)> = environment
+                .iter()
+                .map(|e| {
+                    (
+                        e["key"].as_str().unwrap_or_default(),
+                        e["value"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let settings = serde_json::to_string(&(
+                f.memory_mb,
+                f.timeout_seconds,
+                f.architecture.as_lambda(),
+                pairs,
+            ))
+            .expect("numbers and strings serialize");
+            let settings_digest = hex::encode(&Sha256::digest(settings.as_bytes())[..6]);
             json!({
                 "name": f.name.as_str(),
                 "prefix": f.name.logical_prefix(),

@@ -310,11 +310,13 @@ async fn teardown_keeps_retained_tables_and_a_redeploy_adopts_or_explains() {
     assert!(outcome.stack_deleted);
     assert_eq!(
         outcome.retained_tables,
-        vec![
-            plan.events_table.table_name.clone(),
-            plan.projections_table.table_name.clone()
-        ]
+        // The views table follows the projections table's settings (the shipped domain declares views).
+        plan.tables()
+            .iter()
+            .map(|(_, t)| t.table_name.clone())
+            .collect::<Vec<_>>()
     );
+    assert_eq!(outcome.retained_tables.len(), 3, "{outcome}");
     assert!(outcome.to_string().contains("kept table"), "{outcome}");
     assert!(!env.stack_exists().await);
     assert!(env.table_exists(&plan.events_table.table_name).await);
@@ -363,7 +365,7 @@ async fn teardown_keeps_retained_tables_and_a_redeploy_adopts_or_explains() {
             let down = deployer::teardown::teardown(&env.clients, &plan, &bucket, &opts, &ui)
                 .await
                 .unwrap();
-            assert_eq!(down.deleted_tables.len(), 2);
+            assert_eq!(down.deleted_tables.len(), plan.tables().len());
             assert!(!env.table_exists(&plan.events_table.table_name).await);
             let (again, ui) = env.deploy(b"", |_| {}).await;
             assert_eq!(
