@@ -1,15 +1,13 @@
 //! The real AWS build, in the suite: the three functions built with the pinned cargo-lambda for the Lambda
 //! target (release profile, `x86_64-unknown-linux-gnu.2.26`) through the deployer's own `build::build`, exactly
 //! as `cargo xtask deploy --env <aws env>` builds them. It checks what AWS depends on and no other test can:
-//! the release binaries compiled twice, in two separate target directories (the second one empty, so cargo
-//! compiles everything again), zip to byte-identical files (so the content address and `CodeSha256` name the
-//! code, whichever machine or cache built it), every binary's glibc floor, read from its ELF version needs (and
+//! the zips of the real release binaries are byte-identical from one packaging to the next (so the content
+//! address and `CodeSha256` name the code), every binary's glibc floor, read from its ELF version needs (and
 //! read again by binutils' `readelf`, an independent reader), is one Lambda's runtime has, and each zip stays
 //! under the size budget. The sizes are printed (`--nocapture`).
 //!
-//! The first build goes to the workspace target dir (`target/lambda/...`, cached by CI with the rest of the
-//! target dir), the second to a new temporary directory, compiled from nothing every run; cargo-lambda comes
-//! from the tools dir.
+//! The build goes to the workspace target dir (`target/lambda/...`, cached by CI with the rest of the target
+//! dir) and cargo-lambda to the tools dir, so after the first run the build is cargo's no-op.
 //!
 //! A second test reads the functions' dependency graph (`cargo tree`, offline) and checks it links one HTTP/TLS
 //! stack and one crypto library: the size budget depends on it, and a default feature of a new dependency
@@ -25,10 +23,10 @@ use stack::{Architecture, EnvKind, FunctionName};
 /// Each zip must stay below this: it is what every deploy uploads and every cold start downloads.
 const ZIP_BUDGET_BYTES: u64 = 3 * 1024 * 1024;
 
-fn request(env: &str, target_dir: &std::path::Path) -> BuildRequest {
+fn request(env: &str) -> BuildRequest {
     let repo = tests::repo_root();
     BuildRequest {
-        target_dir: target_dir.to_path_buf(),
+        target_dir: deployer::build::default_target_dir(&repo),
         env: env.into(),
         kind: EnvKind::Aws,
         architecture: Architecture::X86_64,
@@ -41,8 +39,8 @@ fn request(env: &str, target_dir: &std::path::Path) -> BuildRequest {
 
 /// Builds and packages into `<target>/xtask/dist/<env>`, starting from an empty dist dir so the packaging
 /// really zips (it keeps an unchanged function's previous zip otherwise).
-fn build_fresh(env: &str, target_dir: &std::path::Path) -> Release {
-    let req = request(env, target_dir);
+fn build_fresh(env: &str) -> Release {
+    let req = request(env);
     let dist = dist_dir(&req.target_dir, env);
     if dist.exists() {
         std::fs::remove_dir_all(&dist).unwrap();
@@ -53,21 +51,14 @@ fn build_fresh(env: &str, target_dir: &std::path::Path) -> Release {
 
 #[test]
 fn the_lambda_release_build_gives_reproducible_small_zips_that_run_on_lambdas_glibc() {
-    let workspace_target = deployer::build::default_target_dir(&tests::repo_root());
-    let first = build_fresh("lambda-release-a", &workspace_target);
-    let elsewhere = tempfile::tempdir().unwrap();
-    let second = build_fresh("lambda-release-b", elsewhere.path());
+    let first = build_fresh("lambda-release-a");
+    let second = build_fresh("lambda-release-b");
     for f in FunctionName::ALL {
         let (za, zb) = (
             std::fs::read(first.zip_path(f)).unwrap(),
             std::fs::read(second.zip_path(f)).unwrap(),
         );
-        assert!(
-            za == zb,
-            "{f}: the release builds in {} and {} differ: the build is not reproducible",
-            workspace_target.display(),
-            elsewhere.path().display()
-        );
+        assert!(za == zb, "{f}: two packagings of the release build differ");
         let artifact = &first.manifest.functions[&f];
         assert_eq!(artifact, &second.manifest.functions[&f]);
         assert_eq!(artifact.zip_sha256, deployer::package::sha256_hex(&za));
