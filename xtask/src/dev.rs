@@ -247,6 +247,10 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
         let lock = crate::deploy::lock_env(&session.plan, args.lock).await?;
         session.full_deploy("start", &lock).await;
     }
+    // Listen for Ctrl-C before saying so: `tokio::signal::ctrl_c()` registers only when first polled, and a
+    // SIGINT between the line below and that poll took the default action (the process died mid-loop).
+    let mut interrupted = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for Ctrl-C")?;
     eprintln!(
         "{} watching {}, {}, {}, {}, Cargo.toml and Cargo.lock (Ctrl-C stops watching; the engine keeps serving until `cargo xtask teardown`)",
         clock(),
@@ -256,13 +260,11 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
         watched.show(&watched.stack),
     );
 
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
     // Set by a Ctrl-C that arrived while a change was being applied: stop once it is done.
     let mut stopping = false;
     loop {
         let first = tokio::select! {
-            _ = &mut interrupted => break,
+            _ = interrupted.recv() => break,
             batch = rx.recv() => match batch {
                 Some(b) => b,
                 None => anyhow::bail!("the file watcher stopped"),
@@ -290,7 +292,7 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
         }
         // Waiting for another command (a `deploy` in another terminal) can be interrupted: nothing is changed yet.
         let lock = tokio::select! {
-            _ = &mut interrupted => break,
+            _ = interrupted.recv() => break,
             lock = crate::deploy::lock_env(&session.plan, crate::cli::LockArgs::default()) => lock?,
         };
         // From here the change runs to its end: cancelling it between `UpdateFunctionCode` and the engine's
@@ -302,7 +304,7 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
             loop {
                 tokio::select! {
                     restart = &mut apply => break restart,
-                    _ = &mut interrupted, if !stopping => {
+                    _ = interrupted.recv(), if !stopping => {
                         stopping = true;
                         eprintln!("{} Ctrl-C: finishing the change in progress, then stopping", clock());
                     }
