@@ -1,7 +1,8 @@
-//! Benchmark: parsing and validating request bodies (the seed's `POST /events` and a 100-event batch), the
-//! per-request work of the command function before any I/O.
+//! Benchmark: parsing and validating request bodies (the seed's `POST /events` and the largest batch one append
+//! takes, `MAX_BATCH_EVENTS`), the per-request work of the command function before any I/O.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use domain::validate::MAX_BATCH_EVENTS;
 use serde_json::json;
 use std::hint::black_box;
 
@@ -11,7 +12,7 @@ fn parse(c: &mut Criterion) {
     .to_string();
     let mut events = vec![json!({"eventType": "user_created", "eventData": {"name": "Ann"}})];
     events.extend(
-        (0..99)
+        (1..MAX_BATCH_EVENTS)
             .map(|i| json!({"eventType": "user_updated", "eventData": {"n": i, "city": "Oslo"}})),
     );
     let batch = json!({ "events": events, "expectedVersion": 0 }).to_string();
@@ -22,7 +23,7 @@ fn parse(c: &mut Criterion) {
         b.iter(|| black_box(domain::api::parse_append_event(black_box(single.as_bytes())).unwrap()))
     });
     group.throughput(Throughput::Bytes(batch.len() as u64));
-    group.bench_function("post_aggregate_events_batch_100", |b| {
+    group.bench_function("post_aggregate_events_largest_batch", |b| {
         b.iter(|| {
             black_box(
                 domain::api::parse_append_to_aggregate("user-123", black_box(batch.as_bytes()))
