@@ -3,6 +3,10 @@
 //! **Architecture Invariant:** this crate does no AWS I/O and has no AWS SDK dependency; it is pure
 //! data and pure functions (besides reading `config/`), so every rule here is testable without an endpoint.
 
+// Product code stays in named steps: a function over the threshold in clippy.toml is split (CI runs clippy).
+#![warn(clippy::too_many_lines)]
+
+pub mod arns;
 pub mod config;
 pub mod oidc;
 pub mod placeholders;

@@ -158,57 +158,25 @@ pub const REPLAY_STORE_ACTIONS: &[&str] =
     &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"];
 
 impl Target {
-    /// The ARNs this target covers in one environment (`bucket` is the artifact bucket's name).
+    /// The ARNs this target covers in one environment (`bucket` is the artifact bucket's name), from the plan's
+    /// [`stack::Arns`]: every name is the template's, every partition the region's.
     pub fn arns(self, plan: &Plan, account: &str, bucket: &str) -> Vec<String> {
-        // Every name comes from the plan (the template's names), every ARN from the region's partition.
-        let (region, stack) = (&plan.region, &plan.stack_name);
-        let arn = |service: &str, resource: String| {
-            format!(
-                "arn:{}:{service}:{region}:{account}:{resource}",
-                stack::partition(region)
-            )
-        };
-        let s3 = |resource: String| format!("arn:{}:s3:::{resource}", stack::partition(region));
-        let functions = || plan.functions.iter().map(|f| &f.function_name);
+        let arns = plan.arns(account);
         match self {
             Any | Regional => vec!["*".into()],
-            Stack => vec![arn("cloudformation", format!("stack/{stack}/*"))],
-            ArtifactBucket | NewArtifactBucket => vec![s3(bucket.to_string())],
-            ArtifactObjects => vec![s3(format!("{bucket}/*"))],
-            // The views table whether or not the domain declares a view yet: adding the first one needs no
-            // new deploy role.
-            Tables => [
-                plan.events_table.table_name.clone(),
-                plan.projections_table.table_name.clone(),
-                stack::views_table_name(stack),
-            ]
-            .iter()
-            .map(|t| arn("dynamodb", format!("table/{t}")))
-            .collect(),
-            Functions => functions()
-                .map(|f| arn("lambda", format!("function:{f}")))
-                .collect(),
-            HttpApis => vec![format!(
-                "arn:{}:apigateway:{region}::/apis/*",
-                stack::partition(region)
-            )],
-            FunctionLogGroups => functions()
-                .map(|f| {
-                    arn(
-                        "logs",
-                        format!("log-group:{}:*", stack::function_log_group_name(f)),
-                    )
-                })
-                .collect(),
+            Stack => vec![arns.stack()],
+            ArtifactBucket | NewArtifactBucket => vec![arns.bucket(bucket)],
+            ArtifactObjects => vec![arns.bucket_objects(bucket)],
+            Tables => arns.tables(),
+            Functions => arns.functions(),
+            HttpApis => vec![arns.http_apis()],
+            FunctionLogGroups => arns.function_log_groups(),
             LogGroups => {
-                let mut arns = FunctionLogGroups.arns(plan, account, bucket);
-                arns.push(arn(
-                    "logs",
-                    format!("log-group:{}:*", stack::access_log_group_name(stack)),
-                ));
-                arns
+                let mut all = arns.function_log_groups();
+                all.push(arns.access_log_group());
+                all
             }
-            Queue => vec![arn("sqs", stack::dlq_name(stack))],
+            Queue => vec![arns.dlq()],
             DeployRole => plan.role_arn.iter().cloned().collect(),
             PromoteSourceRole => Vec::new(),
         }
@@ -225,33 +193,14 @@ impl Target {
         bucket: &str,
         source_role: Option<&str>,
     ) -> Vec<String> {
-        let (region, stack) = (&plan.region, &plan.stack_name);
-        let partition = stack::partition(region);
-        let arn = |service: &str, resource: String| {
-            format!("arn:{partition}:{service}:{region}:{account}:{resource}")
-        };
+        let arns = plan.arns(account);
         match self {
-            Tables => vec![arn("dynamodb", format!("table/{stack}-*"))],
-            Functions => vec![arn("lambda", format!("function:{stack}-*"))],
-            FunctionLogGroups => vec![arn(
-                "logs",
-                format!(
-                    "log-group:{}*",
-                    stack::function_log_group_name(&format!("{stack}-"))
-                ),
-            )],
+            Tables => vec![arns.tables_pattern()],
+            Functions => vec![arns.functions_pattern()],
+            FunctionLogGroups => vec![arns.function_log_groups_pattern()],
             LogGroups => vec![
-                arn(
-                    "logs",
-                    format!(
-                        "log-group:{}*",
-                        stack::function_log_group_name(&format!("{stack}-"))
-                    ),
-                ),
-                arn(
-                    "logs",
-                    format!("log-group:{}*", stack::access_log_group_name(stack)),
-                ),
+                arns.function_log_groups_pattern(),
+                arns.access_log_group_pattern(),
             ],
             PromoteSourceRole => source_role.iter().map(|r| r.to_string()).collect(),
             other => other.arns(plan, account, bucket),

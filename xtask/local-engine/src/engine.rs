@@ -189,12 +189,7 @@ impl Engine {
             let function_arn = host
                 .functions()
                 .find(|f| f.name == stream.function)
-                .map(|f| {
-                    format!(
-                        "arn:aws:lambda:{}:{}:function:{}",
-                        cfg.region, cfg.account_id, f.function_name
-                    )
-                })
+                .map(|f| stack::function_arn(&cfg.region, &cfg.account_id, &f.function_name))
                 .unwrap_or_default();
             let (poller, stats) = Poller::new(
                 PollerConfig {

@@ -349,6 +349,19 @@ impl Worker {
     }
 }
 
+/// An X-Ray style trace header for one invocation (`Lambda-Runtime-Trace-Id`), never sampled.
+fn new_trace_id() -> String {
+    format!(
+        "Root=1-{:08x}-{};Parent={};Sampled=0",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        &uuid::Uuid::now_v7().simple().to_string()[..24],
+        &uuid::Uuid::now_v7().simple().to_string()[..16],
+    )
+}
+
 impl Pool {
     async fn invoke(
         self: &Arc<Self>,
@@ -371,15 +384,7 @@ impl Pool {
         let request_id = uuid::Uuid::now_v7().to_string();
         let (picked_tx, picked_rx) = oneshot::channel();
         let (result_tx, result_rx) = oneshot::channel();
-        let trace_id = format!(
-            "Root=1-{:08x}-{};Parent={};Sampled=0",
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
-            &uuid::Uuid::now_v7().simple().to_string()[..24],
-            &uuid::Uuid::now_v7().simple().to_string()[..16],
-        );
+        let trace_id = new_trace_id();
         let inv = Invocation {
             request_id: request_id.clone(),
             payload,
@@ -426,6 +431,38 @@ impl Pool {
             }
         };
         let duration = started.elapsed();
+        self.log_end(&request_id, duration, pid, cold_start, &outcome);
+        match outcome {
+            Ok(body) => {
+                self.give_back(worker);
+                Ok(InvokeOutput {
+                    request_id,
+                    body,
+                    duration,
+                    cold_start,
+                })
+            }
+            Err(e @ InvokeError::FunctionError { .. }) => {
+                self.give_back(worker);
+                Err(e)
+            }
+            Err(e) => {
+                self.retire(&worker);
+                Err(e)
+            }
+        }
+    }
+
+    /// The END and REPORT lines Lambda writes after an invocation (duration, billed duration, memory size and
+    /// peak, cold start), and the timeout or runtime error line when there was one.
+    fn log_end(
+        &self,
+        request_id: &str,
+        duration: Duration,
+        pid: Option<u32>,
+        cold_start: bool,
+        outcome: &Result<Bytes, InvokeError>,
+    ) {
         self.log.line(&format!("END RequestId: {request_id}"));
         let billed = duration.as_millis() + 1;
         let mut report = format!(
@@ -455,25 +492,6 @@ impl Pool {
                 "{report}\tStatus: error\tError Type: Runtime.OutOfMemory (resident {used_mb} MB)"
             )),
             _ => self.log.line(&report),
-        }
-        match outcome {
-            Ok(body) => {
-                self.give_back(worker);
-                Ok(InvokeOutput {
-                    request_id,
-                    body,
-                    duration,
-                    cold_start,
-                })
-            }
-            Err(e @ InvokeError::FunctionError { .. }) => {
-                self.give_back(worker);
-                Err(e)
-            }
-            Err(e) => {
-                self.retire(&worker);
-                Err(e)
-            }
         }
     }
 
@@ -531,10 +549,7 @@ impl Pool {
         let (tx, rx) = mpsc::channel(1);
         let (dead_tx, dead_rx) = watch::channel(false);
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
-        let arn = format!(
-            "arn:aws:lambda:{}:{}:function:{}",
-            host.region, host.account_id, self.spec.function_name
-        );
+        let arn = stack::function_arn(&host.region, &host.account_id, &self.spec.function_name);
         let worker = Arc::new(Worker {
             id,
             generation: self.generation.load(Ordering::SeqCst),
