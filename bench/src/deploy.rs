@@ -122,12 +122,11 @@ impl Drop for Sandbox {
 /// The binary of `f` from the last local build (`cargo xtask build` or `deploy`), else `/bin/true`: the
 /// benchmarks time deploys, not cargo.
 fn built_binary(f: FunctionName) -> PathBuf {
-    let built = deployer::build::dist_dir(
-        &deployer::build::default_target_dir(&crate::repo_root()),
-        "local",
-    )
-    .join(f.as_str())
-    .join("bootstrap");
+    let root = crate::repo_root();
+    let built =
+        deployer::build::dist_dir(&deployer::build::default_target_dir(&root), &root, "local")
+            .join(f.as_str())
+            .join("bootstrap");
     if built.exists() {
         built
     } else {

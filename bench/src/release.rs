@@ -38,7 +38,7 @@ pub struct Row {
     pub rounds: usize,
 }
 
-/// The dist directory name of the benchmark's release (`<target>/xtask/dist/<this>`), apart from any
+/// The dist directory name of the benchmark's release (`<target>/xtask/dist/<checkout>/<this>`), apart from any
 /// environment's.
 const BENCH_ENV: &str = "bench-release";
 
@@ -52,6 +52,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         template_sha256: "0".repeat(64),
         cargo: deployer::cargo::cargo_path(),
         tools_dir: deployer::build::tools_dir(&root),
+        checkout: root.clone(),
         repo_root: root,
     };
     let started = std::time::Instant::now();

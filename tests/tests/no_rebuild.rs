@@ -19,6 +19,7 @@ fn function_build() -> Command {
         template_sha256: "0".repeat(64),
         cargo: env!("CARGO").into(),
         tools_dir: repo.join(".local/tools"),
+        checkout: repo.clone(),
         repo_root: repo,
     };
     host_build_command(&req)

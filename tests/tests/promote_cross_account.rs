@@ -154,7 +154,7 @@ fn promote_cli(
         )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("XTASK_STATE_DIR", dir.join("state"))
-        // Where the promoted release is materialized (`<target>/xtask/dist/<to>`), away from the shared one.
+        // Where the promoted release is materialized (`<target>/xtask/dist/<checkout>/<to>`), away from the shared one.
         .env("CARGO_TARGET_DIR", dir.join("cli-target"))
         .current_dir(repo_root())
         .output()
@@ -316,8 +316,9 @@ async fn a_release_is_promoted_into_another_account_and_region_bit_for_bit() {
         stderr(&out)
     );
     // The release was materialized as staging's build, not rebuilt: same manifest, same digest.
-    let local = deployer::build::load_local_manifest(&dir.join("cli-target"), "staging")
-        .expect("staging's materialized release");
+    let local =
+        deployer::build::load_local_manifest(&dir.join("cli-target"), &repo_root(), "staging")
+            .expect("staging's materialized release");
     assert_eq!(local, release.manifest);
 
     // The zips and the manifest were copied into staging's own bucket, in account 222222222222 and us-west-2.
@@ -450,7 +451,7 @@ async fn a_release_is_promoted_into_another_account_and_region_bit_for_bit() {
     assert!(!stack_exists(&foreign, "xa-qa").await);
     assert!(!stack_exists(&dst, "xa-qa").await);
     // ... before anything was downloaded or materialized for it.
-    assert!(!deployer::build::dist_dir(&dir.join("cli-target"), "qa").exists());
+    assert!(!deployer::build::dist_dir(&dir.join("cli-target"), &repo_root(), "qa").exists());
 
     // 7. A target that would share the source's bucket (`{src_bucket}`) across regions is refused by the
     //    config itself, before promotion's own guard (on AWS the deploy would fail later: Lambda reads code

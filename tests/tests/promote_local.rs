@@ -165,7 +165,11 @@ impl Envs {
         let options = xtask::promote::Options {
             deploy: DeployOptions::for_plan(&target),
             yes: true,
-            target_dir: self.dir.path().join("target"),
+            dist_dir: deployer::build::dist_dir(
+                &self.dir.path().join("target"),
+                &tests::repo_root(),
+                to,
+            ),
         };
         let state = local_engine::state::state_dir(&target.env);
         let lock = local_engine::lock::EnvLock::acquire(&state, "promote (test)", true, |_| {})
@@ -245,12 +249,17 @@ async fn a_smoke_tested_release_is_promoted_bit_for_bit_and_recorded_in_the_targ
         .unwrap();
     assert_eq!(stored, release.manifest);
     // The release was materialized as B's local build: `status` of B sees the deployed release as in sync.
-    let local = deployer::build::load_local_manifest(&envs.dir.path().join("target"), B)
-        .expect("B's dist manifest");
+    let local = deployer::build::load_local_manifest(
+        &envs.dir.path().join("target"),
+        &tests::repo_root(),
+        B,
+    )
+    .expect("B's dist manifest");
     assert_eq!(local.digest(), digest);
     // ... with the binaries the local engine runs, exactly the manifest's.
     for f in FunctionName::ALL {
-        let dist = deployer::build::dist_dir(&envs.dir.path().join("target"), B);
+        let dist =
+            deployer::build::dist_dir(&envs.dir.path().join("target"), &tests::repo_root(), B);
         let binary = std::fs::read(dist.join(f.as_str()).join("bootstrap")).unwrap();
         assert_eq!(
             deployer::package::sha256_hex(&binary),

@@ -1,5 +1,5 @@
 //! `cargo xtask build`: build the function binaries for an environment, zip them reproducibly and write the
-//! release manifest under `target/xtask/dist/<env>/` (what `deploy` uploads and `promote` carries forward).
+//! release manifest under `target/xtask/dist/<checkout>/<env>/` (what `deploy` uploads and `promote` carries forward).
 
 use std::sync::Arc;
 

@@ -77,11 +77,15 @@ async fn promote_cmd(args: Args) -> anyhow::Result<PromotionReport> {
     let mut deploy = deployer::deploy::DeployOptions::for_plan(&target);
     deploy.allow_data_loss = args.allow_data_loss;
     deploy.wait_timeout = args.wait.duration();
-    let target_dir = deployer::build::default_target_dir(&crate::cli::repo_root());
+    let root = crate::cli::repo_root();
     let options = Options {
         deploy,
         yes: args.yes,
-        target_dir,
+        dist_dir: deployer::build::dist_dir(
+            &deployer::build::default_target_dir(&root),
+            &root,
+            &target.env,
+        ),
     };
     // The target changes: its lock is held throughout, engine start included, as for `deploy`.
     let lock = crate::deploy::lock_env(&target, args.lock).await?;
@@ -136,8 +140,9 @@ pub struct Options {
     pub deploy: deployer::deploy::DeployOptions,
     /// `--yes`: answer the confirmation (CI).
     pub yes: bool,
-    /// Cargo's target directory: the release is materialized in `<target_dir>/xtask/dist/<to>`.
-    pub target_dir: PathBuf,
+    /// Where the release is materialized: the target's dist directory (`deployer::build::dist_dir`), where
+    /// `cargo xtask build --env <to>` would have put it.
+    pub dist_dir: PathBuf,
 }
 
 /// The result of a promotion, for people (`Display`) and CI (`Serialize`).
@@ -256,9 +261,9 @@ pub async fn promote(
     // The release is materialized where `cargo xtask build --env <to>` would have put it, so the deploy path,
     // `status` and the local engine see an ordinary release of the target; nothing is rebuilt. It is read with
     // the source's credentials, in the source's region: the target's may not reach the source bucket.
-    let dist_dir = deployer::build::dist_dir(&options.target_dir, &target.env);
     let release =
-        promotion::fetch_release(&src.clients.s3, &src_bucket, &manifest, &dist_dir).await?;
+        promotion::fetch_release(&src.clients.s3, &src_bucket, &manifest, &options.dist_dir)
+            .await?;
 
     // The same deploy path as `cargo xtask deploy`: bucket, uploads of missing keys (the zips and the manifest,
     // so the target records it), change set, data-loss guard, confirmation, progress.

@@ -30,7 +30,7 @@ pub struct Args {
     /// Port of the HTTP gateway on 127.0.0.1 [default: local.gateway_port of the config].
     #[arg(long)]
     pub port: Option<u16>,
-    /// Directory of the built release (bootstrap binaries and manifest.json) [default: <target>/xtask/dist/<env>].
+    /// Directory of the built release (bootstrap binaries and manifest.json) [default: <target>/xtask/dist/<checkout>/<env>].
     #[arg(long)]
     pub dist_dir: Option<PathBuf>,
 }
@@ -132,10 +132,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// `<target dir>/xtask/dist/<env>`, where the deployer's build step writes binaries and manifest.
+/// `<target dir>/xtask/dist/<checkout>/<env>`, where the deployer's build step writes binaries and manifest.
 pub fn dist_dir(plan: &Plan) -> PathBuf {
+    let root = crate::cli::repo_root();
     deployer::build::dist_dir(
-        &deployer::build::default_target_dir(&crate::cli::repo_root()),
+        &deployer::build::default_target_dir(&root),
+        &root,
         &plan.env,
     )
 }

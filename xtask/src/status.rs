@@ -20,8 +20,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
 
 async fn status(args: Args) -> anyhow::Result<ExitStatus> {
     let (plan, _template) = load(&args.env)?;
-    let target = deployer::build::default_target_dir(&crate::cli::repo_root());
-    let local = deployer::build::load_local_manifest(&target, &plan.env);
+    let root = crate::cli::repo_root();
+    let target = deployer::build::default_target_dir(&root);
+    let local = deployer::build::load_local_manifest(&target, &root, &plan.env);
     // Locally, no endpoint of ours running means nothing is deployed: say so instead of starting one.
     let Some(env) = connect_if_running(&plan).await? else {
         eprintln!(

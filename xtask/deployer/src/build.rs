@@ -1,9 +1,12 @@
 //! Build and package: one cargo invocation for all function binaries, then reproducible zips, hashes, the
 //! glibc-floor check and the release manifest, laid out where the local engine and promotion expect them.
 //!
-//! Layout (a contract with the local engine and promotion):
-//! `<target dir>/xtask/dist/<env>/<function>/bootstrap`, `<...>/<function>/<function>.zip`,
-//! `<target dir>/xtask/dist/<env>/manifest.json`.
+//! Layout (a contract with the local engine and promotion), with `<dist>` = `<target dir>/xtask/dist/<checkout>/<env>`:
+//! `<dist>/<function>/bootstrap`, `<dist>/<function>/<function>.zip`, `<dist>/manifest.json`. The checkout is part
+//! of the key because one target directory often serves several checkouts (`build.target-dir`, `CARGO_TARGET_DIR`):
+//! each checkout's engine must run its own binaries, and two checkouts must be able to build the same environment
+//! at the same moment. Every file is written beside its final name and renamed over it, so a concurrent reader sees
+//! the old file or the new one, never a half-written one.
 //!
 //! `local` builds for the host with the default dev profile, sharing the test build cache. AWS environments
 //! build release binaries with cargo-lambda (installed on first use into `.local/tools/cargo-lambda`, pinned)
@@ -27,7 +30,12 @@ pub const CARGO_LAMBDA_VERSION: &str = "1.9.2";
 /// Everything a build needs to know; [`BuildRequest::for_plan`] fills it from a plan.
 #[derive(Debug, Clone)]
 pub struct BuildRequest {
+    /// The workspace whose functions are built (cargo runs there).
     pub repo_root: PathBuf,
+    /// The checkout the tool runs in, which keys the dist directory ([`dist_dir`]) that its local engine and
+    /// `status` read. The same as `repo_root`, except when `cargo xtask dev --workspace` builds another
+    /// workspace's sources for this checkout's engine.
+    pub checkout: PathBuf,
     pub target_dir: PathBuf,
     pub env: String,
     pub kind: EnvKind,
@@ -55,6 +63,7 @@ impl BuildRequest {
         }
         Ok(BuildRequest {
             repo_root: repo_root.to_path_buf(),
+            checkout: repo_root.to_path_buf(),
             target_dir: default_target_dir(repo_root),
             env: plan.env.clone(),
             kind: plan.kind,
@@ -70,7 +79,7 @@ impl BuildRequest {
 #[derive(Debug, Clone)]
 pub struct Release {
     pub manifest: ReleaseManifest,
-    /// `<target dir>/xtask/dist/<env>`.
+    /// `<target dir>/xtask/dist/<checkout>/<env>`.
     pub dist_dir: PathBuf,
 }
 
@@ -95,9 +104,36 @@ pub fn default_target_dir(repo_root: &Path) -> PathBuf {
         .unwrap_or_else(|| repo_root.join("target"))
 }
 
-/// `<target dir>/xtask/dist/<env>`.
-pub fn dist_dir(target_dir: &Path, env: &str) -> PathBuf {
-    target_dir.join("xtask").join("dist").join(env)
+/// `<target dir>/xtask/dist/<checkout>/<env>`: the build of `env` from the checkout at `repo_root`.
+pub fn dist_dir(target_dir: &Path, repo_root: &Path, env: &str) -> PathBuf {
+    target_dir
+        .join("xtask")
+        .join("dist")
+        .join(checkout_key(repo_root))
+        .join(env)
+}
+
+/// `<checkout directory name>-<8 hex digits of the SHA-256 of its canonical path>`: readable in a listing, and
+/// distinct for two checkouts with the same directory name.
+pub fn checkout_key(repo_root: &Path) -> String {
+    let path = std::fs::canonicalize(repo_root).unwrap_or_else(|_| repo_root.to_path_buf());
+    let name: String = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "{name}-{}",
+        &sha256_hex(path.to_string_lossy().as_bytes())[..8]
+    )
 }
 
 pub fn zip_path(dist_dir: &Path, function: FunctionName) -> PathBuf {
@@ -128,9 +164,13 @@ pub fn read_manifest(dist_dir: &Path) -> Result<ReleaseManifest> {
     })
 }
 
-/// The manifest of the last local build of `env`, if any.
-pub fn load_local_manifest(target_dir: &Path, env: &str) -> Option<ReleaseManifest> {
-    read_manifest(&dist_dir(target_dir, env)).ok()
+/// The manifest of the last local build of `env` from the checkout at `repo_root`, if any.
+pub fn load_local_manifest(
+    target_dir: &Path,
+    repo_root: &Path,
+    env: &str,
+) -> Option<ReleaseManifest> {
+    read_manifest(&dist_dir(target_dir, repo_root, env)).ok()
 }
 
 /// Builds the three function binaries with one cargo invocation and packages them (blocking).
@@ -156,8 +196,8 @@ pub fn package(
     binaries: &BTreeMap<FunctionName, PathBuf>,
     ui: &dyn Ui,
 ) -> Result<Release> {
-    let dist = dist_dir(&req.target_dir, &req.env);
-    let previous = load_local_manifest(&req.target_dir, &req.env);
+    let dist = dist_dir(&req.target_dir, &req.checkout, &req.env);
+    let previous = load_local_manifest(&req.target_dir, &req.checkout, &req.env);
     let mut functions = BTreeMap::new();
     for (&name, binary_path) in binaries {
         let binary = std::fs::read(binary_path)
@@ -185,21 +225,16 @@ pub fn package(
             None => {
                 std::fs::create_dir_all(&dir)
                     .map_err(Error::io("creating the dist directory", &dir))?;
-                let bootstrap = bootstrap_path(&dist, name);
-                // Written beside and renamed over: the local engine may be running the old bootstrap, and
+                // Renamed over, not written into: the local engine may be running the old bootstrap, and
                 // writing into a running executable fails (ETXTBSY); a rename leaves its inode alone.
-                let fresh = dir.join("bootstrap.new");
-                std::fs::write(&fresh, &binary).map_err(Error::io("writing bootstrap", &fresh))?;
-                set_executable(&fresh)?;
-                std::fs::rename(&fresh, &bootstrap)
-                    .map_err(Error::io("replacing bootstrap", &bootstrap))?;
+                replace_file(&bootstrap_path(&dist, name), &binary, true)?;
                 let level = match req.kind {
                     EnvKind::Local => Level::Fast,
                     EnvKind::Aws => Level::Release,
                 };
                 let zip =
                     reproducible_zip(&binary, level).map_err(Error::io("zipping", &zip_file))?;
-                std::fs::write(&zip_file, &zip).map_err(Error::io("writing the zip", &zip_file))?;
+                replace_file(&zip_file, &zip, false)?;
                 let zip_sha256 = sha256_hex(&zip);
                 FunctionArtifact {
                     s3_key: FunctionArtifact::s3_key_for(name, &zip_sha256),
@@ -234,11 +269,26 @@ pub fn package(
     std::fs::create_dir_all(&dist).map_err(Error::io("creating the dist directory", &dist))?;
     let path = manifest_path(&dist);
     let pretty = serde_json::to_vec_pretty(&manifest).expect("a manifest always serializes");
-    std::fs::write(&path, pretty).map_err(Error::io("writing the release manifest", &path))?;
+    replace_file(&path, &pretty, false)?;
     Ok(Release {
         manifest,
         dist_dir: dist,
     })
+}
+
+/// Writes `bytes` to a file of its own beside `path` (named after this process and call, so two builds never
+/// share it), then renames it over `path`: readers see the old file or the new one, never a part.
+fn replace_file(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut fresh = path.as_os_str().to_owned();
+    fresh.push(format!(".new-{}-{n}", std::process::id()));
+    let fresh = PathBuf::from(fresh);
+    std::fs::write(&fresh, bytes).map_err(Error::io("writing", &fresh))?;
+    if executable {
+        set_executable(&fresh)?;
+    }
+    std::fs::rename(&fresh, path).map_err(Error::io("replacing", path))
 }
 
 /// Refuses a binary that needs a newer glibc than the Lambda runtime has.
@@ -263,7 +313,10 @@ pub fn check_floor(name: FunctionName, floor: Option<GlibcVersion>) -> Result<()
 /// releases are built by cargo-lambda for the functions alone, with their own lean feature set.)
 pub fn host_build_command(req: &BuildRequest) -> Command {
     let mut cmd = crate::cargo::command(&req.cargo);
-    cmd.current_dir(&req.repo_root).arg("build");
+    // The request's target directory is where the outputs are read from, so it is where cargo writes them.
+    cmd.current_dir(&req.repo_root)
+        .env("CARGO_TARGET_DIR", &req.target_dir)
+        .arg("build");
     for f in FunctionName::ALL {
         cmd.args(["-p", f.as_str()]);
     }
@@ -307,6 +360,7 @@ fn cargo_lambda_build(req: &BuildRequest, ui: &dyn Ui) -> Result<BTreeMap<Functi
     cmd.current_dir(&req.repo_root)
         .env("PATH", path)
         .env("CARGO", &req.cargo)
+        .env("CARGO_TARGET_DIR", &req.target_dir)
         .args(["lambda", "build", "--release", "--target", target]);
     for f in FunctionName::ALL {
         cmd.args(["-p", f.as_str()]);
@@ -337,54 +391,21 @@ pub fn tools_dir(repo_root: &Path) -> PathBuf {
         .unwrap_or_else(|| repo_root.join(".local/tools"))
 }
 
+/// The pinned cargo-lambda as a [`crate::pyvenv::PythonTool`] in `<tools>/cargo-lambda`.
+pub fn cargo_lambda_tool(tools_dir: &Path) -> crate::pyvenv::PythonTool {
+    crate::pyvenv::PythonTool::pinned(
+        "cargo-lambda",
+        CARGO_LAMBDA_VERSION,
+        tools_dir.join("cargo-lambda"),
+    )
+}
+
 /// Installs the pinned cargo-lambda into `<tools>/cargo-lambda` (a python venv) on first use; returns the venv.
 pub fn ensure_cargo_lambda(tools_dir: &Path, ui: &dyn Ui) -> Result<PathBuf> {
-    let venv = tools_dir.join("cargo-lambda");
-    let stamp = venv.join(format!(".cargo-lambda-{CARGO_LAMBDA_VERSION}"));
-    let installed = || stamp.exists() && venv.join("bin/cargo-lambda").exists();
-    if installed() {
-        return Ok(venv);
-    }
-    std::fs::create_dir_all(tools_dir)
-        .map_err(Error::io("creating the tools directory", tools_dir))?;
-    // Test binaries (and a benchmark) may get here at once: the first installs, the others wait, then find it.
-    let lock_path = tools_dir.join(".cargo-lambda.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(Error::io("opening the install lock", &lock_path))?;
-    lock.lock()
-        .map_err(Error::io("taking the install lock", &lock_path))?;
-    if installed() {
-        return Ok(venv);
-    }
-    ui.line(&format!(
-        "installing cargo-lambda {CARGO_LAMBDA_VERSION} into {} (first use only)",
-        venv.display()
-    ));
-    run(
-        Command::new("python3").arg("-m").arg("venv").arg(&venv),
-        "python3 -m venv",
-    )
-    .map_err(|e| {
-        Error::Tool(format!(
-            "{e}; install python3 with its venv module (Debian: apt-get install python3-venv)"
-        ))
-    })?;
-    run(
-        Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                &format!("cargo-lambda=={CARGO_LAMBDA_VERSION}"),
-            ])
-            .stdout(std::process::Stdio::null()),
-        "pip install cargo-lambda",
-    )?;
-    std::fs::write(&stamp, b"").map_err(Error::io("writing the install stamp", &stamp))?;
-    Ok(venv)
+    let tool = cargo_lambda_tool(tools_dir);
+    tool.ensure(&mut |line| ui.line(line))
+        .map_err(|e| Error::Tool(e.to_string()))?;
+    Ok(tool.venv)
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {

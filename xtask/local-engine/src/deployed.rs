@@ -92,13 +92,11 @@ pub async fn stack_outputs(
         .collect())
 }
 
-/// Where the deployer puts one environment's build: `<target>/xtask/dist/<env>` of the checkout the tool runs
-/// in (the deployer's layout, not a copy of it).
+/// Where the deployer puts one environment's build: `<target>/xtask/dist/<checkout>/<env>` of the checkout the
+/// tool runs in (the deployer's layout, not a copy of it).
 pub fn dist_dir(env: &str) -> PathBuf {
-    deployer::build::dist_dir(
-        &deployer::build::default_target_dir(&crate::state::repo_root()),
-        env,
-    )
+    let root = crate::state::repo_root();
+    deployer::build::dist_dir(&deployer::build::default_target_dir(&root), &root, env)
 }
 
 /// The function specs of a deployed local stack, verified against the release manifest in `dist`.

@@ -46,21 +46,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Errors of the local endpoint. Each says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    /// python3 or its venv module is missing: install them (Debian: `apt-get install python3 python3-venv`).
-    #[error(
-        "cannot create the python virtual environment at {dir}: {detail}; install python3 with its venv module (Debian: apt-get install python3-venv) and retry"
-    )]
-    Venv { dir: PathBuf, detail: String },
-    /// pip could not install moto: usually no access to the package index, or a downloaded file whose hash
-    /// is not the one `moto-requirements.txt` records (pip refuses it).
-    #[error(
-        "installing moto[server]=={MOTO_VERSION} from xtask/local-engine/moto-requirements.txt into {dir} failed: {detail}; check access to the Python package index and retry (log: {log})"
-    )]
-    Install {
-        dir: PathBuf,
-        detail: String,
-        log: PathBuf,
-    },
+    /// moto could not be installed: python3 or its venv module is missing, no access to the package index, or
+    /// a downloaded file whose hash is not the one `moto-requirements.txt` records (pip refuses it). The error
+    /// says which, and what to do.
+    #[error(transparent)]
+    Install(deployer::pyvenv::VenvError),
     /// The server did not answer in time; its log says why.
     #[error("the local AWS endpoint did not answer on {url} within {secs} s; see its log at {log}")]
     NotAnswering {
@@ -355,8 +345,7 @@ pub fn venv_dir() -> PathBuf {
 /// Installs the pinned moto server into the virtual environment (once; later calls only check) and
 /// returns the path of its `moto_server` executable.
 pub async fn ensure_installed() -> Result<PathBuf, EndpointError> {
-    let venv = venv_dir();
-    tokio::task::spawn_blocking(move || install_blocking(&venv))
+    tokio::task::spawn_blocking(install_blocking)
         .await
         .map_err(|e| EndpointError::Io {
             context: "installing moto".into(),
@@ -369,103 +358,29 @@ pub async fn ensure_installed() -> Result<PathBuf, EndpointError> {
 /// run. Regenerate it with pip-compile from `moto-requirements.in` (the command is in its header).
 const MOTO_REQUIREMENTS: &str = include_str!("../moto-requirements.txt");
 
-/// The name of the stamp a finished install leaves in the venv: it names the requirements' digest, so a
-/// changed requirements file makes every existing venv stale and it is installed again from scratch.
-fn install_stamp() -> String {
-    use sha2::Digest as _;
-    let digest = hex::encode(sha2::Sha256::digest(MOTO_REQUIREMENTS.as_bytes()));
-    format!(".moto-requirements-{}", &digest[..16])
+/// moto as a [`deployer::pyvenv::PythonTool`]: [`MOTO_REQUIREMENTS`] installed with `--require-hashes` into
+/// [`venv_dir`]. A changed requirements file makes every existing venv stale, and it is installed again from scratch.
+pub fn moto_tool() -> deployer::pyvenv::PythonTool {
+    deployer::pyvenv::PythonTool {
+        name: format!("moto[server]=={MOTO_VERSION}"),
+        source: "xtask/local-engine/moto-requirements.txt, every package pinned and hashed".into(),
+        venv: venv_dir(),
+        requirements: MOTO_REQUIREMENTS.into(),
+        require_hashes: true,
+        executable: "moto_server".into(),
+    }
 }
 
 /// Whether the venv holds an install from the current `moto-requirements.txt` (`doctor` reports a stale one,
 /// which the next start reinstalls).
 pub fn install_is_current() -> bool {
-    let venv = venv_dir();
-    venv.join("bin/moto_server").exists() && venv.join(install_stamp()).exists()
+    moto_tool().is_current()
 }
 
-fn install_blocking(venv: &Path) -> Result<PathBuf, EndpointError> {
-    let moto = venv.join("bin/moto_server");
-    let stamp = venv.join(install_stamp());
-    if moto.exists() && stamp.exists() {
-        return Ok(moto);
-    }
-    let parent = venv.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
-    // Several test binaries may get here at once: the first installs, the others wait for the lock.
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(parent.join(".venv.lock"))
-        .map_err(io("opening the install lock"))?;
-    lock.lock().map_err(io("taking the install lock"))?;
-    if moto.exists() && stamp.exists() {
-        return Ok(moto);
-    }
-    eprintln!(
-        "local endpoint: installing moto[server]=={MOTO_VERSION} and its pinned, hashed dependencies into {} (once) ...",
-        venv.display()
-    );
-    let started = Instant::now();
-    // A venv made from other requirements (an older pin) is emptied first, so nothing it had stays importable.
-    let stale = venv.join("pyvenv.cfg").exists();
-    let mut python = Command::new("python3");
-    python.args(["-m", "venv"]);
-    if stale {
-        python.arg("--clear");
-    }
-    let out = python.arg(venv).output().map_err(|e| EndpointError::Venv {
-        dir: venv.to_path_buf(),
-        detail: e.to_string(),
-    })?;
-    if !out.status.success() {
-        return Err(EndpointError::Venv {
-            dir: venv.to_path_buf(),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    let requirements = venv.join("moto-requirements.txt");
-    fs::write(&requirements, MOTO_REQUIREMENTS).map_err(io("writing the moto requirements"))?;
-    let log = parent.join("venv-install.log");
-    let log_file = File::create(&log).map_err(io("creating the install log"))?;
-    let status = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-            "--require-hashes",
-            "-r",
-        ])
-        .arg(&requirements)
-        .stdout(log_file.try_clone().map_err(io("install log"))?)
-        .stderr(log_file)
-        .status()
-        .map_err(|e| EndpointError::Install {
-            dir: venv.to_path_buf(),
-            detail: e.to_string(),
-            log: log.clone(),
-        })?;
-    if !status.success() || !moto.exists() {
-        let detail = fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .last()
-            .unwrap_or("pip failed")
-            .to_string();
-        return Err(EndpointError::Install {
-            dir: venv.to_path_buf(),
-            detail,
-            log,
-        });
-    }
-    fs::write(&stamp, MOTO_VERSION).map_err(io("writing the install stamp"))?;
-    eprintln!(
-        "local endpoint: moto installed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(moto)
+fn install_blocking() -> Result<PathBuf, EndpointError> {
+    moto_tool()
+        .ensure(&mut |line| eprintln!("local endpoint: {line}"))
+        .map_err(EndpointError::Install)
 }
 
 /// The local endpoint's changes to moto (transactions isolated by one lock over the DynamoDB and DynamoDB Streams
