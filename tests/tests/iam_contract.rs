@@ -583,6 +583,19 @@ fn scope_problems(plan: &Plan, role: &Role) -> Vec<String> {
                 ));
             }
         }
+        // An action IAM cannot scope to a resource is granted on "*": a condition narrows it to this stack's
+        // region (`aws:RequestedRegion`) or, for event source mappings, to the stack's functions. Only the account
+        // check (`sts:GetCallerIdentity`, which reads nothing) goes without.
+        if s.resources == ["*"] && s.actions.iter().any(|a| a != "sts:GetCallerIdentity") {
+            let region = condition_values(&s.condition, "StringEquals", "aws:RequestedRegion");
+            let function = condition_values(&s.condition, "ArnLike", "lambda:FunctionArn");
+            if region != [plan.region.clone()] && function.is_empty() {
+                problems.push(format!(
+                    "{}: statement {sid} grants {:?} on every resource without a condition narrowing it to the stack's region (StringEquals aws:RequestedRegion = {}) or functions (got {:?})",
+                    plan.env, s.actions, plan.region, s.condition
+                ));
+            }
+        }
         if grants("lambda:AddPermission") {
             let to = condition_values(&s.condition, "StringEquals", "lambda:Principal");
             if to != ["apigateway.amazonaws.com"] {
@@ -862,6 +875,13 @@ fn the_deploy_role_contract_fails_on_a_dropped_a_misplaced_and_an_unused_action(
                 "{env}: {p:?}"
             );
         }
+        // The log-delivery and resource-policy grants IAM cannot scope, without their region condition.
+        let p = check(&unconditioned(&e.role, "LogAccountLevel"));
+        assert!(
+            p.iter().any(|p| p.contains("LogAccountLevel grants")
+                && p.contains("without a condition narrowing it to the stack's region")),
+            "{env}: {p:?}"
+        );
         let p = check(&unconditioned(&e.role, "FunctionInvokePermissions"));
         assert!(
             p.iter()

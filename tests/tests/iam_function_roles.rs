@@ -4,7 +4,8 @@
 //! against moto (the local AWS endpoint, started through `local_engine::endpoint`) with an SDK interceptor on
 //! the DynamoDB client that records every operation as the IAM actions and table (or index) it needs, down to
 //! the items of a transaction. The command goes through every command route (one event, a batch, an
-//! idempotent retry, a conflict), the query through every query route (with pagination), the projector through
+//! idempotent retry, a conflict) and its failure paths (a write whose answer is lost, a throttled read, appends
+//! that lose the race for a version; the recorder injects the first two after moto answered), the query through every query route (with pagination), the projector through
 //! a batch with duplicates and a gap it must catch up on. Added to that is what the platform does with the
 //! function's role ([`PLATFORM`]: logs, the stream mapping's polling and its on-failure queue). The result is
 //! compared with the role in every environment's rendered template, as (action, resource) pairs.
@@ -12,13 +13,20 @@
 //! Seeded mistakes (an action dropped from a role, an unused one added, an operation the role lacks) must
 //! make the comparison fail.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
 
 use domain::StoredEvent;
 use serde_json::json;
-use service::aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
-use service::aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use service::aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextMut, BeforeSerializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef,
+};
+use service::aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use service::aws_sdk_dynamodb::error::BoxError;
 use service::aws_sdk_dynamodb::operation;
 use service::aws_sdk_dynamodb::{Client, Config as SdkConfig};
@@ -77,13 +85,29 @@ const PLATFORM: &[(Option<FunctionName>, &str, &str, &str)] = &[
     ),
 ];
 
-/// Records each DynamoDB operation as the IAM actions and resources it needs.
+/// A failure the recorder puts in place of DynamoDB's answer to the next attempt of one operation, after
+/// DynamoDB has carried the request out: the code's failure paths then run against the real endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The request was applied but its answer is lost (HTTP 500): the SDK sends it again, and for a write the
+    /// retry finds its own transaction already applied (the append's ambiguous-write path).
+    LostAnswer,
+    /// `ProvisionedThroughputExceededException`: the SDK backs off and retries.
+    Throttled,
+}
+
+/// Records each DynamoDB operation as the IAM actions and resources it needs, counts each operation's attempts,
+/// and injects [`Fault`]s.
 #[derive(Debug, Clone)]
 struct Recorder {
     events_table: String,
     projections_table: String,
     views_table: String,
     seen: Arc<Mutex<Grants>>,
+    /// Attempts sent, by operation name (`TransactWriteItems`).
+    attempts: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// Faults still to inject, each for the next attempt of its operation.
+    faults: Arc<Mutex<Vec<(&'static str, Fault)>>>,
 }
 
 impl Recorder {
@@ -110,11 +134,75 @@ impl Recorder {
     fn take(&self) -> Grants {
         std::mem::take(&mut self.seen.lock().unwrap())
     }
+
+    fn attempts(&self, operation: &str) -> usize {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn inject(&self, operation: &'static str, fault: Fault) {
+        self.faults.lock().unwrap().push((operation, fault));
+    }
+
+    fn pending_faults(&self) -> Vec<(&'static str, Fault)> {
+        self.faults.lock().unwrap().clone()
+    }
+}
+
+fn operation_name(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>()
+        .map(|m| m.name().to_string())
+        .unwrap_or_default()
 }
 
 impl Intercept for Recorder {
     fn name(&self) -> &'static str {
         "iam-recorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        *self
+            .attempts
+            .lock()
+            .unwrap()
+            .entry(operation_name(cfg))
+            .or_default() += 1;
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = operation_name(cfg);
+        let fault = {
+            let mut faults = self.faults.lock().unwrap();
+            let Some(i) = faults.iter().position(|(op, _)| *op == operation) else {
+                return Ok(());
+            };
+            faults.remove(i).1
+        };
+        let (status, kind) = match fault {
+            Fault::LostAnswer => (500, "InternalServerError"),
+            Fault::Throttled => (400, "ProvisionedThroughputExceededException"),
+        };
+        let response = context.response_mut();
+        *response.status_mut() = StatusCode::try_from(status).expect("a valid status");
+        *response.body_mut() = SdkBody::from(format!(
+            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"injected by the IAM recorder"}}"#
+        ));
+        Ok(())
     }
 
     fn read_before_execution(
@@ -206,6 +294,8 @@ async fn record() -> Recorded {
         projections_table: config.projections_table.clone(),
         views_table: service::testing::views_table(&config.projections_table),
         seen: Arc::default(),
+        attempts: Arc::default(),
+        faults: Arc::default(),
     };
     let client = Client::from_conf(
         SdkConfig::from(&sdk)
@@ -267,6 +357,7 @@ async fn record() -> Recorded {
         status(service::http::handle_command(&store, cmd("POST", "/events", next)).await),
         200
     );
+    command_failure_paths(&recorder, &store, &setup).await;
     let command = recorder.take();
 
     // The projector: a batch delivered twice (duplicates are skipped), and an aggregate whose first record is
@@ -330,6 +421,91 @@ async fn record() -> Recorded {
         query,
         projector,
     }
+}
+
+/// The command's failure paths, so that what they do is recorded too: a write whose answer is lost (the retry
+/// finds the transaction applied and the append recognises its own events), a read throttled (the SDK backs off
+/// and retries), and appends that lose the race for an aggregate's next version (they reload and retry).
+async fn command_failure_paths(
+    recorder: &Recorder,
+    store: &service::DynamoStore,
+    setup: &service::DynamoStore,
+) {
+    let post = |body: serde_json::Value| request("POST", "/events", Some(&body.to_string()));
+    let status =
+        |r: service::lambda_http::Response<service::lambda_http::Body>| r.status().as_u16();
+
+    // Ambiguous write: applied, answer lost.
+    let writes = recorder.attempts("TransactWriteItems");
+    recorder.inject("TransactWriteItems", Fault::LostAnswer);
+    let lost = json!({"aggregateId": "lost-answer", "eventType": "user_created", "eventData": {"name": "Lu"}});
+    assert_eq!(
+        status(service::http::handle_command(store, post(lost)).await),
+        200,
+        "an append whose answer was lost is recognised as applied"
+    );
+    assert_eq!(
+        recorder.attempts("TransactWriteItems") - writes,
+        2,
+        "the lost answer made the SDK send the transaction again"
+    );
+    let (events, _) = setup
+        .read_events("lost-answer", 0, None, true)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "applied once: {events:?}");
+
+    // Throttled read of the aggregate's head.
+    let reads = recorder.attempts("GetItem");
+    recorder.inject("GetItem", Fault::Throttled);
+    let throttled = json!({"aggregateId": "throttled", "eventType": "user_created", "eventData": {"name": "Th"}});
+    assert_eq!(
+        status(service::http::handle_command(store, post(throttled)).await),
+        200
+    );
+    assert!(
+        recorder.attempts("GetItem") - reads >= 2,
+        "the throttled read was retried"
+    );
+    assert!(
+        recorder.pending_faults().is_empty(),
+        "every injected fault was hit: {:?}",
+        recorder.pending_faults()
+    );
+
+    // Lost races: bursts of appends to one aggregate without an expected version, until more transactions
+    // were sent than appends made (some lost the race for a version and went round again).
+    let created =
+        json!({"aggregateId": "raced", "eventType": "user_created", "eventData": {"name": "Ra"}});
+    assert_eq!(
+        status(service::http::handle_command(store, post(created)).await),
+        200
+    );
+    let mut appends = 0;
+    let writes = recorder.attempts("TransactWriteItems");
+    for _ in 0..20 {
+        let burst = (0..8).map(|i| {
+            let body = json!({"aggregateId": "raced", "eventType": "user_updated", "eventData": {"name": format!("R{i}")}});
+            service::http::handle_command(store, post(body))
+        });
+        for r in futures::future::join_all(burst).await {
+            assert_eq!(status(r), 200);
+            appends += 1;
+        }
+        if recorder.attempts("TransactWriteItems") - writes > appends {
+            break;
+        }
+    }
+    assert!(
+        recorder.attempts("TransactWriteItems") - writes > appends,
+        "no append lost a race in 20 bursts of 8"
+    );
+    let (events, _) = setup.read_events("raced", 0, None, true).await.unwrap();
+    assert_eq!(
+        events.len(),
+        appends + 1,
+        "every append stored exactly once"
+    );
 }
 
 /// The method and path template of the route `method path` matches in `function`; panics when none does.
