@@ -149,8 +149,10 @@ pub async fn run(args: &Args) -> anyhow::Result<LocalBench> {
     } else {
         cargo_lambda_for_bench().await
     };
+    let root = crate::repo_root();
     let dist = deployer::build::dist_dir(
-        &deployer::build::default_target_dir(&crate::repo_root()),
+        &deployer::build::default_target_dir(&root),
+        &root,
         &plan.env,
     );
     measure_deployed(
@@ -293,6 +295,39 @@ async fn measure(
         (true, Some(local)) => format!("http://127.0.0.1:{}", local.gateway_port),
         _ => url.clone(),
     };
+    let (lags, note) = projection_lags(&http, &api, lag_events).await?;
+    let (cargo_lambda_watch, cargo_lambda_note) = match cargo_lambda {
+        CargoLambda::Unavailable(why) => (None, format!("skipped: {why}")),
+        CargoLambda::Installed { bin_dir, workspace } => {
+            match watch_latency(&host, bin_dir, workspace, scratch, &event, samples).await {
+                Ok((latency, version)) => (
+                    Some(latency),
+                    format!(
+                        "{version}, --only-lambda-apis, running the same query binary with the same environment; \
+                         invoked over its HTTP invoke API, which the host row does not pay"
+                    ),
+                ),
+                Err(e) => (None, format!("failed: {e:#}")),
+            }
+        }
+    };
+    Ok(LocalBench {
+        gateway_health: Latency::of(gw),
+        direct_invoke_health: Latency::of(direct),
+        projection_lag: (!lags.is_empty() && note.is_none()).then(|| Latency::of(lags)),
+        projection_note: note,
+        cargo_lambda_watch,
+        cargo_lambda_note,
+    })
+}
+
+/// Posts `events` events (the domain's own first example, each to a new aggregate) and times each from the
+/// POST's answer to its read model answering; stops at the first failure, which the note says.
+async fn projection_lags(
+    http: &reqwest::Client,
+    api: &str,
+    events: usize,
+) -> anyhow::Result<(Vec<Duration>, Option<String>)> {
     // The domain's own first event (the first registered aggregate's example), whatever the domain is.
     let (first_type, first_data) = crate::example()
         .first()
@@ -300,7 +335,7 @@ async fn measure(
         .expect("examples are not empty");
     let mut lags = Vec::new();
     let mut note = None;
-    for i in 0..lag_events {
+    for i in 0..events {
         let id = format!("bench-{}-{i}", uuid::Uuid::now_v7().simple());
         let body = serde_json::json!({"aggregateId": id, "eventType": first_type, "eventData": first_data});
         let resp = http
@@ -335,29 +370,7 @@ async fn measure(
             break;
         }
     }
-    let (cargo_lambda_watch, cargo_lambda_note) = match cargo_lambda {
-        CargoLambda::Unavailable(why) => (None, format!("skipped: {why}")),
-        CargoLambda::Installed { bin_dir, workspace } => {
-            match watch_latency(&host, bin_dir, workspace, scratch, &event, samples).await {
-                Ok((latency, version)) => (
-                    Some(latency),
-                    format!(
-                        "{version}, --only-lambda-apis, running the same query binary with the same environment; \
-                         invoked over its HTTP invoke API, which the host row does not pay"
-                    ),
-                ),
-                Err(e) => (None, format!("failed: {e:#}")),
-            }
-        }
-    };
-    Ok(LocalBench {
-        gateway_health: Latency::of(gw),
-        direct_invoke_health: Latency::of(direct),
-        projection_lag: (!lags.is_empty() && note.is_none()).then(|| Latency::of(lags)),
-        projection_note: note,
-        cargo_lambda_watch,
-        cargo_lambda_note,
-    })
+    Ok((lags, note))
 }
 
 /// Where `cargo lambda` comes from for the comparison.

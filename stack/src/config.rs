@@ -683,47 +683,10 @@ impl Ctx {
             self.anonymous_writes_are_capped(env, api);
         }
         self.tags(raw.tags.as_ref());
-        let alarms = raw.alarms.unwrap_or(false);
-        if alarms && kind == Some(EnvKind::Local) {
-            self.invalid("alarms", "the local endpoint has no CloudWatch alarms; set `alarms: false` for a local environment".into());
-        }
-        let alarm_topic_arn = raw.alarm_topic_arn;
-        match (&alarm_topic_arn, alarms) {
-            (None, true) if kind == Some(EnvKind::Aws) => self.invalid(
-                "alarm_topic_arn",
-                "missing; alarms that notify nobody are not alarms: set the ARN of the SNS topic they notify (arn:aws:sns:<region>:<account>:<topic>) or set `alarms: false`".into(),
-            ),
-            (Some(arn), false) => self.invalid(
-                "alarm_topic_arn",
-                format!("`{arn}` is set but `alarms` is false; set `alarms: true` or remove the key"),
-            ),
-            (Some(arn), true) if !is_sns_topic_arn(arn) => self.invalid(
-                "alarm_topic_arn",
-                format!("`{arn}` is not an SNS topic ARN; expected arn:aws:sns:<region>:<12-digit account>:<topic name>"),
-            ),
-            _ => {}
-        }
+        let (alarms, alarm_topic_arn) = self.alarms(raw.alarms, raw.alarm_topic_arn, kind);
         let deploy = self.deploy(raw.deploy.unwrap_or_default(), env, known_envs);
         let deployment = self.deployment(raw.deployment.unwrap_or_default(), kind);
-        let local = match (kind, raw.local) {
-            (Some(EnvKind::Local), Some(l)) => self.local(l),
-            (Some(EnvKind::Local), None) => {
-                self.invalid(
-                    "local",
-                    "missing; a `local` environment needs `gateway_port` and `endpoint_port`"
-                        .into(),
-                );
-                None
-            }
-            (Some(EnvKind::Aws), Some(_)) => {
-                self.invalid(
-                    "local",
-                    "only a `kind: local` environment may have a `local` section; remove it".into(),
-                );
-                None
-            }
-            _ => None,
-        };
+        let local = self.local_section(kind, raw.local);
 
         if protected {
             self.protected_env_rules(env, [&events_table, &projections_table], deploy.as_ref());
@@ -753,6 +716,62 @@ impl Ctx {
             deployment: deployment?,
             local,
         })
+    }
+
+    /// `alarms` and the SNS topic they notify: both or neither, and none locally (the local endpoint has none).
+    fn alarms(
+        &mut self,
+        raw_alarms: Option<bool>,
+        alarm_topic_arn: Option<String>,
+        kind: Option<EnvKind>,
+    ) -> (bool, Option<String>) {
+        let alarms = raw_alarms.unwrap_or(false);
+        if alarms && kind == Some(EnvKind::Local) {
+            self.invalid("alarms", "the local endpoint has no CloudWatch alarms; set `alarms: false` for a local environment".into());
+        }
+        match (&alarm_topic_arn, alarms) {
+        (None, true) if kind == Some(EnvKind::Aws) => self.invalid(
+            "alarm_topic_arn",
+            "missing; alarms that notify nobody are not alarms: set the ARN of the SNS topic they notify (arn:aws:sns:<region>:<account>:<topic>) or set `alarms: false`".into(),
+        ),
+        (Some(arn), false) => self.invalid(
+            "alarm_topic_arn",
+            format!("`{arn}` is set but `alarms` is false; set `alarms: true` or remove the key"),
+        ),
+        (Some(arn), true) if !is_sns_topic_arn(arn) => self.invalid(
+            "alarm_topic_arn",
+            format!("`{arn}` is not an SNS topic ARN; expected arn:aws:sns:<region>:<12-digit account>:<topic name>"),
+        ),
+        _ => {}
+    }
+        (alarms, alarm_topic_arn)
+    }
+
+    /// The `local` section: required by a `kind: local` environment, refused in an `aws` one.
+    fn local_section(
+        &mut self,
+        kind: Option<EnvKind>,
+        raw: Option<RawLocal>,
+    ) -> Option<LocalSettings> {
+        match (kind, raw) {
+            (Some(EnvKind::Local), Some(l)) => self.local(l),
+            (Some(EnvKind::Local), None) => {
+                self.invalid(
+                    "local",
+                    "missing; a `local` environment needs `gateway_port` and `endpoint_port`"
+                        .into(),
+                );
+                None
+            }
+            (Some(EnvKind::Aws), Some(_)) => {
+                self.invalid(
+                    "local",
+                    "only a `kind: local` environment may have a `local` section; remove it".into(),
+                );
+                None
+            }
+            _ => None,
+        }
     }
 
     /// `stack_name`, or its default `<app>-<env>`, checked against the longest physical name derived from it.
@@ -1341,45 +1360,7 @@ impl Ctx {
             }
             None => None,
         };
-        let jwt = match raw.jwt {
-            None => Some(None),
-            Some(j) => {
-                let issuer = self.required(
-                    "api.jwt.issuer",
-                    j.issuer,
-                    "the token issuer URL (https://...)",
-                );
-                let audience = self.required(
-                    "api.jwt.audience",
-                    j.audience,
-                    "a list of accepted audiences",
-                );
-                if let Some(i) = &issuer
-                    && !i.starts_with("https://")
-                {
-                    self.invalid(
-                        "api.jwt.issuer",
-                        format!(
-                            "`{i}` is not an https URL; API Gateway only accepts https issuers"
-                        ),
-                    );
-                }
-                if let Some(a) = &audience
-                    && (a.is_empty() || a.iter().any(|s| s.is_empty()))
-                {
-                    self.invalid(
-                        "api.jwt.audience",
-                        "must list at least one non-empty audience".into(),
-                    );
-                }
-                match (issuer, audience) {
-                    (Some(issuer), Some(audience)) => {
-                        Some(Some(JwtAuthorizer { issuer, audience }))
-                    }
-                    _ => None,
-                }
-            }
-        };
+        let jwt = self.jwt(raw.jwt);
         let stage = raw.stage_name.unwrap_or_else(|| "$default".to_string());
         let stage_ok = stage == "$default"
             || ((1..=64).contains(&stage.len())
@@ -1421,6 +1402,50 @@ impl Ctx {
             jwt: jwt?,
             stage_name: stage,
         })
+    }
+
+    /// `api.jwt`: an https issuer and at least one audience. `Some(None)` when there is none, `None` when it is
+    /// wrong (the errors are recorded).
+    fn jwt(&mut self, raw: Option<RawJwt>) -> Option<Option<JwtAuthorizer>> {
+        match raw {
+            None => Some(None),
+            Some(j) => {
+                let issuer = self.required(
+                    "api.jwt.issuer",
+                    j.issuer,
+                    "the token issuer URL (https://...)",
+                );
+                let audience = self.required(
+                    "api.jwt.audience",
+                    j.audience,
+                    "a list of accepted audiences",
+                );
+                if let Some(i) = &issuer
+                    && !i.starts_with("https://")
+                {
+                    self.invalid(
+                        "api.jwt.issuer",
+                        format!(
+                            "`{i}` is not an https URL; API Gateway only accepts https issuers"
+                        ),
+                    );
+                }
+                if let Some(a) = &audience
+                    && (a.is_empty() || a.iter().any(|s| s.is_empty()))
+                {
+                    self.invalid(
+                        "api.jwt.audience",
+                        "must list at least one non-empty audience".into(),
+                    );
+                }
+                match (issuer, audience) {
+                    (Some(issuer), Some(audience)) => {
+                        Some(Some(JwtAuthorizer { issuer, audience }))
+                    }
+                    _ => None,
+                }
+            }
+        }
     }
 
     fn tags(&mut self, tags: Option<&BTreeMap<String, String>>) {

@@ -17,6 +17,7 @@ pub mod validate;
 
 use std::path::Path;
 
+pub use arns::{Arns, function_arn};
 pub use config::{ConfigError, ConfigProblem};
 pub use plan::*;
 pub use render::{RenderError, RenderedTemplate};

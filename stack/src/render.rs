@@ -145,100 +145,12 @@ fn view_model(plan: &Plan) -> Json {
         .iter()
         .map(|(k, v)| json!({ "key": k, "value": v }))
         .collect();
-    let table = |t: &TablePlan| {
-        json!({
-            "table_name": t.table_name,
-            "billing_mode": match t.billing_mode { BillingMode::PayPerRequest => "PAY_PER_REQUEST", BillingMode::Provisioned => "PROVISIONED" },
-            "point_in_time_recovery": t.point_in_time_recovery,
-            "deletion_protection": t.deletion_protection,
-            "deletion_policy": if t.retain_on_delete { "Retain" } else { "Delete" },
-        })
-    };
     let functions: Vec<Json> = plan
         .functions
         .iter()
-        .map(|f| {
-            let environment: Vec<Json> = f
-                .environment
-                .iter()
-                .map(|(k, v)| {
-                    // Table names are references so CloudFormation orders creation and the names cannot drift.
-                    let value = match k.as_str() {
-                        "EVENTS_TABLE" => "!Ref EventsTable".to_string(),
-                        "PROJECTIONS_TABLE" => "!Ref ProjectionsTable".to_string(),
-                        "VIEWS_TABLE" => "!Ref ViewsTable".to_string(),
-                        _ => serde_json::to_string(v).unwrap_or_default(),
-                    };
-                    json!({ "key": k, "value": value })
-                })
-                .collect();
-            let has_routes = plan.api.routes.iter().any(|r| r.function == f.name);
-            // What a published version captures besides the code: a change to any of these must publish
-            // a new version (see the Version resource in templates/functions.yaml.hbs).
-            // A tuple and sorted pairs, never a JSON object: an object's key order depends on whether
-            // serde_json's `preserve_order` is unified into the build, and the digest must not.
-            let pairs: Vec<(&str, &str)> = environment
-                .iter()
-                .map(|e| {
-                    (
-                        e["key"].as_str().unwrap_or_default(),
-                        e["value"].as_str().unwrap_or_default(),
-                    )
-                })
-                .collect();
-            let settings = serde_json::to_string(&(
-                f.memory_mb,
-                f.timeout_seconds,
-                f.architecture.as_lambda(),
-                pairs,
-            ))
-            .expect("numbers and strings serialize");
-            let settings_digest = hex::encode(&Sha256::digest(settings.as_bytes())[..6]);
-            json!({
-                "name": f.name.as_str(),
-                "prefix": f.name.logical_prefix(),
-                "function_name": f.function_name,
-                "memory_mb": f.memory_mb,
-                "timeout_seconds": f.timeout_seconds,
-                "architecture": f.architecture.as_lambda(),
-                "reserved_concurrency": f.reserved_concurrency,
-                "log_retention_days": f.log_retention_days,
-                "environment": environment,
-                "has_routes": has_routes,
-                "settings_digest": settings_digest,
-                "deployment_alarms": deployment_alarms(f),
-                "log_group_name": crate::function_log_group_name(&f.function_name),
-                "errors_alarm_description": format!("The {} function reported errors.", f.name),
-                "throttles_alarm_description": format!("Invocations of the {} function were throttled.", f.name),
-            })
-        })
-        .collect();
-    let integrations: Vec<Json> = FunctionName::ALL
-        .into_iter()
-        .filter(|f| plan.api.routes.iter().any(|r| r.function == *f))
-        .map(|f| json!({ "prefix": f.logical_prefix() }))
-        .collect();
-    let routes: Vec<Json> = plan
-        .api
-        .routes
-        .iter()
-        .map(|r| {
-            json!({
-                "logical_id": route_logical_id(r),
-                "route_key": r.route_key(),
-                "prefix": r.function.logical_prefix(),
-                "integration_target": format!("integrations/${{{}Integration}}", r.function.logical_prefix()),
-                // Health checks must work without a token (load balancers, smoke tests).
-                "authorized": plan.api.jwt.is_some() && r.path != "/health",
-            })
-        })
+        .map(|f| function_model(plan, f))
         .collect();
     let sm = &plan.stream_mapping;
-    let stage_path = if plan.api.stage_name == "$default" {
-        String::new()
-    } else {
-        format!("/{}", plan.api.stage_name)
-    };
     let local_url = plan
         .local
         .as_ref()
@@ -265,9 +177,9 @@ fn view_model(plan: &Plan) -> Json {
             .collect::<serde_json::Map<String, Json>>(),
         "operational_deletion_policy": if plan.retains_operational_resources() { "Retain" } else { "Delete" },
         "tags": tags,
-        "events_table": table(&plan.events_table),
-        "projections_table": table(&plan.projections_table),
-        "views_table": plan.views_table.as_ref().map(table),
+        "events_table": table_model(&plan.events_table),
+        "projections_table": table_model(&plan.projections_table),
+        "views_table": plan.views_table.as_ref().map(table_model),
         "functions": functions,
         "dlq_name": crate::dlq_name(&plan.stack_name),
         "stream_mapping": {
@@ -280,26 +192,124 @@ fn view_model(plan: &Plan) -> Json {
             "parallelization_factor": sm.parallelization_factor,
             "starting_position": match sm.starting_position { StartingPosition::TrimHorizon => "TRIM_HORIZON", StartingPosition::Latest => "LATEST" },
         },
-        "api": {
-            "name": format!("{}-api", plan.stack_name),
-            "cors": plan.api.cors.as_ref().map(|c| json!({
-                "allow_origins": c.allow_origins,
-                "allow_methods": c.allow_methods,
-                "allow_headers": c.allow_headers,
-                "has_max_age": c.max_age_seconds.is_some(),
-                "max_age_seconds": c.max_age_seconds,
-            })),
-            "burst_limit": plan.api.throttling_burst_limit,
-            "rate_limit": plan.api.throttling_rate_limit,
-            "jwt": plan.api.jwt,
-            "stage_name": plan.api.stage_name,
-            "stage_path": stage_path,
-            "access_log_group_name": crate::plan::access_log_group_name(&plan.stack_name),
-            "access_log_retention_days": plan.functions.iter().map(|f| f.log_retention_days).max().unwrap_or(14),
-            "integrations": integrations,
-            "routes": routes,
-        },
+        "api": api_model(plan),
         "local_url": local_url,
+    })
+}
+
+/// One table as the templates see it.
+fn table_model(t: &TablePlan) -> Json {
+    json!({
+        "table_name": t.table_name,
+        "billing_mode": match t.billing_mode { BillingMode::PayPerRequest => "PAY_PER_REQUEST", BillingMode::Provisioned => "PROVISIONED" },
+        "point_in_time_recovery": t.point_in_time_recovery,
+        "deletion_protection": t.deletion_protection,
+        "deletion_policy": if t.retain_on_delete { "Retain" } else { "Delete" },
+    })
+}
+
+/// One function as the templates see it, with the digest of the settings a published version captures.
+fn function_model(plan: &Plan, f: &FunctionPlan) -> Json {
+    let environment: Vec<Json> = f
+        .environment
+        .iter()
+        .map(|(k, v)| {
+            // Table names are references so CloudFormation orders creation and the names cannot drift.
+            let value = match k.as_str() {
+                "EVENTS_TABLE" => "!Ref EventsTable".to_string(),
+                "PROJECTIONS_TABLE" => "!Ref ProjectionsTable".to_string(),
+                "VIEWS_TABLE" => "!Ref ViewsTable".to_string(),
+                _ => serde_json::to_string(v).unwrap_or_default(),
+            };
+            json!({ "key": k, "value": value })
+        })
+        .collect();
+    let has_routes = plan.api.routes.iter().any(|r| r.function == f.name);
+    // What a published version captures besides the code: a change to any of these must publish
+    // a new version (see the Version resource in templates/functions.yaml.hbs).
+    // A tuple and sorted pairs, never a JSON object: an object's key order depends on whether
+    // serde_json's `preserve_order` is unified into the build, and the digest must not.
+    let pairs: Vec<(&str, &str)> = environment
+        .iter()
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap_or_default(),
+                e["value"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let settings = serde_json::to_string(&(
+        f.memory_mb,
+        f.timeout_seconds,
+        f.architecture.as_lambda(),
+        pairs,
+    ))
+    .expect("numbers and strings serialize");
+    let settings_digest = hex::encode(&Sha256::digest(settings.as_bytes())[..6]);
+    json!({
+        "name": f.name.as_str(),
+        "prefix": f.name.logical_prefix(),
+        "function_name": f.function_name,
+        "memory_mb": f.memory_mb,
+        "timeout_seconds": f.timeout_seconds,
+        "architecture": f.architecture.as_lambda(),
+        "reserved_concurrency": f.reserved_concurrency,
+        "log_retention_days": f.log_retention_days,
+        "environment": environment,
+        "has_routes": has_routes,
+        "settings_digest": settings_digest,
+        "deployment_alarms": deployment_alarms(f),
+        "log_group_name": crate::function_log_group_name(&f.function_name),
+        "errors_alarm_description": format!("The {} function reported errors.", f.name),
+        "throttles_alarm_description": format!("Invocations of the {} function were throttled.", f.name),
+    })
+}
+
+/// The HTTP API as the templates see it: one integration per function that serves routes, and the routes.
+fn api_model(plan: &Plan) -> Json {
+    let integrations: Vec<Json> = FunctionName::ALL
+        .into_iter()
+        .filter(|f| plan.api.routes.iter().any(|r| r.function == *f))
+        .map(|f| json!({ "prefix": f.logical_prefix() }))
+        .collect();
+    let routes: Vec<Json> = plan
+        .api
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "logical_id": route_logical_id(r),
+                "route_key": r.route_key(),
+                "prefix": r.function.logical_prefix(),
+                "integration_target": format!("integrations/${{{}Integration}}", r.function.logical_prefix()),
+                // Health checks must work without a token (load balancers, smoke tests).
+                "authorized": plan.api.jwt.is_some() && r.path != "/health",
+            })
+        })
+        .collect();
+    let stage_path = if plan.api.stage_name == "$default" {
+        String::new()
+    } else {
+        format!("/{}", plan.api.stage_name)
+    };
+    json!({
+        "name": format!("{}-api", plan.stack_name),
+        "cors": plan.api.cors.as_ref().map(|c| json!({
+            "allow_origins": c.allow_origins,
+            "allow_methods": c.allow_methods,
+            "allow_headers": c.allow_headers,
+            "has_max_age": c.max_age_seconds.is_some(),
+            "max_age_seconds": c.max_age_seconds,
+        })),
+        "burst_limit": plan.api.throttling_burst_limit,
+        "rate_limit": plan.api.throttling_rate_limit,
+        "jwt": plan.api.jwt,
+        "stage_name": plan.api.stage_name,
+        "stage_path": stage_path,
+        "access_log_group_name": crate::plan::access_log_group_name(&plan.stack_name),
+        "access_log_retention_days": plan.functions.iter().map(|f| f.log_retention_days).max().unwrap_or(14),
+        "integrations": integrations,
+        "routes": routes,
     })
 }
 

@@ -350,26 +350,7 @@ impl Checker {
                 format!("{p}LogGroup"),
             );
             self.expect_type(resources, &rid, "AWS::IAM::Role", &key);
-            if self.expect_type(
-                resources,
-                &lid,
-                "AWS::Logs::LogGroup",
-                &format!("{key}.log_retention_days"),
-            ) {
-                let props = &resources[&lid]["Properties"];
-                if props.get("LogGroupName")
-                    != Some(&json!(crate::function_log_group_name(&f.function_name)))
-                {
-                    self.push(&lid, &key, format!("LogGroupName must be /aws/lambda/{}, where Lambda writes the function's logs", f.function_name));
-                }
-                if props.get("RetentionInDays") != Some(&json!(f.log_retention_days)) {
-                    self.push(
-                        &lid,
-                        &format!("{key}.log_retention_days"),
-                        format!("RetentionInDays must be {}", f.log_retention_days),
-                    );
-                }
-            }
+            self.function_log_group(f, resources, &lid, &key);
             if !self.expect_type(resources, &fid, "AWS::Lambda::Function", &key) {
                 continue;
             }
@@ -422,45 +403,7 @@ impl Checker {
                 &format!("{key}.reserved_concurrency"),
                 self,
             );
-            let vars = props
-                .pointer("/Environment/Variables")
-                .and_then(Json::as_object)
-                .cloned()
-                .unwrap_or_default();
-            let have: BTreeSet<&String> = vars.keys().collect();
-            let planned: BTreeSet<&String> = f.environment.keys().collect();
-            if have != planned {
-                self.push(
-                    &fid,
-                    &key,
-                    format!("environment variables must be exactly {planned:?}, found {have:?}"),
-                );
-            }
-            for (var, table) in [
-                ("EVENTS_TABLE", "EventsTable"),
-                ("PROJECTIONS_TABLE", "ProjectionsTable"),
-            ] {
-                if let Some(v) = vars.get(var)
-                    && v != &json!({"Ref": table})
-                {
-                    self.push(
-                        &fid,
-                        &key,
-                        format!(
-                            "{var} must be !Ref {table} so the name cannot drift from the table"
-                        ),
-                    );
-                }
-            }
-            if let Some(v) = vars.get("RUST_LOG")
-                && v != &json!(f.log_level)
-            {
-                self.push(
-                    &fid,
-                    &format!("{key}.log_level"),
-                    format!("RUST_LOG must be {:?}", f.log_level),
-                );
-            }
+            self.function_environment(f, props, &fid, &key);
         }
         // Nothing the plan does not know about may run code.
         for (id, r) in resources {
@@ -472,6 +415,77 @@ impl Checker {
             {
                 self.push(id, "functions", "a function that is not in the plan".into());
             }
+        }
+    }
+
+    /// The function's log group: the name Lambda writes to, with the planned retention.
+    fn function_log_group(
+        &mut self,
+        f: &FunctionPlan,
+        resources: &Map<String, Json>,
+        lid: &str,
+        key: &str,
+    ) {
+        if self.expect_type(
+            resources,
+            lid,
+            "AWS::Logs::LogGroup",
+            &format!("{key}.log_retention_days"),
+        ) {
+            let props = &resources[lid]["Properties"];
+            if props.get("LogGroupName")
+                != Some(&json!(crate::function_log_group_name(&f.function_name)))
+            {
+                self.push(lid, key, format!("LogGroupName must be /aws/lambda/{}, where Lambda writes the function's logs", f.function_name));
+            }
+            if props.get("RetentionInDays") != Some(&json!(f.log_retention_days)) {
+                self.push(
+                    lid,
+                    &format!("{key}.log_retention_days"),
+                    format!("RetentionInDays must be {}", f.log_retention_days),
+                );
+            }
+        }
+    }
+
+    /// The function's environment: exactly the planned variables, table names as references, the log level.
+    fn function_environment(&mut self, f: &FunctionPlan, props: &Json, fid: &str, key: &str) {
+        let vars = props
+            .pointer("/Environment/Variables")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let have: BTreeSet<&String> = vars.keys().collect();
+        let planned: BTreeSet<&String> = f.environment.keys().collect();
+        if have != planned {
+            self.push(
+                fid,
+                key,
+                format!("environment variables must be exactly {planned:?}, found {have:?}"),
+            );
+        }
+        for (var, table) in [
+            ("EVENTS_TABLE", "EventsTable"),
+            ("PROJECTIONS_TABLE", "ProjectionsTable"),
+        ] {
+            if let Some(v) = vars.get(var)
+                && v != &json!({"Ref": table})
+            {
+                self.push(
+                    fid,
+                    key,
+                    format!("{var} must be !Ref {table} so the name cannot drift from the table"),
+                );
+            }
+        }
+        if let Some(v) = vars.get("RUST_LOG")
+            && v != &json!(f.log_level)
+        {
+            self.push(
+                fid,
+                &format!("{key}.log_level"),
+                format!("RUST_LOG must be {:?}", f.log_level),
+            );
         }
     }
 
@@ -829,57 +843,7 @@ impl Checker {
         };
         let sm = &plan.stream_mapping;
         let props = &r["Properties"];
-        let checks: [(&str, Json, &str); 9] = [
-            (
-                "EventSourceArn",
-                json!({"Fn::GetAtt": ["EventsTable", "StreamArn"]}),
-                "tables.events",
-            ),
-            (
-                "FunctionName",
-                json!({"Ref": "ProjectorLiveAlias"}),
-                "functions.projector",
-            ),
-            (
-                "BatchSize",
-                json!(sm.batch_size),
-                "stream_mapping.batch_size",
-            ),
-            (
-                "MaximumBatchingWindowInSeconds",
-                json!(sm.maximum_batching_window_seconds),
-                "stream_mapping.maximum_batching_window_seconds",
-            ),
-            (
-                "MaximumRetryAttempts",
-                json!(sm.maximum_retry_attempts),
-                "stream_mapping.maximum_retry_attempts",
-            ),
-            (
-                "MaximumRecordAgeInSeconds",
-                json!(sm.maximum_record_age_seconds),
-                "stream_mapping.maximum_record_age_seconds",
-            ),
-            (
-                "BisectBatchOnFunctionError",
-                json!(sm.bisect_batch_on_function_error),
-                "stream_mapping.bisect_batch_on_function_error",
-            ),
-            (
-                "ParallelizationFactor",
-                json!(1),
-                "stream_mapping.parallelization_factor",
-            ),
-            (
-                "StartingPosition",
-                json!(match sm.starting_position {
-                    StartingPosition::TrimHorizon => "TRIM_HORIZON",
-                    StartingPosition::Latest => "LATEST",
-                }),
-                "stream_mapping.starting_position",
-            ),
-        ];
-        for (prop, want, k) in checks {
+        for (prop, want, k) in planned_mapping_properties(sm) {
             if props.get(prop) != Some(&want) {
                 self.push(
                     id,
@@ -931,6 +895,13 @@ impl Checker {
             return;
         }
         self.expect_type(resources, "HttpApi", "AWS::ApiGatewayV2::Api", "api");
+        self.api_routes(plan, resources);
+        self.api_integrations(plan, resources);
+        self.api_stage(resources);
+    }
+
+    /// Each planned route: present, targeting its function's integration, authorized as planned.
+    fn api_routes(&mut self, plan: &Plan, resources: &Map<String, Json>) {
         let routes: BTreeMap<String, &Json> = resources
             .iter()
             .filter(|(_, r)| resource_type_of(r) == "AWS::ApiGatewayV2::Route")
@@ -978,6 +949,11 @@ impl Checker {
                 );
             }
         }
+    }
+
+    /// Each integration: API Gateway v2 payloads through AWS_PROXY, to the function's live alias, which API
+    /// Gateway may invoke.
+    fn api_integrations(&mut self, plan: &Plan, resources: &Map<String, Json>) {
         for (id, r) in resources {
             if resource_type_of(r) != "AWS::ApiGatewayV2::Integration" {
                 continue;
@@ -1025,6 +1001,10 @@ impl Checker {
                 );
             }
         }
+    }
+
+    /// The stage: auto-deployed, writing access logs.
+    fn api_stage(&mut self, resources: &Map<String, Json>) {
         if let Some(stage) = resources.get("HttpApiStage") {
             if stage.pointer("/Properties/AutoDeploy") != Some(&json!(true)) {
                 self.push(
@@ -1388,6 +1368,60 @@ fn config_key_of(owner: &str) -> &'static str {
         _ if id.ends_with("Alarm") => "alarms",
         _ => "templates/",
     }
+}
+
+/// The event source mapping's properties as the plan sets them: (property, value, the config key behind it).
+fn planned_mapping_properties(sm: &StreamMapping) -> [(&'static str, Json, &'static str); 9] {
+    [
+        (
+            "EventSourceArn",
+            json!({"Fn::GetAtt": ["EventsTable", "StreamArn"]}),
+            "tables.events",
+        ),
+        (
+            "FunctionName",
+            json!({"Ref": "ProjectorLiveAlias"}),
+            "functions.projector",
+        ),
+        (
+            "BatchSize",
+            json!(sm.batch_size),
+            "stream_mapping.batch_size",
+        ),
+        (
+            "MaximumBatchingWindowInSeconds",
+            json!(sm.maximum_batching_window_seconds),
+            "stream_mapping.maximum_batching_window_seconds",
+        ),
+        (
+            "MaximumRetryAttempts",
+            json!(sm.maximum_retry_attempts),
+            "stream_mapping.maximum_retry_attempts",
+        ),
+        (
+            "MaximumRecordAgeInSeconds",
+            json!(sm.maximum_record_age_seconds),
+            "stream_mapping.maximum_record_age_seconds",
+        ),
+        (
+            "BisectBatchOnFunctionError",
+            json!(sm.bisect_batch_on_function_error),
+            "stream_mapping.bisect_batch_on_function_error",
+        ),
+        (
+            "ParallelizationFactor",
+            json!(1),
+            "stream_mapping.parallelization_factor",
+        ),
+        (
+            "StartingPosition",
+            json!(match sm.starting_position {
+                StartingPosition::TrimHorizon => "TRIM_HORIZON",
+                StartingPosition::Latest => "LATEST",
+            }),
+            "stream_mapping.starting_position",
+        ),
+    ]
 }
 
 #[cfg(test)]

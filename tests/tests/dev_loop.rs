@@ -2,7 +2,8 @@
 //! function (its `/health` build tag) is rebuilt and swapped into the running engine, visible through the API,
 //! while data written before the swap stays readable and the command function keeps its process; a config edit
 //! is deployed through the change set and served with the new setting; a compile error is printed and the
-//! previous version keeps serving; Ctrl-C (SIGINT) stops watching and leaves the engine serving until `teardown`.
+//! previous version keeps serving; Ctrl-C (SIGINT) during a swap lets the swap finish, then stops watching and
+//! leaves the engine serving until `teardown`.
 //!
 //! `dev` watches and builds a scratch copy of the workspace (`--workspace`, sharing this build's target
 //! directory), so the test edits sources freely and the repository's own files are never touched.
@@ -194,9 +195,10 @@ async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ct
     );
 
     // A compile error: shown, and the swapped-in version keeps serving.
+    let good = std::fs::read_to_string(&main_rs).unwrap();
     std::fs::write(
         &main_rs,
-        std::fs::read_to_string(&main_rs).unwrap() + "\nfn broken() -> u32 { \"not a number\" }\n",
+        good.clone() + "\nfn broken() -> u32 { \"not a number\" }\n",
     )
     .unwrap();
     dev.wait_for("build failed", 1, Duration::from_secs(600));
@@ -207,21 +209,39 @@ async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ct
     );
     assert_eq!(health(&http, &url).await["build"], tag.as_str(), "{out}");
 
-    // Ctrl-C stops watching; the engine keeps serving.
+    // Ctrl-C while a change is being applied: the swap runs to its end (the endpoint and the engine never
+    // disagree on the code), then dev stops watching; the engine keeps serving the swapped code.
+    let fixed = format!("{tag}-fixed");
+    let rebuilding = dev.output().matches("changed: rebuilding").count();
+    std::fs::write(&main_rs, good.replacen(&tag, &fixed, 1)).unwrap();
+    dev.wait_for(
+        "changed: rebuilding",
+        rebuilding + 1,
+        Duration::from_secs(60),
+    );
     let int = std::process::Command::new("kill")
         .args(["-INT", &dev.child.id().to_string()])
         .status()
         .unwrap();
     assert!(int.success());
-    // `finish` returns once dev has exited and its last line is read: no delay to guess.
-    let status = dev.finish(Duration::from_secs(60));
-    assert!(status.success(), "dev exits 0 on Ctrl-C:\n{}", dev.output());
-    assert!(
-        dev.output().contains("stopped watching"),
-        "{}",
-        dev.output()
+    dev.wait_for(
+        "Ctrl-C: finishing the change in progress",
+        1,
+        Duration::from_secs(60),
     );
-    assert_eq!(health(&http, &url).await["build"], tag.as_str());
+    // `finish` returns once dev has exited and its last line is read: no delay to guess.
+    let status = dev.finish(Duration::from_secs(600));
+    let out = dev.output();
+    assert!(status.success(), "dev exits 0 on Ctrl-C:\n{out}");
+    let (swapped, stopped) = (
+        out.rfind("query rebuilt and swapped"),
+        out.find("stopped watching"),
+    );
+    assert!(
+        matches!((swapped, stopped), (Some(s), Some(t)) if s > out.find("Ctrl-C: finishing").unwrap() && t > s),
+        "the interrupted swap finished, then dev stopped:\n{out}"
+    );
+    assert_eq!(health(&http, &url).await["build"], fixed.as_str(), "{out}");
     let (status, still) = events_of(&http, &url, &id).await;
     assert_eq!((status, &still), (200, &before));
 

@@ -40,7 +40,7 @@ pub struct Args {
     /// the config says `deploy.hotswap: false` (prod).
     #[arg(long)]
     pub hotswap: bool,
-    /// Deploy the release `cargo xtask build --env <env>` left in `<target>/xtask/dist/<env>` instead of building
+    /// Deploy the release `cargo xtask build --env <env>` left in `<target>/xtask/dist/<checkout>/<env>` instead of building
     /// (CI: build once, deploy that). Refused when it was built for another environment or template, or when a
     /// zip no longer matches its manifest.
     #[arg(long)]
@@ -80,111 +80,167 @@ pub(crate) async fn deploy_in(
     } else {
         connect_and_build(root, &plan, &template, ui.clone(), Some(lock)).await?
     };
-    let mut opts = options_for(DeployOptions::for_plan(&plan), &plan, &env);
-    opts.allow_data_loss = args.allow_data_loss;
-    opts.wait_timeout = args.wait.duration();
     let bucket = deployer::artifacts::bucket_name(&plan, env.account.as_deref());
-    // Before any upload or change set: this build's events must not break the events already stored.
-    let domain = domain::registry().describe();
-    let recorded = deployer::domain_guard::recorded(&env.clients.s3, &bucket, &plan.env).await?;
-    deployer::domain_guard::check(&plan.env, recorded.as_ref(), &domain)?;
-    let record_domain = || async {
-        if recorded.as_ref() != Some(&domain) {
-            deployer::domain_guard::record(&env.clients.s3, &bucket, &plan.env, &domain)
-                .await
-                .context("recording the deployed domain's event schemas")?;
-        }
-        // The copy `validate` compares with (it touches no AWS).
-        let copy = deployer::domain_guard::local_copy(&state_dir(&plan));
-        if let Some(dir) = copy.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        local_engine::state::write_atomic(&copy, &serde_json::to_vec_pretty(&domain)?)
-            .with_context(|| format!("writing {}", copy.display()))?;
-        anyhow::Ok(())
-    };
-    if args.hotswap {
-        let outcome = deployer::hotswap::hotswap(
-            &env.clients,
-            &plan,
-            &template.body,
-            &release,
-            &bucket,
-            ui.as_ref(),
-        )
-        .await?;
-        record_domain().await?;
-        if plan.kind == EnvKind::Aws && !outcome.up_to_date {
-            deployer::rollback::record(
-                &env.clients,
-                &plan,
-                &bucket,
-                deployer::rollback::Change::Hotswap,
-                Some(release.digest()),
-            )
-            .await
-            .context("recording the release history")?;
-        }
-        if let (Some(endpoint_url), false) = (&env.endpoint_url, outcome.up_to_date) {
-            crate::serve::reload_or_restart(&plan, endpoint_url)
-                .await
-                .context("reloading the local engine on the new code")?;
-            // The inspector's hotswap history (`dev` records its swaps the same way).
-            if plan.local.is_some() {
-                let paths =
-                    local_engine::state::StatePaths::new(local_engine::state::state_dir(&plan.env));
-                let entry = local_engine::inspector::HotswapEntry::of(&outcome);
-                if let Err(e) = local_engine::inspector::record_hotswap(&paths, &entry) {
-                    eprintln!(
-                        "could not record the swap in {}: {e}",
-                        paths.hotswaps().display()
-                    );
-                }
-            }
-        }
-        let views_ok = catch_up_views(&plan, &env.clients, ui.as_ref()).await?;
-        match args.output {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
-            OutputFormat::Text => print!("{outcome}"),
-        }
-        return Ok(if !views_ok {
-            ExitStatus::Failed
-        } else if outcome.up_to_date && args.detailed_exitcode {
-            ExitStatus::UpToDate
-        } else {
-            ExitStatus::Success
-        });
-    }
-    let req = DeployRequest {
+    let target = Target {
         plan: &plan,
-        template_body: &template.body,
+        template: &template,
+        env: &env,
         release: &release,
         bucket: &bucket,
+        ui: ui.as_ref(),
     };
-    let mut outcome = deployer::deploy::deploy(&env.clients, req, &opts, ui.as_ref())
-        .await
-        .with_context(|| format!("deploying stack `{}`", plan.stack_name))?;
-    record_domain().await?;
-    // A full deploy ends any hotswap drift: the stack's parameters name the running code again.
-    let reconciled =
-        deployer::hotswap::reconcile(&env.clients, &plan, &bucket, &release.manifest).await?;
-    if plan.kind == EnvKind::Aws {
-        // What `rollback` goes back to: the live versions after this deploy (a no-op adds nothing).
+    // Before any upload or change set: this build's events must not break the events already stored.
+    let guard = DomainGuard::check(&target).await?;
+    if args.hotswap {
+        hotswap(&target, &args, &guard).await
+    } else {
+        full_deploy(&target, &args, &guard).await
+    }
+}
+
+/// What one deploy works on: the environment, this build and where its artifacts go.
+struct Target<'a> {
+    plan: &'a Plan,
+    template: &'a RenderedTemplate,
+    env: &'a Connected,
+    release: &'a Release,
+    bucket: &'a str,
+    ui: &'a ConsoleUi,
+}
+
+impl Target<'_> {
+    /// On AWS, what `rollback` goes back to: the live versions after this change, in the release history.
+    async fn record_release(&self, change: deployer::rollback::Change) -> anyhow::Result<()> {
+        if self.plan.kind != EnvKind::Aws {
+            return Ok(());
+        }
         deployer::rollback::record(
-            &env.clients,
-            &plan,
-            &bucket,
-            deployer::rollback::Change::Deploy,
-            Some(release.digest()),
+            &self.env.clients,
+            self.plan,
+            self.bucket,
+            change,
+            Some(self.release.digest()),
         )
         .await
         .context("recording the release history")?;
+        Ok(())
     }
+}
+
+/// The stored-events guard of one deploy: the domain recorded at the environment's last deploy and this build's.
+struct DomainGuard {
+    recorded: Option<domain::Description>,
+    current: domain::Description,
+}
+
+impl DomainGuard {
+    /// Refuses this build when its event schemas break the recorded ones (see `deployer::domain_guard`).
+    async fn check(t: &Target<'_>) -> anyhow::Result<Self> {
+        let current = domain::registry().describe();
+        let recorded =
+            deployer::domain_guard::recorded(&t.env.clients.s3, t.bucket, &t.plan.env).await?;
+        deployer::domain_guard::check(&t.plan.env, recorded.as_ref(), &current)?;
+        Ok(DomainGuard { recorded, current })
+    }
+
+    /// After a successful deploy: this build's domain becomes the baseline, in the bucket and in the state
+    /// directory's copy that `validate` (which touches no AWS) compares with.
+    async fn record(&self, t: &Target<'_>) -> anyhow::Result<()> {
+        if self.recorded.as_ref() != Some(&self.current) {
+            deployer::domain_guard::record(&t.env.clients.s3, t.bucket, &t.plan.env, &self.current)
+                .await
+                .context("recording the deployed domain's event schemas")?;
+        }
+        let copy = deployer::domain_guard::local_copy(&state_dir(t.plan));
+        if let Some(dir) = copy.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        local_engine::state::write_atomic(&copy, &serde_json::to_vec_pretty(&self.current)?)
+            .with_context(|| format!("writing {}", copy.display()))?;
+        Ok(())
+    }
+}
+
+/// `deploy --hotswap`: the functions' code replaced in place, no change set; locally the engine reloads and the
+/// swap joins the inspector's history.
+async fn hotswap(t: &Target<'_>, args: &Args, guard: &DomainGuard) -> anyhow::Result<ExitStatus> {
+    let plan = t.plan;
+    let outcome = deployer::hotswap::hotswap(
+        &t.env.clients,
+        plan,
+        &t.template.body,
+        t.release,
+        t.bucket,
+        t.ui,
+    )
+    .await?;
+    guard.record(t).await?;
+    if !outcome.up_to_date {
+        t.record_release(deployer::rollback::Change::Hotswap)
+            .await?;
+    }
+    if let (Some(endpoint_url), false) = (&t.env.endpoint_url, outcome.up_to_date) {
+        crate::serve::reload_or_restart(plan, endpoint_url)
+            .await
+            .context("reloading the local engine on the new code")?;
+        // The inspector's hotswap history (`dev` records its swaps the same way).
+        if plan.local.is_some() {
+            let paths =
+                local_engine::state::StatePaths::new(local_engine::state::state_dir(&plan.env));
+            let entry = local_engine::inspector::HotswapEntry::of(&outcome);
+            if let Err(e) = local_engine::inspector::record_hotswap(&paths, &entry) {
+                eprintln!(
+                    "could not record the swap in {}: {e}",
+                    paths.hotswaps().display()
+                );
+            }
+        }
+    }
+    let views_ok = catch_up_views(plan, &t.env.clients, t.ui).await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        OutputFormat::Text => print!("{outcome}"),
+    }
+    Ok(if !views_ok {
+        ExitStatus::Failed
+    } else if outcome.up_to_date && args.detailed_exitcode {
+        ExitStatus::UpToDate
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// The change-set deploy: the stack updated (or found up to date), hotswap drift reconciled, the release
+/// history recorded, the local engine (re)started, new view versions filled, and the outcome printed.
+async fn full_deploy(
+    t: &Target<'_>,
+    args: &Args,
+    guard: &DomainGuard,
+) -> anyhow::Result<ExitStatus> {
+    let plan = t.plan;
+    let mut opts = options_for(DeployOptions::for_plan(plan), plan, t.env);
+    opts.allow_data_loss = args.allow_data_loss;
+    opts.wait_timeout = args.wait.duration();
+    let req = DeployRequest {
+        plan,
+        template_body: &t.template.body,
+        release: t.release,
+        bucket: t.bucket,
+    };
+    let mut outcome = deployer::deploy::deploy(&t.env.clients, req, &opts, t.ui)
+        .await
+        .with_context(|| format!("deploying stack `{}`", plan.stack_name))?;
+    guard.record(t).await?;
+    // A full deploy ends any hotswap drift: the stack's parameters name the running code again.
+    let reconciled =
+        deployer::hotswap::reconcile(&t.env.clients, plan, t.bucket, &t.release.manifest).await?;
+    // A no-op adds nothing to the history.
+    t.record_release(deployer::rollback::Change::Deploy).await?;
     let code_unchanged =
         matches!(outcome.result, deployer::deploy::DeployResult::UpToDate) && reconciled.is_none();
     if let Some(set_back) = reconciled {
         deployer::ui::Ui::line(
-            ui.as_ref(),
+            t.ui,
             &format!(
                 "reconciled the hotswap drift of `{}` ({} function(s) set back to the stack's code)",
                 plan.stack_name,
@@ -192,30 +248,44 @@ pub(crate) async fn deploy_in(
             ),
         );
     }
-    if let Some(endpoint_url) = &env.endpoint_url {
+    if let Some(endpoint_url) = &t.env.endpoint_url {
         // Nothing changed and the engine answers: keep it serving rather than restart it.
         let running = if code_unchanged {
-            crate::serve::running_gateway(&plan).await
+            crate::serve::running_gateway(plan).await
         } else {
             None
         };
         let gateway = match running {
             Some(url) => url,
-            None => start_local_engine(&plan, endpoint_url)
+            None => start_local_engine(plan, endpoint_url)
                 .await
                 .context("the stack is deployed, but the local engine did not start")?,
         };
         outcome.api_url = Some(gateway);
     }
     // The new code is live (and, locally, its projector runs): fill any new view version and switch to it.
-    let views_ok = catch_up_views(&plan, &env.clients, ui.as_ref()).await?;
-    match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+    let views_ok = catch_up_views(plan, &t.env.clients, t.ui).await?;
+    print_outcome(plan, &outcome, args.output)?;
+    Ok(match outcome.result {
+        _ if !views_ok => ExitStatus::Failed,
+        deployer::deploy::DeployResult::UpToDate if args.detailed_exitcode => ExitStatus::UpToDate,
+        _ => ExitStatus::Success,
+    })
+}
+
+/// A deploy's outcome as one JSON document, or as text with, locally, what to try next and the inspector.
+fn print_outcome(
+    plan: &Plan,
+    outcome: &deployer::deploy::DeployOutcome,
+    output: OutputFormat,
+) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(outcome)?),
         OutputFormat::Text => {
             print!("{outcome}");
             if let (EnvKind::Local, Some(url)) = (plan.kind, &outcome.api_url) {
                 println!("try: curl -s {url}/health");
-                if let Some(inspector) = crate::inspect::running_url(&plan) {
+                if let Some(inspector) = crate::inspect::running_url(plan) {
                     println!(
                         "inspector: {inspector} (read-only view of the local data; `cargo xtask inspect` opens it)"
                     );
@@ -223,11 +293,7 @@ pub(crate) async fn deploy_in(
             }
         }
     }
-    Ok(match outcome.result {
-        _ if !views_ok => ExitStatus::Failed,
-        deployer::deploy::DeployResult::UpToDate if args.detailed_exitcode => ExitStatus::UpToDate,
-        _ => ExitStatus::Success,
-    })
+    Ok(())
 }
 
 /// Rebuilds each view whose live version is not the one this build declares, and reports it. `false` when
@@ -492,7 +558,9 @@ pub(crate) async fn build_release_in(
     template: &RenderedTemplate,
     ui: Arc<dyn deployer::ui::Ui>,
 ) -> anyhow::Result<Release> {
-    let req = BuildRequest::for_plan(plan, root, &template.sha256)?;
+    let mut req = BuildRequest::for_plan(plan, root, &template.sha256)?;
+    // The engine this checkout runs serves the build, whichever workspace it comes from (`dev --workspace`).
+    req.checkout = crate::cli::repo_root();
     let release =
         tokio::task::spawn_blocking(move || deployer::build::build(&req, ui.as_ref())).await??;
     Ok(release)
@@ -501,12 +569,13 @@ pub(crate) async fn build_release_in(
 /// The release the last `cargo xtask build --env <env>` left in the target directory, checked against the
 /// plan: built for this environment and this exact template, every zip still the one its manifest names.
 fn prebuilt_release(plan: &Plan, template: &RenderedTemplate) -> anyhow::Result<Release> {
-    let target_dir = deployer::build::default_target_dir(&crate::cli::repo_root());
-    let dist_dir = deployer::build::dist_dir(&target_dir, &plan.env);
+    let root = crate::cli::repo_root();
+    let target_dir = deployer::build::default_target_dir(&root);
+    let dist_dir = deployer::build::dist_dir(&target_dir, &root, &plan.env);
     let invalid = |m: String| anyhow::Error::new(InvalidInput(m));
     let rebuild = format!("run `cargo xtask build --env {}` first", plan.env);
     let manifest =
-        deployer::build::load_local_manifest(&target_dir, &plan.env).ok_or_else(|| {
+        deployer::build::load_local_manifest(&target_dir, &root, &plan.env).ok_or_else(|| {
             invalid(format!(
                 "--prebuilt: no release built for `{}` in {}; {rebuild}",
                 plan.env,

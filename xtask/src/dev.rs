@@ -184,18 +184,7 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
             plan.env, plan.env
         )));
     }
-    let root = match &args.workspace {
-        Some(dir) => {
-            anyhow::ensure!(
-                std::env::var_os("CARGO_TARGET_DIR").is_some(),
-                "--workspace needs CARGO_TARGET_DIR, so the workspace at {} builds into this checkout's target directory",
-                dir.display()
-            );
-            dir.canonicalize()
-                .with_context(|| format!("--workspace {}", dir.display()))?
-        }
-        None => crate::cli::repo_root(),
-    };
+    let root = workspace_root(&args)?;
     let config_dir = args
         .env
         .config_dir
@@ -211,30 +200,7 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
     };
 
     // Start watching before the first deploy, so a save during it is not missed.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut debouncer = notify_debouncer_full::new_debouncer(
-        Duration::from_millis(args.debounce_ms),
-        None,
-        move |result: notify_debouncer_full::DebounceEventResult| {
-            let _ = tx.send(result);
-        },
-    )
-    .context("starting the file watcher")?;
-    for dir in [
-        &watched.functions,
-        &watched.config,
-        &watched.templates,
-        &watched.stack,
-    ] {
-        debouncer
-            .watch(dir, RecursiveMode::Recursive)
-            .with_context(|| format!("watching {}", dir.display()))?;
-    }
-    // The root itself, for Cargo.toml and Cargo.lock: a directory watch sees an editor's save-by-rename, which
-    // a watch on the file (its inode) would lose after the first save.
-    debouncer
-        .watch(&watched.root, RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", watched.root.display()))?;
+    let (debouncer, mut rx) = watch(&watched, args.debounce_ms)?;
 
     let mut session = Session {
         args: &args,
@@ -270,23 +236,7 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
                 None => anyhow::bail!("the file watcher stopped"),
             },
         };
-        let mut changes = Changes::default();
-        let mut batch = Some(first);
-        while let Some(result) = batch {
-            match result {
-                Ok(events) => {
-                    for e in events {
-                        watched.classify(&e.event.kind, &e.event.paths, &mut changes);
-                    }
-                }
-                Err(errors) => {
-                    for e in errors {
-                        eprintln!("{} file watcher: {e}", clock());
-                    }
-                }
-            }
-            batch = rx.try_recv().ok();
-        }
+        let changes = drain(&watched, first, &mut rx);
         if changes.is_empty() {
             continue;
         }
@@ -335,6 +285,90 @@ async fn dev(args: Args) -> anyhow::Result<ExitStatus> {
         clock()
     );
     Ok(ExitStatus::Success)
+}
+
+/// The workspace whose functions `dev` builds: `--workspace` (which must build into this checkout's target
+/// directory), else this checkout.
+fn workspace_root(args: &Args) -> anyhow::Result<PathBuf> {
+    match &args.workspace {
+        Some(dir) => {
+            anyhow::ensure!(
+                std::env::var_os("CARGO_TARGET_DIR").is_some(),
+                "--workspace needs CARGO_TARGET_DIR, so the workspace at {} builds into this checkout's target directory",
+                dir.display()
+            );
+            dir.canonicalize()
+                .with_context(|| format!("--workspace {}", dir.display()))
+        }
+        None => Ok(crate::cli::repo_root()),
+    }
+}
+
+type WatchBatch = notify_debouncer_full::DebounceEventResult;
+type FileWatcher = notify_debouncer_full::Debouncer<
+    notify_debouncer_full::notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+/// Starts the file watcher on everything a change can come from; its debounced batches arrive on the receiver.
+fn watch(
+    watched: &Watched,
+    debounce_ms: u64,
+) -> anyhow::Result<(
+    FileWatcher,
+    tokio::sync::mpsc::UnboundedReceiver<WatchBatch>,
+)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(debounce_ms),
+        None,
+        move |result: WatchBatch| {
+            let _ = tx.send(result);
+        },
+    )
+    .context("starting the file watcher")?;
+    for dir in [
+        &watched.functions,
+        &watched.config,
+        &watched.templates,
+        &watched.stack,
+    ] {
+        debouncer
+            .watch(dir, RecursiveMode::Recursive)
+            .with_context(|| format!("watching {}", dir.display()))?;
+    }
+    // The root itself, for Cargo.toml and Cargo.lock: a directory watch sees an editor's save-by-rename, which
+    // a watch on the file (its inode) would lose after the first save.
+    debouncer
+        .watch(&watched.root, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", watched.root.display()))?;
+    Ok((debouncer, rx))
+}
+
+/// The changes in `first` and every batch already queued behind it: one apply for a burst of saves.
+fn drain(
+    watched: &Watched,
+    first: WatchBatch,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<WatchBatch>,
+) -> Changes {
+    let mut changes = Changes::default();
+    let mut batch = Some(first);
+    while let Some(result) = batch {
+        match result {
+            Ok(events) => {
+                for e in events {
+                    watched.classify(&e.event.kind, &e.event.paths, &mut changes);
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{} file watcher: {e}", clock());
+                }
+            }
+        }
+        batch = rx.try_recv().ok();
+    }
+    changes
 }
 
 /// What `dev` knows between changes.
@@ -431,6 +465,7 @@ impl Session<'_> {
     /// Function sources changed: build, hotswap the changed functions, reload them in the running engine.
     async fn functions_changed(&mut self, why: &str, lock: &EnvLock) {
         let started = Instant::now();
+        eprintln!("{} {why} changed: rebuilding", clock());
         match self.hotswap(lock).await {
             Ok(Swap::Swapped {
                 swapped,
@@ -480,7 +515,9 @@ impl Session<'_> {
         // Lines of the build and the hotswap are kept, not printed: `dev` prints one line per change.
         let ui = Arc::new(RecordingUi::new(Confirmation::Yes));
         let mut phases = Phases::default();
-        let req = deployer::build::BuildRequest::for_plan(&plan, &self.root, &template.sha256)?;
+        let mut req = deployer::build::BuildRequest::for_plan(&plan, &self.root, &template.sha256)?;
+        // The engine this checkout runs serves the build, whichever workspace it comes from.
+        req.checkout = crate::cli::repo_root();
         let release = {
             let ui = ui.clone();
             tokio::task::spawn_blocking(move || {

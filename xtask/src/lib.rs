@@ -3,6 +3,9 @@
 //! Task modules translate CLI arguments into calls on the library crates (`stack`, `deployer`,
 //! `local-engine`) and map their outcomes to the documented exit codes in [`exit`].
 
+// Product code stays in named steps: a function over the threshold in clippy.toml is split (CI runs clippy).
+#![warn(clippy::too_many_lines)]
+
 pub mod cli;
 pub mod exit;
 

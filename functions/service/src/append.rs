@@ -155,20 +155,7 @@ pub async fn append<S: EventStore>(
         )));
     }
     // Fixed once per request, so that a reload after an ambiguous write recognises our own events.
-    let fixed = Fixed {
-        event_ids: (0..cmd.events.len())
-            .map(|_| uuid::Uuid::now_v7().to_string())
-            .collect(),
-        timestamp: domain::now_timestamp(),
-        metadata: {
-            let mut m = metadata;
-            if m.causation_id.is_none() {
-                m.causation_id = cmd.command_id.clone();
-            }
-            m
-        },
-        request_hash: request_hash(cmd),
-    };
+    let fixed = Fixed::for_command(cmd, metadata);
     let kind = decide_kind(cmd)?;
     // Size check up front, before any read, with the largest version the batch could get.
     check_sizes(&build_events(cmd, kind, u64::MAX / 2, &fixed), 0)?;
@@ -235,31 +222,7 @@ pub async fn append<S: EventStore>(
                 return Err(AppendError::Domain { index, source });
             }
         }
-        let events = build_events(cmd, kind, version, &fixed);
-        let written = written(&events);
-        let write = AppendWrite {
-            aggregate_id: cmd.aggregate_id.clone(),
-            head: Head {
-                version: version + events.len() as u64,
-                state: next.state(),
-                aggregate_type: Some(kind.name().to_string()),
-            },
-            previous_head: head_exists.then_some(version),
-            command: cmd.command_id.as_ref().map(|c| CommandRecord {
-                command_id: c.clone(),
-                request_hash: fixed.request_hash.clone(),
-                events: written.clone(),
-                expires_at: chrono::Utc::now().timestamp() + IDEMPOTENCY_WINDOW_SECS,
-            }),
-            events,
-        };
-        let (head_size, command_size) = meta_items_size(&write);
-        if head_size > MAX_ITEM_BYTES {
-            return Err(AppendError::TooLarge(format!(
-                "after this append the aggregate's state would be {head_size} bytes as a DynamoDB item; the limit is {MAX_ITEM_BYTES} bytes (400 KB), as for its read model"
-            )));
-        }
-        check_sizes(&write.events, head_size + command_size)?;
+        let (write, written) = prepare_write(cmd, kind, version, head_exists, next, &fixed)?;
         match store.append(&write).await {
             Ok(()) => {
                 return Ok(AppendOutcome {
@@ -302,6 +265,61 @@ struct Fixed {
     timestamp: String,
     metadata: Metadata,
     request_hash: String,
+}
+
+impl Fixed {
+    /// Event ids, timestamp, metadata (the command id as causation when none is given) and request hash.
+    fn for_command(cmd: &AppendCommand, mut metadata: Metadata) -> Self {
+        if metadata.causation_id.is_none() {
+            metadata.causation_id = cmd.command_id.clone();
+        }
+        Fixed {
+            event_ids: (0..cmd.events.len())
+                .map(|_| uuid::Uuid::now_v7().to_string())
+                .collect(),
+            timestamp: domain::now_timestamp(),
+            metadata,
+            request_hash: request_hash(cmd),
+        }
+    }
+}
+
+/// The transaction of one attempt on top of `version`: the events, the new head with the state `next` the rules
+/// decided, and the command record; refused when the head or an event would exceed DynamoDB's item size.
+fn prepare_write(
+    cmd: &AppendCommand,
+    kind: &'static dyn Kind,
+    version: u64,
+    head_exists: bool,
+    next: Box<dyn State>,
+    fixed: &Fixed,
+) -> Result<(AppendWrite, Vec<WrittenEvent>), AppendError> {
+    let events = build_events(cmd, kind, version, fixed);
+    let written = written(&events);
+    let write = AppendWrite {
+        aggregate_id: cmd.aggregate_id.clone(),
+        head: Head {
+            version: version + events.len() as u64,
+            state: next.state(),
+            aggregate_type: Some(kind.name().to_string()),
+        },
+        previous_head: head_exists.then_some(version),
+        command: cmd.command_id.as_ref().map(|c| CommandRecord {
+            command_id: c.clone(),
+            request_hash: fixed.request_hash.clone(),
+            events: written.clone(),
+            expires_at: chrono::Utc::now().timestamp() + IDEMPOTENCY_WINDOW_SECS,
+        }),
+        events,
+    };
+    let (head_size, command_size) = meta_items_size(&write);
+    if head_size > MAX_ITEM_BYTES {
+        return Err(AppendError::TooLarge(format!(
+            "after this append the aggregate's state would be {head_size} bytes as a DynamoDB item; the limit is {MAX_ITEM_BYTES} bytes (400 KB), as for its read model"
+        )));
+    }
+    check_sizes(&write.events, head_size + command_size)?;
+    Ok((write, written))
 }
 
 fn deduplicated(

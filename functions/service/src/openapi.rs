@@ -307,30 +307,28 @@ fn per_event(registry: &Registry, common: &Value, required: &[&str], with_type: 
     json!({ "oneOf": options })
 }
 
+/// `components.schemas`: the values every operation shares, the command side's bodies, the query side's, and the
+/// error body.
 fn schemas(registry: &Registry) -> Value {
-    let version = json!({ "$ref": "#/components/schemas/Version" });
-    let id = json!({ "$ref": "#/components/schemas/Id" });
+    let mut all = Map::new();
+    for part in [
+        value_schemas(registry),
+        command_schemas(registry),
+        query_schemas(),
+        error_schema(),
+    ] {
+        let Value::Object(part) = part else {
+            unreachable!("each part is an object")
+        };
+        all.extend(part);
+    }
+    Value::Object(all)
+}
+
+/// Ids, versions, event types and event data as the domain and DynamoDB bound them.
+fn value_schemas(registry: &Registry) -> Value {
     let aggregate_types: Vec<&str> = registry.kinds().map(|k| k.name()).collect();
     let event_types = registry.event_types();
-    let event = |data: Value| {
-        json!({
-            "type": "object",
-            "required": ["aggregateId", "version", "eventId", "eventType", "eventData", "timestamp", "metadata", "schemaVersion"],
-            "properties": {
-                "aggregateId": { "type": "string" },
-                "aggregateType": { "type": "string", "description": "Absent on events stored before aggregate types were recorded." },
-                "version": { "type": "integer" },
-                "eventId": { "type": "string", "format": "uuid" },
-                "eventType": { "type": "string" },
-                "schemaVersion": { "type": "integer", "minimum": 1 },
-                "eventData": data,
-                "timestamp": { "type": "string", "format": "date-time" },
-                "commandId": { "type": "string" },
-                "metadata": { "type": "object", "properties": {
-                    "correlationId": { "type": "string" }, "causationId": { "type": "string" } } },
-            },
-        })
-    };
     json!({
         "Id": {
             "description": format!("An aggregate id or command id: 1 to {MAX_ID_CHARS} characters (Unicode scalar values), none of them a control\ncharacter (U+0000-U+001F, U+007F-U+009F).\n"),
@@ -375,6 +373,14 @@ fn schemas(registry: &Registry) -> Value {
                 { "type": "number", "minimum": -1.0e126, "exclusiveMinimum": true, "maximum": -1.0e-130 },
             ],
         },
+    })
+}
+
+/// The bodies of the append routes, one `oneOf` branch per event type with its data schema.
+fn command_schemas(registry: &Registry) -> Value {
+    let version = json!({ "$ref": "#/components/schemas/Version" });
+    let id = json!({ "$ref": "#/components/schemas/Id" });
+    json!({
         "AppendEventRequest": per_event(
             registry,
             &json!({ "aggregateId": id, "expectedVersion": version, "commandId": id }),
@@ -429,8 +435,52 @@ fn schemas(registry: &Registry) -> Value {
                 } },
             },
         },
-        // Stored events are served as stored: their data is any storable object (older schema versions included).
-        "Event": event(json!({ "$ref": "#/components/schemas/EventData" })),
+    })
+}
+
+/// The body of every error answer: a machine-readable code and a human message.
+fn error_schema() -> Value {
+    json!({
+        "ErrorBody": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": { "type": "string" },
+                        "message": { "type": "string" },
+                        "currentVersion": { "type": "integer" },
+                        "requestId": { "type": "string", "description": "On 5xx only: the id the details are logged under." },
+                    },
+                },
+            },
+        },
+    })
+}
+
+/// The read routes' pages: stored events (any storable data, older schema versions included), read models, views.
+fn query_schemas() -> Value {
+    let event = json!({
+        "type": "object",
+        "required": ["aggregateId", "version", "eventId", "eventType", "eventData", "timestamp", "metadata", "schemaVersion"],
+        "properties": {
+            "aggregateId": { "type": "string" },
+            "aggregateType": { "type": "string", "description": "Absent on events stored before aggregate types were recorded." },
+            "version": { "type": "integer" },
+            "eventId": { "type": "string", "format": "uuid" },
+            "eventType": { "type": "string" },
+            "schemaVersion": { "type": "integer", "minimum": 1 },
+            "eventData": { "$ref": "#/components/schemas/EventData" },
+            "timestamp": { "type": "string", "format": "date-time" },
+            "commandId": { "type": "string" },
+            "metadata": { "type": "object", "properties": {
+                "correlationId": { "type": "string" }, "causationId": { "type": "string" } } },
+        },
+    });
+    json!({
+        "Event": event,
         "EventsPage": {
             "type": "object",
             "required": ["aggregateId", "events", "nextAfter"],
@@ -477,22 +527,6 @@ fn schemas(registry: &Registry) -> Value {
                     },
                 } },
                 "nextCursor": { "type": "string", "nullable": true },
-            },
-        },
-        "ErrorBody": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": { "type": "string" },
-                        "message": { "type": "string" },
-                        "currentVersion": { "type": "integer" },
-                        "requestId": { "type": "string", "description": "On 5xx only: the id the details are logged under." },
-                    },
-                },
             },
         },
     })

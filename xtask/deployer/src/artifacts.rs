@@ -82,37 +82,49 @@ pub async fn ensure_bucket(
         }
     };
     if !exists {
-        let mut req = s3.create_bucket().bucket(bucket);
-        if region != "us-east-1" && !region.is_empty() {
-            req = req.create_bucket_configuration(
-                CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(region))
-                    .build(),
-            );
-        }
-        req.send().await.map_err(Error::aws(format!(
-            "creating the artifact bucket `{bucket}`"
-        )))?;
-        let tagging = Tagging::builder()
-            .tag_set(
-                Tag::builder()
-                    .key(OWNER_TAG)
-                    .value(stack_name)
-                    .build()
-                    .expect("key and value are set"),
-            )
-            .build()
-            .expect("tag set is set");
-        s3.put_bucket_tagging()
-            .bucket(bucket)
-            .set_expected_bucket_owner(expected_owner(bucket))
-            .tagging(tagging)
-            .send()
-            .await
-            .map_err(Error::aws(format!(
-                "tagging the artifact bucket `{bucket}`"
-            )))?;
+        create_bucket(s3, bucket, region, stack_name).await?;
     }
+    apply_bucket_settings(s3, bucket).await?;
+    Ok(!exists)
+}
+
+/// Creates the bucket in `region`, tagged with the stack that owns it.
+async fn create_bucket(s3: &Client, bucket: &str, region: &str, stack_name: &str) -> Result<()> {
+    let mut req = s3.create_bucket().bucket(bucket);
+    if region != "us-east-1" && !region.is_empty() {
+        req = req.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    req.send().await.map_err(Error::aws(format!(
+        "creating the artifact bucket `{bucket}`"
+    )))?;
+    let tagging = Tagging::builder()
+        .tag_set(
+            Tag::builder()
+                .key(OWNER_TAG)
+                .value(stack_name)
+                .build()
+                .expect("key and value are set"),
+        )
+        .build()
+        .expect("tag set is set");
+    s3.put_bucket_tagging()
+        .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner(bucket))
+        .tagging(tagging)
+        .send()
+        .await
+        .map_err(Error::aws(format!(
+            "tagging the artifact bucket `{bucket}`"
+        )))?;
+    Ok(())
+}
+
+/// Versioning, encryption, the lifecycle rule and the public access block, (re)applied on every deploy.
+async fn apply_bucket_settings(s3: &Client, bucket: &str) -> Result<()> {
     s3.put_bucket_versioning()
         .bucket(bucket)
         .set_expected_bucket_owner(expected_owner(bucket))
@@ -188,7 +200,7 @@ pub async fn ensure_bucket(
         .send()
         .await
         .map_err(Error::aws(format!("blocking public access on `{bucket}`")))?;
-    Ok(!exists)
+    Ok(())
 }
 
 /// What an upload did.

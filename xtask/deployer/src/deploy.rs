@@ -227,37 +227,10 @@ async fn deploy_release(
             }
         }
         let creating = existing.is_none();
-        let (old_body, old_params) =
-            deployed_template(clients, stack_name, existing.as_ref()).await?;
 
         // 5. Change set and preview.
-        let input = ChangeSetInput {
-            stack: stack_name,
-            name: change_set_name(&digest),
-            kind: if creating {
-                ChangeSetType::Create
-            } else {
-                ChangeSetType::Update
-            },
-            template_body: req.template_body,
-            parameters: &params,
-            tags: &plan.tags,
-            imports: Vec::new(),
-        };
-        let change_set =
-            stackops::create_change_set(&clients.cfn, input.clone(), opts.polling()).await?;
-        let preview = Preview {
-            changes: preview::merge(
-                change_set.changes.clone(),
-                preview::template_diff(
-                    old_body.as_deref(),
-                    req.template_body,
-                    &old_params,
-                    &params,
-                )?,
-            ),
-            parameters: preview::parameter_changes(&old_params, &params),
-        };
+        let (input, change_set, preview) =
+            propose(clients, &req, &params, &digest, existing.as_ref(), opts).await?;
         if change_set.empty || preview.is_empty() {
             stackops::delete_change_set(&clients.cfn, stack_name, &change_set.id).await?;
             let stack = stackops::describe(&clients.cfn, stack_name).await?;
@@ -320,6 +293,43 @@ async fn deploy_release(
             AfterFailure::Fail(err) => return Err(err),
         }
     }
+}
+
+/// Step 5 of a deploy: the change set of this release against the stack as it runs (a create when there is no
+/// stack), and the preview people review: CloudFormation's changes merged with the template and parameter diff.
+async fn propose<'a>(
+    clients: &Clients,
+    req: &DeployRequest<'a>,
+    params: &'a BTreeMap<String, String>,
+    digest: &str,
+    existing: Option<&aws_sdk_cloudformation::types::Stack>,
+    opts: &DeployOptions,
+) -> Result<(ChangeSetInput<'a>, stackops::ChangeSet, Preview)> {
+    let stack_name = req.plan.stack_name.as_str();
+    let (old_body, old_params) = deployed_template(clients, stack_name, existing).await?;
+    let input = ChangeSetInput {
+        stack: stack_name,
+        name: change_set_name(digest),
+        kind: if existing.is_none() {
+            ChangeSetType::Create
+        } else {
+            ChangeSetType::Update
+        },
+        template_body: req.template_body,
+        parameters: params,
+        tags: &req.plan.tags,
+        imports: Vec::new(),
+    };
+    let change_set =
+        stackops::create_change_set(&clients.cfn, input.clone(), opts.polling()).await?;
+    let preview = Preview {
+        changes: preview::merge(
+            change_set.changes.clone(),
+            preview::template_diff(old_body.as_deref(), req.template_body, &old_params, params)?,
+        ),
+        parameters: preview::parameter_changes(&old_params, params),
+    };
+    Ok((input, change_set, preview))
 }
 
 /// The template and parameters the stack runs now (none for a stack to create): the "before" of the preview.
