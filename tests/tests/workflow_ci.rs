@@ -500,3 +500,45 @@ fn every_job_caches_the_directories_ci_run_builds_and_installs_into() {
     }
     assert!(checked >= 2, "the workflow has jobs that run cargo");
 }
+
+/// The smoke test of an environment behind a JWT authorizer gets what it needs to authenticate from the job: a
+/// client to mint a short-lived token with (never a stored token, which would expire after the deploy it was made
+/// for), from the repository's secrets.
+#[test]
+fn the_smoke_test_of_a_jwt_environment_mints_its_token_in_the_job() {
+    let workflow = load_workflow();
+    let config = tests::repo_root().join("config");
+    let mut checked = 0;
+    for (id, job) in jobs(&workflow) {
+        for step in steps(&job) {
+            let script = step["run"].as_str().unwrap_or_default();
+            for args in xtask_invocations(script) {
+                let Some(env) = flag(&args, "--env").filter(|_| args[0] == "smoke") else {
+                    continue;
+                };
+                if load_plan(&config, &env).api.jwt.is_none() {
+                    continue;
+                }
+                checked += 1;
+                let vars = &step["env"];
+                assert!(
+                    vars[xtask::smoke::TOKEN_VAR].is_null(),
+                    "job `{id}` smokes `{env}` with a stored token; mint one in the job with {} and {}",
+                    xtask::smoke::CLIENT_ID_VAR,
+                    xtask::smoke::CLIENT_SECRET_VAR
+                );
+                for var in [xtask::smoke::CLIENT_ID_VAR, xtask::smoke::CLIENT_SECRET_VAR] {
+                    let value = vars[var].as_str().unwrap_or_default();
+                    assert!(
+                        value.starts_with("${{ secrets.") && value.ends_with("}}"),
+                        "job `{id}` smokes `{env}` (api.jwt) without {var} from a secret: {value:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no smoke test of a JWT environment in the workflow"
+    );
+}

@@ -13,7 +13,11 @@
 //! An environment whose routes are behind a JWT authorizer (`api.jwt`) needs a token: `smoke` reads it from the
 //! `XTASK_SMOKE_TOKEN` environment variable (never from a flag, whose value would land in shell history and
 //! process listings), sends it as `Authorization: Bearer <token>` on every request, and refuses to start without
-//! it.
+//! it. In CI a stored token would expire after the deploy it was made for, so `smoke` can mint one instead: with
+//! `XTASK_SMOKE_CLIENT_ID` and `XTASK_SMOKE_CLIENT_SECRET` (an OAuth 2.0 client of the environment's issuer allowed
+//! the client-credentials grant) it asks the issuer's token endpoint (OpenID Connect discovery, or
+//! `XTASK_SMOKE_TOKEN_URL`) for a token for the environment's audience, uses it for this run only and never prints
+//! it ([`mint_token`]).
 //!
 //! The result is printed and stored in the environment's artifact bucket at `smoke/<env>.json`, together with
 //! the release digest the stack runs, so `cargo xtask promote` can require a passing smoke test of exactly the
@@ -36,6 +40,14 @@ use crate::exit::ExitStatus;
 
 /// The environment variable holding the bearer token for JWT-protected environments.
 pub const TOKEN_VAR: &str = "XTASK_SMOKE_TOKEN";
+/// The OAuth 2.0 client `smoke` mints a token with when [`TOKEN_VAR`] is not set: its id ...
+pub const CLIENT_ID_VAR: &str = "XTASK_SMOKE_CLIENT_ID";
+/// ... and its secret.
+pub const CLIENT_SECRET_VAR: &str = "XTASK_SMOKE_CLIENT_SECRET";
+/// Optional: the token endpoint, for an issuer that publishes no OpenID Connect discovery document.
+pub const TOKEN_URL_VAR: &str = "XTASK_SMOKE_TOKEN_URL";
+/// Optional: the `scope` to ask for, for identity providers that express an API's access as scopes.
+pub const SCOPE_VAR: &str = "XTASK_SMOKE_SCOPE";
 
 /// How long the smoke test waits for the read model to catch up by default.
 pub const DEFAULT_PROJECTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,6 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
         token: std::env::var(TOKEN_VAR)
             .ok()
             .filter(|t| !t.trim().is_empty()),
+        client: ClientCredentials::from_env(),
     };
     let result = async {
         let (plan, _) = crate::deploy::load(&args.env)?;
@@ -95,6 +108,8 @@ pub struct SmokeOptions {
     pub record: bool,
     /// The bearer token sent on every request (from [`TOKEN_VAR`]); required where the plan has `api.jwt`.
     pub token: Option<String>,
+    /// Where no token is given: the client to mint one with (from [`CLIENT_ID_VAR`] and [`CLIENT_SECRET_VAR`]).
+    pub client: Option<ClientCredentials>,
 }
 
 impl Default for SmokeOptions {
@@ -104,6 +119,7 @@ impl Default for SmokeOptions {
             projection_timeout: DEFAULT_PROJECTION_TIMEOUT,
             record: true,
             token: None,
+            client: None,
         }
     }
 }
@@ -111,7 +127,12 @@ impl Default for SmokeOptions {
 /// Runs the smoke test against `plan`'s deployed API and (unless told otherwise) records the result. A failed
 /// check is a result (`passed: false`), not an error; errors are for not reaching the stack or the bucket.
 pub async fn smoke(plan: &Plan, options: &SmokeOptions) -> anyhow::Result<SmokeRecord> {
-    require_token(plan, options.token.as_deref())?;
+    let token = match (&options.token, &plan.api.jwt, &options.client, plan.kind) {
+        (Some(token), ..) => Some(token.clone()),
+        (None, Some(jwt), Some(client), EnvKind::Aws) => Some(mint_token(jwt, client).await?),
+        _ => None,
+    };
+    require_token(plan, token.as_deref())?;
     let connected = crate::deploy::connect(plan, None).await?;
     let (clients, account) = (&connected.clients, connected.account.clone());
     let stack = deployer::stackops::describe(&clients.cfn, &plan.stack_name).await?;
@@ -144,7 +165,7 @@ pub async fn smoke(plan: &Plan, options: &SmokeOptions) -> anyhow::Result<SmokeR
         &url,
         release_digest,
         options.projection_timeout,
-        options.token.as_deref(),
+        token.as_deref(),
     )
     .await;
     if options.record {
@@ -167,7 +188,7 @@ pub fn require_token(plan: &Plan, token: Option<&str>) -> anyhow::Result<()> {
     match (&plan.api.jwt, plan.kind, token) {
         (Some(jwt), EnvKind::Aws, None) => {
             Err(anyhow::Error::new(crate::deploy::InvalidInput(format!(
-                "`{}` serves its API behind a JWT authorizer ({}: api.jwt), so the smoke test needs a token: set {TOKEN_VAR} to a token issued by {} for the audience {} (an environment variable, never a flag: a flag's value lands in shell history) and run `cargo xtask smoke --env {}` again",
+                "`{}` serves its API behind a JWT authorizer ({}: api.jwt), so the smoke test needs a token: set {TOKEN_VAR} to a token issued by {} for the audience {}, or set {CLIENT_ID_VAR} and {CLIENT_SECRET_VAR} to a client of that issuer allowed the client-credentials grant and smoke mints one (environment variables, never flags: a flag's value lands in shell history), and run `cargo xtask smoke --env {}` again",
                 plan.env,
                 plan.config_path.display(),
                 jwt.issuer,
@@ -176,6 +197,125 @@ pub fn require_token(plan: &Plan, token: Option<&str>) -> anyhow::Result<()> {
             ))))
         }
         _ => Ok(()),
+    }
+}
+
+/// An OAuth 2.0 client (RFC 6749, section 4.4: the client-credentials grant) of the environment's issuer.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+    /// The token endpoint; found by OpenID Connect discovery at the issuer when `None`.
+    pub token_url: Option<String>,
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("token_url", &self.token_url)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl ClientCredentials {
+    /// From [`CLIENT_ID_VAR`], [`CLIENT_SECRET_VAR`], [`TOKEN_URL_VAR`] and [`SCOPE_VAR`]; `None` unless both the
+    /// id and the secret are set.
+    pub fn from_env() -> Option<Self> {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        Some(ClientCredentials {
+            client_id: var(CLIENT_ID_VAR)?,
+            client_secret: var(CLIENT_SECRET_VAR)?,
+            token_url: var(TOKEN_URL_VAR),
+            scope: var(SCOPE_VAR),
+        })
+    }
+}
+
+/// Mints an access token for `jwt`'s first audience with the client-credentials grant: the token endpoint from
+/// the client, else from the issuer's discovery document (`<issuer>/.well-known/openid-configuration`); the
+/// client authenticates with HTTP Basic (`client_secret_basic`, which every authorization server supports) and
+/// asks for `audience` (and `scope` when set). The token lives only in this process: it is never printed or
+/// stored. A refusal names the endpoint, the server's `error` and what to check.
+pub async fn mint_token(
+    jwt: &stack::JwtAuthorizer,
+    client: &ClientCredentials,
+) -> anyhow::Result<String> {
+    let http = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()?;
+    let token_url = match &client.token_url {
+        Some(url) => url.clone(),
+        None => discover_token_endpoint(&http, &jwt.issuer).await?,
+    };
+    let audience = jwt.audience.first().map(String::as_str).unwrap_or_default();
+    let mut form = vec![("grant_type", "client_credentials"), ("audience", audience)];
+    if let Some(scope) = &client.scope {
+        form.push(("scope", scope));
+    }
+    let resp = http
+        .post(&token_url)
+        .basic_auth(&client.client_id, Some(&client.client_secret))
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "minting the smoke test's token: cannot reach the token endpoint {token_url}: {e}"
+            )
+        })?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        anyhow::bail!(
+            "minting the smoke test's token: the token endpoint {token_url} answered {status} ({} {}); check {CLIENT_ID_VAR} and {CLIENT_SECRET_VAR}, and that the client may use the client-credentials grant for the audience {audience}",
+            body["error"].as_str().unwrap_or("no error code"),
+            body["error_description"].as_str().unwrap_or_default(),
+        );
+    }
+    body["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "minting the smoke test's token: the token endpoint {token_url} answered {status} without an access_token"
+            )
+        })
+}
+
+/// The `token_endpoint` of the issuer's OpenID Connect discovery document.
+async fn discover_token_endpoint(http: &reqwest::Client, issuer: &str) -> anyhow::Result<String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let found = async {
+        let doc: Value = http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::Ok(doc["token_endpoint"].as_str().map(str::to_string))
+    }
+    .await;
+    match found {
+        Ok(Some(endpoint)) => Ok(endpoint),
+        Ok(None) => anyhow::bail!(
+            "minting the smoke test's token: {url} names no token_endpoint; set {TOKEN_URL_VAR} to the issuer's token endpoint"
+        ),
+        Err(e) => anyhow::bail!(
+            "minting the smoke test's token: reading {url} failed ({e:#}); set {TOKEN_URL_VAR} to the issuer's token endpoint if it publishes no discovery document"
+        ),
     }
 }
 
@@ -577,6 +717,129 @@ mod tests {
         // No authorizer, no token needed.
         require_token(&plan("dev"), None).unwrap();
         require_token(&plan("local"), None).unwrap();
+    }
+
+    /// A stand-in authorization server on 127.0.0.1: a discovery document pointing at its token endpoint, and a
+    /// token endpoint answering `token_answer` (status line, JSON body). Returns its issuer URL and, once both
+    /// requests are served, what it received (head and body of each).
+    async fn fake_issuer(
+        token_answer: (&'static str, &'static str),
+    ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let discovery =
+            format!(r#"{{"issuer":"{issuer}","token_endpoint":"{issuer}/oauth2/token"}}"#);
+        let handle = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for answer in [("200 OK", discovery.as_str()), token_answer] {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break;
+                        }
+                    }
+                    let n = sock.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                seen.push(String::from_utf8_lossy(&got).into_owned());
+                let (status, body) = answer;
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(resp.as_bytes()).await.unwrap();
+            }
+            seen
+        });
+        (issuer, handle)
+    }
+
+    fn client() -> ClientCredentials {
+        ClientCredentials {
+            client_id: "smoke-ci".into(),
+            client_secret: "s3cret".into(),
+            token_url: None,
+            scope: Some("cqrs-api/smoke".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_is_minted_with_the_client_credentials_grant_at_the_discovered_endpoint() {
+        let (issuer, server) = fake_issuer((
+            "200 OK",
+            r#"{"access_token":"minted.jwt.token","token_type":"Bearer","expires_in":300}"#,
+        ))
+        .await;
+        let jwt = stack::JwtAuthorizer {
+            issuer: format!("{issuer}/"),
+            audience: vec!["cqrs-api".into()],
+        };
+        let token = mint_token(&jwt, &client()).await.unwrap();
+        assert_eq!(token, "minted.jwt.token");
+        let seen = server.await.unwrap();
+        assert!(
+            seen[0].starts_with("GET /.well-known/openid-configuration "),
+            "{}",
+            seen[0]
+        );
+        let request = &seen[1];
+        assert!(request.starts_with("POST /oauth2/token "), "{request}");
+        let lower = request.to_ascii_lowercase();
+        // `smoke-ci:s3cret`, as HTTP Basic.
+        assert!(
+            lower.contains("authorization: basic ") && request.contains("c21va2UtY2k6czNjcmV0"),
+            "{request}"
+        );
+        assert!(
+            lower.contains("content-type: application/x-www-form-urlencoded"),
+            "{request}"
+        );
+        let body = request.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(
+            body,
+            "grant_type=client_credentials&audience=cqrs-api&scope=cqrs-api%2Fsmoke"
+        );
+        // The secret is never in a debug print.
+        assert!(!format!("{:?}", client()).contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_is_reported_with_the_servers_error_and_what_to_check() {
+        let (issuer, server) = fake_issuer((
+            "401 Unauthorized",
+            r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+        ))
+        .await;
+        let jwt = stack::JwtAuthorizer {
+            issuer,
+            audience: vec!["cqrs-api".into()],
+        };
+        let err = mint_token(&jwt, &client()).await.unwrap_err().to_string();
+        server.await.unwrap();
+        assert!(
+            err.contains("answered 401 Unauthorized (invalid_client client authentication failed)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("check XTASK_SMOKE_CLIENT_ID and XTASK_SMOKE_CLIENT_SECRET"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]
