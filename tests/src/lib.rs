@@ -6,6 +6,7 @@ pub mod cli;
 pub mod iam;
 pub mod moto;
 pub mod release;
+pub mod store;
 pub mod tools;
 
 /// The repository root, resolved at run time the way the tool resolves it ([`local_engine::state::repo_root`]:

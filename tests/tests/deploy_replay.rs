@@ -5,52 +5,15 @@
 
 use deployer::replay::{ReplayRequest, replay};
 use deployer::ui::{Confirmation, RecordingUi};
-use domain::Metadata;
-use domain::api::{AppendCommand, NewEvent};
-use local_engine::endpoint::Endpoint;
 use serde_json::{Value, json};
-use service::aws_sdk_dynamodb::Client;
 use service::aws_sdk_dynamodb::types::AttributeValue;
-use service::lambda_http::Body;
-use service::testing::{create_tables, request};
-use service::{Config, DynamoStore, EventStore, ReadModel};
-
-async fn append(store: &DynamoStore, aggregate: &str, events: Vec<(&str, Value)>) {
-    let cmd = AppendCommand {
-        aggregate_id: aggregate.into(),
-        aggregate_type: None,
-        events: events
-            .into_iter()
-            .map(|(t, d)| NewEvent {
-                event_type: t.into(),
-                event_data: d.as_object().unwrap().clone(),
-            })
-            .collect(),
-        expected_version: None,
-        command_id: None,
-    };
-    service::append::append(store, &cmd, Metadata::default())
-        .await
-        .expect("the append succeeds");
-}
+use service::{DynamoStore, EventStore, ReadModel};
+use tests::store::{FreshStore, append, query};
 
 /// What `GET /aggregates/{id}?consistent=true` answers: (version, state).
 async fn consistent_view(store: &DynamoStore, aggregate: &str) -> (u64, Value) {
-    let response = service::http::handle_query(
-        store,
-        request(
-            "GET",
-            &format!("/aggregates/{aggregate}?consistent=true"),
-            None,
-        ),
-    )
-    .await;
-    assert_eq!(response.status(), 200, "consistent read of {aggregate}");
-    let body: Value = match response.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-        _ => panic!("empty body"),
-    };
+    let (status, body) = query(store, &format!("/aggregates/{aggregate}?consistent=true")).await;
+    assert_eq!(status, 200, "consistent read of {aggregate}");
     (body["version"].as_u64().unwrap(), body["state"].clone())
 }
 
@@ -60,19 +23,8 @@ async fn read_model(store: &DynamoStore, aggregate: &str) -> Option<ReadModel> {
 
 #[tokio::test]
 async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_poison() {
-    let dir = tempfile::tempdir().unwrap();
-    let moto = Endpoint::start_fresh(dir.path())
-        .await
-        .expect("the local AWS endpoint starts");
-    let client = Client::new(&moto.sdk_config().await);
-    let config = Config {
-        events_table: "replay-events".into(),
-        projections_table: "replay-projections".into(),
-    };
-    create_tables(&client, &config.events_table, &config.projections_table)
-        .await
-        .unwrap();
-    let store = service::testing::store(client.clone(), config.clone());
+    let fresh = FreshStore::start("replay").await;
+    let (client, config, store) = (&fresh.client, &fresh.config, &fresh.store);
 
     // Five aggregates of a few events each, written by the service's own append.
     let ids = ["u1", "u2", "u3", "u4", "u5"];
@@ -81,7 +33,7 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
         for n in 0..i {
             events.push(("user_updated", json!({"age": n})));
         }
-        append(&store, id, events).await;
+        append(store, id, events).await;
     }
     // No projector ran: u1..u5 have no read model. Corrupt one (wrong state, behind) and put one ahead of
     // its log, as a projector that got further would have (u5 has 5 events; pretend it is at 9).
@@ -111,7 +63,7 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
         concurrency: 4,
     };
     let ui = RecordingUi::new(Confirmation::Yes);
-    let outcome = replay(&client, &all, &ui).await.expect("replay runs");
+    let outcome = replay(client, &all, &ui).await.expect("replay runs");
     assert_eq!(outcome.aggregates_seen, 5, "{outcome}");
     assert_eq!(outcome.aggregates_replayed, 4, "{outcome}");
     assert_eq!(outcome.aggregates_skipped, 1, "{outcome}");
@@ -119,12 +71,12 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
     assert_eq!(outcome.events_skipped, 5, "{outcome}");
     assert!(outcome.failures.is_empty(), "{outcome}");
     for id in &ids[..4] {
-        let model = read_model(&store, id).await.expect("rebuilt");
-        let (version, state) = consistent_view(&store, id).await;
+        let model = read_model(store, id).await.expect("rebuilt");
+        let (version, state) = consistent_view(store, id).await;
         assert_eq!((model.version, model.state), (version, state), "{id}");
     }
     assert_eq!(
-        read_model(&store, "u5").await.unwrap(),
+        read_model(store, "u5").await.unwrap(),
         ahead,
         "a read model ahead of the log is never moved backwards"
     );
@@ -135,7 +87,7 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
     assert_eq!(json["events_replayed"], 10);
 
     // Replaying again changes nothing: everything is current.
-    let again = replay(&client, &all, &ui).await.unwrap();
+    let again = replay(client, &all, &ui).await.unwrap();
     assert_eq!(
         (again.aggregates_replayed, again.aggregates_skipped),
         (0, 5)
@@ -149,12 +101,12 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
         .send()
         .await
         .unwrap();
-    let u4_before = read_model(&store, "u4").await.unwrap();
+    let u4_before = read_model(store, "u4").await.unwrap();
     let one = ReplayRequest {
         aggregate: Some("u3".into()),
         ..all.clone()
     };
-    let outcome = replay(&client, &one, &ui).await.unwrap();
+    let outcome = replay(client, &one, &ui).await.unwrap();
     assert_eq!(
         (
             outcome.aggregates_seen,
@@ -165,14 +117,14 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
         "{outcome}"
     );
     assert_eq!(
-        read_model(&store, "u3").await.unwrap().state,
-        consistent_view(&store, "u3").await.1
+        read_model(store, "u3").await.unwrap().state,
+        consistent_view(store, "u3").await.1
     );
-    assert_eq!(read_model(&store, "u4").await.unwrap(), u4_before);
+    assert_eq!(read_model(store, "u4").await.unwrap(), u4_before);
 
     // A poison event written around the API (unknown type at version 2 of a new aggregate, then one more
     // valid-looking event after it): reported with its version, not fatal; the progress before it is written.
-    append(&store, "p1", vec![("user_created", json!({"name": "P"}))]).await;
+    append(store, "p1", vec![("user_created", json!({"name": "P"}))]).await;
     let (events, _) = store.read_events("p1", 0, None, true).await.unwrap();
     let mut poison = events[0].clone();
     poison.version = 2;
@@ -188,7 +140,7 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
         .send()
         .await
         .unwrap();
-    let outcome = replay(&client, &all, &ui).await.unwrap();
+    let outcome = replay(client, &all, &ui).await.unwrap();
     assert_eq!(outcome.aggregates_seen, 6, "{outcome}");
     assert_eq!(outcome.failures.len(), 1, "{outcome}");
     let failure = &outcome.failures[0];
@@ -203,9 +155,9 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
     assert!(outcome.to_string().contains("`p1` version 2"), "{outcome}");
     // u1 (deleted) and p1's first event were still replayed.
     assert_eq!(outcome.aggregates_replayed, 2, "{outcome}");
-    assert_eq!(read_model(&store, "p1").await.unwrap().version, 1);
-    assert_eq!(read_model(&store, "u1").await.unwrap().version, 1);
-    moto.stop();
+    assert_eq!(read_model(store, "p1").await.unwrap().version, 1);
+    assert_eq!(read_model(store, "u1").await.unwrap().version, 1);
+    fresh.stop();
 }
 
 /// `--force` repairs a read model that is at the log's version but holds a wrong state (what a projector
@@ -213,21 +165,10 @@ async fn replay_rebuilds_read_models_without_moving_any_backwards_and_reports_po
 /// repair (a projector mid-batch) loses its conditional write afterwards instead of overwriting the repair.
 #[tokio::test]
 async fn replay_force_repairs_current_but_wrong_read_models_conditionally() {
-    let dir = tempfile::tempdir().unwrap();
-    let moto = Endpoint::start_fresh(dir.path())
-        .await
-        .expect("the local AWS endpoint starts");
-    let client = Client::new(&moto.sdk_config().await);
-    let config = Config {
-        events_table: "force-events".into(),
-        projections_table: "force-projections".into(),
-    };
-    create_tables(&client, &config.events_table, &config.projections_table)
-        .await
-        .unwrap();
-    let store = service::testing::store(client.clone(), config.clone());
+    let fresh = FreshStore::start("force").await;
+    let (client, config, store) = (&fresh.client, &fresh.config, &fresh.store);
     append(
-        &store,
+        store,
         "u1",
         vec![
             ("user_created", json!({"name": "Ann"})),
@@ -235,7 +176,7 @@ async fn replay_force_repairs_current_but_wrong_read_models_conditionally() {
         ],
     )
     .await;
-    append(&store, "u2", vec![("user_created", json!({"name": "Bob"}))]).await;
+    append(store, "u2", vec![("user_created", json!({"name": "Bob"}))]).await;
     let wrong = ReadModel {
         aggregate_id: "u1".into(),
         aggregate_type: Some("user".into()),
@@ -244,7 +185,7 @@ async fn replay_force_repairs_current_but_wrong_read_models_conditionally() {
         updated_at: "2026-01-01T00:00:00.000Z".into(),
     };
     store.put_read_model(&wrong, None).await.unwrap();
-    let (version, right) = consistent_view(&store, "u1").await;
+    let (version, right) = consistent_view(store, "u1").await;
     assert_eq!(version, 2);
 
     let request = ReplayRequest {
@@ -257,25 +198,25 @@ async fn replay_force_repairs_current_but_wrong_read_models_conditionally() {
     };
     let ui = RecordingUi::new(Confirmation::Yes);
     // Without --force a current read model is left alone, even a wrong one.
-    let outcome = replay(&client, &request, &ui).await.unwrap();
+    let outcome = replay(client, &request, &ui).await.unwrap();
     assert_eq!(
         (outcome.aggregates_replayed, outcome.aggregates_skipped),
         (1, 1),
         "{outcome}"
     );
-    assert_eq!(read_model(&store, "u1").await.unwrap(), wrong);
+    assert_eq!(read_model(store, "u1").await.unwrap(), wrong);
 
     let forced = ReplayRequest {
         force: true,
         ..request.clone()
     };
-    let outcome = replay(&client, &forced, &ui).await.unwrap();
+    let outcome = replay(client, &forced, &ui).await.unwrap();
     assert_eq!(
         (outcome.aggregates_replayed, outcome.aggregates_skipped),
         (1, 1),
         "only the wrong one is rewritten: {outcome}"
     );
-    let repaired = read_model(&store, "u1").await.unwrap();
+    let repaired = read_model(store, "u1").await.unwrap();
     assert_eq!((repaired.version, &repaired.state), (2, &right));
 
     // A writer that read the wrong read model before the repair loses: the condition is on what it read.
@@ -288,14 +229,14 @@ async fn replay_force_repairs_current_but_wrong_read_models_conditionally() {
         store.put_read_model(&late, Some(&wrong)).await,
         Err(service::StoreError::Conflict)
     ));
-    assert_eq!(read_model(&store, "u1").await.unwrap(), repaired);
+    assert_eq!(read_model(store, "u1").await.unwrap(), repaired);
 
     // Forcing again finds nothing to repair.
-    let outcome = replay(&client, &forced, &ui).await.unwrap();
+    let outcome = replay(client, &forced, &ui).await.unwrap();
     assert_eq!(
         (outcome.aggregates_replayed, outcome.aggregates_skipped),
         (0, 2),
         "{outcome}"
     );
-    moto.stop();
+    fresh.stop();
 }

@@ -5,44 +5,10 @@
 
 use deployer::ui::{Confirmation, RecordingUi};
 use deployer::views::{ViewTables, catch_up, rebuild};
-use domain::Metadata;
-use domain::api::{AppendCommand, NewEvent};
-use local_engine::endpoint::Endpoint;
 use serde_json::{Value, json};
-use service::aws_sdk_dynamodb::Client;
-use service::lambda_http::Body;
-use service::testing::{create_tables, request, views_table};
-use service::{Config, DynamoStore, EventStore, ViewItem};
-
-async fn append(store: &DynamoStore, aggregate: &str, events: Vec<(&str, Value)>) {
-    let cmd = AppendCommand {
-        aggregate_id: aggregate.into(),
-        aggregate_type: None,
-        events: events
-            .into_iter()
-            .map(|(t, d)| NewEvent {
-                event_type: t.into(),
-                event_data: d.as_object().unwrap().clone(),
-            })
-            .collect(),
-        expected_version: None,
-        command_id: None,
-    };
-    service::append::append(store, &cmd, Metadata::default())
-        .await
-        .expect("the append succeeds");
-}
-
-async fn get(store: &DynamoStore, path: &str) -> (u16, Value) {
-    let response = service::http::handle_query(store, request("GET", path, None)).await;
-    let status = response.status().as_u16();
-    let body: Value = match response.body() {
-        Body::Text(t) => serde_json::from_str(t).unwrap(),
-        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
-        _ => Value::Null,
-    };
-    (status, body)
-}
+use service::testing::views_table;
+use service::{EventStore, ViewItem};
+use tests::store::{FreshStore, append, query};
 
 fn ids(body: &Value) -> Vec<String> {
     body["rows"]
@@ -55,19 +21,8 @@ fn ids(body: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let moto = Endpoint::start_fresh(dir.path())
-        .await
-        .expect("the local AWS endpoint starts");
-    let client = Client::new(&moto.sdk_config().await);
-    let config = Config {
-        events_table: "views-events".into(),
-        projections_table: "views-projections".into(),
-    };
-    create_tables(&client, &config.events_table, &config.projections_table)
-        .await
-        .unwrap();
-    let store = service::testing::store(client.clone(), config.clone());
+    let fresh = FreshStore::start("views").await;
+    let (client, config, store) = (&fresh.client, &fresh.config, &fresh.store);
     let tables = ViewTables {
         events_table: config.events_table.clone(),
         projections_table: config.projections_table.clone(),
@@ -82,7 +37,7 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
     // A log written before the view existed (no projector ran): two accounts of ann, one of bob, a user.
     for (id, owner) in [("acc-1", "ann"), ("acc-2", "ann"), ("acc-3", "bob")] {
         append(
-            &store,
+            store,
             id,
             vec![
                 ("account_opened", json!({"owner": owner})),
@@ -91,7 +46,7 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
         )
         .await;
     }
-    append(&store, "u-1", vec![("user_created", json!({"name": "x"}))]).await;
+    append(store, "u-1", vec![("user_created", json!({"name": "x"}))]).await;
 
     // An older version is live (as after a deploy of the previous code): reads come from it, and it is empty
     // for ann, as that version's rows were (this build no longer computes it).
@@ -100,12 +55,12 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
         .set_view_live_version(&view.name, old, None)
         .await
         .unwrap();
-    let (status, body) = get(&store, "/views/accounts_by_owner/ann").await;
+    let (status, body) = query(store, "/views/accounts_by_owner/ann").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["version"], old);
 
     // The new version is filled from the log, then reads switch to it.
-    let outcome = rebuild(&client, &tables, &view, target, 4, &ui)
+    let outcome = rebuild(client, &tables, &view, target, 4, &ui)
         .await
         .unwrap();
     assert!(outcome.switched, "{outcome}");
@@ -113,23 +68,23 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
     assert_eq!(outcome.aggregates_seen, 4);
     assert_eq!(outcome.aggregates_in_type, 3);
     assert_eq!(outcome.rows_written, 3);
-    let (status, body) = get(&store, "/views/accounts_by_owner/ann").await;
+    let (status, body) = query(store, "/views/accounts_by_owner/ann").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["version"], target);
     assert_eq!(ids(&body), ["acc-1", "acc-2"]);
     assert_eq!(body["rows"][0]["row"]["balance"], 5, "{body}");
-    let (_, body) = get(&store, "/views/accounts_by_owner/bob").await;
+    let (_, body) = query(store, "/views/accounts_by_owner/bob").await;
     assert_eq!(ids(&body), ["acc-3"]);
 
     // Paging: one row a page, the cursor leads to the next and ends.
-    let (_, first) = get(&store, "/views/accounts_by_owner/ann?limit=1").await;
+    let (_, first) = query(store, "/views/accounts_by_owner/ann?limit=1").await;
     assert_eq!(ids(&first), ["acc-1"]);
     let cursor = first["nextCursor"]
         .as_str()
         .expect("a next cursor")
         .to_string();
-    let (_, second) = get(
-        &store,
+    let (_, second) = query(
+        store,
         &format!("/views/accounts_by_owner/ann?limit=1&cursor={cursor}"),
     )
     .await;
@@ -148,16 +103,16 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
         updated_at: domain::now_timestamp(),
     };
     assert!(store.put_view_row(&newer).await.unwrap());
-    let again = rebuild(&client, &tables, &view, target, 4, &ui)
+    let again = rebuild(client, &tables, &view, target, 4, &ui)
         .await
         .unwrap();
     assert!(again.switched);
     assert_eq!(again.rows_written, 2, "acc-3's newer row is kept: {again}");
-    let (_, body) = get(&store, "/views/accounts_by_owner/bob").await;
+    let (_, body) = query(store, "/views/accounts_by_owner/bob").await;
     assert_eq!(body["rows"][0]["row"]["balance"], 1234);
 
     // Already live at the declared version: catch_up has nothing to do for it.
-    let done = catch_up(&client, Some(&tables), &ui).await.unwrap();
+    let done = catch_up(client, Some(&tables), &ui).await.unwrap();
     assert!(
         done.iter().all(|r| r.view != view.name),
         "accounts_by_owner is live at {target}: {done:?}"
@@ -166,19 +121,8 @@ async fn a_view_is_rebuilt_beside_the_live_version_and_switched_only_when_caught
 
 #[tokio::test]
 async fn a_log_that_does_not_fold_keeps_the_old_version_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let moto = Endpoint::start_fresh(dir.path())
-        .await
-        .expect("the local AWS endpoint starts");
-    let client = Client::new(&moto.sdk_config().await);
-    let config = Config {
-        events_table: "poison-events".into(),
-        projections_table: "poison-projections".into(),
-    };
-    create_tables(&client, &config.events_table, &config.projections_table)
-        .await
-        .unwrap();
-    let store = service::testing::store(client.clone(), config.clone());
+    let fresh = FreshStore::start("poison").await;
+    let (client, config, store) = (&fresh.client, &fresh.config, &fresh.store);
     let tables = ViewTables {
         events_table: config.events_table.clone(),
         projections_table: config.projections_table.clone(),
@@ -187,13 +131,13 @@ async fn a_log_that_does_not_fold_keeps_the_old_version_live() {
     let ui = RecordingUi::new(Confirmation::Yes);
     let view = domain::registry().view("accounts_by_owner").unwrap();
     append(
-        &store,
+        store,
         "acc-ok",
         vec![("account_opened", json!({"owner": "ann"}))],
     )
     .await;
     append(
-        &store,
+        store,
         "acc-bad",
         vec![("account_opened", json!({"owner": "ann"}))],
     )
@@ -209,14 +153,14 @@ async fn a_log_that_does_not_fold_keeps_the_old_version_live() {
         .await
         .unwrap();
 
-    let outcome = rebuild(&client, &tables, &view, view.target(), 2, &ui)
+    let outcome = rebuild(client, &tables, &view, view.target(), 2, &ui)
         .await
         .unwrap();
     assert!(!outcome.switched, "{outcome}");
     assert_eq!(outcome.failures.len(), 1, "{outcome}");
     assert_eq!(outcome.failures[0].aggregate_id, "acc-bad");
     assert!(outcome.to_string().contains("NOT switched"), "{outcome}");
-    let (status, body) = get(&store, "/views/accounts_by_owner/ann").await;
+    let (status, body) = query(store, "/views/accounts_by_owner/ann").await;
     assert_eq!(status, 200);
     assert_eq!(
         body["version"], old,
