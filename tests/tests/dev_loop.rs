@@ -248,4 +248,15 @@ async fn dev_swaps_an_edited_function_keeps_data_survives_a_compile_error_and_ct
     let down = env.run(&["teardown", "--yes"]);
     assert!(down.status.success(), "{}", output_text(&down));
     env.torn_down = true;
+
+    // The scratch copy built its edited query into this checkout's target directory, into the same cargo units
+    // (cargo keys a workspace member by its path inside the workspace) and later than this checkout's sources
+    // were written: cargo, which compares modification times, would take that build as fresh for the checkout
+    // too. Marking the checkout's query sources as changed now makes its next build compile them again.
+    let file = repo_root().join("functions/query/src/main.rs");
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        .unwrap_or_else(|e| panic!("marking {} as changed: {e}", file.display()));
 }
