@@ -20,6 +20,10 @@ pub struct Args {
     /// Process starts per function (the median, min and max are printed).
     #[arg(long, default_value_t = 20)]
     pub rounds: usize,
+    /// The Lambda architecture to build for: `x86_64` or `arm64` (started through qemu-user on an x86_64
+    /// machine, so its start-to-ready includes the emulation).
+    #[arg(long, default_value = "x86_64", value_parser = ["x86_64", "arm64"])]
+    pub architecture: String,
     /// Print JSON instead of text.
     #[arg(long, value_enum, default_value_t)]
     pub output: crate::OutputFormat,
@@ -38,17 +42,22 @@ pub struct Row {
     pub rounds: usize,
 }
 
-/// The dist directory name of the benchmark's release (`<target>/xtask/dist/<checkout>/<this>`), apart from any
-/// environment's.
+/// The dist directory name of the benchmark's release (`<target>/xtask/dist/<checkout>/<this>-<architecture>`),
+/// apart from any environment's.
 const BENCH_ENV: &str = "bench-release";
 
 pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let root = crate::repo_root();
+    let architecture = match args.architecture.as_str() {
+        "arm64" => Architecture::Arm64,
+        _ => Architecture::X86_64,
+    };
+    let emulator = crate::startup::Emulator::for_architecture(architecture);
     let req = BuildRequest {
         target_dir: deployer::build::default_target_dir(&root),
-        env: BENCH_ENV.into(),
+        env: format!("{BENCH_ENV}-{}", architecture.as_lambda()),
         kind: EnvKind::Aws,
-        architecture: Architecture::X86_64,
+        architecture,
         template_sha256: "0".repeat(64),
         cargo: deployer::cargo::cargo_path(),
         tools_dir: deployer::build::tools_dir(&root),
@@ -101,11 +110,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     for name in FunctionName::ALL {
         let artifact = &release.manifest.functions[&name];
         let binary = release.dist_dir.join(name.as_str()).join("bootstrap");
-        let mut times: Vec<f64> = crate::startup::time_to_ready(&host, name, rounds)
-            .await?
-            .into_iter()
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .collect();
+        let mut times: Vec<f64> =
+            crate::startup::time_to_ready(&host, name, rounds, emulator.as_ref())
+                .await?
+                .into_iter()
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .collect();
         times.sort_by(|a, b| a.total_cmp(b));
         rows.push(Row {
             function: name,
@@ -121,6 +131,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     drop(host);
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(Report {
+        architecture: architecture.as_lambda(),
+        emulated_by: emulator.map(|e| e.program.display().to_string()),
         build_seconds: build_time.as_secs_f64(),
         rounds,
         functions: rows,
@@ -130,6 +142,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
 /// What `bench release` reports.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The Lambda architecture of the build.
+    pub architecture: &'static str,
+    /// The emulator the processes were started through (another architecture than this machine's).
+    pub emulated_by: Option<String>,
     /// The release build's wall time (a warm build is cargo's no-op).
     pub build_seconds: f64,
     #[serde(skip)]
@@ -141,9 +157,16 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "release build (cargo-lambda, x86_64 .2.26, release profile): {:.1} s (a warm build is cargo's no-op)",
-            self.build_seconds
+            "release build (cargo-lambda, {} .2.26, release profile): {:.1} s (a warm build is cargo's no-op)",
+            self.architecture, self.build_seconds
         )?;
+        if let Some(emulator) = &self.emulated_by {
+            writeln!(
+                f,
+                "  started through {emulator} (user-mode emulation): the start-to-ready times include it; they show \
+                 that the binaries start and compare them with each other, not Graviton's own times"
+            )?;
+        }
         writeln!(
             f,
             "  function      binary        zip  glibc   start-to-ready (spawn -> first /next, {} starts)",

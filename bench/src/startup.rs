@@ -27,6 +27,13 @@ pub enum StartupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "could not start the emulator `{program}` for a binary of another architecture: {source}; install Debian's qemu-user and libc6-arm64-cross (`apt-get install qemu-user libc6-arm64-cross`; .ci/run installs both, pinned)"
+    )]
+    Emulator {
+        program: PathBuf,
+        source: std::io::Error,
+    },
     #[error("local Runtime API for the start-up measurement: {0}")]
     Io(#[from] std::io::Error),
     #[error(
@@ -43,12 +50,45 @@ pub enum StartupError {
     Unexpected { path: PathBuf, request_line: String },
 }
 
-/// Starts the binary of `name` `rounds` times, one process at a time, and returns each process's time from
-/// spawn to its first `next` request.
+/// How a binary built for another architecture starts on this machine: through a user-mode emulator. Its times
+/// include the emulation, so they show that the binary starts and how its start compares with its peers, not
+/// what Lambda's own hardware takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emulator {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl Emulator {
+    /// Debian's qemu-user for aarch64, with the aarch64 C library of `libc6-arm64-cross` as its root
+    /// (`apt-get install qemu-user libc6-arm64-cross`; `.ci/run` installs both, pinned).
+    pub fn qemu_aarch64() -> Emulator {
+        Emulator {
+            program: PathBuf::from("/usr/bin/qemu-aarch64"),
+            args: vec!["-L".into(), "/usr/aarch64-linux-gnu".into()],
+        }
+    }
+
+    /// What a Lambda binary of `architecture` needs to start here: `None` when this machine runs it natively.
+    pub fn for_architecture(architecture: stack::Architecture) -> Option<Emulator> {
+        match (architecture, cfg!(target_arch = "aarch64")) {
+            (stack::Architecture::Arm64, false) => Some(Emulator::qemu_aarch64()),
+            (stack::Architecture::X86_64, true) => Some(Emulator {
+                program: PathBuf::from("/usr/bin/qemu-x86_64"),
+                args: vec!["-L".into(), "/usr/x86_64-linux-gnu".into()],
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Starts the binary of `name` `rounds` times, one process at a time (through `emulator` when it is built for
+/// another architecture), and returns each process's time from spawn to its first `next` request.
 pub async fn time_to_ready(
     host: &Host,
     name: FunctionName,
     rounds: usize,
+    emulator: Option<&Emulator>,
 ) -> Result<Vec<Duration>, StartupError> {
     let binary = host
         .functions()
@@ -62,7 +102,7 @@ pub async fn time_to_ready(
         let env = host
             .process_env(name, &runtime_api)
             .ok_or(StartupError::UnknownFunction(name))?;
-        times.push(once(&binary, env, listener).await?);
+        times.push(once(&binary, env, listener, emulator).await?);
     }
     Ok(times)
 }
@@ -71,8 +111,16 @@ async fn once(
     binary: &Path,
     env: Vec<(String, String)>,
     listener: TcpListener,
+    emulator: Option<&Emulator>,
 ) -> Result<Duration, StartupError> {
-    let mut cmd = tokio::process::Command::new(binary);
+    let mut cmd = match emulator {
+        Some(e) => {
+            let mut cmd = tokio::process::Command::new(&e.program);
+            cmd.args(&e.args).arg(binary);
+            cmd
+        }
+        None => tokio::process::Command::new(binary),
+    };
     cmd.env_clear()
         .envs(env)
         .stdin(Stdio::null())
@@ -83,9 +131,15 @@ async fn once(
         cmd.current_dir(dir);
     }
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| StartupError::Spawn {
-        path: binary.to_path_buf(),
-        source,
+    let mut child = cmd.spawn().map_err(|source| match emulator {
+        Some(e) => StartupError::Emulator {
+            program: e.program.clone(),
+            source,
+        },
+        None => StartupError::Spawn {
+            path: binary.to_path_buf(),
+            source,
+        },
     })?;
     let outcome = tokio::select! {
         polled = first_request_line(&listener) => polled.map(|line| (started.elapsed(), line)).map_err(StartupError::Io),

@@ -652,6 +652,7 @@ impl Ctx {
         let functions = self.functions(
             raw.functions.unwrap_or_default(),
             stack_name.as_deref().unwrap_or(""),
+            kind,
         );
         let tables = raw.tables.unwrap_or_default();
         let events_table = self.table(
@@ -1091,7 +1092,12 @@ impl Ctx {
         out
     }
 
-    fn functions(&mut self, raw: RawFunctions, stack: &str) -> Option<Vec<FunctionPlan>> {
+    fn functions(
+        &mut self,
+        raw: RawFunctions,
+        stack: &str,
+        kind: Option<EnvKind>,
+    ) -> Option<Vec<FunctionPlan>> {
         let mut out = Vec::new();
         let mut ok = true;
         for (name, f) in [
@@ -1103,15 +1109,7 @@ impl Ctx {
             let f = f.unwrap_or_default();
             let memory = self.ranged(&format!("{key}.memory"), f.memory, 128, 10240, " MB");
             let timeout = self.ranged(&format!("{key}.timeout"), f.timeout, 1, 900, " seconds");
-            let arch = match self.one_of(
-                &format!("{key}.architecture"),
-                f.architecture.as_deref(),
-                &["x86_64", "arm64"],
-            ) {
-                Some("x86_64") => Some(Architecture::X86_64),
-                Some(_) => Some(Architecture::Arm64),
-                None => None,
-            };
+            let arch = self.architecture(&key, f.architecture.as_deref(), kind);
             let reserved = match f.reserved_concurrency {
                 None => Some(None),
                 Some(v) if (1..=1000).contains(&v) => Some(Some(v as u32)),
@@ -1188,6 +1186,40 @@ impl Ctx {
             });
         }
         ok.then_some(out)
+    }
+
+    /// `functions.<f>.architecture`. Unset, it is `arm64` (Graviton) in an `aws` environment: about 20% cheaper
+    /// per GB-second than x86_64 at the same memory size. A `local` environment runs the functions on this
+    /// machine, so its architecture is the machine's, and any other is refused.
+    fn architecture(
+        &mut self,
+        key: &str,
+        set: Option<&str>,
+        kind: Option<EnvKind>,
+    ) -> Option<Architecture> {
+        let host = host_architecture();
+        let default = match kind {
+            Some(EnvKind::Local) => host.as_lambda(),
+            _ => Architecture::Arm64.as_lambda(),
+        };
+        let key = format!("{key}.architecture");
+        let arch = match self.one_of(&key, Some(set.unwrap_or(default)), &["x86_64", "arm64"])? {
+            "x86_64" => Architecture::X86_64,
+            _ => Architecture::Arm64,
+        };
+        if kind == Some(EnvKind::Local) && arch != host {
+            self.invalid(
+                &key,
+                format!(
+                    "`{}`: a local environment runs the functions on this machine, which is {}; remove the key (it defaults to the machine's) or set `{}`",
+                    arch.as_lambda(),
+                    host.as_lambda(),
+                    host.as_lambda()
+                ),
+            );
+            return None;
+        }
+        Some(arch)
     }
 
     fn table(&mut self, key: &str, raw: RawTable, stack: &str, suffix: &str) -> Option<TablePlan> {
@@ -1563,6 +1595,15 @@ fn is_sns_topic_arn(arn: &str) -> bool {
             && account.bytes().all(|b| b.is_ascii_digit())
             && !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
+}
+
+/// The architecture of the machine the tool runs on (what a `local` environment's functions run as).
+pub fn host_architecture() -> Architecture {
+    if cfg!(target_arch = "aarch64") {
+        Architecture::Arm64
+    } else {
+        Architecture::X86_64
+    }
 }
 
 #[cfg(test)]

@@ -29,12 +29,16 @@ use stack::{Architecture, EnvKind, FunctionName};
 const ZIP_BUDGET_BYTES: u64 = 3 * 1024 * 1024;
 
 fn request(env: &str) -> BuildRequest {
+    request_for(env, Architecture::X86_64)
+}
+
+fn request_for(env: &str, architecture: Architecture) -> BuildRequest {
     let repo = tests::repo_root();
     BuildRequest {
         target_dir: deployer::build::default_target_dir(&repo),
         env: env.into(),
         kind: EnvKind::Aws,
-        architecture: Architecture::X86_64,
+        architecture,
         template_sha256: "0".repeat(64),
         cargo: env!("CARGO").into(),
         tools_dir: deployer::build::tools_dir(&repo),
@@ -109,6 +113,7 @@ fn the_lambda_release_build_gives_reproducible_small_zips_that_run_on_lambdas_gl
         assert_eq!(artifact.zip_sha256, deployer::package::sha256_hex(&za));
 
         let binary = std::fs::read(first.dist_dir.join(f.as_str()).join("bootstrap")).unwrap();
+        assert_eq!(elf_machine(&binary), EM_X86_64, "{f}: not an x86-64 binary");
         let floor = glibc_floor(&binary)
             .unwrap()
             .unwrap_or_else(|| panic!("{f}: the Lambda build links glibc dynamically"));
@@ -140,6 +145,55 @@ fn the_lambda_release_build_gives_reproducible_small_zips_that_run_on_lambdas_gl
         );
     }
     assert_eq!(first.digest(), second.digest());
+}
+
+/// `e_machine` of an ELF header: what processor the binary is for.
+fn elf_machine(binary: &[u8]) -> u16 {
+    assert_eq!(&binary[..4], b"\x7fELF", "an ELF file");
+    assert_eq!(binary[5], 1, "little-endian");
+    u16::from_le_bytes([binary[18], binary[19]])
+}
+
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
+
+/// arm64 (Graviton), the default architecture of an `aws` environment: cargo-lambda cross-builds it with zig,
+/// and it meets what the x86_64 build meets: ELF machine AArch64, Lambda's glibc (read by the deployer and by
+/// readelf), and the zip budget. (That it starts, and how fast under qemu-user, is `bench release
+/// --architecture arm64`, run by `bench/tests/figures.rs`.)
+#[test]
+fn the_arm64_release_build_is_aarch64_within_lambdas_glibc_and_the_zip_budget() {
+    let arm = build_fresh(request_for("lambda-release-arm64", Architecture::Arm64));
+    for f in FunctionName::ALL {
+        let artifact = &arm.manifest.functions[&f];
+        assert_eq!(artifact.architecture, Architecture::Arm64);
+        let bootstrap = arm.dist_dir.join(f.as_str()).join("bootstrap");
+        let binary = std::fs::read(&bootstrap).unwrap();
+        assert_eq!(
+            elf_machine(&binary),
+            EM_AARCH64,
+            "{f}: not an AArch64 binary"
+        );
+        let floor = glibc_floor(&binary)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{f}: the Lambda build links glibc dynamically"));
+        assert!(floor <= LAMBDA_GLIBC, "{f}: needs glibc {floor}");
+        assert_eq!(
+            glibc_floor_by_readelf(&bootstrap),
+            floor.to_string(),
+            "{f}: readelf and deployer::elf disagree on the glibc floor"
+        );
+        println!(
+            "arm64 {f:<10} zip {:>9} bytes  binary {:>9} bytes  glibc {floor}",
+            artifact.zip_size,
+            binary.len()
+        );
+        assert!(
+            artifact.zip_size < ZIP_BUDGET_BYTES,
+            "{f}: the arm64 zip is {} bytes, over the {ZIP_BUDGET_BYTES}-byte budget",
+            artifact.zip_size
+        );
+    }
 }
 
 /// The highest `GLIBC_x.y` among the version needs (`.gnu.version_r`) of the ELF at `path`, as binutils'

@@ -1115,3 +1115,55 @@ fn anonymous_write_routes_above_the_cost_cap_are_refused_with_the_arithmetic() {
     )
     .unwrap();
 }
+
+/// Unset, an `aws` environment's functions are arm64 (Graviton) and a `local` one's are the machine's own; a
+/// local environment set to another architecture is refused (it runs the functions on this machine).
+#[test]
+fn the_architecture_defaults_to_arm64_on_aws_and_to_the_machine_locally() {
+    let dir = config_dir(&[("dev", AWS), ("local", LOCAL)]);
+    let aws = config::load(dir.path(), "dev").unwrap();
+    assert!(
+        aws.functions
+            .iter()
+            .all(|f| f.architecture == stack::Architecture::Arm64),
+        "{:?}",
+        aws.functions
+    );
+    let local = config::load(dir.path(), "local").unwrap();
+    assert!(
+        local
+            .functions
+            .iter()
+            .all(|f| f.architecture == config::host_architecture())
+    );
+    // Set explicitly, an aws environment may keep x86_64.
+    let x86 = config::load(
+        config_dir(&[(
+            "dev",
+            &format!("{AWS}functions:\n  command: {{architecture: x86_64}}\n  query: {{architecture: x86_64}}\n  projector: {{architecture: x86_64}}\n"),
+        )])
+        .path(),
+        "dev",
+    )
+    .unwrap();
+    assert!(
+        x86.functions
+            .iter()
+            .all(|f| f.architecture == stack::Architecture::X86_64)
+    );
+    let other = match config::host_architecture() {
+        stack::Architecture::X86_64 => "arm64",
+        stack::Architecture::Arm64 => "x86_64",
+    };
+    let (dir, err) = load_err(
+        "local",
+        &format!("{LOCAL}functions:\n  query: {{architecture: {other}}}\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "local.yaml",
+        "functions.query.architecture",
+        &["a local environment runs the functions on this machine"],
+    );
+}
