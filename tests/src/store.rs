@@ -50,9 +50,14 @@ impl FreshStore {
     }
 }
 
-/// Appends `events` (type, data) to `aggregate` through the service's own append, as the command function does.
-pub async fn append(store: &DynamoStore, aggregate: &str, events: Vec<(&str, Value)>) {
-    let cmd = AppendCommand {
+/// The append command of `events` (type, data) to `aggregate`, with an optional expected version and command id.
+pub fn command(
+    aggregate: &str,
+    events: Vec<(&str, Value)>,
+    expected: Option<u64>,
+    command_id: Option<&str>,
+) -> AppendCommand {
+    AppendCommand {
         aggregate_id: aggregate.into(),
         aggregate_type: None,
         events: events
@@ -62,12 +67,20 @@ pub async fn append(store: &DynamoStore, aggregate: &str, events: Vec<(&str, Val
                 event_data: d.as_object().expect("event data is an object").clone(),
             })
             .collect(),
-        expected_version: None,
-        command_id: None,
-    };
-    service::append::append(store, &cmd, Metadata::default())
-        .await
-        .expect("the append succeeds");
+        expected_version: expected,
+        command_id: command_id.map(str::to_string),
+    }
+}
+
+/// Appends `events` (type, data) to `aggregate` through the service's own append, as the command function does.
+pub async fn append(store: &DynamoStore, aggregate: &str, events: Vec<(&str, Value)>) {
+    service::append::append(
+        store,
+        &command(aggregate, events, None, None),
+        Metadata::default(),
+    )
+    .await
+    .expect("the append succeeds");
 }
 
 /// The status and JSON body (`null` when empty) the query function answers to `GET path`.

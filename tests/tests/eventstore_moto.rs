@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use domain::api::{AppendCommand, NewEvent};
 use domain::{Metadata, StoredEvent};
 use serde_json::{Value, json};
 use service::append::{AppendError, append};
@@ -16,6 +15,7 @@ use service::aws_sdk_dynamodb::types::AttributeValue;
 use service::lambda_http::{Body, Response};
 use service::testing::{create_tables, request, stream_event, stream_record};
 use service::{Config, DynamoStore, EventStore};
+use tests::store::command;
 
 use tests::moto::{SharedMoto as Moto, shared as moto};
 
@@ -32,27 +32,6 @@ async fn fresh_store(test: &str) -> (Arc<Moto>, DynamoStore) {
         .await
         .expect("tables are created");
     (moto, service::testing::store(client, config))
-}
-
-fn command(
-    aggregate: &str,
-    events: Vec<(&str, Value)>,
-    expected: Option<u64>,
-    command_id: Option<&str>,
-) -> AppendCommand {
-    AppendCommand {
-        aggregate_id: aggregate.into(),
-        aggregate_type: None,
-        events: events
-            .into_iter()
-            .map(|(t, d)| NewEvent {
-                event_type: t.into(),
-                event_data: d.as_object().cloned().unwrap(),
-            })
-            .collect(),
-        expected_version: expected,
-        command_id: command_id.map(str::to_string),
-    }
 }
 
 async fn all_events(store: &DynamoStore, aggregate: &str) -> Vec<StoredEvent> {
