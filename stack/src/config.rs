@@ -246,6 +246,7 @@ struct RawDeployment {
     strategy: Option<String>,
     percent: Option<i64>,
     interval_minutes: Option<i64>,
+    interval_seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -985,6 +986,7 @@ impl Ctx {
             for (key, v) in [
                 ("percent", raw.percent),
                 ("interval_minutes", raw.interval_minutes),
+                ("interval_seconds", raw.interval_seconds),
             ] {
                 if v.is_some() {
                     self.invalid(
@@ -995,13 +997,6 @@ impl Ctx {
             }
             return Some(TrafficShift::AllAtOnce);
         }
-        if kind == Some(EnvKind::Local) {
-            self.invalid(
-                "deployment.strategy",
-                format!("`{strategy}` needs CodeDeploy, which the local endpoint does not have; set `strategy: all_at_once` for a local environment"),
-            );
-            return None;
-        }
         let percent = self.ranged(
             "deployment.percent",
             raw.percent,
@@ -1009,15 +1004,77 @@ impl Ctx {
             99,
             " (percent of the traffic)",
         );
+        let interval_seconds = if kind == Some(EnvKind::Local) {
+            self.local_shift_interval(&raw)
+        } else {
+            self.codedeploy_shift_interval(strategy, &raw, percent)
+        };
+        let (percent, interval_seconds) = (percent?, interval_seconds?);
+        Some(match strategy {
+            "canary" => TrafficShift::Canary {
+                percent,
+                interval_seconds,
+            },
+            _ => TrafficShift::Linear {
+                percent,
+                interval_seconds,
+            },
+        })
+    }
+
+    /// A local shift is run by the local engine, which is not bound to CodeDeploy's predefined shifts and may
+    /// step in seconds (a canary worth trying by hand, or in a test): `interval_seconds` or `interval_minutes`.
+    fn local_shift_interval(&mut self, raw: &RawDeployment) -> Option<u32> {
+        match (raw.interval_minutes, raw.interval_seconds) {
+            (Some(_), Some(_)) => {
+                self.invalid(
+                    "deployment.interval_seconds",
+                    "set `interval_seconds` or `interval_minutes`, not both".into(),
+                );
+                None
+            }
+            (Some(_), None) => self
+                .ranged(
+                    "deployment.interval_minutes",
+                    raw.interval_minutes,
+                    1,
+                    60,
+                    " minutes",
+                )
+                .map(|m| m * 60),
+            (None, _) => self.ranged(
+                "deployment.interval_seconds",
+                raw.interval_seconds,
+                1,
+                3600,
+                " seconds (or set `interval_minutes`)",
+            ),
+        }
+    }
+
+    /// An AWS shift is CodeDeploy's: whole minutes, one of its predefined Lambda configurations.
+    fn codedeploy_shift_interval(
+        &mut self,
+        strategy: &str,
+        raw: &RawDeployment,
+        percent: Option<u32>,
+    ) -> Option<u32> {
+        if raw.interval_seconds.is_some() {
+            self.invalid(
+                "deployment.interval_seconds",
+                "CodeDeploy shifts in whole minutes; set `interval_minutes` instead (seconds are for a local environment)".into(),
+            );
+            return None;
+        }
         let minutes = self.ranged(
             "deployment.interval_minutes",
             raw.interval_minutes,
             1,
             60,
             " minutes",
-        );
-        let (percent, interval_minutes) = (percent?, minutes?);
-        if !PREDEFINED_SHIFTS.contains(&(strategy, percent, interval_minutes)) {
+        )?;
+        let percent = percent?;
+        if !PREDEFINED_SHIFTS.contains(&(strategy, percent, minutes)) {
             let allowed: Vec<String> = PREDEFINED_SHIFTS
                 .iter()
                 .filter(|(s, _, _)| *s == strategy)
@@ -1026,22 +1083,13 @@ impl Ctx {
             self.invalid(
                 "deployment.interval_minutes",
                 format!(
-                    "{strategy} {percent}% every {interval_minutes} min is not one of CodeDeploy's predefined Lambda shifts; use {}",
+                    "{strategy} {percent}% every {minutes} min is not one of CodeDeploy's predefined Lambda shifts; use {}",
                     allowed.join(", or ")
                 ),
             );
             return None;
         }
-        Some(match strategy {
-            "canary" => TrafficShift::Canary {
-                percent,
-                interval_minutes,
-            },
-            _ => TrafficShift::Linear {
-                percent,
-                interval_minutes,
-            },
-        })
+        Some(minutes * 60)
     }
 
     /// The other `aws` environments of `account` next to `env_file`: their stack names and whether they are

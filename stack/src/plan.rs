@@ -374,15 +374,17 @@ pub struct DeployPolicy {
 /// How a deploy moves each function's `live` alias to its new version. `AllAtOnce` lets CloudFormation point
 /// the alias at the new version directly; `Canary` and `Linear` hand the shift to CodeDeploy (AWS's own engine,
 /// as SAM's `DeploymentPreference` does), which stops and rolls back when an alarm on the new version fires.
+/// In a local environment the local engine shifts the invocations itself (`local_engine::canary`), in seconds if
+/// the config says so: the interval is kept in seconds for that reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "strategy")]
 pub enum TrafficShift {
     #[default]
     AllAtOnce,
-    /// `percent` of the traffic for `interval_minutes`, then the rest.
-    Canary { percent: u32, interval_minutes: u32 },
-    /// `percent` more every `interval_minutes` until all of it.
-    Linear { percent: u32, interval_minutes: u32 },
+    /// `percent` of the traffic for `interval_seconds`, then the rest.
+    Canary { percent: u32, interval_seconds: u32 },
+    /// `percent` more every `interval_seconds` until all of it.
+    Linear { percent: u32, interval_seconds: u32 },
 }
 
 /// The shifts CodeDeploy predefines for Lambda (`CodeDeployDefault.Lambda*`): (strategy, percent, minutes).
@@ -398,10 +400,43 @@ pub const PREDEFINED_SHIFTS: [(&str, u32, u32); 8] = [
     ("linear", 10, 10),
 ];
 
+/// One step of a shift: the share of invocations the new version gets (percent) and for how long (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftStep {
+    pub percent: u32,
+    pub seconds: u32,
+}
+
 impl TrafficShift {
     /// Whether CodeDeploy shifts the traffic (and the stack renders its application, groups and alarms).
     pub fn uses_codedeploy(self) -> bool {
         self != TrafficShift::AllAtOnce
+    }
+
+    /// The steps before the new version takes all the traffic: one for a canary, `100 / percent` (rounded up,
+    /// the last capped below 100) for a linear shift, none all at once.
+    pub fn steps(self) -> Vec<ShiftStep> {
+        match self {
+            TrafficShift::AllAtOnce => Vec::new(),
+            TrafficShift::Canary {
+                percent,
+                interval_seconds,
+            } => vec![ShiftStep {
+                percent,
+                seconds: interval_seconds,
+            }],
+            TrafficShift::Linear {
+                percent,
+                interval_seconds,
+            } => (1..)
+                .map(|i| percent * i)
+                .take_while(|p| *p < 100)
+                .map(|p| ShiftStep {
+                    percent: p,
+                    seconds: interval_seconds,
+                })
+                .collect(),
+        }
     }
 
     /// The CodeDeploy deployment configuration, e.g. `CodeDeployDefault.LambdaCanary10Percent5Minutes`.
@@ -410,17 +445,21 @@ impl TrafficShift {
             TrafficShift::AllAtOnce => "CodeDeployDefault.LambdaAllAtOnce".into(),
             TrafficShift::Canary {
                 percent,
-                interval_minutes,
-            } => format!("CodeDeployDefault.LambdaCanary{percent}Percent{interval_minutes}Minutes"),
+                interval_seconds,
+            } => format!(
+                "CodeDeployDefault.LambdaCanary{percent}Percent{}Minutes",
+                interval_seconds / 60
+            ),
             TrafficShift::Linear {
                 percent,
-                interval_minutes: 1,
+                interval_seconds: 60,
             } => format!("CodeDeployDefault.LambdaLinear{percent}PercentEvery1Minute"),
             TrafficShift::Linear {
                 percent,
-                interval_minutes,
+                interval_seconds,
             } => format!(
-                "CodeDeployDefault.LambdaLinear{percent}PercentEvery{interval_minutes}Minutes"
+                "CodeDeployDefault.LambdaLinear{percent}PercentEvery{}Minutes",
+                interval_seconds / 60
             ),
         }
     }

@@ -276,7 +276,7 @@ pub fn stack_template_with_every_role(plan: &stack::Plan) -> Value {
     let mut plan = plan.clone();
     plan.deployment = stack::TrafficShift::Canary {
         percent: 10,
-        interval_minutes: 5,
+        interval_seconds: 300,
     };
     let t = stack::render::render(&plan).unwrap_or_else(|e| panic!("{e}"));
     stack::template::parse(&t.body).unwrap()

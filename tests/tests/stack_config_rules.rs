@@ -919,7 +919,7 @@ fn the_deployment_strategy_defaults_to_all_at_once_and_prod_ships_a_canary() {
         prod.deployment,
         stack::TrafficShift::Canary {
             percent: 10,
-            interval_minutes: 5
+            interval_seconds: 300
         }
     );
     assert_eq!(
@@ -928,7 +928,7 @@ fn the_deployment_strategy_defaults_to_all_at_once_and_prod_ships_a_canary() {
     );
     let linear = stack::TrafficShift::Linear {
         percent: 10,
-        interval_minutes: 1,
+        interval_seconds: 60,
     };
     assert_eq!(
         linear.codedeploy_config(),
@@ -994,15 +994,70 @@ fn bad_deployment_settings_name_the_file_the_key_and_the_fix() {
         &["only meaningful with `strategy: canary` or `linear`"],
     );
     let (dir, err) = load_err(
+        "dev",
+        &format!("{AWS}deployment:\n  strategy: canary\n  percent: 10\n  interval_seconds: 30\n"),
+    );
+    assert_problem(
+        dir.path(),
+        &err,
+        "dev.yaml",
+        "deployment.interval_seconds",
+        &[
+            "CodeDeploy shifts in whole minutes",
+            "set `interval_minutes`",
+        ],
+    );
+    let (dir, err) = load_err(
         "local",
-        &format!("{LOCAL}deployment:\n  strategy: canary\n  percent: 10\n  interval_minutes: 5\n"),
+        &format!(
+            "{LOCAL}deployment:\n  strategy: canary\n  percent: 10\n  interval_seconds: 5\n  interval_minutes: 1\n"
+        ),
     );
     assert_problem(
         dir.path(),
         &err,
         "local.yaml",
-        "deployment.strategy",
-        &["needs CodeDeploy", "set `strategy: all_at_once`"],
+        "deployment.interval_seconds",
+        &["not both"],
+    );
+}
+
+/// The local engine runs a local environment's shift itself: any percent, in seconds or minutes, and the stack
+/// renders no CodeDeploy resource for it.
+#[test]
+fn a_local_environment_shifts_in_seconds_without_codedeploy() {
+    let dir = config_dir(&[(
+        "local",
+        &format!("{LOCAL}deployment:\n  strategy: linear\n  percent: 30\n  interval_seconds: 4\n"),
+    )]);
+    let plan = config::load(dir.path(), "local").unwrap();
+    let shift = stack::TrafficShift::Linear {
+        percent: 30,
+        interval_seconds: 4,
+    };
+    assert_eq!(plan.deployment, shift);
+    let percents: Vec<u32> = shift.steps().iter().map(|s| s.percent).collect();
+    assert_eq!(percents, [30, 60, 90], "then the rest");
+    let canary = stack::TrafficShift::Canary {
+        percent: 10,
+        interval_seconds: 120,
+    };
+    assert_eq!(canary.steps().len(), 1);
+    let template = stack::render::render(&plan).unwrap();
+    assert!(
+        !template.body.contains("AWS::CodeDeploy"),
+        "no CodeDeploy resource on the local endpoint"
+    );
+    let minutes = config_dir(&[(
+        "local",
+        &format!("{LOCAL}deployment:\n  strategy: canary\n  percent: 25\n  interval_minutes: 2\n"),
+    )]);
+    assert_eq!(
+        config::load(minutes.path(), "local").unwrap().deployment,
+        stack::TrafficShift::Canary {
+            percent: 25,
+            interval_seconds: 120
+        }
     );
 }
 

@@ -221,6 +221,8 @@ async fn full_deploy(
     let mut opts = options_for(DeployOptions::for_plan(plan), plan, t.env);
     opts.allow_data_loss = args.allow_data_loss;
     opts.wait_timeout = args.wait.duration();
+    // Locally, a canary or linear `deployment` is tried on the running engine before the stack changes.
+    let shifted = crate::shift::before_change_set(plan, t.release, t.ui).await?;
     let req = DeployRequest {
         plan,
         template_body: &t.template.body,
@@ -255,9 +257,18 @@ async fn full_deploy(
         } else {
             None
         };
-        let gateway = match running {
-            Some(url) => url,
-            None => start_local_engine(plan, endpoint_url)
+        let gateway = match (running, shifted) {
+            (Some(url), _) => url,
+            // The shifted versions are the deployed ones now: reloading keeps their warm processes and the
+            // gateway's connections (a change of settings restarts the engine instead).
+            (None, Some(passed)) => {
+                let (url, _) = crate::serve::reload_or_restart(plan, endpoint_url)
+                    .await
+                    .context("the stack is deployed, but the local engine did not take it")?;
+                drop(passed.hold);
+                url
+            }
+            (None, None) => start_local_engine(plan, endpoint_url)
                 .await
                 .context("the stack is deployed, but the local engine did not start")?,
         };

@@ -24,6 +24,7 @@ pub mod render;
 pub mod replay;
 pub mod rollback;
 pub mod serve;
+pub mod shift;
 pub mod smoke;
 pub mod sources;
 pub mod status;

@@ -56,6 +56,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitStatus> {
     if let Some(port) = args.port {
         cfg.gateway_port = port;
     }
+    // Only this engine serves this state directory: what it does not run now is a leftover of earlier builds.
+    let serving: Vec<&str> = cfg
+        .functions
+        .iter()
+        .filter_map(|f| f.binary_sha256.as_deref())
+        .collect();
+    local_engine::deployed::prune_pinned(&state_dir, &serving);
     // The inspector's port is bound and recorded before the gateway answers, so whoever waits for the
     // gateway (`deploy`) finds the inspector's URL already written.
     let paths = StatePaths::new(&state_dir);

@@ -7,6 +7,9 @@
 //! functions whose binary changed ([`Host::recycle`]). The data never moves: it lives in the local AWS endpoint.
 //! Why a socket and not a signal: the caller needs the answer (what was reloaded, or why the engine cannot),
 //! and a socket inside the state directory can only belong to the engine of that directory.
+//!
+//! The same socket runs a local traffic shift (`shift`, [`crate::canary`]): the connection that asked for it
+//! holds the canary, and its end ends the canary unless a reload made the new code the deployed one first.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,26 +94,29 @@ pub async fn request_reload(state_dir: &Path) -> Result<ReloadReport, ControlErr
         .map_err(|_| unreachable(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())))?
 }
 
-/// What the engine serves of one function: its binary's SHA-256 and the settings a process starts with.
+/// What the engine serves of one function: its binary (pinned path and SHA-256) and the settings a process
+/// starts with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Served {
-    binary_sha256: String,
+pub(crate) struct Served {
+    pub(crate) binary: PathBuf,
+    pub(crate) binary_sha256: String,
     settings: String,
 }
 
 impl Served {
     fn of(spec: &FunctionSpec) -> std::io::Result<Served> {
         Ok(Served {
+            binary: spec.binary.clone(),
             // The engine verified (so hashed) each binary when it read the deployed stack: reuse that digest.
             binary_sha256: match &spec.binary_sha256 {
                 Some(digest) => digest.clone(),
                 None => sha256_file(&spec.binary)?,
             },
-            // Everything but the code: a change here is a configuration change, which needs a restart.
+            // Everything but the code (the binary's path is its digest's): a change here is a configuration
+            // change, which needs a restart.
             settings: format!(
-                "{} {} {:?} {} {:?} {}",
+                "{} {:?} {} {:?} {}",
                 spec.function_name,
-                spec.binary.display(),
                 spec.environment,
                 spec.memory_mb,
                 spec.timeout,
@@ -177,25 +183,38 @@ impl Drop for ControlServer {
     }
 }
 
-struct Reloader {
-    host: Arc<Host>,
-    served: Mutex<BTreeMap<FunctionName, Served>>,
+pub(crate) struct Reloader {
+    pub(crate) host: Arc<Host>,
+    pub(crate) served: Mutex<BTreeMap<FunctionName, Served>>,
     source: DeployedSource,
-    /// One reload at a time: two callers must not interleave their comparisons.
-    busy: tokio::sync::Mutex<()>,
+    /// One reload (or shift set-up) at a time: two callers must not interleave their comparisons.
+    pub(crate) busy: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub(crate) fn state_dir(&self) -> &Path {
+        &self.source.state_dir
+    }
 }
 
 async fn answer(stream: UnixStream, reloader: &Reloader) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
     let mut request = String::new();
-    BufReader::new(read).read_line(&mut request).await?;
-    let reply = match request.trim() {
-        "reload" => match reloader.reload().await {
+    read.read_line(&mut request).await?;
+    let reply = match request.trim().split_once(' ') {
+        _ if request.trim() == "reload" => match reloader.reload().await {
             Ok(report) => Reply::Reloaded(report),
             Err(message) => Reply::Failed { message },
         },
-        other => Reply::Failed {
-            message: format!("unknown request `{other}` (expected `reload`)"),
+        Some(("shift", body)) => {
+            return crate::canary::serve_shift(reloader, body, read, write).await;
+        }
+        _ => Reply::Failed {
+            message: format!(
+                "unknown request `{}` (expected `reload` or `shift <json>`)",
+                request.trim()
+            ),
         },
     };
     let mut line = serde_json::to_vec(&reply).expect("a reply serializes");
@@ -244,8 +263,14 @@ impl Reloader {
             }
         }
         for name in &report.reloaded {
-            self.host.recycle(*name);
+            self.host.recycle_to(*name, Some(next[name].binary.clone()));
         }
+        // The deployed release is what runs now: a shift that was trying it is over.
+        for name in next.keys() {
+            self.host.end_canary(*name);
+        }
+        let keep: Vec<&str> = next.values().map(|s| s.binary_sha256.as_str()).collect();
+        crate::deployed::prune_pinned(&src.state_dir, &keep);
         *served = next;
         Ok(report)
     }

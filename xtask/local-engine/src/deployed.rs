@@ -5,6 +5,11 @@
 //! manifest the deployer wrote (`binary_sha256`), and the deployed code must be that release
 //! (`CodeSha256` = base64 of the zip's SHA-256 = the manifest's `zip_sha256`). A mismatch is an error that
 //! says to run `cargo xtask deploy` again, instead of silently serving something else.
+//!
+//! The engine runs a pinned copy of each binary (`<state>/code/<sha256>/bootstrap`, a hard link where the file
+//! system allows), not the build's own file: the next build renames new binaries over `dist` while the engine
+//! still serves the deployed ones (during a local canary, both), and a process started then must run what was
+//! verified.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -99,12 +104,13 @@ pub fn dist_dir(env: &str) -> PathBuf {
     deployer::build::dist_dir(&deployer::build::default_target_dir(&root), &root, env)
 }
 
-/// The function specs of a deployed local stack, verified against the release manifest in `dist`.
+/// The function specs of a deployed local stack, verified against the release manifest in `dist`, each running
+/// its binary's pinned copy in `state_dir`.
 pub async fn function_specs(
     sdk: &aws_config::SdkConfig,
     plan: &Plan,
     endpoint: &str,
-    dist: &Path,
+    (dist, state_dir): (&Path, &Path),
     outputs: &BTreeMap<String, String>,
 ) -> Result<Vec<FunctionSpec>, DeployedError> {
     let manifest_path = deployer::build::manifest_path(dist);
@@ -127,16 +133,16 @@ pub async fn function_specs(
                 path: manifest_path.clone(),
                 detail: format!("no function `{name}` in it"),
             })?;
-        let binary = deployer::build::bootstrap_path(dist, name);
-        // 15 MB read and hashed: off the runtime the gateway and the poller share.
-        let hashed = {
-            let binary = binary.clone();
-            tokio::task::spawn_blocking(move || sha256_file(&binary))
+        let built = deployer::build::bootstrap_path(dist, name);
+        // 15 MB linked or copied, then hashed: off the runtime the gateway and the poller share.
+        let pinned = {
+            let (built, state_dir) = (built.clone(), state_dir.to_path_buf());
+            tokio::task::spawn_blocking(move || pin_binary(&state_dir, &built))
                 .await
-                .expect("hashing a file does not panic")
+                .expect("pinning a file does not panic")
         };
-        let found = hashed.map_err(|e| DeployedError::Binary {
-            path: binary.clone(),
+        let (binary, found) = pinned.map_err(|e| DeployedError::Binary {
+            path: built.clone(),
             detail: e.to_string(),
         })?;
         if found != artifact.binary_sha256 {
@@ -236,6 +242,50 @@ pub async fn dead_letter_queue_url(sdk: &aws_config::SdkConfig, plan: &Plan) -> 
         .await
         .ok()
         .and_then(|o| o.queue_url)
+}
+
+/// `<state>/code/<sha256>/bootstrap`: the engine's pinned copy of the binary with that digest.
+pub fn pinned_path(state_dir: &Path, sha256: &str) -> PathBuf {
+    state_dir.join("code").join(sha256).join("bootstrap")
+}
+
+/// Pins `binary`: links (or copies) it into the state directory first and hashes that copy, so the digest is of
+/// the file that will run even if a build renames another over `binary` meanwhile. Returns the pinned path and
+/// the digest.
+pub fn pin_binary(state_dir: &Path, binary: &Path) -> std::io::Result<(PathBuf, String)> {
+    let code = state_dir.join("code");
+    std::fs::create_dir_all(&code)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let fresh = code.join(format!(".pinning-{}-{nanos}", std::process::id()));
+    if std::fs::hard_link(binary, &fresh).is_err() {
+        std::fs::copy(binary, &fresh)?;
+    }
+    let pinned = sha256_file(&fresh).and_then(|sha| {
+        let dest = pinned_path(state_dir, &sha);
+        std::fs::create_dir_all(dest.parent().expect("a pinned path has a parent"))?;
+        std::fs::rename(&fresh, &dest)?;
+        Ok((dest, sha))
+    });
+    let _ = std::fs::remove_file(&fresh);
+    pinned
+}
+
+/// Removes the pinned binaries whose digest is not in `keep` (what the engine serves now): a long `dev` session
+/// swaps many builds.
+pub fn prune_pinned(state_dir: &Path, keep: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("code")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with('.') && !keep.contains(&name.as_ref()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// SHA-256 (hex) of a file.

@@ -66,7 +66,8 @@ impl EngineConfig {
     ) -> Result<EngineConfig, DeployedError> {
         let sdk = crate::endpoint::sdk_config_in(endpoint_url, &plan.region).await;
         let outs = deployed::stack_outputs(&sdk, &plan.stack_name, endpoint_url).await?;
-        let functions = deployed::function_specs(&sdk, plan, endpoint_url, dist, &outs).await?;
+        let functions =
+            deployed::function_specs(&sdk, plan, endpoint_url, (dist, state_dir), &outs).await?;
         let stream_arn = match outs.get(outputs::EVENTS_STREAM_ARN) {
             Some(arn) => arn.clone(),
             None => deployed::events_stream_arn(&sdk, plan, &outs).await?,

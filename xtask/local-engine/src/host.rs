@@ -130,6 +130,58 @@ pub enum InvokeError {
 pub struct Host {
     config: HostConfig,
     pools: HashMap<FunctionName, Arc<Pool>>,
+    /// A new version served beside a function's live one during a local traffic shift ([`crate::canary`]).
+    canaries: Mutex<HashMap<FunctionName, Arc<Canary>>>,
+}
+
+/// The version label of a canary's processes (`AWS_LAMBDA_FUNCTION_VERSION`, the log's `START ... Version:`).
+pub const CANARY_VERSION: &str = "canary";
+
+/// What a canary version did while it was served: its invocations, and those that would fire the alarms an AWS
+/// environment renders for a shift (any error, a duration above 80% of the timeout).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CanaryStats {
+    pub invocations: u64,
+    /// Invocations that failed: a function error, a crash, a timeout, out of memory, a failed init.
+    pub errors: u64,
+    /// Invocations that took more than 80% of the function's timeout (the AWS latency alarm's threshold).
+    pub slow: u64,
+    /// The newest failure, as the host reports it.
+    pub last_error: Option<String>,
+}
+
+/// A canary: its own pool of processes, the share of invocations routed to it and what it did.
+struct Canary {
+    pool: Arc<Pool>,
+    /// Share of the invocations, in basis points (0 to 10,000).
+    weight_bp: std::sync::atomic::AtomicU32,
+    /// Invocations routed through this canary's decision so far (it spreads the share evenly).
+    routed: AtomicU64,
+    stats: Mutex<CanaryStats>,
+}
+
+impl Canary {
+    /// Whether invocation number n goes to the canary: exactly `weight` of every run of invocations, evenly
+    /// spread (invocation n is the canary's when floor((n+1)w) > floor(nw)), so a 10% canary gets every tenth
+    /// one rather than a random tenth (Lambda draws at random; the share is the same, a test can count it).
+    fn take_turn(&self) -> bool {
+        let bp = u64::from(self.weight_bp.load(Ordering::SeqCst));
+        let n = self.routed.fetch_add(1, Ordering::SeqCst);
+        (n + 1) * bp / 10_000 > n * bp / 10_000
+    }
+
+    fn record(&self, outcome: &Result<InvokeOutput, InvokeError>) {
+        let mut stats = self.stats.lock().unwrap();
+        stats.invocations += 1;
+        match outcome {
+            Ok(out) if out.duration * 5 > self.pool.spec.timeout * 4 => stats.slow += 1,
+            Ok(_) => {}
+            Err(e) => {
+                stats.errors += 1;
+                stats.last_error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 impl Host {
@@ -140,20 +192,72 @@ impl Host {
             .into_iter()
             .map(|spec| {
                 let log_path = config.log_dir.join(format!("{}.log", spec.name));
-                let pool = Pool {
-                    permits: Arc::new(Semaphore::new(spec.max_processes.max(1))),
-                    spec,
-                    log: LogFile { path: log_path },
-                    idle: Mutex::new(Vec::new()),
-                    all: Mutex::new(HashMap::new()),
-                    next_id: AtomicU64::new(1),
-                    closed: AtomicBool::new(false),
-                    generation: AtomicU64::new(0),
-                };
-                (pool.spec.name, Arc::new(pool))
+                (spec.name, Arc::new(Pool::new(spec, log_path, "$LATEST")))
             })
             .collect();
-        Ok(Arc::new(Host { config, pools }))
+        Ok(Arc::new(Host {
+            config,
+            pools,
+            canaries: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Serves `spec` (a new binary of a hosted function) beside the live version, to no invocation yet
+    /// ([`Host::set_canary_weight`] routes a share to it). A canary already running for it is ended first.
+    /// Returns whether the function is hosted.
+    pub fn start_canary(&self, spec: FunctionSpec) -> bool {
+        let Some(live) = self.pools.get(&spec.name) else {
+            return false;
+        };
+        let name = spec.name;
+        let pool = Arc::new(Pool::new(spec, live.log.path.clone(), CANARY_VERSION));
+        pool.log.line(&format!(
+            "CANARY {} serves beside the live version, to no invocation yet",
+            pool.binary().display()
+        ));
+        let canary = Arc::new(Canary {
+            pool,
+            weight_bp: std::sync::atomic::AtomicU32::new(0),
+            routed: AtomicU64::new(0),
+            stats: Mutex::new(CanaryStats::default()),
+        });
+        if let Some(old) = self.canaries.lock().unwrap().insert(name, canary) {
+            old.pool.close();
+        }
+        true
+    }
+
+    /// Routes `percent` of `name`'s invocations to its canary (0 to 100). Returns whether it has one.
+    pub fn set_canary_weight(&self, name: FunctionName, percent: u32) -> bool {
+        let canaries = self.canaries.lock().unwrap();
+        let Some(c) = canaries.get(&name) else {
+            return false;
+        };
+        c.weight_bp.store(percent.min(100) * 100, Ordering::SeqCst);
+        c.pool.log.line(&format!(
+            "CANARY {percent}% of the invocations go to {}",
+            c.pool.binary().display()
+        ));
+        true
+    }
+
+    /// What `name`'s canary did so far, if it has one.
+    pub fn canary_stats(&self, name: FunctionName) -> Option<CanaryStats> {
+        let canaries = self.canaries.lock().unwrap();
+        canaries.get(&name).map(|c| c.stats.lock().unwrap().clone())
+    }
+
+    /// Stops serving `name`'s canary: no new invocation goes to it, its idle processes are killed now and busy
+    /// ones when their invocation ends. Returns what it did, if it had one.
+    pub fn end_canary(&self, name: FunctionName) -> Option<CanaryStats> {
+        let canary = self.canaries.lock().unwrap().remove(&name)?;
+        canary.pool.close();
+        canary
+            .pool
+            .log
+            .line("CANARY ended: every invocation goes to the live version");
+        let stats = canary.stats.lock().unwrap().clone();
+        Some(stats)
     }
 
     pub fn config(&self) -> &HostConfig {
@@ -210,9 +314,18 @@ impl Host {
     /// replaced it by rename): idle processes are killed now, busy ones when their invocation ends, so no
     /// request is cut off. The other functions' processes are left alone. Returns whether `name` is hosted.
     pub fn recycle(&self, name: FunctionName) -> bool {
+        self.recycle_to(name, None)
+    }
+
+    /// [`Host::recycle`], with the next processes started from `binary` when given (the engine runs pinned
+    /// copies of the deployed binaries, one path per digest: a hotswapped binary has a new path).
+    pub fn recycle_to(&self, name: FunctionName, binary: Option<PathBuf>) -> bool {
         let Some(pool) = self.pools.get(&name) else {
             return false;
         };
+        if let Some(binary) = binary {
+            *pool.binary.lock().unwrap() = binary;
+        }
         pool.generation.fetch_add(1, Ordering::SeqCst);
         let idle: Vec<Arc<Worker>> = std::mem::take(&mut *pool.idle.lock().unwrap());
         for w in &idle {
@@ -221,7 +334,7 @@ impl Host {
         pool.log.line(&format!(
             "RELOAD {} process(es) retired; the next invocation starts {}",
             idle.len(),
-            pool.spec.binary.display()
+            pool.binary().display()
         ));
         true
     }
@@ -243,17 +356,26 @@ impl Host {
                 limit: MAX_REQUEST_PAYLOAD,
             });
         }
+        let canary = self.canaries.lock().unwrap().get(&name).cloned();
+        if let Some(canary) = canary.filter(|c| c.take_turn()) {
+            let outcome = canary.pool.invoke(&self.config, payload.clone()).await;
+            // A canary ended meanwhile: the live version takes the invocation.
+            if !matches!(outcome, Err(InvokeError::ShuttingDown)) {
+                canary.record(&outcome);
+                return outcome;
+            }
+        }
         pool.invoke(&self.config, payload).await
     }
 
     /// Kills every function process and waits (bounded) until they are gone.
     pub async fn shutdown(&self) {
-        for pool in self.pools.values() {
+        let pools = self.all_pools();
+        for pool in &pools {
             pool.closed.store(true, Ordering::SeqCst);
         }
-        let workers: Vec<Arc<Worker>> = self
-            .pools
-            .values()
+        let workers: Vec<Arc<Worker>> = pools
+            .iter()
             .flat_map(|p| p.all.lock().unwrap().values().cloned().collect::<Vec<_>>())
             .collect();
         for w in &workers {
@@ -267,7 +389,7 @@ impl Host {
 
     /// Synchronous best-effort kill, for `Drop` paths that cannot await.
     pub fn kill_all(&self) {
-        for pool in self.pools.values() {
+        for pool in &self.all_pools() {
             pool.closed.store(true, Ordering::SeqCst);
             for w in pool.all.lock().unwrap().values() {
                 w.kill();
@@ -283,15 +405,30 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The live pools and the canaries' pools.
+    fn all_pools(&self) -> Vec<Arc<Pool>> {
+        let mut pools: Vec<Arc<Pool>> = self.pools.values().cloned().collect();
+        if let Ok(canaries) = self.canaries.lock() {
+            pools.extend(canaries.values().map(|c| c.pool.clone()));
+        }
+        pools
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         self.kill_all();
     }
 }
 
-/// The processes of one function.
+/// The processes of one function (of one version of it: the live one, or a canary).
 struct Pool {
     spec: FunctionSpec,
+    /// The executable the next process starts (`spec.binary` until a reload names another).
+    binary: Mutex<PathBuf>,
+    /// `$LATEST` for the live version, [`CANARY_VERSION`] for a canary.
+    version: &'static str,
     log: LogFile,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Arc<Worker>>>,
@@ -363,6 +500,34 @@ fn new_trace_id() -> String {
 }
 
 impl Pool {
+    fn new(spec: FunctionSpec, log_path: PathBuf, version: &'static str) -> Pool {
+        Pool {
+            permits: Arc::new(Semaphore::new(spec.max_processes.max(1))),
+            binary: Mutex::new(spec.binary.clone()),
+            version,
+            spec,
+            log: LogFile { path: log_path },
+            idle: Mutex::new(Vec::new()),
+            all: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn binary(&self) -> PathBuf {
+        self.binary.lock().unwrap().clone()
+    }
+
+    /// Takes no more invocations: idle processes are killed now, busy ones when their invocation ends.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let idle: Vec<Arc<Worker>> = std::mem::take(&mut *self.idle.lock().unwrap());
+        for w in &idle {
+            self.retire(w);
+        }
+    }
+
     async fn invoke(
         self: &Arc<Self>,
         host: &HostConfig,
@@ -415,8 +580,10 @@ impl Pool {
                 return Err(InvokeError::Init(format!("the process did not ask for work within {INIT_TIMEOUT:?}")));
             }
         };
-        self.log
-            .line(&format!("START RequestId: {request_id} Version: $LATEST"));
+        self.log.line(&format!(
+            "START RequestId: {request_id} Version: {}",
+            self.version
+        ));
         // Phase 2: the process answers within the function's timeout and its memory size.
         let pid = *worker.pid.lock().unwrap();
         let outcome = tokio::select! {
@@ -537,8 +704,9 @@ impl Pool {
 
     /// Starts a process with its own Runtime API listener.
     async fn spawn(self: &Arc<Self>, host: &HostConfig) -> Result<Arc<Worker>, InvokeError> {
+        let binary = self.binary();
         let spawn_err = |source| InvokeError::Spawn {
-            path: self.spec.binary.clone(),
+            path: binary.clone(),
             source,
         };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
@@ -569,14 +737,14 @@ impl Pool {
         });
         *worker.server.lock().unwrap() = Some(server);
 
-        let mut cmd = tokio::process::Command::new(&self.spec.binary);
+        let mut cmd = tokio::process::Command::new(&binary);
         cmd.env_clear()
             .envs(self.process_env(host, &addr.to_string()))
             .stdin(std::process::Stdio::null())
             .stdout(self.log.stdio().map_err(spawn_err)?)
             .stderr(self.log.stdio().map_err(spawn_err)?)
             .kill_on_drop(true);
-        if let Some(dir) = self.spec.binary.parent() {
+        if let Some(dir) = binary.parent() {
             cmd.current_dir(dir);
         }
         let mut child = match cmd.spawn() {
@@ -593,7 +761,7 @@ impl Pool {
         self.log.line(&format!(
             "INIT_START process {} ({}) runtime API 127.0.0.1:{}",
             pid.unwrap_or(0),
-            self.spec.binary.display(),
+            binary.display(),
             addr.port()
         ));
         self.all.lock().unwrap().insert(id, worker.clone());
@@ -626,8 +794,8 @@ impl Pool {
     /// reads from `AWS_LAMBDA_RUNTIME_API` (`host:port`, optionally with a path prefix).
     fn process_env(&self, host: &HostConfig, runtime_api: &str) -> Vec<(String, String)> {
         let spec = &self.spec;
-        let task_root = spec
-            .binary
+        let task_root = self
+            .binary()
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
@@ -648,7 +816,7 @@ impl Pool {
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
                 spec.memory_mb.to_string(),
             ),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", self.version.to_string()),
             (
                 "AWS_LAMBDA_LOG_GROUP_NAME",
                 stack::function_log_group_name(&spec.function_name),
