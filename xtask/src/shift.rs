@@ -75,8 +75,14 @@ pub(crate) async fn before_change_set(
         }
         ShiftVerdict::Shifted(stats) => {
             let invocations: u64 = stats.values().map(|s| s.invocations).sum();
+            // As on AWS, where an alarm without data does not fire: an idle shift passes, but says so.
+            let proof = if invocations == 0 {
+                "no invocation reached the new versions, so nothing was tried".to_string()
+            } else {
+                format!("{invocations} invocation(s) of the new versions, none failed")
+            };
             ui.line(&format!(
-                "traffic shift: passed in {:.1} s ({invocations} invocation(s) of the new versions, none failed); they take every invocation",
+                "traffic shift: passed in {:.1} s ({proof}); they take every invocation",
                 started.elapsed().as_secs_f64()
             ));
             Ok(Some(Passed { hold }))
