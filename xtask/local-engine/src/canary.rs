@@ -220,10 +220,13 @@ async fn start(reloader: &Reloader, request: &ShiftRequest) -> Result<Vec<Functi
             ));
         };
         let pinned = {
-            let (state_dir, binary) = (reloader.state_dir().to_path_buf(), binary.clone());
-            tokio::task::spawn_blocking(move || crate::deployed::pin_binary(&state_dir, &binary))
-                .await
-                .expect("pinning a file does not panic")
+            let (state_dir, binary, name) =
+                (reloader.state_dir().to_path_buf(), binary.clone(), *name);
+            tokio::task::spawn_blocking(move || {
+                crate::deployed::pin_binary(&state_dir, name, &binary)
+            })
+            .await
+            .expect("pinning a file does not panic")
         };
         let (path, sha) = pinned.map_err(|e| format!("{}: {e}", binary.display()))?;
         if sha == live.binary_sha256 {

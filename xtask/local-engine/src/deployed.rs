@@ -6,7 +6,7 @@
 //! (`CodeSha256` = base64 of the zip's SHA-256 = the manifest's `zip_sha256`). A mismatch is an error that
 //! says to run `cargo xtask deploy` again, instead of silently serving something else.
 //!
-//! The engine runs a pinned copy of each binary (`<state>/code/<sha256>/bootstrap`, a hard link where the file
+//! The engine runs a pinned copy of each binary (`<state>/code/<sha256>/<function>/bootstrap`, a hard link where the file
 //! system allows), not the build's own file: the next build renames new binaries over `dist` while the engine
 //! still serves the deployed ones (during a local canary, both), and a process started then must run what was
 //! verified.
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use stack::{Plan, outputs};
+use stack::{FunctionName, Plan, outputs};
 
 use crate::host::{DEFAULT_POOL_SIZE, FunctionSpec};
 
@@ -137,7 +137,7 @@ pub async fn function_specs(
         // 15 MB linked or copied, then hashed: off the runtime the gateway and the poller share.
         let pinned = {
             let (built, state_dir) = (built.clone(), state_dir.to_path_buf());
-            tokio::task::spawn_blocking(move || pin_binary(&state_dir, &built))
+            tokio::task::spawn_blocking(move || pin_binary(&state_dir, name, &built))
                 .await
                 .expect("pinning a file does not panic")
         };
@@ -244,15 +244,24 @@ pub async fn dead_letter_queue_url(sdk: &aws_config::SdkConfig, plan: &Plan) -> 
         .and_then(|o| o.queue_url)
 }
 
-/// `<state>/code/<sha256>/bootstrap`: the engine's pinned copy of the binary with that digest.
-pub fn pinned_path(state_dir: &Path, sha256: &str) -> PathBuf {
-    state_dir.join("code").join(sha256).join("bootstrap")
+/// `<state>/code/<sha256>/<function>/bootstrap`: the engine's pinned copy of `function`'s binary with that digest
+/// (the path still ends like the build's, `<function>/bootstrap`, so a process list reads the same).
+pub fn pinned_path(state_dir: &Path, sha256: &str, function: FunctionName) -> PathBuf {
+    state_dir
+        .join("code")
+        .join(sha256)
+        .join(function.as_str())
+        .join("bootstrap")
 }
 
 /// Pins `binary`: links (or copies) it into the state directory first and hashes that copy, so the digest is of
 /// the file that will run even if a build renames another over `binary` meanwhile. Returns the pinned path and
 /// the digest.
-pub fn pin_binary(state_dir: &Path, binary: &Path) -> std::io::Result<(PathBuf, String)> {
+pub fn pin_binary(
+    state_dir: &Path,
+    function: FunctionName,
+    binary: &Path,
+) -> std::io::Result<(PathBuf, String)> {
     let code = state_dir.join("code");
     std::fs::create_dir_all(&code)?;
     let nanos = std::time::SystemTime::now()
@@ -264,7 +273,7 @@ pub fn pin_binary(state_dir: &Path, binary: &Path) -> std::io::Result<(PathBuf, 
         std::fs::copy(binary, &fresh)?;
     }
     let pinned = sha256_file(&fresh).and_then(|sha| {
-        let dest = pinned_path(state_dir, &sha);
+        let dest = pinned_path(state_dir, &sha, function);
         std::fs::create_dir_all(dest.parent().expect("a pinned path has a parent"))?;
         std::fs::rename(&fresh, &dest)?;
         Ok((dest, sha))
