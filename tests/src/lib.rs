@@ -37,3 +37,26 @@ pub async fn get_status(http: &reqwest::Client, url: String) -> u16 {
         .status()
         .as_u16()
 }
+
+/// The version the function's `live` alias points at (what the API and the stream mapping invoke on AWS), and
+/// that version's `CodeSha256`. On moto, `moto_patch.py` models the alias through moto's Lambda API.
+pub async fn live_version(clients: &deployer::aws::Clients, function: &str) -> (String, String) {
+    let alias = clients
+        .lambda
+        .get_alias()
+        .function_name(function)
+        .name(stack::LIVE_ALIAS)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{function}:{}: {e:?}", stack::LIVE_ALIAS));
+    let version = alias.function_version().unwrap().to_string();
+    let config = clients
+        .lambda
+        .get_function_configuration()
+        .function_name(function)
+        .qualifier(&version)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{function}:{version}: {e:?}"));
+    (version, config.code_sha256().unwrap().to_string())
+}

@@ -183,27 +183,8 @@ async fn code_sha256(clients: &Clients, function: &str) -> String {
         .to_string()
 }
 
-/// The version the function's `live` alias points at (what the API and the stream mapping invoke), and that
-/// version's `CodeSha256`.
 async fn live(clients: &Clients, function: &str) -> (String, String) {
-    let alias = clients
-        .lambda
-        .get_alias()
-        .function_name(function)
-        .name(stack::LIVE_ALIAS)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{function}:{}: {e:?}", stack::LIVE_ALIAS));
-    let version = alias.function_version().unwrap().to_string();
-    let config = clients
-        .lambda
-        .get_function_configuration()
-        .function_name(function)
-        .qualifier(&version)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{function}:{version}: {e:?}"));
-    (version, config.code_sha256().unwrap().to_string())
+    tests::live_version(clients, function).await
 }
 
 fn expected_code_sha256(release: &Release, f: FunctionName) -> String {

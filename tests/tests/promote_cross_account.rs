@@ -393,6 +393,16 @@ async fn a_release_is_promoted_into_another_account_and_region_bit_for_bit() {
             .await
             .unwrap_or_else(|e| panic!("{name} in the target account: {e:?}"));
         assert_eq!(cfg.code_sha256(), Some(expected.as_str()), "{name}");
+        // What the API and the stream mapping invoke: the `live` alias, at a published version of that digest.
+        let (version, live_code) = tests::live_version(&dst, name).await;
+        assert_ne!(
+            version, "$LATEST",
+            "{name}: the alias names a published version"
+        );
+        assert_eq!(
+            live_code, expected,
+            "{name}:{version} runs the promoted zip"
+        );
         assert!(
             cfg.function_arn()
                 .unwrap()
