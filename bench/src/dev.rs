@@ -105,6 +105,22 @@ struct Workspace {
     original: String,
     /// The checkout's target directory: both sides build the copy into it (its dependencies are compiled).
     target_dir: PathBuf,
+    /// The checkout's own copy of [`EDITED`], marked as changed on drop.
+    checkout_edited: PathBuf,
+}
+
+impl Drop for Workspace {
+    /// The copy built its edited query into the checkout's target directory, into the same cargo units (cargo keys
+    /// a workspace member by its path inside the workspace) and later than the checkout's sources were written:
+    /// cargo, which compares modification times, would take that build as fresh for the checkout too, and the
+    /// checkout's next deploy would serve the benchmark's last tag. Marking the checkout's source as changed makes
+    /// its next build compile it again.
+    fn drop(&mut self) {
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&self.checkout_edited)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    }
 }
 
 impl Workspace {
@@ -132,6 +148,7 @@ impl Workspace {
             root,
             original,
             target_dir: deployer::build::default_target_dir(checkout),
+            checkout_edited: checkout.join(EDITED),
         })
     }
 
