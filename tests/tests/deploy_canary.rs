@@ -1,7 +1,7 @@
 //! A canary deploy on the local engine, through the real CLI and the real function binaries: with
 //! `deployment: {strategy: canary, percent: 10}` in `local.yaml`, a deploy of a new query build (its `/health`
-//! names the build) serves it to 10% of the gateway's requests while the step lasts, says so, and then deploys
-//! it; afterwards every request gets the new build. (A failing canary is rolled back: `local_canary.rs`, through
+//! names the build) serves it to 10% of the gateway's requests while the step lasts, says so (and `status`
+//! shows the split), and then deploys it; afterwards every request gets the new build. (A failing canary is rolled back: `local_canary.rs`, through
 //! the same control socket with a build that cannot start.)
 
 use serde_json::Value;
@@ -64,6 +64,17 @@ async fn a_local_canary_serves_the_new_build_to_ten_percent_of_requests_then_to_
             .contains("traffic shift: new version of `query` served beside the live one"),
         "only the query function changed:\n{}",
         deploy.output()
+    );
+    // `status` shows the split while the step lasts.
+    let status = env.run(&["status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(status.status.success(), "{}", output_text(&status));
+    assert!(
+        shown.contains("live (the local engine's binaries")
+            && shown.lines().any(|l| l.trim_start().starts_with("query")
+                && l.contains("(90%)")
+                && l.contains("(10%)")),
+        "status shows query's split:\n{shown}"
     );
     let mut builds = Vec::new();
     for _ in 0..100 {

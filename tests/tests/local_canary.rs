@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use local_engine::canary::{ShiftEvent, ShiftRequest, ShiftVerdict, request_shift};
-use local_engine::control::{ControlServer, DeployedSource};
+use local_engine::control::{ControlServer, DeployedSource, request_serving};
 use local_engine::host::{CANARY_VERSION, Host};
 use local_engine::{Engine, EngineHandle};
 use local_support::*;
@@ -124,6 +124,14 @@ async fn a_ten_percent_canary_gets_every_tenth_invocation_then_all_and_ends_with
         Some(9),
         "spread evenly: the tenth is the first"
     );
+    // What `status` shows: the live binary, and the canary's with its share.
+    let serving = request_serving(dir.path())
+        .await
+        .expect("the engine answers");
+    let query = &serving[&FunctionName::Query];
+    let (canary_sha, percent) = query.canary.clone().expect("a canary during the shift");
+    assert_eq!(percent, 10);
+    assert_ne!(canary_sha, query.binary_sha256);
 
     let (outcome, events) = shift.await.unwrap();
     let (verdict, hold) = outcome.expect("the shift runs");
@@ -146,6 +154,11 @@ async fn a_ten_percent_canary_gets_every_tenth_invocation_then_all_and_ends_with
     for _ in 0..5 {
         assert_eq!(served_by(&host).await, CANARY_VERSION);
     }
+    let serving = request_serving(dir.path()).await.unwrap();
+    assert_eq!(
+        serving[&FunctionName::Query].canary.as_ref().map(|c| c.1),
+        Some(100)
+    );
     // The caller went away without a reload (its deploy failed): back to the live version.
     drop(hold);
     let back = eventually(Duration::from_secs(10), async || {
@@ -154,6 +167,8 @@ async fn a_ten_percent_canary_gets_every_tenth_invocation_then_all_and_ends_with
     .await;
     assert!(back.is_some(), "the canary ends with its connection");
     assert_eq!(served_by(&host).await, "$LATEST");
+    let serving = request_serving(dir.path()).await.unwrap();
+    assert_eq!(serving[&FunctionName::Query].canary, None);
     let log = std::fs::read_to_string(host.log_path(FunctionName::Query).unwrap()).unwrap();
     assert!(log.contains("CANARY 10% of the invocations go to"), "{log}");
     assert!(log.contains("START RequestId: "), "{log}");

@@ -30,9 +30,13 @@ pub struct StatusReport {
     pub api_url: Option<String>,
     /// Set while a hotswap left the functions on other code than the stack names.
     pub drift: Option<crate::hotswap::DriftRecord>,
-    /// On AWS, the version each function's `live` alias serves, and the traffic split during a shift.
+    /// On AWS, the version each function's `live` alias serves, and the traffic split during a shift. Locally,
+    /// what the running engine serves: the binary's SHA-256 (12 digits) and, during a shift, the canary's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub live: BTreeMap<stack::FunctionName, crate::rollback::LiveAlias>,
+    /// What `live` was read from, when it is not the `live` alias (the local engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_source: Option<String>,
     /// On AWS, the release history (`deploy`, `hotswap`, `rollback`), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<crate::rollback::HistoryEntry>,
@@ -93,7 +97,10 @@ impl std::fmt::Display for StatusReport {
             write!(f, "{drift}")?;
         }
         if !self.live.is_empty() {
-            writeln!(f, "live (alias `{}`):", stack::LIVE_ALIAS)?;
+            match &self.live_source {
+                Some(source) => writeln!(f, "live ({source}):")?,
+                None => writeln!(f, "live (alias `{}`):", stack::LIVE_ALIAS)?,
+            }
             for (name, alias) in &self.live {
                 writeln!(f, "  {:<10} {alias}", name.as_str())?;
             }
@@ -150,6 +157,7 @@ pub async fn status(
         api_url: None,
         drift: None,
         live: BTreeMap::new(),
+        live_source: None,
         history: Vec::new(),
     };
     let Some(stack) = stack else {

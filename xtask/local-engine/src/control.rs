@@ -41,30 +41,63 @@ pub struct ReloadReport {
     pub unchanged: Vec<FunctionName>,
 }
 
+/// What the engine serves of one function: its live binary and, during a shift, the canary's and its share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Serving {
+    pub binary_sha256: String,
+    /// The canary's binary SHA-256 and the percent of the invocations it gets.
+    pub canary: Option<(String, u32)>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 enum Reply {
     Reloaded(ReloadReport),
-    Failed { message: String },
+    Serving {
+        functions: BTreeMap<FunctionName, Serving>,
+    },
+    Failed {
+        message: String,
+    },
 }
 
-/// Errors of [`request_reload`].
+/// Errors of [`request_reload`], [`request_serving`] and `canary::request_shift`.
 ///
 /// ### Handling
 /// `Unreachable`: no engine listens (none runs, or an engine from before the control channel); the caller
-/// restarts the engine instead. `Failed`: the engine answered that it cannot reload (the deployed stack and the
-/// build disagree, or more than code changed); the caller restarts it, which reports the same problem if it
-/// persists.
+/// restarts the engine instead (`status` says nothing of the engine then). `Failed`: the engine answered that it
+/// cannot do it (for a reload: the deployed stack and the build disagree, or more than code changed); the caller
+/// restarts it, which reports the same problem if it persists.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("no local engine answers on {path}: {detail}")]
     Unreachable { path: PathBuf, detail: String },
-    #[error("the local engine cannot reload: {0}")]
+    #[error("the local engine cannot do it: {0}")]
     Failed(String),
 }
 
 /// Asks the engine serving `state_dir` to reload the functions whose code changed, and waits for its answer.
 pub async fn request_reload(state_dir: &Path) -> Result<ReloadReport, ControlError> {
+    match exchange(state_dir, "reload").await? {
+        Reply::Reloaded(report) => Ok(report),
+        Reply::Failed { message } => Err(ControlError::Failed(message)),
+        Reply::Serving { .. } => Err(ControlError::Failed("answered `status` to `reload`".into())),
+    }
+}
+
+/// Asks the engine serving `state_dir` what it serves of each function (`status` shows it).
+pub async fn request_serving(
+    state_dir: &Path,
+) -> Result<BTreeMap<FunctionName, Serving>, ControlError> {
+    match exchange(state_dir, "status").await? {
+        Reply::Serving { functions } => Ok(functions),
+        Reply::Failed { message } => Err(ControlError::Failed(message)),
+        Reply::Reloaded(_) => Err(ControlError::Failed("answered `reload` to `status`".into())),
+    }
+}
+
+/// Sends one request line and reads the one-line answer.
+async fn exchange(state_dir: &Path, request: &str) -> Result<Reply, ControlError> {
     let path = socket_path(state_dir);
     let unreachable = |detail: String| ControlError::Unreachable {
         path: path.clone(),
@@ -75,7 +108,7 @@ pub async fn request_reload(state_dir: &Path) -> Result<ReloadReport, ControlErr
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         stream
-            .write_all(b"reload\n")
+            .write_all(format!("{request}\n").as_bytes())
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let mut answer = String::new();
@@ -83,11 +116,8 @@ pub async fn request_reload(state_dir: &Path) -> Result<ReloadReport, ControlErr
             .read_line(&mut answer)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        match serde_json::from_str::<Reply>(&answer) {
-            Ok(Reply::Reloaded(report)) => Ok(report),
-            Ok(Reply::Failed { message }) => Err(ControlError::Failed(message)),
-            Err(e) => Err(unreachable(format!("unreadable answer `{answer}`: {e}"))),
-        }
+        serde_json::from_str::<Reply>(&answer)
+            .map_err(|e| unreachable(format!("unreadable answer `{answer}`: {e}")))
     };
     tokio::time::timeout(ANSWER_TIMEOUT, exchange)
         .await
@@ -195,6 +225,24 @@ impl Reloader {
     pub(crate) fn state_dir(&self) -> &Path {
         &self.source.state_dir
     }
+
+    fn serving(&self) -> BTreeMap<FunctionName, Serving> {
+        let served = self.served.lock().unwrap().clone();
+        served
+            .into_iter()
+            .map(|(name, s)| {
+                let canary = self
+                    .host
+                    .canary_split(name)
+                    .map(|(sha, percent)| (sha.unwrap_or_default(), percent));
+                let serving = Serving {
+                    binary_sha256: s.binary_sha256,
+                    canary,
+                };
+                (name, serving)
+            })
+            .collect()
+    }
 }
 
 async fn answer(stream: UnixStream, reloader: &Reloader) -> std::io::Result<()> {
@@ -207,12 +255,15 @@ async fn answer(stream: UnixStream, reloader: &Reloader) -> std::io::Result<()> 
             Ok(report) => Reply::Reloaded(report),
             Err(message) => Reply::Failed { message },
         },
+        _ if request.trim() == "status" => Reply::Serving {
+            functions: reloader.serving(),
+        },
         Some(("shift", body)) => {
             return crate::canary::serve_shift(reloader, body, read, write).await;
         }
         _ => Reply::Failed {
             message: format!(
-                "unknown request `{}` (expected `reload` or `shift <json>`)",
+                "unknown request `{}` (expected `reload`, `status` or `shift <json>`)",
                 request.trim()
             ),
         },

@@ -241,6 +241,17 @@ impl Host {
         true
     }
 
+    /// `name`'s canary, if it has one: its binary's SHA-256 and the percent of the invocations it gets.
+    pub fn canary_split(&self, name: FunctionName) -> Option<(Option<String>, u32)> {
+        let canaries = self.canaries.lock().unwrap();
+        canaries.get(&name).map(|c| {
+            (
+                c.pool.spec.binary_sha256.clone(),
+                c.weight_bp.load(Ordering::SeqCst) / 100,
+            )
+        })
+    }
+
     /// What `name`'s canary did so far, if it has one.
     pub fn canary_stats(&self, name: FunctionName) -> Option<CanaryStats> {
         let canaries = self.canaries.lock().unwrap();
